@@ -1,0 +1,91 @@
+"""Checkpoints: a JSON config beside a safetensors file of the trainable weights. No pickle.
+
+    my_model.json         {"arch": ..., ..., "weights": "my_model.safetensors"}
+    my_model.safetensors  trainable tensors only (frozen backbones load from their own files)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .models.base import AffectModel
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or does not match the model it configures."""
+
+
+def save_checkpoint(model: AffectModel, json_path: str | Path, extra: dict | None = None) -> Path:
+    """Write `<stem>.json` and `<stem>.safetensors`; returns the JSON path."""
+    json_path = Path(json_path)
+    if json_path.suffix != ".json":
+        raise CheckpointError(f"checkpoint path must end in .json, got {json_path}")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    weights_path = json_path.with_suffix(".safetensors")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    save_file(tensors, str(weights_path), metadata={"model_id": model.model_id})
+    config = dict(model.config())
+    config["weights"] = weights_path.name
+    if extra:
+        config["training"] = extra
+    json_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return json_path
+
+
+def read_config(json_path: str | Path) -> dict:
+    json_path = Path(json_path)
+    try:
+        config = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint config {json_path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint config {json_path} is not valid JSON: {e}") from None
+    for key in ("arch", "weights"):
+        if key not in config:
+            raise CheckpointError(f"checkpoint config {json_path} has no {key!r} field")
+    return config
+
+
+def load_checkpoint(json_path: str | Path, **overrides) -> AffectModel:
+    """Build the model a checkpoint config describes and load its trainable weights, checking
+    every key and shape."""
+    from .models.registry import build_model
+
+    json_path = Path(json_path)
+    config = read_config(json_path)
+    weights_path = (json_path.parent / config.pop("weights")).resolve()
+    config.pop("training", None)
+    config.update(overrides)
+    model = build_model(config)
+    try:
+        tensors = load_file(str(weights_path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{json_path}: weights file {weights_path} does not exist") from None
+    except Exception as e:  # safetensors raises its own error type for corrupt headers
+        raise CheckpointError(f"{json_path}: cannot read weights {weights_path}: {e}") from None
+    load_trainable(model, tensors, source=str(weights_path))
+    model.untrained = False
+    model.checkpoint = str(json_path)
+    return model
+
+
+def load_trainable(model: AffectModel, tensors: dict[str, torch.Tensor], source: str) -> None:
+    expected = model.trainable_state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match model {model.model_id!r}: "
+            f"missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+            f"unexpected keys {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}"
+        )
+    for key, ref in expected.items():
+        if tuple(tensors[key].shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
+                f"model {model.model_id!r} expects {tuple(ref.shape)}"
+            )
+    model.load_state_dict(tensors, strict=False)

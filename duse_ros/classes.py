@@ -1,0 +1,63 @@
+"""Emotion class sets and the text that describes each class (the one place that owns them).
+
+Label order follows each dataset's own annotation files, so an index read from a label file
+maps straight to a class here:
+- DFEW (and FERV39k, whose released labels use the same seven names): 7 basic emotions.
+- MAFW: the same seven in MAFW's order plus four compound ones, 11 in all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Visible facial changes per class, used as the fixed words of DuSE's text prompts.
+DESCRIPTIONS: dict[str, str] = {
+    "happiness": "raised cheeks, the corners of the mouth pulled up into a smile, crow's feet by the eyes",
+    "sadness": "inner eyebrows drawn up and together, drooping upper eyelids, lip corners pulled down",
+    "neutral": "relaxed face muscles, eyes open normally, mouth closed and at rest",
+    "anger": "eyebrows lowered and pulled together, glaring eyes, lips pressed tight or bared teeth",
+    "surprise": "eyebrows raised high, eyes opened wide, jaw dropped with the mouth open",
+    "disgust": "nose wrinkled, upper lip raised, cheeks pushed up and brows lowered",
+    "fear": "eyebrows raised and drawn together, upper eyelids raised, lips stretched back",
+    "contempt": "one corner of the mouth tightened and raised on one side of the face",
+    "anxiety": "tense forehead, darting eyes, lips pressed or bitten, restless small movements",
+    "helplessness": "eyebrows raised in the middle, mouth slightly open, gaze lowered, slack face",
+    "disappointment": "lowered gaze, lip corners pulled down, a slight frown and a sigh",
+}
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    name: str
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def descriptions(self) -> list[str]:
+        return [DESCRIPTIONS[c] for c in self.classes]
+
+    def index(self, label: str) -> int:
+        try:
+            return self.classes.index(label)
+        except ValueError:
+            raise KeyError(f"class {label!r} is not in class set {self.name!r} {list(self.classes)}") from None
+
+
+_BASIC7 = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+
+CLASS_SETS: dict[str, ClassSet] = {
+    "dfew": ClassSet("dfew", _BASIC7),
+    "ferv39k": ClassSet("ferv39k", _BASIC7),
+    "mafw": ClassSet(
+        "mafw",
+        ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+         "contempt", "anxiety", "helplessness", "disappointment"),
+    ),
+}
+
+
+def get_class_set(name: str) -> ClassSet:
+    try:
+        return CLASS_SETS[name]
+    except KeyError:
+        raise KeyError(f"unknown class set {name!r}; known: {sorted(CLASS_SETS)}") from None

@@ -1,0 +1,69 @@
+"""The interface every emotion model in duse_ros implements, so the engine and nodes need not
+know which model they run.
+
+Inputs (all float32, already preprocessed by `duse_ros.preprocess`):
+- video: (B, T, 3, H, W), normalised with the model's mean/std, H = W = `input_spec.image_size`;
+  None when the window has no usable face (audio-visual models then run audio only).
+- audio: (B, S) mono waveform at `input_spec.audio_rate`; None for video-only models.
+Output: class logits (B, C) in the order of `class_names`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects from the windower and the preprocessor."""
+
+    num_frames: int = 16
+    image_size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    uses_video: bool = True
+    uses_audio: bool = False
+    audio_rate: int = 16000
+
+    def to_dict(self) -> dict:
+        return {
+            "num_frames": self.num_frames, "image_size": self.image_size,
+            "mean": list(self.mean), "std": list(self.std),
+            "uses_video": self.uses_video, "uses_audio": self.uses_audio,
+            "audio_rate": self.audio_rate,
+        }
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, C)
+    extras: dict = field(default_factory=dict)
+
+
+class AffectModel(nn.Module):
+    """Base class: subclasses set the attributes below in __init__ and implement `forward`."""
+
+    model_id: str
+    class_names: list[str]
+    input_spec: InputSpec
+    # True when the weights the model holds are random (no trained checkpoint was loaded).
+    untrained: bool = True
+    # Path of the checkpoint the trainable weights came from ("" when none).
+    checkpoint: str = ""
+
+    def forward(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """JSON-serialisable configuration that `duse_ros.models.build_model` rebuilds the model from."""
+        raise NotImplementedError
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint stores: everything that requires grad (frozen backbones excluded)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}

@@ -1,0 +1,61 @@
+"""Named model configurations and architecture builders.
+
+A configuration is plain JSON-able data with an "arch" key naming a builder. A name such as
+`duse-vitb16-normal` maps to one configuration; a path ending in `.json` is a checkpoint's
+config (see `duse_ros.checkpoint`), whose trainable weights are loaded after building.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable
+
+from .base import AffectModel
+
+_ARCHS: dict[str, Callable[[dict], AffectModel]] = {}
+_CONFIGS: dict[str, dict] = {}
+
+
+def register_arch(arch: str):
+    """Decorator: `builder(config) -> AffectModel` for configs whose "arch" is `arch`."""
+    def wrap(builder: Callable[[dict], AffectModel]):
+        if arch in _ARCHS:
+            raise ValueError(f"architecture {arch!r} registered twice")
+        _ARCHS[arch] = builder
+        return builder
+    return wrap
+
+
+def register_config(name: str, config: dict) -> None:
+    if "arch" not in config:
+        raise ValueError(f"config {name!r} has no 'arch' key")
+    if name in _CONFIGS:
+        raise ValueError(f"model configuration {name!r} registered twice")
+    _CONFIGS[name] = {**config, "name": name}
+
+
+def list_configs() -> list[str]:
+    return sorted(_CONFIGS)
+
+
+def get_config(name: str) -> dict:
+    try:
+        return copy.deepcopy(_CONFIGS[name])
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered: {list_configs()} (or give a checkpoint .json path)") from None
+
+
+def build_model(name_or_config: str | dict | Path, **overrides) -> AffectModel:
+    """Build a model from a registered name, a config dict, or a checkpoint's JSON path.
+
+    `overrides` replace config keys (e.g. `clip_weights=` for a frozen backbone file).
+    """
+    if isinstance(name_or_config, (str, Path)) and str(name_or_config).endswith(".json"):
+        from ..checkpoint import load_checkpoint
+        return load_checkpoint(name_or_config, **overrides)
+    config = get_config(name_or_config) if isinstance(name_or_config, str) else copy.deepcopy(dict(name_or_config))
+    config.update(overrides)
+    arch = config.get("arch")
+    if arch not in _ARCHS:
+        raise KeyError(f"config {config.get('name', '?')!r} names unknown arch {arch!r}; known: {sorted(_ARCHS)}")
+    return _ARCHS[arch](config)
