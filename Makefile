@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both run `make setup` first).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# DDS never leaves this machine; each entry point picks its own domain unless one is given.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test demo bench params clean
+
+setup:
+	@bash scripts/setup_venv.sh
+
+test: setup
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} $(PY) -m pytest test $(PYTEST_ARGS)
+
+demo: setup
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} $(PY) -m duse_ros.demo $(DEMO_ARGS)
+
+# Speed is measured here, side by side in one run, never in the test suite.
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} $(PY) $$b || exit 1; done
+
+params: setup
+	$(PY) -m training.count_params
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,37 @@
+"""pip route for duse_ros's Python package. The messages are built by CMake (colcon on a robot,
+`make setup` on a bare machine); see README."""
+from setuptools import find_packages, setup
+
+VERSION = "0.1.0"  # keep equal to package.xml and duse_ros.__version__ (test/test_package_metadata.py)
+
+setup(
+    name="duse_ros",
+    version=VERSION,
+    description="Affect sensing for ROS 2 robots: DuSE and BHGap emotion models, LLM dialogue bridge",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["duse_ros", "duse_ros.*"]),
+    install_requires=[
+        "numpy>=1.26,<3",
+        "opencv-python-headless>=4.9,<5",
+        "PyYAML>=6",
+        "torch==2.13.0",
+        "open_clip_torch==3.3.0",
+        "safetensors>=0.4",
+        "mambapy==1.2.0",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        # mamba-ssm's CUDA kernels for BHGap's prompt generators (mambapy is the CPU fallback).
+        "cuda": ["mamba-ssm>=2.2"],
+        "train": ["tqdm>=4.60", "matplotlib>=3.7"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "affect_node = duse_ros.nodes.affect_node:main",
+            "llm_bridge_node = duse_ros.nodes.llm_bridge_node:main",
+            "duse_demo = duse_ros.demo:main",
+        ],
+    },
+)
