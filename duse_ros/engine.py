@@ -1,0 +1,336 @@
+"""The inference engine: one worker thread runs an AffectModel on windows from a bounded queue.
+
+ROS-free. The node submits a `Job` per window from its executor thread; `submit` never blocks.
+When the model is slower than the windows arrive, the queue holds at most `queue_depth` pending
+jobs and a new job pushes out the oldest pending one (counted as `dropped_queue_full`): the
+robot wants the newest reading, not a growing backlog.
+
+The worker takes up to `max_batch` pending jobs at a time. Consecutive jobs with the same input
+structure (which of video/audio are present, and their shapes and dtypes) run as one forward
+of shape (B, T, 3, H, W) / (B, S); a change of structure (a face appears or is lost for an
+audio-visual model) starts a new batch. Results are therefore delivered in submission order.
+
+Threading:
+- `on_result(result)` is called on the worker thread. The node publishes from it directly
+  (rclpy's `Publisher.publish` is thread-safe); the callback must be quick and must not call
+  `stop()` expecting a join (a stop from the worker thread only signals). An exception in it is
+  logged and counted (`callback_errors`); the worker keeps going.
+- PyTorch's intra-op thread pool is process-wide. The engine leaves `torch.set_num_threads`
+  to the caller (the node, from a parameter or OMP_NUM_THREADS): set it before `start()`.
+- Autocast and inference mode are entered on the worker thread, so they never leak into the
+  caller's threads.
+
+Precision: on CUDA with `half=True` the forward runs under `torch.autocast("cuda", float16)`;
+on CPU it is always fp32 (`half` is ignored with one warning). Softmax is taken in fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .models.base import AffectModel, ModelOutput
+from .stats import LatencyReservoir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    key: int                          # the caller's id (e.g. the window index)
+    video: torch.Tensor | None        # (T, 3, H, W) float32, preprocessed; None: audio only
+    audio: torch.Tensor | None        # (S,) float32 mono waveform; None: video only
+    meta: Any = None                  # passed through to the Result untouched
+
+
+@dataclass
+class Result:
+    job: Job
+    probabilities: np.ndarray         # (C,) float32 softmax in the model's class order; empty on error
+    latency_s: float                  # wall time of the forward of this job's batch
+    batch_size: int                   # jobs in that forward
+    error: str | None = None          # "ExceptionType: message" when the forward failed
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """Counters since construction. Every submitted job ends as exactly one of completed,
+    errors, dropped_queue_full or dropped_shutdown, or is still pending/in flight."""
+
+    submitted: int
+    completed: int                    # delivered with probabilities
+    errors: int                       # delivered with an error (the forward raised or gave non-finite values)
+    dropped_queue_full: int           # pushed out of the queue by a newer job
+    dropped_shutdown: int             # pending at stop(), or submitted while stopped
+    callback_errors: int              # on_result raised
+    pending: int
+    in_flight: int
+    latency_p50_s: float | None       # per forward (batch), over the most recent forwards
+    latency_p95_s: float | None
+    device: str
+    half: bool                        # fp16 autocast actually in use
+    batch_histogram: dict[int, int] = field(default_factory=dict)  # batch size -> forwards run
+
+
+class EngineStats:
+    """Thread-safe counters the engine updates and diagnostics read through `snapshot()`."""
+
+    def __init__(self, device: str, half: bool, latency_capacity: int = 1024):
+        self._lock = threading.Lock()
+        self._device, self._half = device, half
+        self._counts = Counter()
+        self._batches: Counter[int] = Counter()
+        self.latency = LatencyReservoir(latency_capacity)
+
+    def add(self, counter: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[counter] += n
+
+    def record_forward(self, batch_size: int, latency_s: float, ok: bool) -> None:
+        with self._lock:
+            self._batches[batch_size] += 1
+            self._counts["completed" if ok else "errors"] += batch_size
+        if ok:
+            self.latency.add(latency_s)
+
+    def snapshot(self) -> EngineSnapshot:
+        p50, p95 = self.latency.percentiles(50, 95)
+        with self._lock:
+            c = self._counts
+            return EngineSnapshot(
+                submitted=c["submitted"], completed=c["completed"], errors=c["errors"],
+                dropped_queue_full=c["dropped_queue_full"], dropped_shutdown=c["dropped_shutdown"],
+                callback_errors=c["callback_errors"], pending=c["pending"], in_flight=c["in_flight"],
+                latency_p50_s=p50, latency_p95_s=p95, device=self._device, half=self._half,
+                batch_histogram=dict(sorted(self._batches.items())),
+            )
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'; anything else, or a
+    CUDA device this machine lacks, raises ValueError saying what to set instead."""
+    spec = str(device).strip().lower()
+    if spec == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"invalid device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise ValueError(f"device type {dev.type!r} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
+            f"CUDA build: {torch.version.cuda or 'none'}): set device to 'cpu' or 'auto', "
+            "or install a CUDA build of torch on a machine with an NVIDIA driver")
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    if index >= count:
+        raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s): use cuda:0..cuda:{count - 1}")
+    return torch.device("cuda", index)
+
+
+def _structure(job: Job) -> tuple:
+    """Jobs with equal structure can share one forward."""
+    def describe(t: torch.Tensor | None):
+        return None if t is None else (tuple(t.shape), t.dtype)
+    return describe(job.video), describe(job.audio)
+
+
+def _validate(job: Job) -> None:
+    if job.video is None and job.audio is None:
+        raise ValueError(f"job {job.key}: needs video or audio, got neither")
+    if job.video is not None and (job.video.dim() != 4 or job.video.shape[1] != 3):
+        raise ValueError(f"job {job.key}: video must be (T, 3, H, W), got {tuple(job.video.shape)}")
+    if job.audio is not None and job.audio.dim() != 1:
+        raise ValueError(f"job {job.key}: audio must be (S,), got {tuple(job.audio.shape)}")
+    for kind, t in (("video", job.video), ("audio", job.audio)):
+        if t is not None and t.dtype != torch.float32:
+            raise ValueError(f"job {job.key}: {kind} must be float32, got {t.dtype}")
+
+
+def _stack(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+    if tensors[0] is None:
+        return None
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+class InferenceEngine:
+    """Runs `model` on submitted jobs on one worker thread; see the module docstring.
+
+    device: 'cpu', 'cuda', 'cuda:N' or 'auto' (validated here, so a bad value fails at configure
+    time). half: fp16 autocast, CUDA only. queue_depth: pending jobs kept (newest win).
+    max_batch: jobs one forward may take. on_result: required, called on the worker thread.
+    """
+
+    def __init__(self, model: AffectModel, device: str = "cpu", half: bool = False,
+                 queue_depth: int = 2, max_batch: int = 4,
+                 on_result: Callable[[Result], None] | None = None, name: str = "duse-engine"):
+        if on_result is None or not callable(on_result):
+            raise TypeError("on_result is required: a callable taking a Result (called on the worker thread)")
+        if queue_depth < 1:
+            raise ValueError(f"queue_depth must be >= 1, got {queue_depth}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.half = bool(half) and self.device.type == "cuda"
+        if half and not self.half:
+            log.warning("half precision requested on %s: ignored, running fp32 (fp16 autocast is CUDA only)", self.device)
+        self.queue_depth, self.max_batch = int(queue_depth), int(max_batch)
+        self.name = name
+        self.stats = EngineStats(device=str(self.device), half=self.half)
+        self._on_result = on_result
+        self._pending: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._running = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._logged = {"forward": False, "callback": False}  # log each kind of failure once, count all
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self, warmup: Job | None = None) -> None:
+        """Put the model in eval mode on the device, optionally run `warmup` once (its result is
+        discarded and not counted: CUDA's first forward pays for kernel selection), and start
+        the worker. Raises if the model fails to move or the warm-up forward fails."""
+        with self._cond:
+            if self._running:
+                raise RuntimeError(f"{self.name} is already running")
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError(f"{self.name}: the previous worker is still finishing a forward; call stop() again")
+        self.model.eval()
+        self.model.to(self.device)
+        if warmup is not None:
+            _validate(warmup)
+            self._forward(_stack([warmup.video]), _stack([warmup.audio]), 1)
+        with self._cond:
+            self._stopping.clear()
+            self._running = True
+            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Job) -> bool:
+        """Queue `job` without blocking. If `queue_depth` jobs are already pending the oldest is
+        dropped to make room. Returns False (job dropped, counted) when the engine is not running.
+        Raises ValueError for a malformed job (no inputs, wrong dimensions or dtype): a caller's
+        bug, reported at once rather than as a failed forward."""
+        _validate(job)
+        with self._cond:
+            self.stats.add("submitted")
+            if not self._running:
+                self.stats.add("dropped_shutdown")
+                return False
+            if len(self._pending) >= self.queue_depth:
+                self._pending.popleft()
+                self.stats.add("dropped_queue_full")
+            else:
+                self.stats.add("pending")
+            self._pending.append(job)
+            self._cond.notify()
+            return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Drop pending jobs (counted as dropped_shutdown), let a forward in flight finish and
+        deliver its results, and join the worker (up to `timeout` s). Safe to call repeatedly,
+        and from on_result (then it only signals)."""
+        with self._cond:
+            thread = self._thread
+            if self._running:
+                self._running = False
+                self._stopping.set()
+                dropped = len(self._pending)
+                self._pending.clear()
+                self.stats.add("dropped_shutdown", dropped)
+                self.stats.add("pending", -dropped)
+                self._cond.notify_all()
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("%s: a forward is still running %.1f s after stop(); its results will still be delivered",
+                        self.name, timeout)
+        else:
+            with self._cond:
+                if self._thread is thread:
+                    self._thread = None
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and not self._pending:
+                    self._cond.wait()
+                if not self._running:
+                    return
+                taken = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+                self.stats.add("pending", -len(taken))
+                self.stats.add("in_flight", len(taken))
+            groups: list[list[Job]] = []
+            for job in taken:
+                if groups and _structure(groups[-1][0]) == _structure(job):
+                    groups[-1].append(job)
+                else:
+                    groups.append([job])
+            for i, group in enumerate(groups):
+                if i > 0 and self._stopping.is_set():
+                    rest = sum(len(g) for g in groups[i:])
+                    self.stats.add("dropped_shutdown", rest)
+                    self.stats.add("in_flight", -rest)
+                    break
+                self._run_batch(group)
+
+    def _forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, n: int) -> np.ndarray:
+        """Probabilities (n, C) float32 for one same-structure batch, from host tensors."""
+        video = None if video is None else video.to(self.device)
+        audio = None if audio is None else audio.to(self.device)
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.half else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
+            out = self.model(video=video, audio=audio)
+        logits = out.logits if isinstance(out, ModelOutput) else out
+        if logits.dim() != 2 or logits.shape[0] != n:
+            raise ValueError(f"model returned logits of shape {tuple(logits.shape)} for a batch of {n}")
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        if not np.isfinite(probs).all():
+            raise FloatingPointError("model produced non-finite logits")
+        return probs
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        """One forward for `jobs`; latency_s covers host-to-device copy, forward and softmax,
+        not the CPU-side stacking (that is engine overhead)."""
+        t0 = time.perf_counter()
+        try:
+            video, audio = _stack([j.video for j in jobs]), _stack([j.audio for j in jobs])
+            t0 = time.perf_counter()
+            probs, error = self._forward(video, audio, len(jobs)), None
+        except Exception as exc:  # noqa: BLE001  (a failing model must not kill the worker)
+            probs, error = None, f"{type(exc).__name__}: {exc}"
+            self._log_once("forward", "%s: forward failed (later failures are counted, not logged)", self.name)
+        latency = time.perf_counter() - t0
+        self.stats.record_forward(len(jobs), latency, ok=error is None)
+        self.stats.add("in_flight", -len(jobs))
+        empty = np.empty(0, dtype=np.float32)
+        for i, job in enumerate(jobs):
+            result = Result(job=job, probabilities=empty if probs is None else probs[i].copy(),
+                            latency_s=latency, batch_size=len(jobs), error=error)
+            try:
+                self._on_result(result)
+            except Exception:  # noqa: BLE001  (a broken callback must not kill the worker)
+                self.stats.add("callback_errors")
+                self._log_once("callback", "%s: on_result raised for job %s (later failures are counted, not logged)",
+                               self.name, job.key)
+
+    def _log_once(self, kind: str, msg: str, *args) -> None:
+        if not self._logged[kind]:
+            self._logged[kind] = True
+            log.exception(msg, *args)

@@ -1,0 +1,84 @@
+"""Small thread-safe meters for diagnostics: latency percentiles and event rates (ROS-free).
+
+Both hold bounded memory however long the node runs, and both are safe to update from one
+thread (a subscription callback, the inference worker) while another reads them (the
+diagnostics timer).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+
+class LatencyReservoir:
+    """The most recent `capacity` samples (seconds), so percentiles describe the present.
+
+    A uniform reservoir over the whole run would hide a slowdown that starts after an hour;
+    diagnostics want "how slow is it now", which the last `capacity` samples answer.
+    """
+
+    def __init__(self, capacity: int = 1024):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._samples: deque[float] = deque(maxlen=capacity)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, value: float) -> None:
+        with self._lock:
+            self._samples.append(float(value))
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        """Samples added since creation (not only those still held)."""
+        with self._lock:
+            return self._count
+
+    def percentiles(self, *qs: float) -> tuple[float | None, ...]:
+        """Percentiles (0-100, linear interpolation between closest ranks) of the held samples;
+        None for each when there are none yet."""
+        with self._lock:
+            samples = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
+        if samples.size == 0:
+            return tuple(None for _ in qs)
+        return tuple(float(v) for v in np.percentile(samples, qs))
+
+
+class RateMeter:
+    """Events per second over the last `window_s` seconds of a monotonic clock.
+
+    Falls to 0 when events stop (a stalled camera reads 0 Hz within `window_s`, not its last
+    rate), and in the first `window_s` after creation divides by the time elapsed so far.
+    """
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self._window_s = float(window_s)
+        self._clock = clock
+        self._start = clock()
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        now = self._clock()
+        with self._lock:
+            self._times.append(now)
+            self._prune(now)
+
+    def rate_hz(self) -> float:
+        now = self._clock()
+        with self._lock:
+            self._prune(now)
+            span = min(self._window_s, now - self._start)
+            return len(self._times) / span if span > 0 else 0.0
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self._window_s
+        while self._times and self._times[0] <= horizon:
+            self._times.popleft()

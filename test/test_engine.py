@@ -1,0 +1,379 @@
+"""The inference engine, ROS-free: results, batching, the bounded queue, failures, stop, devices.
+
+Timing never decides an outcome: a gated model blocks inside its forward until the test
+releases it, so which jobs are pending, dropped or batched is exact.
+"""
+import logging
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from duse_ros.engine import InferenceEngine, Job, Result, resolve_device
+from duse_ros.models import AffectModel, ModelOutput, build_model
+
+WAIT_S = 10.0
+
+
+class Collector:
+    """on_result sink the test can wait on."""
+
+    def __init__(self):
+        self.results: list[Result] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, result: Result) -> None:
+        with self._cond:
+            self.results.append(result)
+            self._cond.notify_all()
+
+    def wait_for(self, n: int) -> list[Result]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.results) >= n, WAIT_S), \
+                f"got {len(self.results)} results, expected {n}"
+            return list(self.results)
+
+
+class GatedModel(AffectModel):
+    """Wraps a real model; each forward announces itself on `entered`, then waits for
+    `release`. Forwards whose index is in `fail_calls` raise after the gate."""
+
+    def __init__(self, inner: AffectModel, fail_calls=()):
+        super().__init__()
+        self.inner = inner
+        self.model_id, self.class_names, self.input_spec = inner.model_id, inner.class_names, inner.input_spec
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.batch_sizes: list[int] = []
+        self.fail_calls = set(fail_calls)
+
+    def forward(self, video=None, audio=None):
+        call = len(self.batch_sizes)
+        self.batch_sizes.append((video if video is not None else audio).shape[0])
+        self.entered.release()
+        assert self.release.wait(WAIT_S), "test never released the gate"
+        if call in self.fail_calls:
+            raise RuntimeError("boom")
+        return self.inner(video=video, audio=audio)
+
+    def wait_entered(self) -> None:
+        assert self.entered.acquire(timeout=WAIT_S), "the worker never entered forward"
+
+
+class ConstModel(AffectModel):
+    """Returns fixed logits for every row, wrapped in ModelOutput."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.model_id, self.class_names = "const", [f"c{i}" for i in range(len(logits))]
+        self.logits = torch.tensor(logits, dtype=torch.float32)
+
+    def forward(self, video=None, audio=None):
+        b = (video if video is not None else audio).shape[0]
+        return ModelOutput(logits=self.logits.expand(b, -1))
+
+
+@pytest.fixture(scope="module")
+def video_model():
+    return build_model("tiny-random-video").eval()
+
+
+@pytest.fixture(scope="module")
+def av_model():
+    return build_model("tiny-random-av").eval()
+
+
+def make_job(key, video=True, audio=False, frames=16, size=112, samples=32000):
+    g = torch.Generator().manual_seed(key)
+    return Job(key=key,
+               video=torch.randn(frames, 3, size, size, generator=g) if video else None,
+               audio=torch.randn(samples, generator=g) * 0.1 if audio else None,
+               meta={"window": key})
+
+
+def direct(model, job) -> np.ndarray:
+    with torch.inference_mode():
+        logits = model(video=None if job.video is None else job.video.unsqueeze(0),
+                       audio=None if job.audio is None else job.audio.unsqueeze(0))
+    return torch.softmax(logits.float(), dim=-1)[0].numpy()
+
+
+@pytest.fixture
+def engines():
+    """Engines a test starts are stopped however the test ends."""
+    started = []
+
+    def make(model, **kwargs):
+        kwargs.setdefault("on_result", Collector())
+        engine = InferenceEngine(model, **kwargs)
+        started.append(engine)
+        return engine, kwargs["on_result"]
+
+    yield make
+    for engine in started:
+        if isinstance(engine.model, GatedModel):
+            engine.model.release.set()
+        engine.stop()
+
+
+@pytest.mark.parametrize("name,video,audio", [
+    ("tiny-random-video", True, False),
+    ("tiny-random-av", True, True),
+    ("tiny-random-av", False, True),     # no face in the window: audio only
+], ids=["video", "audio-visual", "audio-only"])
+def test_results_match_a_direct_forward(engines, video_model, av_model, name, video, audio):
+    model = video_model if name == "tiny-random-video" else av_model
+    engine, sink = engines(model)
+    engine.start()
+    job = make_job(7, video=video, audio=audio)
+    assert engine.submit(job)
+    (result,) = sink.wait_for(1)
+    assert result.error is None and result.job is job and result.job.meta == {"window": 7}
+    assert result.probabilities.dtype == np.float32
+    assert result.probabilities.shape == (len(model.class_names),)
+    np.testing.assert_allclose(result.probabilities, direct(model, job), rtol=0, atol=1e-6)
+    assert result.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert result.batch_size == 1 and result.latency_s > 0
+    snap = engine.stats.snapshot()
+    assert (snap.submitted, snap.completed, snap.errors, snap.pending, snap.in_flight) == (1, 1, 0, 0, 0)
+    assert snap.device == "cpu" and snap.half is False
+    assert snap.latency_p50_s == pytest.approx(result.latency_s)
+
+
+def test_same_structure_jobs_batch_and_match_one_by_one(engines, av_model):
+    gated = GatedModel(av_model)
+    engine, sink = engines(gated, queue_depth=4, max_batch=4)
+    engine.start()
+    jobs = [make_job(k, video=True, audio=True) for k in range(4)]
+    engine.submit(jobs[0])
+    gated.wait_entered()                 # the worker holds job 0; 1..3 wait in the queue
+    for job in jobs[1:]:
+        assert engine.submit(job)
+    gated.release.set()
+    results = sink.wait_for(4)
+    assert [r.job.key for r in results] == [0, 1, 2, 3]
+    assert [r.batch_size for r in results] == [1, 3, 3, 3]
+    assert gated.batch_sizes == [1, 3]
+    assert engine.stats.snapshot().batch_histogram == {1: 1, 3: 1}
+    for r in results:
+        np.testing.assert_allclose(r.probabilities, direct(av_model, r.job), rtol=0, atol=1e-5)
+
+
+def test_a_forward_never_exceeds_max_batch(engines, video_model):
+    gated = GatedModel(video_model)
+    engine, sink = engines(gated, queue_depth=6, max_batch=4)
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    gated.wait_entered()
+    for k in range(1, 7):
+        engine.submit(make_job(k, frames=2, size=32))
+    gated.release.set()
+    results = sink.wait_for(7)
+    assert [r.job.key for r in results] == list(range(7))
+    assert gated.batch_sizes == [1, 4, 2]
+    assert engine.stats.snapshot().batch_histogram == {1: 1, 2: 1, 4: 1}
+
+
+def test_structure_changes_split_batches_and_keep_order(engines, av_model):
+    gated = GatedModel(av_model)
+    engine, sink = engines(gated, queue_depth=4, max_batch=4)
+    engine.start()
+    engine.submit(make_job(0, video=True, audio=True))
+    gated.wait_entered()
+    # A face is lost for two windows, then found again.
+    engine.submit(make_job(1, video=True, audio=True))
+    engine.submit(make_job(2, video=False, audio=True))
+    engine.submit(make_job(3, video=False, audio=True))
+    engine.submit(make_job(4, video=True, audio=True))
+    gated.release.set()
+    results = sink.wait_for(5)
+    assert [r.job.key for r in results] == [0, 1, 2, 3, 4]
+    assert gated.batch_sizes == [1, 1, 2, 1]
+    for r in results:
+        assert r.error is None
+        np.testing.assert_allclose(r.probabilities, direct(av_model, r.job), rtol=0, atol=1e-5)
+
+
+def test_full_queue_drops_the_oldest_pending_job(engines, video_model):
+    gated = GatedModel(video_model)
+    engine, sink = engines(gated, queue_depth=2, max_batch=4)
+    engine.start()
+    assert engine.submit(make_job(1, frames=2, size=32))
+    gated.wait_entered()                 # job 1 is in the forward
+    assert engine.submit(make_job(2, frames=2, size=32))
+    assert engine.submit(make_job(3, frames=2, size=32))
+    snap = engine.stats.snapshot()
+    assert (snap.pending, snap.in_flight, snap.dropped_queue_full) == (2, 1, 0)
+    assert engine.submit(make_job(4, frames=2, size=32))   # pushes out job 2
+    snap = engine.stats.snapshot()
+    assert (snap.pending, snap.dropped_queue_full) == (2, 1)
+    gated.release.set()
+    results = sink.wait_for(3)
+    assert [r.job.key for r in results] == [1, 3, 4]
+    assert gated.batch_sizes == [1, 2]
+    snap = engine.stats.snapshot()
+    assert (snap.submitted, snap.completed, snap.dropped_queue_full, snap.dropped_shutdown,
+            snap.errors, snap.pending, snap.in_flight) == (4, 3, 1, 0, 0, 0, 0)
+
+
+def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, video_model, caplog):
+    gated = GatedModel(video_model, fail_calls={1})
+    engine, sink = engines(gated, queue_depth=2)
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    gated.wait_entered()
+    engine.submit(make_job(1, frames=2, size=32))
+    engine.submit(make_job(2, frames=2, size=32))      # 1 and 2 share the failing forward
+    with caplog.at_level(logging.ERROR, logger="duse_ros.engine"):
+        gated.release.set()
+        results = sink.wait_for(3)
+    ok, failed = results[0], results[1:]
+    assert ok.error is None
+    for r in failed:
+        assert r.error == "RuntimeError: boom"
+        assert r.probabilities.shape == (0,) and r.batch_size == 2
+    assert "forward failed" in caplog.text
+    engine.submit(make_job(3, frames=2, size=32))
+    (*_, after) = sink.wait_for(4)
+    assert after.job.key == 3 and after.error is None
+    snap = engine.stats.snapshot()
+    assert (snap.submitted, snap.completed, snap.errors) == (4, 2, 2)
+    assert snap.batch_histogram == {1: 2, 2: 1}
+
+
+def test_model_output_and_non_finite_logits(engines):
+    engine, sink = engines(ConstModel([0.0, float("nan")]))
+    engine.start()
+    engine.submit(make_job(0, frames=1, size=8))
+    (bad,) = sink.wait_for(1)
+    assert bad.error == "FloatingPointError: model produced non-finite logits"
+
+    engine, sink = engines(ConstModel([0.0, np.log(3.0)]))  # ModelOutput is unwrapped
+    engine.start()
+    engine.submit(make_job(0, video=False, audio=True, samples=100))
+    (good,) = sink.wait_for(1)
+    np.testing.assert_allclose(good.probabilities, [0.25, 0.75], atol=1e-6)
+
+
+def test_a_raising_callback_is_counted_and_the_worker_survives(engines, video_model):
+    sink = Collector()
+
+    def on_result(result):
+        if result.job.key == 0:
+            raise KeyError("subscriber bug")
+        sink(result)
+
+    engine, _ = engines(video_model, on_result=on_result)
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    engine.submit(make_job(1, frames=2, size=32))
+    (result,) = sink.wait_for(1)         # results come in order: job 0 was delivered first
+    assert result.job.key == 1
+    snap = engine.stats.snapshot()
+    assert (snap.completed, snap.callback_errors) == (2, 1)
+
+
+def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, video_model, caplog):
+    gated = GatedModel(video_model)
+    engine, sink = engines(gated, queue_depth=2, name="engine-under-test")
+    engine.stop()                        # before start: nothing to do
+    engine.start()
+    assert engine.running
+    engine.submit(make_job(0, frames=2, size=32))
+    gated.wait_entered()
+    engine.submit(make_job(1, frames=2, size=32))
+    engine.submit(make_job(2, frames=2, size=32))
+    with caplog.at_level(logging.WARNING, logger="duse_ros.engine"):
+        engine.stop(timeout=0.05)        # the forward is blocked: the join times out
+    assert "still running" in caplog.text
+    assert not engine.running
+    assert engine.submit(make_job(3, frames=2, size=32)) is False
+    gated.release.set()
+    (result,) = sink.wait_for(1)         # the forward in flight still delivers
+    assert result.job.key == 0
+    engine.stop()
+    engine.stop()
+    assert not [t for t in threading.enumerate() if t.name == "engine-under-test"]
+    snap = engine.stats.snapshot()
+    assert (snap.submitted, snap.completed, snap.dropped_shutdown, snap.pending, snap.in_flight) == (4, 1, 3, 0, 0)
+
+    engine.start()                       # a lifecycle node activates again after deactivating
+    engine.submit(make_job(4, frames=2, size=32))
+    assert sink.wait_for(2)[-1].job.key == 4
+    engine.stop()
+    assert not [t for t in threading.enumerate() if t.name == "engine-under-test"]
+
+
+def test_start_twice_is_an_error(engines, video_model):
+    engine, _ = engines(video_model)
+    engine.start()
+    with pytest.raises(RuntimeError, match="already running"):
+        engine.start()
+
+
+def test_warmup_is_neither_delivered_nor_counted(engines, video_model):
+    engine, sink = engines(video_model)
+    engine.start(warmup=make_job(0, frames=2, size=32))
+    snap = engine.stats.snapshot()
+    assert (snap.submitted, snap.completed, snap.batch_histogram) == (0, 0, {})
+    assert sink.results == []
+
+
+def test_malformed_jobs_and_arguments_are_rejected(video_model):
+    engine = InferenceEngine(video_model, on_result=Collector())
+    with pytest.raises(ValueError, match="neither"):
+        engine.submit(Job(key=0, video=None, audio=None))
+    with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
+        engine.submit(Job(key=0, video=torch.zeros(1, 16, 3, 8, 8), audio=None))
+    with pytest.raises(ValueError, match=r"\(S,\)"):
+        engine.submit(Job(key=0, video=None, audio=torch.zeros(1, 100)))
+    with pytest.raises(ValueError, match="audio must be float32, got torch.float64"):
+        engine.submit(Job(key=0, video=None, audio=torch.zeros(100, dtype=torch.float64)))
+    with pytest.raises(TypeError, match="on_result"):
+        InferenceEngine(video_model)
+    with pytest.raises(ValueError, match="queue_depth"):
+        InferenceEngine(video_model, queue_depth=0, on_result=print)
+    with pytest.raises(ValueError, match="max_batch"):
+        InferenceEngine(video_model, max_batch=0, on_result=print)
+
+
+def test_device_strings(monkeypatch, video_model):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(" CPU ") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    for spec in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match="CUDA is not available.*'cpu' or 'auto'"):
+            resolve_device(spec)
+    with pytest.raises(ValueError, match="invalid device 'gpu'"):
+        resolve_device("gpu")
+    with pytest.raises(ValueError, match="'mps' is not supported"):
+        resolve_device("mps")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        InferenceEngine(video_model, device="cuda", on_result=print)
+
+
+def test_half_on_cpu_is_ignored_with_a_warning(video_model, caplog):
+    with caplog.at_level(logging.WARNING, logger="duse_ros.engine"):
+        engine = InferenceEngine(video_model, device="cpu", half=True, on_result=print)
+    assert engine.half is False and engine.stats.snapshot().half is False
+    assert "half precision requested" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+@pytest.mark.parametrize("half,atol", [(False, 1e-4), (True, 2e-2)], ids=["fp32", "fp16-autocast"])
+def test_cuda_matches_cpu(engines, half, atol):
+    model = build_model("tiny-random-av").eval()   # a copy of its own: the engine moves it to the GPU
+    reference = build_model("tiny-random-av").eval()
+    engine, sink = engines(model, device="cuda", half=half)
+    engine.start(warmup=make_job(100, video=True, audio=True))
+    jobs = [make_job(k, video=True, audio=True) for k in range(3)] + [make_job(3, video=False, audio=True)]
+    for job in jobs:
+        engine.submit(job)
+    results = sink.wait_for(4)
+    for r in results:
+        assert r.error is None and r.probabilities.dtype == np.float32
+        np.testing.assert_allclose(r.probabilities, direct(reference, r.job), rtol=0, atol=atol)
+    snap = engine.stats.snapshot()
+    assert snap.device.startswith("cuda") and snap.half is half

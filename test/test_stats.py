@@ -1,0 +1,90 @@
+import threading
+
+import pytest
+
+from duse_ros.stats import LatencyReservoir, RateMeter
+
+
+def test_percentiles_on_known_data():
+    r = LatencyReservoir(capacity=1000)
+    for v in range(100, 0, -1):          # 1..100, added out of order
+        r.add(v)
+    p50, p95, p0, p100 = r.percentiles(50, 95, 0, 100)
+    # Linear interpolation between closest ranks: rank q/100 * (n - 1) of the sorted samples.
+    assert p50 == pytest.approx(50.5)
+    assert p95 == pytest.approx(95.05)
+    assert (p0, p100) == (1.0, 100.0)
+    assert r.count == 100
+
+
+def test_single_sample_and_empty():
+    r = LatencyReservoir()
+    assert r.percentiles(50, 95) == (None, None)
+    r.add(0.25)
+    assert r.percentiles(50, 95) == (0.25, 0.25)
+
+
+def test_reservoir_keeps_only_the_most_recent_samples():
+    r = LatencyReservoir(capacity=10)
+    for v in range(100):
+        r.add(v)
+    assert r.count == 100
+    assert r.percentiles(0, 100) == (90.0, 99.0)  # 0..89 are gone: a past stall no longer shows
+
+
+def test_reservoir_is_safe_across_threads():
+    r = LatencyReservoir(capacity=50)
+
+    def writer():
+        for v in range(2000):
+            r.add(v)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        r.percentiles(50, 95)
+    for t in threads:
+        t.join()
+    assert r.count == 8000
+
+
+def test_bad_capacity():
+    with pytest.raises(ValueError):
+        LatencyReservoir(capacity=0)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_rate_meter_steady_stream_then_stall():
+    clock = FakeClock()
+    meter = RateMeter(window_s=2.0, clock=clock)
+    assert meter.rate_hz() == 0.0
+    for _ in range(90):                  # 3 s at 30 Hz
+        clock.t += 1 / 30
+        meter.tick()
+    assert meter.rate_hz() == pytest.approx(30.0, abs=0.6)
+    clock.t += 1.0                       # one second of silence: half the window is empty
+    assert meter.rate_hz() == pytest.approx(15.0, abs=0.6)
+    clock.t += 1.5                       # the whole window is empty: a stalled stream reads 0
+    assert meter.rate_hz() == 0.0
+
+
+def test_rate_meter_first_window_divides_by_elapsed_time():
+    clock = FakeClock()
+    meter = RateMeter(window_s=5.0, clock=clock)
+    for _ in range(10):                  # 1 s at 10 Hz, well inside the first window
+        clock.t += 0.1
+        meter.tick()
+    assert meter.rate_hz() == pytest.approx(10.0)
+
+
+def test_rate_meter_bad_window():
+    with pytest.raises(ValueError):
+        RateMeter(window_s=0)
