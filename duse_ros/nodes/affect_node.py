@@ -248,6 +248,8 @@ class AffectNode(LifecycleNode):
             "input.image_fps": f"{self._rates['image'].rate_hz():.1f}",
             "input.audio_chunks_per_s": f"{self._rates['audio'].rate_hz():.1f}",
         }
+        # Who publishes on each input: 0 means a wrong topic name or a QoS mismatch.
+        values.update({f"input.{sub.topic_name.lstrip('/')}.publishers": sub.get_publisher_count() for sub in self._subs})
         values.update({f"malformed.{k}": v for k, v in sorted(self._malformed.items())})
         values.update({f"qos_incompatible.{k}": v for k, v in sorted(self._qos_incompatible.items())})
         values.update(self._pipeline.diagnostics())
