@@ -1,0 +1,132 @@
+"""rosbag2 files without a ROS install (rosbags), and the demo's synthetic camera + microphone.
+
+- `write_demo_bag(path)`: a short recorded stream built from the bundled portrait: the face moves
+  a little, leaves the picture for a while (so audio-visual models fall back on audio), and comes
+  back; a voice-like tone plays throughout. JPEG CompressedImage + duse_ros/AudioChunk, MCAP.
+- `read_bag(path)`: (topic, msgtype, stamp_ns, raw CDR) in time order, ready to publish as-is.
+- `BagRecorder`: writes raw CDR messages (e.g. EmotionState) to a new bag, so a run can be
+  evaluated later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from .faces import load_sample_face
+
+NS = 1_000_000_000
+MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
+IMAGE_TOPIC, AUDIO_TOPIC = "/image_raw/compressed", "/audio"
+
+
+def typestore():
+    """Kilted's standard types plus duse_ros's own, parsed from the .msg files."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for path in sorted(MSG_DIR.glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"duse_ros/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+@dataclass(frozen=True)
+class DemoScript:
+    """When the face is in view: seconds of stream from the start."""
+
+    duration_s: float = 12.0
+    fps: float = 15.0
+    face_absent: tuple[float, float] = (6.0, 9.0)
+    size: tuple[int, int] = (320, 240)  # width, height
+    audio_rate: int = 16000
+    audio_chunk_s: float = 0.1
+
+
+def demo_frame(t: float, script: DemoScript, face: np.ndarray) -> np.ndarray:
+    """RGB frame at time t: the portrait drifting and breathing in scale, or an empty room."""
+    w, h = script.size
+    frame = np.full((h, w, 3), (96, 104, 112), np.uint8)
+    cv2.rectangle(frame, (0, int(h * 0.7)), (w, h), (70, 60, 50), -1)  # a table edge
+    if script.face_absent[0] <= t < script.face_absent[1]:
+        return frame
+    side = int(h * (0.8 + 0.05 * np.sin(2 * np.pi * 0.3 * t)))
+    portrait = cv2.resize(face[:400, 56:456], (side, side), interpolation=cv2.INTER_AREA)
+    x = int((w - side) / 2 + 20 * np.sin(2 * np.pi * 0.2 * t))
+    y = (h - side) // 2
+    frame[y:y + side, x:x + side] = portrait
+    return frame
+
+
+def demo_audio(t0: float, n: int, rate: int) -> np.ndarray:
+    """A voice-like signal: a gliding 140-260 Hz fundamental with harmonics, syllable envelope."""
+    t = t0 + np.arange(n) / rate
+    f0 = 200 + 60 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
+    return (0.2 * voice * envelope).astype(np.float32)
+
+
+def write_demo_bag(path: str | Path, script: DemoScript = DemoScript(), start_ns: int = 1_700_000_000 * NS,
+                   frame_id: str = "camera_optical_frame") -> Path:
+    """Write the demo stream to `path` (a new rosbag2 directory, MCAP storage)."""
+    path = Path(path)
+    store = typestore()
+    Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    CompressedImage, AudioChunk = store.types["sensor_msgs/msg/CompressedImage"], store.types["duse_ros/msg/AudioChunk"]
+    face = load_sample_face()
+
+    def header(ns: int, fid: str):
+        return Header(stamp=Time(sec=ns // NS, nanosec=ns % NS), frame_id=fid)
+
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        cam = writer.add_connection(IMAGE_TOPIC, CompressedImage.__msgtype__, typestore=store)
+        mic = writer.add_connection(AUDIO_TOPIC, AudioChunk.__msgtype__, typestore=store)
+        events = [(i / script.fps, "frame") for i in range(int(script.duration_s * script.fps))]
+        chunk = int(script.audio_rate * script.audio_chunk_s)
+        events += [(k * script.audio_chunk_s, "audio") for k in range(int(script.duration_s / script.audio_chunk_s))]
+        for t, kind in sorted(events):
+            ns = start_ns + int(round(t * NS))
+            if kind == "frame":
+                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(demo_frame(t, script, face), cv2.COLOR_RGB2BGR),
+                                        [cv2.IMWRITE_JPEG_QUALITY, 85])
+                assert ok
+                msg = CompressedImage(header=header(ns, frame_id), format="rgb8; jpeg compressed bgr8",
+                                      data=jpeg.reshape(-1))
+                writer.write(cam, ns, store.serialize_cdr(msg, msg.__msgtype__))
+            else:
+                pcm = (demo_audio(t, chunk, script.audio_rate) * 32767).astype("<i2")
+                msg = AudioChunk(header=header(ns, "microphone"), sample_rate=script.audio_rate, channels=1,
+                                 sample_format="S16LE", data=np.frombuffer(pcm.tobytes(), np.uint8))
+                writer.write(mic, ns, store.serialize_cdr(msg, msg.__msgtype__))
+    return path
+
+
+def read_bag(path: str | Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, msgtype, log time ns, raw CDR) for every message, in time order."""
+    with Reader(Path(path)) as reader:
+        for conn, stamp, raw in reader.messages():
+            yield conn.topic, conn.msgtype, stamp, bytes(raw)
+
+
+class BagRecorder:
+    """Append raw CDR messages to a new bag (MCAP); the message definitions are stored with it."""
+
+    def __init__(self, path: str | Path):
+        self._store = typestore()
+        self._writer = Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._connections: dict[str, object] = {}
+
+    def write(self, topic: str, msgtype: str, stamp_ns: int, raw: bytes) -> None:
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+        self._writer.write(self._connections[topic], stamp_ns, raw)
+
+    def close(self) -> None:
+        self._writer.close()

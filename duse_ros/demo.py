@@ -1,0 +1,220 @@
+"""`make demo`: the affect pipeline end to end on an embedded default, no camera needed.
+
+1. writes a short recorded stream (rosbag2, MCAP) built from the bundled portrait: a face that
+   moves, leaves the picture for three seconds and returns, with a voice-like tone throughout;
+2. starts the real nodes in their own processes: affect_node and llm_bridge_node;
+3. replays the bag over real DDS (loopback only) in real time;
+4. prints every EmotionState and DialoguePrompt as it arrives, then records the states to a bag
+   and draws their timeline (PNG) under demo_output/.
+
+    python -m duse_ros.demo [--model tiny-random-av] [--bag existing_bag] [--out demo_output]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+# DDS stays on this machine, on a domain of the demo's own (before rclpy loads).
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", "62")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
+
+from duse_ros.bags import AUDIO_TOPIC, IMAGE_TOPIC, BagRecorder, read_bag, write_demo_bag  # noqa: E402
+from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
+
+NS = 1_000_000_000
+MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "video",
+            EmotionState.MODALITY_AUDIO: "audio", EmotionState.MODALITY_AUDIO_VISUAL: "audio+video"}
+
+
+def _start(module: str, params: dict[str, object], log: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for k, v in params.items():
+        args += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _stamp_s(t) -> float:
+    return t.sec + t.nanosec / NS
+
+
+class DemoPeer:
+    """The demo's own node: plays the bag, prints and keeps what the pipeline publishes."""
+
+    def __init__(self):
+        self.node = rclpy.create_node("duse_demo_player")
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.pubs = {IMAGE_TOPIC: self.node.create_publisher(CompressedImage, "image_raw/compressed", qos),
+                     AUDIO_TOPIC: self.node.create_publisher(AudioChunk, "audio", qos)}
+        self.states: list[EmotionState] = []
+        self.prompts: list[DialoguePrompt] = []
+        self.t0: float | None = None
+        self.node.create_subscription(EmotionState, "emotion_state", self._on_state, qos)
+        self.node.create_subscription(DialoguePrompt, "dialogue_prompt", self._on_prompt, qos)
+        self._diagnostics: dict[str, str] = {}
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, arr: DiagnosticArray) -> None:
+        for status in arr.status:
+            if "affect pipeline" in status.name:
+                self._diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def node_matched_inputs(self) -> bool:
+        """affect_node's diagnostics count the publishers its subscriptions have matched."""
+        return all(int(self._diagnostics.get(f"input.{t}.publishers", 0)) > 0 for t in ("image_raw/compressed", "audio"))
+
+    def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                return False
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return True
+
+    def _on_state(self, s: EmotionState) -> None:
+        if not self.states:
+            print(f"{'t (s)':>6}  {'modality':<11} {'face':<4}  {'label':<15} {'conf':>5}  "
+                  f"{'smoothed':<15} {'conf':>5}  {'model ms':>8}")
+        self.states.append(s)
+        t = _stamp_s(s.window_end) - (self.t0 or 0.0)
+        print(f"{t:6.2f}  {MODALITY.get(s.modality, '?'):<11} {'yes' if s.face_found else 'no':<4}  "
+              f"{s.label:<15} {s.confidence:5.2f}  {s.smoothed_label or '-':<15} {s.smoothed_confidence:5.2f}  "
+              f"{(s.inference_latency.sec + s.inference_latency.nanosec / NS) * 1e3:8.1f}")
+
+    def _on_prompt(self, p: DialoguePrompt) -> None:
+        self.prompts.append(p)
+        print(f"\n  >> DialoguePrompt ({p.reason}, {p.language}): emotion={p.emotion} conf={p.confidence:.2f}\n"
+              f"     system: {p.system_prompt.strip()[:300]}\n     user:   {p.user_prompt.strip()[:200]}\n")
+
+    def play(self, messages: list[tuple[str, str, int, bytes]], rate: float) -> None:
+        """Publish each raw message at its recorded time offset (scaled by `rate`)."""
+        start_wall, start_bag = time.monotonic(), messages[0][2]
+        for topic, _, stamp, raw in messages:
+            due = start_wall + (stamp - start_bag) / NS / rate
+            while (wait := due - time.monotonic()) > 0:
+                rclpy.spin_once(self.node, timeout_sec=wait)  # serve subscriptions while waiting
+            self.pubs[topic].publish(raw)
+
+
+def _timeline_png(states: list[EmotionState], t0: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    readings = [s for s in states if len(s.probabilities)]
+    if not readings:
+        return
+    names = list(readings[0].class_names)
+    t = np.array([_stamp_s(s.window_end) - t0 for s in readings])
+    probs = np.array([s.smoothed_probabilities if len(s.smoothed_probabilities) else s.probabilities for s in readings])
+    fig, ax = plt.subplots(figsize=(10, 4))
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))[: len(names)]  # distinct for up to 20 classes
+    ax.stackplot(t, probs.T, labels=names, colors=colors, step="post", alpha=0.85)
+    for s in readings:
+        if s.modality == EmotionState.MODALITY_AUDIO:
+            ax.axvspan(_stamp_s(s.window_end) - t0 - 0.25, _stamp_s(s.window_end) - t0 + 0.25, color="k", alpha=0.12)
+    model = readings[0].model_id + (" (UNTRAINED: random weights)" if readings[0].untrained else "")
+    ax.set(xlabel="stream time (s)", ylabel="smoothed probability", ylim=(0, 1),
+           title=f"EmotionState timeline: {model}; grey = audio-only windows (no face)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny-random-av", help="registered model name or checkpoint .json")
+    ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
+    ap.add_argument("--bag", type=Path, help="replay this rosbag2 instead of the generated demo stream")
+    ap.add_argument("--out", type=Path, default=Path("demo_output"))
+    ap.add_argument("--rate", type=float, default=1.0, help="playback speed")
+    ap.add_argument("--no-bridge", action="store_true", help="do not start llm_bridge_node")
+    args = ap.parse_args(argv)
+
+    run_dir = args.out / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bag = args.bag or write_demo_bag(run_dir / "input_stream")
+    messages = sorted(read_bag(bag), key=lambda m: m[2])
+    messages = [m for m in messages if m[0] in (IMAGE_TOPIC, AUDIO_TOPIC)]
+    if not messages:
+        print(f"{bag} holds no {IMAGE_TOPIC} or {AUDIO_TOPIC} messages", file=sys.stderr)
+        return 2
+    print(f"duse_ros demo: replaying {bag} ({len(messages)} messages, "
+          f"{(messages[-1][2] - messages[0][2]) / NS:.1f} s) into affect_node [{args.model}] over loopback DDS, "
+          f"domain {os.environ['ROS_DOMAIN_ID']}\n")
+
+    node_params = {"model": args.model, "image_compressed": True, "qos.reliability": "reliable", "qos.depth": 50}
+    if args.clip_weights:
+        node_params["clip_weights"] = args.clip_weights
+    procs = [_start("duse_ros.nodes.affect_node", node_params, run_dir / "affect_node.log")]
+    if not args.no_bridge:
+        procs.append(_start("duse_ros.nodes.llm_bridge_node", {}, run_dir / "llm_bridge_node.log"))
+
+    rclpy.init()
+    peer = DemoPeer()
+    try:
+        ready = peer.spin_until(lambda: all(p.get_subscription_count() > 0 for p in peer.pubs.values())
+                                and peer.node.count_publishers("emotion_state") > 0, 60, procs)
+        if not ready:
+            print("affect_node did not come up; its log:\n" + (run_dir / "affect_node.log").read_text(), file=sys.stderr)
+            return 1
+        # The node's readers must also have matched ours before the first frame goes out.
+        peer.spin_until(peer.node_matched_inputs, 20, procs)
+        peer.t0 = messages[0][2] / NS
+        peer.play(messages, args.rate)
+        # Let the last windows through inference: wait until states stop coming for 2 s.
+        last = -1
+        while last != len(peer.states):
+            last = len(peer.states)
+            peer.spin_until(lambda: len(peer.states) > last, 2.0, procs)
+    finally:
+        for p in procs:
+            _stop(p)
+        recorder = BagRecorder(run_dir / "emotion_states")
+        for s in peer.states:
+            recorder.write("/emotion_state", "duse_ros/msg/EmotionState",
+                           s.window_end.sec * NS + s.window_end.nanosec, serialize_message(s))
+        recorder.close()
+        peer.node.destroy_node()
+        rclpy.try_shutdown()
+
+    _timeline_png(peer.states, peer.t0 or 0.0, run_dir / "emotion_timeline.png")
+    modalities = Counter(MODALITY.get(s.modality, "?") for s in peer.states)
+    untrained = any(s.untrained for s in peer.states)
+    print(f"\n{len(peer.states)} EmotionState messages ({', '.join(f'{k}: {v}' for k, v in modalities.items())}), "
+          f"{len(peer.prompts)} dialogue prompts.")
+    print(f"Recorded to {run_dir / 'emotion_states'} (rosbag2, MCAP); timeline: {run_dir / 'emotion_timeline.png'}; "
+          f"node logs in {run_dir}.")
+    if untrained:
+        print("\nNOTE: the model's weights are UNTRAINED (random init), so the labels above mean nothing. The demo "
+              "shows the plumbing: windows, face crops, the audio fallback while the face is away, smoothing "
+              "and prompts. Train a checkpoint with training/ and pass --model path/to/checkpoint.json.")
+    return 0 if peer.states else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
