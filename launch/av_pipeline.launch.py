@@ -1,0 +1,24 @@
+"""The audio-visual pipeline: camera + microphone in, EmotionState out (audio alone when no face).
+
+    ros2 launch duse_ros av_pipeline.launch.py image_topic:=/camera/image_raw audio_topic:=/mic/audio
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.substitutions import FindPackageShare
+
+SHARE = FindPackageShare("duse_ros")
+MODEL = "tiny-random-av"  # the av_pipeline.yaml model, until BHGap lands
+
+
+def generate_launch_description() -> LaunchDescription:
+    # Declared here so a value given on the command line wins over this file's default; every
+    # other argument of affect_pipeline.launch.py passes through unchanged.
+    return LaunchDescription([
+        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([SHARE, "config", "av_pipeline.yaml"])),
+        DeclareLaunchArgument("model", default_value=MODEL),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "affect_pipeline.launch.py"])),
+            launch_arguments={"config": LaunchConfiguration("config"), "model": LaunchConfiguration("model")}.items()),
+    ])

@@ -1,0 +1,25 @@
+"""The DuSE video pipeline: camera in, EmotionState out.
+
+    ros2 launch duse_ros video_pipeline.launch.py image_topic:=/camera/color/image_raw \
+        model:=/models/duse_dfew.json clip_weights:=/models/ViT-B-16.pt
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.substitutions import FindPackageShare
+
+SHARE = FindPackageShare("duse_ros")
+MODEL = "duse-vitb16-normal"
+
+
+def generate_launch_description() -> LaunchDescription:
+    # Declared here so a value given on the command line wins over this file's default; every
+    # other argument of affect_pipeline.launch.py passes through unchanged.
+    return LaunchDescription([
+        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([SHARE, "config", "duse_video.yaml"])),
+        DeclareLaunchArgument("model", default_value=MODEL),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "affect_pipeline.launch.py"])),
+            launch_arguments={"config": LaunchConfiguration("config"), "model": LaunchConfiguration("model")}.items()),
+    ])
