@@ -178,3 +178,10 @@ def test_bad_model_name_fails_configure_with_a_clear_message(start_node):
     peer.spin_until(lambda: "configure failed" in node.output(), 20, "the configure error", node)
     assert "unknown model 'no-such-model'" in node.output()
     assert node.alive(), "a failed configure leaves the node up (unconfigured), not crashed"
+
+
+def test_audio_type_from_an_uninstalled_package_fails_configure_clearly(start_node):
+    node = start_node(model="tiny-random-av", **{"audio.type": "audio_common_msgs/msg/AudioStamped"})
+    peer = Peer("reliable")
+    peer.spin_until(lambda: "configure failed" in node.output(), 20, "the configure error", node)
+    assert "message package 'audio_common_msgs' is not installed" in node.output()

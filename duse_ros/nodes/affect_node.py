@@ -89,6 +89,7 @@ class AffectNode(LifecycleNode):
         self._rates = {"image": RateMeter(), "audio": RateMeter()}
         self._last_frame_wall: float | None = None
         self._audio_stream: AudioStream | None = None
+        self._audio_msg_type = AudioChunk
         if self.get_parameter("autostart").value:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
@@ -100,11 +101,14 @@ class AffectNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
-            if self.p("audio.type") not in AUDIO_TYPES:
-                raise ValueError(f"audio.type must be one of {AUDIO_TYPES}, got {self.p('audio.type')!r}")
+            audio_type = self.p("audio.type")
+            if audio_type not in AUDIO_TYPES:
+                raise ValueError(f"audio.type must be one of {AUDIO_TYPES}, got {audio_type!r}")
             sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))  # validates both
             overrides = {"clip_weights": self.p("clip_weights")} if self.p("clip_weights") else {}
             self._model = build_model(self.p("model"), **overrides)
+            if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
+                self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
             self._pipeline = AffectPipeline(self._model, config, self._publish_reading)
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
@@ -129,9 +133,7 @@ class AffectNode(LifecycleNode):
             self._subscribe(Image, "image_raw", self._on_image, qos)
         if self._model.input_spec.uses_audio:
             self._audio_stream = AudioStream(self._model.input_spec.audio_rate)
-            audio_type = self.p("audio.type")
-            msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
-            self._subscribe(msg_type, "audio", self._on_audio, qos)
+            self._subscribe(self._audio_msg_type, "audio", self._on_audio, qos)
         self._last_frame_wall = None
         self._timer = self.create_timer(self.p("diagnostics_period_s"), self._publish_diagnostics)
         return super().on_activate(state)
