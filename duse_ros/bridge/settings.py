@@ -1,0 +1,163 @@
+"""Every parameter of llm_bridge_node: name, default and meaning, in one place.
+
+config/llm_bridge.yaml holds the same defaults (a test checks that they agree); the node declares
+these parameters and hands their values to BridgeSettings.from_parameters, which validates them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .llm_client import LLMConfig
+from .stabiliser import StabiliserConfig
+
+NODE_NAME = "llm_bridge_node"
+
+LOG_PROMPTS = ("off", "summary", "full")
+RELIABILITY = ("reliable", "best_effort")
+UNTRAINED_READINGS = ("mark", "unknown")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    default: bool | int | float | str
+    description: str
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("emotion_topic", "emotion_state", "EmotionState input topic"),
+    ParameterSpec("emotion_reliability", "reliable",
+                  "QoS reliability of the EmotionState subscription: reliable | best_effort"),
+    ParameterSpec("prompt_topic", "dialogue_prompt", "DialoguePrompt output topic"),
+    ParameterSpec("utterance_topic", "user_utterance",
+                  "std_msgs/String input with the user's latest speech; empty: not subscribed"),
+    ParameterSpec("reply_topic", "llm_reply", "std_msgs/String output with the LLM's reply"),
+    ParameterSpec("exchange_topic", "llm_exchange", "LLMExchange output: each request and its outcome"),
+    ParameterSpec("language", "en", "template language; picks prompts_<language>.yaml when template_file is empty"),
+    ParameterSpec("template_file", "",
+                  "prompt template YAML: a path, or a file name looked up in the package's config dirs; "
+                  "empty: prompts_<language>.yaml"),
+    ParameterSpec("use_smoothed", True,
+                  "use EmotionState's smoothed label and confidence when the affect node smooths"),
+    ParameterSpec("min_confidence", 0.4, "readings below this count as an unknown emotion"),
+    ParameterSpec("hysteresis", 0.1,
+                  "a label other than the current one needs min_confidence + hysteresis to count"),
+    ParameterSpec("dwell_s", 1.5, "seconds (EmotionState stamps) a new emotion must hold before it is reported"),
+    ParameterSpec("max_gap_s", 2.0, "a gap in EmotionState stamps longer than this restarts dwell and duration"),
+    ParameterSpec("stale_s", 5.0,
+                  "no EmotionState for this long (node clock): the emotion becomes unknown; 0: never"),
+    ParameterSpec("trend_length", 4, "stable emotions listed in the trend, newest last"),
+    ParameterSpec("untrained_readings", "mark",
+                  "readings from untrained (random) weights: mark (say so in the prompt) | unknown (ignore them)"),
+    ParameterSpec("heartbeat_s", 10.0, "re-publish the current prompt after this long without a change; 0: never"),
+    ParameterSpec("max_utterance_chars", 300, "longer utterances are cut to this many characters"),
+    ParameterSpec("utterance_max_age_s", 30.0, "an utterance older than this is left out of prompts; 0: no limit"),
+    ParameterSpec("log_prompts", "summary", "log each published prompt: off | summary | full"),
+    ParameterSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status"),
+    ParameterSpec("llm.base_url", "", "OpenAI-compatible base URL ending in /v1; empty: no LLM calls"),
+    ParameterSpec("llm.model", "", "model name the endpoint serves; empty: left out of the request"),
+    ParameterSpec("llm.api_key_env", "DUSE_LLM_API_KEY",
+                  "name of the environment variable holding the API key; empty or unset: no key"),
+    ParameterSpec("llm.timeout_s", 10.0, "seconds per request attempt"),
+    ParameterSpec("llm.max_retries", 2, "retries after a timeout, connection error or HTTP 408/429/5xx"),
+    ParameterSpec("llm.backoff_s", 0.5, "wait before the first retry, doubled for each further one"),
+    ParameterSpec("llm.max_tokens", 128, "max_tokens of each request"),
+    ParameterSpec("llm.temperature", 0.7, "sampling temperature of each request"),
+    ParameterSpec("llm.call_on_heartbeat", False, "also send heartbeat prompts to the LLM (default: changes only)"),
+)
+
+DEFAULTS: dict[str, bool | int | float | str] = {p.name: p.default for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    emotion_topic: str
+    emotion_reliability: str
+    prompt_topic: str
+    utterance_topic: str
+    reply_topic: str
+    exchange_topic: str
+    language: str
+    template_file: str
+    use_smoothed: bool
+    stale_s: float
+    heartbeat_s: float
+    max_utterance_chars: int
+    utterance_max_age_s: float
+    log_prompts: str
+    diagnostics_period_s: float
+    call_llm_on_heartbeat: bool
+    stabiliser: StabiliserConfig
+    llm: LLMConfig
+
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, object]) -> "BridgeSettings":
+        """Validated settings; ValueError names the parameter at fault."""
+        unknown = set(values) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown parameters {sorted(unknown)}")
+        v = {**DEFAULTS, **values}
+        for name, default in DEFAULTS.items():
+            if not _same_kind(v[name], default):
+                raise ValueError(f"parameter {name!r} must be {type(default).__name__}, got {v[name]!r}")
+        for name, allowed in (("emotion_reliability", RELIABILITY), ("log_prompts", LOG_PROMPTS),
+                              ("untrained_readings", UNTRAINED_READINGS)):
+            if v[name] not in allowed:
+                raise ValueError(f"parameter {name!r} must be one of {allowed}, got {v[name]!r}")
+        for name in ("stale_s", "heartbeat_s", "utterance_max_age_s"):
+            if v[name] < 0:
+                raise ValueError(f"parameter {name!r} must be >= 0, got {v[name]}")
+        if v["diagnostics_period_s"] <= 0:
+            raise ValueError(f"parameter 'diagnostics_period_s' must be > 0, got {v['diagnostics_period_s']}")
+        if v["max_utterance_chars"] < 1:
+            raise ValueError(f"parameter 'max_utterance_chars' must be >= 1, got {v['max_utterance_chars']}")
+        for name in ("emotion_topic", "prompt_topic", "reply_topic", "exchange_topic", "language"):
+            if not v[name]:
+                raise ValueError(f"parameter {name!r} must not be empty")
+        return cls(
+            emotion_topic=v["emotion_topic"],
+            emotion_reliability=v["emotion_reliability"],
+            prompt_topic=v["prompt_topic"],
+            utterance_topic=v["utterance_topic"],
+            reply_topic=v["reply_topic"],
+            exchange_topic=v["exchange_topic"],
+            language=v["language"],
+            template_file=v["template_file"],
+            use_smoothed=v["use_smoothed"],
+            stale_s=float(v["stale_s"]),
+            heartbeat_s=float(v["heartbeat_s"]),
+            max_utterance_chars=v["max_utterance_chars"],
+            utterance_max_age_s=float(v["utterance_max_age_s"]),
+            log_prompts=v["log_prompts"],
+            diagnostics_period_s=float(v["diagnostics_period_s"]),
+            call_llm_on_heartbeat=v["llm.call_on_heartbeat"],
+            # The configs' own errors name the parameter (their fields carry the parameter names).
+            stabiliser=StabiliserConfig(
+                min_confidence=float(v["min_confidence"]),
+                hysteresis=float(v["hysteresis"]),
+                dwell_s=float(v["dwell_s"]),
+                max_gap_s=float(v["max_gap_s"]),
+                trend_length=v["trend_length"],
+                untrained_as_unknown=v["untrained_readings"] == "unknown",
+            ),
+            llm=LLMConfig(
+                base_url=v["llm.base_url"].strip(),
+                model=v["llm.model"],
+                api_key_env=v["llm.api_key_env"],
+                timeout_s=float(v["llm.timeout_s"]),
+                max_retries=v["llm.max_retries"],
+                backoff_s=float(v["llm.backoff_s"]),
+                max_tokens=v["llm.max_tokens"],
+                temperature=float(v["llm.temperature"]),
+            ),
+        )
+
+
+def _same_kind(value: object, default: object) -> bool:
+    # A float parameter takes an int (`-p dwell_s:=2`); bool is never taken for a number.
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))

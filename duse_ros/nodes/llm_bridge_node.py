@@ -1,0 +1,198 @@
+"""llm_bridge_node: EmotionState in, DialoguePrompt out, and optionally an LLM reply.
+
+    ros2 run duse_ros llm_bridge_node --ros-args -p llm.base_url:=http://127.0.0.1:8000/v1
+    python -m duse_ros.nodes.llm_bridge_node --ros-args -p log_prompts:=full
+
+The logic lives in duse_ros.bridge (ROS-free); this file converts messages and publishes. LLM
+requests run on the bridge's worker thread, so a slow or dead endpoint never holds up the
+EmotionState subscription; replies and exchanges are published from that thread.
+"""
+from __future__ import annotations
+
+import sys
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from std_msgs.msg import String
+
+from duse_ros.bridge.core import Bridge, PromptEvent, describe
+from duse_ros.bridge.llm_client import ChatClient, EndpointStats, public_url
+from duse_ros.bridge.prompts import load_templates, template_file_for
+from duse_ros.bridge.settings import NODE_NAME, PARAMETERS, BridgeSettings
+from duse_ros.bridge.stabiliser import Reading
+from duse_ros.bridge.worker import LatestOnlyWorker
+from duse_ros.msg import DialoguePrompt, EmotionState, LLMExchange
+from duse_ros.nodes.common import (diagnostic_array, diagnostic_status, ns_to_stamp, run_node,
+                                   seconds_to_duration, sensor_qos, stamp_to_ns)
+
+_QUEUE_DEPTH = 10
+_WORKER_JOIN_S = 1.0
+_LOG_THROTTLE_S = 5.0
+
+
+class ConfigError(ValueError):
+    """A parameter or the template file is unusable; the node cannot start."""
+
+
+def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> Reading:
+    """ValueError when the message cannot be a reading (e.g. confidence out of range)."""
+    smoothed = use_smoothed and msg.smoothing_count > 0 and msg.smoothed_label
+    label, confidence = (msg.smoothed_label, msg.smoothed_confidence) if smoothed else (msg.label, msg.confidence)
+    stamp_ns = stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp)
+    return Reading(stamp_ns=stamp_ns, label=label, confidence=float(confidence),
+                   has_reading=msg.modality != EmotionState.MODALITY_NONE, untrained=msg.untrained,
+                   frame_id=msg.header.frame_id)
+
+
+class LLMBridgeNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        values = {}
+        for spec in PARAMETERS:
+            # dynamic_typing: `-p dwell_s:=2` (an integer) is accepted; BridgeSettings checks types.
+            descriptor = ParameterDescriptor(description=spec.description, read_only=True, dynamic_typing=True)
+            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+        try:
+            self.settings = settings = BridgeSettings.from_parameters(values)
+            templates = load_templates(template_file_for(settings.language, settings.template_file))
+        except ValueError as exc:  # TemplateError is one too
+            raise ConfigError(str(exc)) from None
+        self.bridge = Bridge(settings, templates)
+        self.malformed = 0
+
+        # Transient local: a dialogue manager that starts later still gets the current prompt.
+        prompt_qos = QoSProfile(depth=_QUEUE_DEPTH, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._prompt_pub = self.create_publisher(DialoguePrompt, settings.prompt_topic, prompt_qos)
+        self._reply_pub = self.create_publisher(String, settings.reply_topic, _QUEUE_DEPTH)
+        self._exchange_pub = self.create_publisher(LLMExchange, settings.exchange_topic, _QUEUE_DEPTH)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _QUEUE_DEPTH)
+        self.create_subscription(EmotionState, settings.emotion_topic, self._on_emotion,
+                                 sensor_qos(settings.emotion_reliability, _QUEUE_DEPTH))
+        if settings.utterance_topic:
+            self.create_subscription(String, settings.utterance_topic, self._on_utterance, _QUEUE_DEPTH)
+        self.create_timer(self.bridge.tick_period_s, self._on_tick)
+        self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
+
+        self.llm_stats = EndpointStats(enabled=settings.llm.enabled)
+        self._client: ChatClient | None = None
+        self._worker: LatestOnlyWorker | None = None
+        if settings.llm.enabled:
+            self._client = ChatClient(settings.llm)
+            self._worker = LatestOnlyWorker(self._call_llm, self._on_worker_error, name="llm-request")
+            key_note = "with an API key" if self._client.has_api_key else "without an API key"
+            self.get_logger().info(f"LLM endpoint {public_url(settings.llm.base_url)} model "
+                                   f"{settings.llm.model or '(server default)'}, {key_note}")
+        else:
+            self.get_logger().info("no llm.base_url: publishing prompts only, no LLM calls")
+        self.get_logger().info(f"templates {templates.path} ({templates.language}); "
+                               f"EmotionState from '{self.resolve_topic_name(settings.emotion_topic)}'")
+
+    def close(self) -> None:
+        """Stop the LLM worker (run_node calls this before destroy_node)."""
+        if self._worker is not None and not self._worker.stop(_WORKER_JOIN_S):
+            self.get_logger().warning("an LLM request is still in flight at shutdown; abandoning it")
+
+    def _on_emotion(self, msg: EmotionState) -> None:
+        try:
+            reading = reading_from_msg(msg, self.settings.use_smoothed)
+        except ValueError as exc:
+            self.malformed += 1
+            self.get_logger().warning(f"malformed EmotionState dropped: {exc}", throttle_duration_sec=_LOG_THROTTLE_S)
+            return
+        event = self.bridge.on_reading(reading)
+        if event is not None:
+            self._publish_prompt(event)
+
+    def _on_utterance(self, msg: String) -> None:
+        self.bridge.on_utterance(msg.data)
+
+    def _on_tick(self) -> None:
+        event = self.bridge.tick()
+        if event is not None:
+            self._publish_prompt(event)
+
+    def _publish_prompt(self, event: PromptEvent) -> None:
+        state, prompt = event.state, event.prompt
+        msg = DialoguePrompt()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = state.frame_id
+        msg.emotion = state.emotion
+        msg.confidence = state.confidence
+        msg.emotion_duration = seconds_to_duration(state.duration_s)
+        msg.emotion_stamp = ns_to_stamp(state.latest_ns)
+        msg.trend = " -> ".join(state.trend)
+        msg.system_prompt = prompt.system
+        msg.user_prompt = prompt.user
+        msg.language = prompt.language
+        msg.reason = event.reason
+        self._prompt_pub.publish(msg)
+        if self.settings.log_prompts != "off":
+            self.get_logger().info(describe(event, full=self.settings.log_prompts == "full"))
+        wants_llm = event.reason == DialoguePrompt.REASON_CHANGE or self.settings.call_llm_on_heartbeat
+        if self._worker is not None and wants_llm and self._worker.submit(msg) is not None:
+            self.llm_stats.record_superseded()
+
+    def _call_llm(self, prompt: DialoguePrompt) -> None:
+        """On the worker thread: one request (with retries), then publish its outcome."""
+        worker = self._worker
+        result = self._client.complete(prompt.system_prompt, prompt.user_prompt,
+                                       keep_trying=lambda: not worker.has_pending(), cancel=worker.stop_event)
+        self.llm_stats.record(result)
+        exchange = LLMExchange()
+        exchange.header.stamp = self.get_clock().now().to_msg()
+        exchange.header.frame_id = prompt.header.frame_id
+        exchange.prompt = prompt
+        exchange.base_url = public_url(self.settings.llm.base_url)
+        exchange.model = self.settings.llm.model
+        exchange.success = result.success
+        exchange.reply = result.reply
+        exchange.error = result.error
+        exchange.attempts = result.attempts
+        exchange.latency = seconds_to_duration(result.latency_s)
+        self._exchange_pub.publish(exchange)
+        if result.success:
+            self._reply_pub.publish(String(data=result.reply))
+            self.get_logger().info(f"LLM reply ({result.latency_s:.2f} s): {result.reply}")
+        else:
+            self.get_logger().warning(f"LLM request failed after {result.attempts} attempt(s): {result.error}",
+                                      throttle_duration_sec=_LOG_THROTTLE_S)
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self.get_logger().error(f"LLM worker error: {self._client.redact(repr(exc))}")
+
+    def _publish_diagnostics(self) -> None:
+        stabiliser, llm = self.bridge.stabiliser, self.llm_stats.snapshot()
+        state = stabiliser.state
+        values = {
+            "stable_emotion": "none yet" if state is None else state.emotion,
+            "emotion_states_received": stabiliser.readings + self.malformed,
+            "emotion_states_malformed": self.malformed,
+            "stamps_backwards": stabiliser.stamps_backwards,
+            "stamp_gaps": stabiliser.gaps,
+            "prompts_published": sum(self.bridge.prompts.values()),
+            "prompts_change": self.bridge.prompts[DialoguePrompt.REASON_CHANGE],
+            "prompts_heartbeat": self.bridge.prompts[DialoguePrompt.REASON_HEARTBEAT],
+            **llm,
+        }
+        if not self.settings.llm.enabled:
+            level, message = DiagnosticStatus.OK, "prompts only (no llm.base_url)"
+        elif self.llm_stats.healthy:
+            level, message = DiagnosticStatus.OK, f"LLM endpoint {llm['llm_endpoint_state']}"
+        else:
+            level, message = DiagnosticStatus.WARN, f"LLM endpoint {llm['llm_endpoint_state']}: {llm['llm_last_error']}"
+        status = diagnostic_status(f"{self.get_fully_qualified_name()}: LLM bridge",
+                                   public_url(self.settings.llm.base_url), level, message, values)
+        self._diag_pub.publish(diagnostic_array(self, [status]))
+
+
+def main() -> None:
+    try:
+        run_node(LLMBridgeNode)
+    except ConfigError as exc:
+        sys.exit(f"[FATAL] [{NODE_NAME}]: {exc}")
+
+
+if __name__ == "__main__":
+    main()
