@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from datetime import datetime
@@ -105,8 +106,11 @@ class DemoPeer:
 
     def _on_prompt(self, p: DialoguePrompt) -> None:
         self.prompts.append(p)
-        print(f"\n  >> DialoguePrompt ({p.reason}, {p.language}): emotion={p.emotion} conf={p.confidence:.2f}\n"
-              f"     system: {p.system_prompt.strip()[:300]}\n     user:   {p.user_prompt.strip()[:200]}\n")
+        indent = "\n" + " " * 13
+        system = indent.join(textwrap.wrap(p.system_prompt.strip(), 100))
+        user = indent.join(textwrap.wrap(p.user_prompt.strip(), 100))
+        print(f"\n  >> DialoguePrompt ({p.reason}, {p.language}): emotion={p.emotion} conf={p.confidence:.2f} "
+              f"(no LLM endpoint: this is what would be sent)\n     system: {system}\n     user:   {user}\n")
 
     def play(self, messages: list[tuple[str, str, int, bytes]], rate: float) -> None:
         """Publish each raw message at its recorded time offset (scaled by `rate`)."""
@@ -172,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         node_params["clip_weights"] = args.clip_weights
     procs = [_start("duse_ros.nodes.affect_node", node_params, run_dir / "affect_node.log")]
     if not args.no_bridge:
-        procs.append(_start("duse_ros.nodes.llm_bridge_node", {}, run_dir / "llm_bridge_node.log"))
+        # A random-weight model is never confident, so the bridge's usual 0.4 threshold would
+        # only ever report "unknown (too uncertain)". The demo lowers it to show labelled prompts;
+        # the prompts still carry the untrained-weights warning.
+        bridge = {"min_confidence": 0.0, "hysteresis": 0.0, "dwell_s": 1.0, "heartbeat_s": 0.0}
+        procs.append(_start("duse_ros.nodes.llm_bridge_node", bridge, run_dir / "llm_bridge_node.log"))
 
     rclpy.init()
     peer = DemoPeer()
