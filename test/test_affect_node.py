@@ -185,3 +185,22 @@ def test_audio_type_from_an_uninstalled_package_fails_configure_clearly(start_no
     peer = Peer("reliable")
     peer.spin_until(lambda: "configure failed" in node.output(), 20, "the configure error", node)
     assert "message package 'audio_common_msgs' is not installed" in node.output()
+
+
+def test_duse_checkpoint_runs_in_the_node(start_node, tmp_path):
+    """A DuSE checkpoint (tiny CLIP, random weights) given as the node's `model` parameter."""
+    from duse_ros.checkpoint import save_checkpoint
+    from duse_ros.models import build_model
+
+    ckpt = save_checkpoint(build_model("duse-tiny"), tmp_path / "duse_tiny.json")
+    node = start_node(model=str(ckpt))
+    peer = Peer("reliable")
+    peer.wait_matched(node)
+    played = stamps(5.0, 75)
+    peer.play(played)
+    peer.spin_until(lambda: len(peer.states) >= 1, 30, "a DuSE EmotionState", node)
+    state = peer.states[0]
+    _check_window(state, set(played))
+    assert state.model_id.startswith("duse-tiny") and state.checkpoint == str(ckpt)
+    assert state.untrained, "random CLIP weights must stay flagged even with a checkpoint loaded"
+    assert list(state.class_names) == list(get_class_set("dfew").classes)

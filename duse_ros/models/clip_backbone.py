@@ -1,0 +1,154 @@
+"""A frozen open_clip CLIP, built by name with weights from a local file, driven layer by layer.
+
+DuSE inserts prompt tokens between the transformer blocks of both CLIP towers, so it runs the
+towers block by block here instead of calling `encode_image`/`encode_text`. With no prompts the
+two functions below compute exactly what open_clip's own methods compute.
+
+Weights come only from a file the user names (open_clip's checkpoint loading: an open_clip
+state dict as .bin/.pt/.pth/.safetensors, or OpenAI's original TorchScript .pt), never from a
+model hub. Extra open_clip configurations ship in `open_clip_configs/`: `DuSE-Tiny` is a small
+random CLIP for tests (its towers differ in width and depth on purpose, so a mix-up of the two
+fails loudly).
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..torchvision_shim import import_open_clip
+
+_CONFIG_DIR = Path(__file__).with_name("open_clip_configs")
+_configs_added = False
+
+
+def open_clip_module():
+    """The open_clip module, with duse_ros's extra model configurations registered (once)."""
+    global _configs_added
+    open_clip = import_open_clip()
+    if not _configs_added:
+        open_clip.add_model_config(_CONFIG_DIR)
+        _configs_added = True
+    return open_clip
+
+
+def clip_config(backbone: str) -> dict:
+    """open_clip's configuration dict for a model name (no weights, nothing built). Only CLIPs
+    with open_clip's own ViT and text transformer qualify: timm or Hugging Face towers are
+    driven differently, and building them would fetch their weights from a hub."""
+    config = open_clip_module().get_model_config(backbone)
+    if config is None:
+        raise KeyError(f"open_clip has no model config named {backbone!r}")
+    vision, text = config.get("vision_cfg", {}), config.get("text_cfg", {})
+    foreign = [key for key in ("timm_model_name", "hf_model_name", "hf_tokenizer_name") if key in {**vision, **text}]
+    if foreign or config.get("custom_text") or isinstance(vision.get("layers"), (list, tuple)):
+        raise ValueError(f"open_clip model {backbone!r} is not a plain ViT CLIP ({', '.join(foreign) or 'custom towers'}); "
+                         "DuSE supports open_clip's own ViT + text transformer, e.g. ViT-B-32, ViT-B-16, ViT-L-14")
+    return config
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer(backbone: str):
+    """open_clip's tokenizer for `backbone` (built once per process: reading the BPE vocabulary takes ~0.1 s)."""
+    clip_config(backbone)
+    return open_clip_module().get_tokenizer(backbone)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """OpenAI's original CLIP files are TorchScript archives: torch.load needs weights_only=False."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())
+
+
+def create_frozen_clip(backbone: str, weights: str = "", quick_gelu: bool = False,
+                       image_size: int | None = None) -> nn.Module:
+    """Build open_clip's CLIP `backbone` ("ViT-B-16", ...), load `weights` (a file path; "" keeps
+    open_clip's random init) and freeze it. Tensors go to the current default device, so
+    `with torch.device("meta"):` builds a weightless model for parameter counts.
+
+    `quick_gelu` must match the weights: True for OpenAI's CLIP, False for LAION/DataComp ones.
+    """
+    open_clip = open_clip_module()
+    clip_config(backbone)  # an unknown or unsupported name fails here, before anything is built
+    path = Path(weights).expanduser().resolve() if weights else None
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"CLIP weights file {str(path)!r} for {backbone} does not exist")
+    # An absolute path is never mistaken for one of open_clip's download tags.
+    torchscript = path is not None and _is_torchscript(path)
+    options = dict(device=torch.empty(0).device, force_quick_gelu=quick_gelu, force_image_size=image_size)
+    try:
+        if torchscript:
+            clip = open_clip.create_model(backbone, **options)
+            with warnings.catch_warnings():  # torch.load hands TorchScript to torch.jit.load, and says so
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                open_clip.load_checkpoint(clip, str(path), strict=True, weights_only=False)
+        else:
+            clip = open_clip.create_model(backbone, pretrained=str(path) if path else None, **options)
+    except RuntimeError as e:
+        if path is None:
+            raise
+        detail = str(e) if len(str(e)) < 800 else str(e)[:800] + " ..."
+        raise ValueError(f"CLIP weights {str(path)!r} do not fit open_clip model {backbone}: {detail}") from None
+    if not isinstance(clip, open_clip.CLIP):
+        raise ValueError(f"{backbone} is a {type(clip).__name__}; DuSE needs an open_clip CLIP with its own text tower")
+    if not clip.visual.transformer.batch_first or not clip.transformer.batch_first:
+        raise ValueError(f"{backbone}: DuSE expects batch-first transformers")
+    return clip.requires_grad_(False).eval()
+
+
+def encode_image_prompted(visual: nn.Module, images: torch.Tensor,
+                          prompts: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
+    """open_clip's `VisionTransformer.forward`, block by block, with prompt tokens.
+
+    images: (N, 3, H, W). prompts[i] (None, (n, width) or (N, n, width)) is appended to the
+    token sequence before block i and its outputs are dropped after it; blocks past the end of
+    `prompts` run unprompted. Returns the projected image features (N, embed_dim).
+    """
+    x = visual._embeds(images)                                   # (N, 1 + grid², width)
+    for i, block in enumerate(visual.transformer.resblocks):
+        p = prompts[i] if i < len(prompts) else None
+        if p is None:
+            x = block(x)
+            continue
+        n = p.shape[-2]
+        p = p.to(x.dtype).expand(x.shape[0], n, x.shape[-1])
+        x = block(torch.cat([x, p], dim=1))[:, :-n]              # (N, 1 + grid², width)
+    pooled, _ = visual._pool(x)
+    return pooled @ visual.proj if visual.proj is not None else pooled
+
+
+def encode_text_prompted(clip: nn.Module, token_ids: torch.Tensor,
+                         prompts: Sequence[torch.Tensor | None] = (), start: int = 1) -> torch.Tensor:
+    """open_clip's `CLIP.encode_text`, block by block, with prompt tokens in reserved slots.
+
+    token_ids: (C, L), with n placeholder slots at [start, start + n). prompts[0] (n, width)
+    replaces the slots' token embeddings (the positional embedding is added to it, as CoOp
+    does); prompts[i] for i > 0 replaces the slots' hidden states before block i, discarding
+    what block i - 1 wrote there. Returns the projected text features (C, embed_dim).
+    """
+    open_clip = open_clip_module()
+    cast_dtype = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(token_ids).to(cast_dtype)           # (C, L, width)
+    for i, block in enumerate(clip.transformer.resblocks):
+        p = prompts[i] if i < len(prompts) else None
+        if p is not None:
+            n = p.shape[-2]
+            p = p.to(x.dtype).expand(x.shape[0], n, x.shape[-1])
+            x = torch.cat([x[:, :start], p, x[:, start + n:]], dim=1)
+        if i == 0:
+            x = x + clip.positional_embedding.to(x.dtype)
+        x = block(x, attn_mask=clip.attn_mask)
+    x = clip.ln_final(x)
+    x = open_clip.transformer.text_global_pool(x, token_ids, clip.text_pool_type,
+                                               eos_token_id=getattr(clip, "text_eos_id", None))
+    if clip.text_projection is None:
+        return x
+    return clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
