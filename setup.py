@@ -11,6 +11,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["duse_ros", "duse_ros.*"]),
+    # the bundled test/demo portrait and the tiny open_clip test config
+    package_data={"duse_ros": ["data/*.jpg", "data/*.md", "models/open_clip_configs/*.json"]},
     install_requires=[
         "numpy>=1.26,<3",
         "opencv-python-headless>=4.9,<5",

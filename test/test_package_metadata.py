@@ -76,3 +76,11 @@ def test_console_scripts_exist_for_pip_and_ros2_run():
         wrapper = ROOT / "scripts" / name
         assert wrapper.is_file() and f"from {module} import {func}" in wrapper.read_text()
         assert f"scripts/{name}" in cmake, f"CMakeLists.txt does not install scripts/{name} to lib/duse_ros"
+
+
+def test_pip_package_data_covers_every_bundled_data_file():
+    patterns = _setup_kwargs()["package_data"]["duse_ros"]
+    pkg = ROOT / "duse_ros"
+    covered = {f for pattern in patterns for f in pkg.glob(pattern)}
+    data = {f for f in pkg.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts}
+    assert data <= covered, f"not installed by pip: {sorted(str(f.relative_to(pkg)) for f in data - covered)}"
