@@ -10,16 +10,15 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 SHARE = FindPackageShare("duse_ros")
-MODEL = "duse-vitb16-normal"
 
 
 def generate_launch_description() -> LaunchDescription:
     # Declared here so a value given on the command line wins over this file's default; every
-    # other argument of affect_pipeline.launch.py passes through unchanged.
+    # other argument of affect_pipeline.launch.py (model:=..., image_topic:=...) passes through
+    # unchanged, and the model is the config file's unless model:= is given.
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=PathJoinSubstitution([SHARE, "config", "duse_video.yaml"])),
-        DeclareLaunchArgument("model", default_value=MODEL),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "affect_pipeline.launch.py"])),
-            launch_arguments={"config": LaunchConfiguration("config"), "model": LaunchConfiguration("model")}.items()),
+            launch_arguments={"config": LaunchConfiguration("config")}.items()),
     ])

@@ -1,6 +1,7 @@
 """Small rclpy helpers the duse_ros nodes share: stamps, QoS from parameters, diagnostics, main()."""
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable, Iterable
 
@@ -65,6 +66,9 @@ def run_node(make_node: Callable[[], Node], threads: int = 2) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Under `ros2 launch` Ctrl-C reaches a node twice (the terminal, then launch forwarding it):
+        # a second SIGINT must not interrupt the clean-up of the first.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
