@@ -16,7 +16,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -28,24 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from duse_ros.conversions import compressed_to_rgb, image_to_rgb  # noqa: E402
 from duse_ros.models.base import InputSpec  # noqa: E402
 from duse_ros.preprocess import FramePreprocessor  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 HEIGHT, WIDTH = 480, 640
 
 
-@dataclass
-class _Image:
-    height: int
-    width: int
-    encoding: str
-    step: int
-    data: bytes
-    is_bigendian: int = 0
-
-
-@dataclass
-class _Compressed:
-    format: str
-    data: bytes
 
 
 def make_image(encoding: str, step: int, data: bytes, big_endian: bool = False):
@@ -53,7 +39,7 @@ def make_image(encoding: str, step: int, data: bytes, big_endian: bool = False):
     try:
         from sensor_msgs.msg import Image
     except ImportError:
-        return _Image(HEIGHT, WIDTH, encoding, step, data, int(big_endian))
+        return Image(height=HEIGHT, width=WIDTH, encoding=encoding, step=step, data=data, is_bigendian=int(big_endian))
     return Image(height=HEIGHT, width=WIDTH, encoding=encoding, step=step, data=data, is_bigendian=int(big_endian))
 
 
@@ -87,10 +73,10 @@ def encoded_messages(rgb: np.ndarray) -> dict[str, object]:
         "yuv422_yuy2 (yuyv)": make_image("yuv422_yuy2", WIDTH * 2, yuyv.tobytes()),
         "nv21": make_image("nv21", WIDTH, np.concatenate([y, vu]).tobytes()),
         "bayer_rggb8": make_image("bayer_rggb8", WIDTH, grey.tobytes()),
-        "jpeg (q90, CompressedImage)": _Compressed(
-            "rgb8; jpeg compressed bgr8", cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()),
-        "png (level 3, CompressedImage)": _Compressed(
-            "rgb8; png compressed bgr8", cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()),
+        "jpeg (q90, CompressedImage)": CompressedImage(
+            format="rgb8; jpeg compressed bgr8", data=cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()),
+        "png (level 3, CompressedImage)": CompressedImage(
+            format="rgb8; png compressed bgr8", data=cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()),
     }
 
 
@@ -151,7 +137,7 @@ def main() -> None:
     print(f"Conversion to RGB uint8 per encoding ({WIDTH}x{HEIGHT}, median of {args.repeats}):")
     per_encoding = {}
     for name, msg in msgs.items():
-        convert = compressed_to_rgb if isinstance(msg, _Compressed) else image_to_rgb
+        convert = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
         for _ in range(3):
             convert(msg)
         per_encoding[name] = statistics.median(timed(lambda: convert(msg)) for _ in range(args.repeats))
