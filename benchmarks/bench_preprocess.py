@@ -34,12 +34,7 @@ HEIGHT, WIDTH = 480, 640
 
 
 
-def make_image(encoding: str, step: int, data: bytes, big_endian: bool = False):
-    """A real sensor_msgs/Image when the ROS wheels are installed, else a stand-in."""
-    try:
-        from sensor_msgs.msg import Image
-    except ImportError:
-        return Image(height=HEIGHT, width=WIDTH, encoding=encoding, step=step, data=data, is_bigendian=int(big_endian))
+def make_image(encoding: str, step: int, data: bytes, big_endian: bool = False) -> Image:
     return Image(height=HEIGHT, width=WIDTH, encoding=encoding, step=step, data=data, is_bigendian=int(big_endian))
 
 

@@ -20,7 +20,7 @@ import torch
 from .engine import InferenceEngine, Job, Result
 from .faces import FaceDetector, FaceTrack, HaarFaceDetector, full_frame_crops
 from .models.base import AffectModel
-from .preprocess import frames_to_tensor
+from .preprocess import FramePreprocessor
 from .smoothing import SoftVoter
 from .stats import LatencyReservoir
 from .windowing import Window, Windower
@@ -174,6 +174,9 @@ class AffectPipeline:
                          "windows_unusable": 0, "readings": 0}
         self.end_to_end = LatencyReservoir(1024)   # window complete -> reading made (s)
         self._last_epoch = 0
+        self._preprocess = FramePreprocessor(self.spec)
+        # (frame stamp, crop shape, crop offset in its frame) -> (3, S, S), for the frames still in use
+        self._preprocessed: dict[tuple, np.ndarray] = {}
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -210,6 +213,7 @@ class AffectPipeline:
         # A reset (stamps went backwards, a long gap) starts a new stream: old faces and old
         # votes belong to the previous one.
         self._last_epoch = self.windower.reset_epoch
+        self._preprocessed.clear()
         if self.track is not None:
             self.track.reset()
         with self._voter_lock:
@@ -226,7 +230,7 @@ class AffectPipeline:
         else:
             crops, face_found = full_frame_crops(window), True
         audio = window.audio if self.spec.uses_audio else None
-        video = frames_to_tensor(crops, self.spec) if face_found else None
+        video = self._video_tensor(window, crops) if face_found else None
         if video is not None and audio is not None:
             modality = MODALITY_AUDIO_VISUAL
         elif video is not None:
@@ -242,6 +246,24 @@ class AffectPipeline:
         meta = _WindowMeta(window, face_found, modality, time.monotonic())
         self.engine.submit(Job(window.index, video,
                                None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)), meta))
+
+    def _video_tensor(self, window: Window, crops: list[np.ndarray]) -> torch.Tensor:
+        """(T, 3, S, S) for the window's crops. Consecutive windows share most of their frames
+        (12 of 16 at 30 fps with the default span and stride), so a crop preprocessed for an
+        earlier window is reused. A crop that is a view into its frame is known by the frame's
+        stamp, the crop's shape and its offset in the frame (so a moved face box is a new crop);
+        any other crop is preprocessed afresh."""
+        keys = [(stamp, crop.shape, crop.ctypes.data - frame.ctypes.data)
+                if np.may_share_memory(crop, frame) else None
+                for stamp, frame, crop in zip(window.stamps_ns, window.frames, crops)]
+        todo = [i for i, key in enumerate(keys) if key is None or key not in self._preprocessed]
+        fresh = dict(zip(todo, self._preprocess([crops[i] for i in todo]).numpy())) if todo else {}
+        video = torch.from_numpy(np.stack([fresh[i] if i in fresh else self._preprocessed[key]
+                                           for i, key in enumerate(keys)]))
+        self._preprocessed.update({keys[i]: fresh[i] for i in todo if keys[i] is not None})
+        # Windows only move forward between resets: frames before this window are never needed again.
+        self._preprocessed = {k: v for k, v in self._preprocessed.items() if k[0] >= window.start_ns}
+        return video
 
     def _no_reading(self, window: Window) -> None:
         """No face and no audio: a state flagged as such, never a guess presented as a reading."""

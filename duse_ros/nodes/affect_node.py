@@ -12,7 +12,7 @@ import importlib
 import time
 from collections import Counter
 
-import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -34,6 +34,7 @@ DEFAULTS: dict[str, object] = {
     "clip_weights": "",                # open_clip checkpoint file for the frozen CLIP ("" = random init)
     "device": "cpu",                   # cpu, cuda, cuda:N or auto
     "half": False,                     # fp16 autocast (CUDA only)
+    "torch_threads": 0,                # torch intra-op threads for inference; 0 = torch's default
     "autostart": True,
     "image_compressed": False,         # subscribe to image_raw/compressed (sensor_msgs/CompressedImage)
     "qos.reliability": "best_effort",  # must be compatible with the camera driver's publisher
@@ -105,6 +106,10 @@ class AffectNode(LifecycleNode):
             if audio_type not in AUDIO_TYPES:
                 raise ValueError(f"audio.type must be one of {AUDIO_TYPES}, got {audio_type!r}")
             sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))  # validates both
+            if self.p("torch_threads") < 0:
+                raise ValueError(f"torch_threads must be >= 0 (0 = torch's default), got {self.p('torch_threads')}")
+            if self.p("torch_threads"):
+                torch.set_num_threads(self.p("torch_threads"))
             overrides = {"clip_weights": self.p("clip_weights")} if self.p("clip_weights") else {}
             self._model = build_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later

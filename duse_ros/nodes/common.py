@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -54,13 +54,17 @@ def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
     )
 
 
-def run_node(make_node: Callable[[], Node], threads: int = 2) -> None:
-    """rclpy.init, spin `make_node()` until Ctrl-C or shutdown, then clean up (the main() of a node)."""
+def run_node(make_node: Callable[[], Node]) -> None:
+    """rclpy.init, spin `make_node()` until Ctrl-C or shutdown, then clean up (the main() of a node).
+
+    Single-threaded on purpose: the nodes' heavy work (inference, LLM calls, face detection) runs on
+    threads of its own, and rclpy's MultiThreadedExecutor (9.1.x) busy-loops, starving the image
+    callback until frames drop (measured by benchmarks/bench_affect_node.py)."""
     rclpy.init(args=sys.argv)
     node = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
