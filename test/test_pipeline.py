@@ -101,3 +101,17 @@ def test_audio_visual_model_falls_back_on_audio_without_a_face():
     reading = collect.readings[0]
     assert reading.modality == MODALITY_AUDIO and not reading.face_found
     assert reading.frames_used == 0 and reading.audio_samples_used > 0
+
+
+def test_full_frames_are_preprocessed_on_arrival_not_when_the_window_is_due(video_pipeline):
+    pipeline, collect = video_pipeline
+    sizes = []
+    real = pipeline._preprocess
+    pipeline._preprocess = lambda crops: sizes.append(len(crops)) or real(crops)
+    pipeline.start()
+    frames = _frames(30 * 4)
+    for stamp, frame in frames:
+        pipeline.add_frame(stamp, frame)
+    assert collect.done.wait(20)
+    assert sizes == [1] * len(frames), "each frame once, on arrival; nothing left for window time"
+    assert len(pipeline._preprocessed) <= 2.5 * 30, "cache must stay within the window's span"
