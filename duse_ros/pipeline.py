@@ -119,9 +119,11 @@ class _FaceKeyframer:
         self._thread.start()
 
     def offer(self, stamp_ns: int, frame: np.ndarray) -> None:
-        if self._next_ns is not None and stamp_ns < self._next_ns and stamp_ns >= self._next_ns - 2 * self._period_ns:
+        due = self._next_ns is None or stamp_ns >= self._next_ns
+        jumped_back = self._next_ns is not None and stamp_ns < self._next_ns - 2 * self._period_ns
+        if not (due or jumped_back):
             return
-        self._next_ns = stamp_ns + self._period_ns  # also re-arms after a stamp jump backwards
+        self._next_ns = stamp_ns + self._period_ns
         with self._cond:
             if self._slot is not None:
                 self.skipped += 1

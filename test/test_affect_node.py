@@ -206,3 +206,30 @@ def test_duse_checkpoint_runs_in_the_node(start_node, tmp_path):
     assert state.model_id.startswith("duse-tiny") and state.checkpoint == str(ckpt)
     assert state.untrained, "random CLIP weights must stay flagged even with a checkpoint loaded"
     assert list(state.class_names) == list(get_class_set("dfew").classes)
+
+
+def test_a_message_that_breaks_the_pipeline_is_counted_and_the_node_goes_on(ros):
+    """In-process: a frame that converts but makes a later step raise is dropped and counted."""
+    from rclpy.parameter import Parameter
+
+    from duse_ros.nodes.affect_node import AffectNode
+
+    node = AffectNode(parameter_overrides=[Parameter("model", value="tiny-random-video"),
+                                           Parameter("face_mode", value="full_frame")])
+    try:
+        real = node._pipeline.add_frame
+        calls = []
+
+        def flaky(stamp_ns, rgb):
+            calls.append(stamp_ns)
+            if len(calls) == 2:
+                raise RuntimeError("simulated failure in a pipeline step")
+            real(stamp_ns, rgb)
+        node._pipeline.add_frame = flaky
+        for stamp in stamps(0.0, 3):
+            node._on_image(frame_msg(stamp))  # must not raise
+        assert len(calls) == 3 and node._malformed["image_pipeline_error"] == 1
+        assert node._pipeline.windower.counters["frames_in"] == 2
+    finally:
+        node.close()
+        node.destroy_node()

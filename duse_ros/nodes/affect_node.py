@@ -202,7 +202,7 @@ class AffectNode(LifecycleNode):
             self._malformed_input("image", e)
             return
         self._frame_id = msg.header.frame_id
-        self._pipeline.add_frame(stamp_to_ns(msg.header.stamp), rgb)
+        self._guarded("image", self._pipeline.add_frame, stamp_to_ns(msg.header.stamp), rgb)
 
     def _on_audio(self, msg) -> None:
         self._rates["audio"].tick()
@@ -221,7 +221,17 @@ class AffectNode(LifecycleNode):
             return
         stamp_ns, samples = self._audio_stream.push(stamp_to_ns(msg.header.stamp), mono, rate)
         if samples.size:
-            self._pipeline.add_audio(stamp_ns, samples)
+            self._guarded("audio", self._pipeline.add_audio, stamp_ns, samples)
+
+    def _guarded(self, kind: str, step, *args) -> None:
+        """A message that gets past conversion but breaks a later step is dropped and counted like a
+        malformed one, with the traceback in the log: the node keeps streaming."""
+        try:
+            step(*args)
+        except Exception as e:  # noqa: BLE001 - one bad message must not end the executor
+            self._malformed[f"{kind}_pipeline_error"] += 1
+            self.get_logger().error(f"{kind} message broke the pipeline ({self._malformed[f'{kind}_pipeline_error']} "
+                                    f"so far): {type(e).__name__}: {e}", throttle_duration_sec=WARN_THROTTLE_S)
 
     # ------------------------------------------------------------------ output
     def _publish_reading(self, r: Reading) -> None:
