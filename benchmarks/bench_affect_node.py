@@ -85,7 +85,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from duse_ros.faces import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
-from duse_ros.nodes.common import run_node, sensor_qos  # noqa: E402
+from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from ros_harness import NodeProcess, qos  # noqa: E402
 
 NS = 1_000_000_000
@@ -97,10 +97,6 @@ NAMESPACE = f"/bench_affect_{os.getpid()}"  # topics of this run only, whatever 
 STAGES_ENV = "DUSE_BENCH_STAGES_FILE"
 
 LARGE_SHM_PROFILE = ROOT / "config" / "fastdds_large_shm.xml"  # the profile users are told to use
-
-
-def stamp_ns(t) -> int:
-    return t.sec * NS + t.nanosec
 
 
 def set_stamp(msg: Image, ns: int) -> None:
@@ -153,7 +149,7 @@ def run_staged_affect_node() -> None:
         setattr(cls, name, wrapper)
 
     def on_image(msg):
-        callbacks[stamp_ns(msg.header.stamp)] = time.time_ns()
+        callbacks[stamp_to_ns(msg.header.stamp)] = time.time_ns()
         if len(callbacks) > 256:
             del callbacks[next(iter(callbacks))]
 
@@ -220,10 +216,10 @@ class BenchPeer:
 
     def _on_state(self, msg: EmotionState) -> None:
         recv = time.time_ns()
-        self._add(Received(recv, stamp_ns(msg.window_end), stamp_ns(msg.inference_latency), len(msg.probabilities) > 0))
+        self._add(Received(recv, stamp_to_ns(msg.window_end), stamp_to_ns(msg.inference_latency), len(msg.probabilities) > 0))
 
     def _on_echo(self, msg: Header) -> None:
-        self._add(Received(time.time_ns(), stamp_ns(msg.stamp), 0, True))
+        self._add(Received(time.time_ns(), stamp_to_ns(msg.stamp), 0, True))
 
     def _on_diagnostics(self, arr: DiagnosticArray) -> None:
         for status in arr.status:

@@ -35,6 +35,7 @@ from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from duse_ros.bags import AUDIO_TOPIC, IMAGE_TOPIC, BagRecorder, read_bag, write_demo_bag  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
+from duse_ros.nodes.common import stamp_to_ns  # noqa: E402
 
 NS = 1_000_000_000
 MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "video",
@@ -58,7 +59,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _stamp_s(t) -> float:
-    return t.sec + t.nanosec / NS
+    return stamp_to_ns(t) / NS
 
 
 class DemoPeer:
@@ -102,7 +103,7 @@ class DemoPeer:
         t = _stamp_s(s.window_end) - (self.t0 or 0.0)
         print(f"{t:6.2f}  {MODALITY.get(s.modality, '?'):<11} {'yes' if s.face_found else 'no':<4}  "
               f"{s.label:<15} {s.confidence:5.2f}  {s.smoothed_label or '-':<15} {s.smoothed_confidence:5.2f}  "
-              f"{(s.inference_latency.sec + s.inference_latency.nanosec / NS) * 1e3:8.1f}")
+              f"{_stamp_s(s.inference_latency) * 1e3:8.1f}")
 
     def _on_prompt(self, p: DialoguePrompt) -> None:
         self.prompts.append(p)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         recorder = BagRecorder(run_dir / "emotion_states")
         for s in peer.states:
             recorder.write("/emotion_state", "duse_ros/msg/EmotionState",
-                           s.window_end.sec * NS + s.window_end.nanosec, serialize_message(s))
+                           stamp_to_ns(s.window_end), serialize_message(s))
         recorder.close()
         peer.node.destroy_node()
         rclpy.try_shutdown()

@@ -238,12 +238,6 @@ class Windower:
         return len(self._frames)
 
     @property
-    def buffer_span_s(self) -> float:
-        """Newest minus oldest buffered frame stamp, seconds."""
-        with self._lock:
-            return (self._stamps[-1] - self._stamps[0]) / NS if self._stamps else 0.0
-
-    @property
     def audio_buffer_samples(self) -> int:
         """Audio samples held."""
         return self._audio_samples
@@ -256,12 +250,6 @@ class Windower:
     def pending_windows(self) -> int:
         """Windows held back waiting for their audio."""
         return len(self._pending)
-
-    @property
-    def frame_period_ns(self) -> int | None:
-        """Median of the recent frame intervals (None before two frames)."""
-        with self._lock:
-            return self._period_ns()
 
     def _period_ns(self) -> int | None:
         if not self._intervals:

@@ -11,6 +11,7 @@ from ros_harness import NS, NodeProcess, Peer, frame_msg, stamps
 
 from duse_ros.classes import get_class_set
 from duse_ros.msg import EmotionState
+from duse_ros.nodes.common import stamp_to_ns
 
 NODE = "duse_ros.nodes.affect_node"
 # Deep reliable queues: on a loaded 2-core machine the sensor default (depth 5) may drop frames,
@@ -40,8 +41,8 @@ def start_node(ros):
 
 
 def _check_window(state: EmotionState, published: set[int], span_s: float = 2.0, fps: float = 30.0):
-    start = state.window_start.sec * NS + state.window_start.nanosec
-    end = state.window_end.sec * NS + state.window_end.nanosec
+    start = stamp_to_ns(state.window_start)
+    end = stamp_to_ns(state.window_end)
     assert start in published and end in published, "window stamps must be source stamps"
     assert (state.header.stamp.sec, state.header.stamp.nanosec) == (state.window_end.sec, state.window_end.nanosec)
     # 16 evenly spaced frames over the last 2 s: first to last = 15/16 of the span (+- one frame).
@@ -69,7 +70,7 @@ def test_video_windows_carry_source_stamps_counts_and_classes(start_node, reliab
         assert state.untrained and state.model_id == "tiny-random-video"
         assert state.audio_samples_used == 0 and 1 <= state.smoothing_count <= 3
         assert len(state.smoothed_probabilities) == len(classes)
-    ends = [s.window_end.sec * NS + s.window_end.nanosec for s in peer.states]
+    ends = [stamp_to_ns(s.window_end) for s in peer.states]
     assert ends == sorted(ends)
     if reliability == "reliable":  # nothing may be lost: stride 0.5 s of data time exactly
         assert np.allclose(np.diff(ends) / NS, 0.5, atol=1 / 30 + 1e-6)
@@ -85,7 +86,7 @@ def test_audio_visual_windows_cut_the_matching_audio(start_node):
     for state in peer.states:
         _check_window(state, set(played))
         assert state.modality == EmotionState.MODALITY_AUDIO_VISUAL
-        duration = (state.window_end.sec - state.window_start.sec) + (state.window_end.nanosec - state.window_start.nanosec) / NS
+        duration = (stamp_to_ns(state.window_end) - stamp_to_ns(state.window_start)) / NS
         assert state.audio_sample_rate == 16000
         assert abs(state.audio_samples_used - duration * 16000) <= 2
         assert len(state.class_names) == 11
@@ -108,7 +109,7 @@ def test_malformed_frame_is_counted_and_the_stream_goes_on(start_node):
     peer.spin_until(lambda: peer.latest_diagnostics().get("malformed.image") == "1", 10,
                     "diagnostics counting one malformed image", node)
     assert "dropped malformed image" in node.output()
-    assert all(bad_stamp != s.window_end.sec * NS + s.window_end.nanosec for s in peer.states)
+    assert all(bad_stamp != stamp_to_ns(s.window_end) for s in peer.states)
 
 
 def test_stamps_jumping_backwards_reset_the_buffers(start_node):
@@ -122,7 +123,7 @@ def test_stamps_jumping_backwards_reset_the_buffers(start_node):
     peer.play(second)
 
     def start_of(state) -> int:
-        return state.window_start.sec * NS + state.window_start.nanosec
+        return stamp_to_ns(state.window_start)
     peer.spin_until(lambda: sum(start_of(s) in set(second) for s in peer.states) >= 2, 20,
                     "windows after the jump", node)
     origin = ["first" if start_of(s) in set(first) else "second" for s in peer.states]

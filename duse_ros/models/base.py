@@ -30,14 +30,6 @@ class InputSpec:
     uses_audio: bool = False
     audio_rate: int = 16000
 
-    def to_dict(self) -> dict:
-        return {
-            "num_frames": self.num_frames, "image_size": self.image_size,
-            "mean": list(self.mean), "std": list(self.std),
-            "uses_video": self.uses_video, "uses_audio": self.uses_audio,
-            "audio_rate": self.audio_rate,
-        }
-
 
 @dataclass
 class ModelOutput:

@@ -91,6 +91,7 @@ class AffectNode(LifecycleNode):
         self._last_frame_wall: float | None = None
         self._audio_stream: AudioStream | None = None
         self._audio_msg_type = AudioChunk
+        self._audio_type = AUDIO_TYPES[0]
         if self.get_parameter("autostart").value:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
@@ -114,6 +115,7 @@ class AffectNode(LifecycleNode):
             self._model = build_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
+                self._audio_type = audio_type
             self._pipeline = AffectPipeline(self._model, config, self._publish_reading)
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
@@ -206,7 +208,7 @@ class AffectNode(LifecycleNode):
 
     def _on_audio(self, msg) -> None:
         self._rates["audio"].tick()
-        audio_type = self.p("audio.type")
+        audio_type = self._audio_type
         try:
             if audio_type == AUDIO_TYPES[0]:
                 mono, rate = audio_chunk_to_mono(msg), int(msg.sample_rate)
