@@ -10,7 +10,9 @@
   answers for any stamp (`box_at`): between two keyframes with a face the box is interpolated
   linearly; past the last (or before the first) it is held for up to `max_age_s`; a keyframe where
   the detector found no face is a "no face" answer for the stamps nearer to it than to a keyframe
-  with a face. `crops_for_window` only looks boxes up and slices the frames: no detection, cheap.
+  with a face. `crop_boxes_for_window` / `crops_for_window` only look boxes up (and slice the
+  frames): no detection, cheap. `version` counts the changes to the keyframes, so a caller that
+  cached something derived from the track's boxes knows which of two answers is newer.
 - `full_frame_crops`: the "use the full frame" path.
 
 Never a guess presented as a face reading: when fewer than `min_face_fraction` of a window's
@@ -176,6 +178,7 @@ class FaceTrack:
         self._detect_lock = threading.Lock()
         self._stamps: deque[int] = deque(maxlen=max_keyframes)  # ascending keyframe stamps
         self._boxes: deque[tuple[float, float, float, float] | None] = deque(maxlen=max_keyframes)
+        self._version = 0  # +1 on every change of the keyframes (update, reset)
         self.counters: dict[str, int] = {
             "detections": 0, "detections_with_face": 0, "detections_multi_face": 0,
             "track_resets": 0, "windows_with_face": 0, "windows_without_face": 0,
@@ -187,11 +190,16 @@ class FaceTrack:
         with self._lock:
             self._stamps.clear()
             self._boxes.clear()
+            self._version += 1
             self.counters["track_resets"] += 1
 
     @property
     def num_keyframes(self) -> int:
         return len(self._stamps)
+
+    @property
+    def version(self) -> int:
+        return self._version
 
     def _choose(self, boxes: list[Box], prev: tuple[float, ...] | None) -> Box | None:
         if not boxes:
@@ -214,6 +222,7 @@ class FaceTrack:
         with self._detect_lock:
             boxes = [tuple(int(v) for v in b) for b in self.detector.detect(rgb)]
         with self._lock:
+            self._version += 1
             self.counters["detections"] += 1
             if len(boxes) > 1:
                 self.counters["detections_multi_face"] += 1
@@ -284,9 +293,40 @@ class FaceTrack:
             return self._int_box(self._box_at(list(self._stamps), list(self._boxes), int(stamp_ns)))
 
     def boxes_for_stamps(self, stamps_ns: list[int]) -> list[Box | None]:
+        return self._boxes_and_version(stamps_ns)[0]
+
+    def _boxes_and_version(self, stamps_ns) -> tuple[list[Box | None], int]:
         with self._lock:
-            stamps, boxes = list(self._stamps), list(self._boxes)
-        return [self._int_box(self._box_at(stamps, boxes, int(t))) for t in stamps_ns]
+            stamps, boxes, version = list(self._stamps), list(self._boxes), self._version
+        return [self._int_box(self._box_at(stamps, boxes, int(t))) for t in stamps_ns], version
+
+    def crop_boxes(self, stamps_ns: list[int], shapes: list[tuple[int, ...]]) -> tuple[list[Box | None], int]:
+        """The square crop box (with margin, inside an image of that shape) at each stamp, or
+        None where the track has no box; and the track's version they were read at."""
+        boxes, version = self._boxes_and_version(stamps_ns)
+        return [None if b is None else square_crop_box(b, shape, self.margin)
+                for b, shape in zip(boxes, shapes)], version
+
+    def crop_boxes_for_window(self, window: "Window", min_face_fraction: float = 0.5
+                              ) -> tuple[list[Box] | None, int]:
+        """One square crop box per window frame (see `crops_for_window`), or None when fewer
+        than min_face_fraction of the frames have a box; and the track's version."""
+        boxes, version = self._boxes_and_version(window.stamps_ns)
+        have = [i for i, b in enumerate(boxes) if b is not None]
+        n = len(window.frames)
+        if n == 0 or not have or len(have) < min_face_fraction * n:
+            with self._lock:
+                self.counters["windows_without_face"] += 1
+            return None, version
+        crop_boxes = []
+        for i, frame in enumerate(window.frames):
+            b = boxes[i]
+            if b is None:
+                b = boxes[min(have, key=lambda j: (abs(j - i), j))]
+            crop_boxes.append(square_crop_box(b, frame.shape, self.margin))
+        with self._lock:
+            self.counters["windows_with_face"] += 1
+        return crop_boxes, version
 
     def crops_for_window(self, window: "Window", min_face_fraction: float = 0.5,
                          size: int | None = None) -> tuple[list[np.ndarray], bool]:
@@ -295,22 +335,10 @@ class FaceTrack:
         box of the nearest frame that has one. Returns (crops, True), or ([], False) when fewer
         than min_face_fraction of the frames have a box. `size`: resize the crops to size x size
         (default: views of the frames at native resolution, no copy)."""
-        boxes = self.boxes_for_stamps(window.stamps_ns)
-        have = [i for i, b in enumerate(boxes) if b is not None]
-        n = len(window.frames)
-        if n == 0 or not have or len(have) < min_face_fraction * n:
-            with self._lock:
-                self.counters["windows_without_face"] += 1
+        boxes, _ = self.crop_boxes_for_window(window, min_face_fraction)
+        if boxes is None:
             return [], False
-        crops = []
-        for i, frame in enumerate(window.frames):
-            b = boxes[i]
-            if b is None:
-                b = boxes[min(have, key=lambda j: (abs(j - i), j))]
-            crops.append(crop(frame, square_crop_box(b, frame.shape, self.margin), size))
-        with self._lock:
-            self.counters["windows_with_face"] += 1
-        return crops, True
+        return [crop(frame, box, size) for frame, box in zip(window.frames, boxes)], True
 
 
 def full_frame_crops(window: "Window", size: int | None = None) -> list[np.ndarray]:

@@ -5,6 +5,14 @@
 
 The caller's thread (the ROS executor) only buffers, cuts windows and crops; face detection and
 the model run on their own threads. `on_reading` is called from the engine's worker thread.
+
+Latency: the work between a window's newest frame and its submission to the model is kept to
+the newest frame alone. Each frame is cropped and preprocessed when it arrives, with the face
+box the track has for it then; after each keyframe the face thread re-crops the recent frames
+whose boxes that keyframe changed (interpolation between keyframes). A window then finds all
+its crops ready, made with exactly the boxes the track gives at window time; any that is not
+(the face thread fell behind) is made on the spot. A frame that completes a window is not a
+keyframe (the next one is), so detection does not compete with the window for the CPU.
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ import numpy as np
 import torch
 
 from .engine import InferenceEngine, Job, Result
-from .faces import FaceDetector, FaceTrack, HaarFaceDetector, full_frame_crops
+from .faces import Box, FaceDetector, FaceTrack, HaarFaceDetector, crop
 from .models.base import AffectModel
 from .preprocess import FramePreprocessor
 from .smoothing import SoftVoter
@@ -105,13 +113,16 @@ class _WindowMeta:
 
 class _FaceKeyframer:
     """Runs FaceTrack.update on the newest frame at most `hz` times per second of stream time,
-    on a thread of its own, so detection never delays the executor or a window."""
+    on a thread of its own, so detection never delays the executor or a window; then
+    `on_keyframe(stamp_ns)`, on the same thread."""
 
-    def __init__(self, track: FaceTrack, hz: float):
+    def __init__(self, track: FaceTrack, hz: float, on_keyframe: Callable[[int], None] | None = None):
         self.track = track
+        self.on_keyframe = on_keyframe
         self._period_ns = int(NS / hz)
         self._next_ns: int | None = None
         self._slot: tuple[int, np.ndarray] | None = None
+        self._busy = False
         self._cond = threading.Condition()
         self._running = True
         self.skipped = 0  # keyframes replaced by a newer one before the detector got to them
@@ -130,25 +141,123 @@ class _FaceKeyframer:
             self._slot = (stamp_ns, frame)
             self._cond.notify()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every offered keyframe has been processed (True) or the timeout passed."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._slot is None and not self._busy, timeout)
+
     def stop(self) -> None:
         with self._cond:
             self._running = False
-            self._cond.notify()
+            self._cond.notify_all()
         self._thread.join(timeout=5.0)
 
     def _work(self) -> None:
         while True:
             with self._cond:
+                self._busy = False
+                self._cond.notify_all()
                 while self._running and self._slot is None:
                     self._cond.wait()
                 if not self._running:
                     return
                 stamp_ns, frame = self._slot
                 self._slot = None
+                self._busy = True
             try:
                 self.track.update(stamp_ns, frame)
+                if self.on_keyframe is not None:
+                    self.on_keyframe(stamp_ns)
             except Exception:  # a detector failure must not end detection for the session
                 log.exception("face detection failed on the frame stamped %d", stamp_ns)
+
+
+class _CropCache:
+    """Preprocessed crops of the frames a window may still use, one entry per frame stamp:
+    [frame, crop box, track version, (3, S, S) float32 or None].
+
+    A window's crop is taken from the cache only when the box asked for is exactly the entry's
+    box (stamps are unique between resets, so the frame is the same). Entries written from a
+    newer track version win: the executor thread (frame arrival, window time) and the face thread
+    (after a keyframe) may both write one entry, preprocessing outside the lock, and an older
+    answer never replaces a newer one. Bounded by time: entries more than `keep_ns` older than the
+    newest frame are dropped.
+    """
+
+    def __init__(self, preprocess: FramePreprocessor, keep_ns: int):
+        self._preprocess = preprocess
+        self._keep_ns = int(keep_ns)
+        self._lock = threading.Lock()
+        self._entries: dict[int, list] = {}
+        # Crops preprocessed: on a frame's arrival, by the face thread after a keyframe, and on a
+        # window's critical path (a miss); crops a window found ready.
+        self.counters = {"crops_on_arrival": 0, "crops_after_keyframe": 0, "crops_at_window": 0,
+                         "crops_reused": 0}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _make(self, frames: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
+        return self._preprocess([crop(f, b) for f, b in zip(frames, boxes)]).numpy()
+
+    def _store(self, stamp: int, frame: np.ndarray, box: Box, version: int, array: np.ndarray) -> None:
+        entry = self._entries.get(stamp)
+        if entry is None or entry[0] is not frame:
+            return  # pruned, or a new stream reused the stamp: this crop belongs to neither
+        if version >= entry[2]:
+            entry[1:] = [box, version, array]
+
+    def add(self, stamp: int, frame: np.ndarray, box: Box | None, version: int) -> None:
+        """A new frame; preprocess its crop now when its box is known."""
+        with self._lock:
+            self._entries[stamp] = [frame, None, -1, None]
+            cutoff = stamp - self._keep_ns
+            for old in [t for t in self._entries if t < cutoff]:
+                del self._entries[old]
+        if box is not None:
+            array = self._make([frame], [box])[0]
+            with self._lock:
+                self.counters["crops_on_arrival"] += 1
+                self._store(stamp, frame, box, version, array)
+
+    def refresh(self, since_ns: int, boxes_of: Callable[[list[int], list[tuple]], tuple[list, int]]) -> None:
+        """Re-crop the entries from `since_ns` on whose box `boxes_of(stamps, shapes)` changed."""
+        with self._lock:
+            recent = sorted((t, e[0], e[1]) for t, e in self._entries.items() if t >= since_ns)
+        if not recent:
+            return
+        boxes, version = boxes_of([t for t, _, _ in recent], [f.shape for _, f, _ in recent])
+        todo = [(t, f, b) for (t, f, old), b in zip(recent, boxes) if b is not None and b != old]
+        if not todo:
+            return
+        arrays = self._make([f for _, f, _ in todo], [b for _, _, b in todo])
+        with self._lock:
+            self.counters["crops_after_keyframe"] += len(todo)
+            for (t, f, b), array in zip(todo, arrays):
+                self._store(t, f, b, version, array)
+
+    def video(self, window: Window, boxes: list[Box], version: int) -> torch.Tensor:
+        """(T, 3, S, S) for the window's frames cropped to `boxes`."""
+        with self._lock:
+            ready = []
+            for t, f, b in zip(window.stamps_ns, window.frames, boxes):
+                e = self._entries.get(t)
+                ready.append(e[3] if e is not None and e[0] is f and e[1] == b and e[3] is not None else None)
+        todo = [i for i, a in enumerate(ready) if a is None]
+        if todo:
+            arrays = self._make([window.frames[i] for i in todo], [boxes[i] for i in todo])
+            with self._lock:
+                for i, array in zip(todo, arrays):
+                    ready[i] = array
+                    self._store(window.stamps_ns[i], window.frames[i], boxes[i], version, array)
+        with self._lock:
+            self.counters["crops_at_window"] += len(todo)
+            self.counters["crops_reused"] += len(ready) - len(todo)
+        return torch.from_numpy(np.stack(ready))
 
 
 class AffectPipeline:
@@ -177,14 +286,13 @@ class AffectPipeline:
         self.end_to_end = LatencyReservoir(1024)   # window complete -> reading made (s)
         self._last_epoch = 0
         self._preprocess = FramePreprocessor(self.spec)
-        # (frame stamp, crop shape, crop offset in its frame) -> (3, S, S), for the frames still in use
-        self._preprocessed: dict[tuple, np.ndarray] = {}
+        self._crops = _CropCache(self._preprocess, keep_ns=int(self.windower.buffer_s * NS))
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.engine.start()
         if self.track is not None:
-            self._keyframer = _FaceKeyframer(self.track, self.config.face_detect_hz)
+            self._keyframer = _FaceKeyframer(self.track, self.config.face_detect_hz, self._on_keyframe)
 
     def stop(self) -> None:
         self.engine.stop()
@@ -195,17 +303,31 @@ class AffectPipeline:
     # -------------------------------------------------------------- input
     def add_frame(self, stamp_ns: int, rgb: np.ndarray) -> None:
         """Buffer one RGB frame (source stamp, ns) and process any window it completes."""
+        counts = self.windower.counters
+        before = counts["frames_buffered"]
         self.windower.add_frame(stamp_ns, rgb)
         if self.windower.reset_epoch != self._last_epoch:
             self._on_stream_reset()
-        if self._keyframer is not None:
+        if counts["frames_buffered"] != before:  # not a duplicate or out-of-order drop
+            # Crop and preprocess now, so a window that falls due has only its newest frame left
+            # to do (a 640x480 full frame: ~1.5 ms; a face crop: less).
+            if self.track is None:
+                self._crops.add(stamp_ns, rgb, self._full_box(rgb), 0)
+            else:
+                boxes, version = self.track.crop_boxes([stamp_ns], [rgb.shape])
+                self._crops.add(stamp_ns, rgb, boxes[0], version)
+        emitted = self._drain()
+        if self._keyframer is not None and not emitted:
             self._keyframer.offer(stamp_ns, rgb)
-        else:
-            # Full frames are the crops: preprocess each on arrival, so a window that falls due
-            # has only its newest frame left to do (about 1.5 ms a 640x480 frame, 30 times a
-            # second, instead of 4 frames at once on the window's critical path).
-            self._preprocessed[(stamp_ns, rgb.shape, 0)] = self._preprocess([rgb])[0].numpy()
-        self._drain()
+
+    @staticmethod
+    def _full_box(frame: np.ndarray) -> Box:
+        return (0, 0, int(frame.shape[1]), int(frame.shape[0]))
+
+    def _on_keyframe(self, stamp_ns: int) -> None:
+        # A keyframe changes the boxes at most 2 * max_age before it (interpolation spans at
+        # most that; a held box at most max_age): re-crop those frames now, off the executor.
+        self._crops.refresh(stamp_ns - 2 * int(self.track.max_age_s * NS), self.track.crop_boxes)
 
     def add_audio(self, stamp_ns: int, samples: np.ndarray) -> None:
         """Buffer mono float32 samples at the model's rate (stamp = first sample)."""
@@ -220,24 +342,28 @@ class AffectPipeline:
         # A reset (stamps went backwards, a long gap) starts a new stream: old faces and old
         # votes belong to the previous one.
         self._last_epoch = self.windower.reset_epoch
-        self._preprocessed.clear()
+        self._crops.clear()
         if self.track is not None:
             self.track.reset()
         with self._voter_lock:
             self.voter.reset()
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        emitted = 0
         while (window := self.windower.poll()) is not None:
             self._process(window)
+            emitted += 1
+        return emitted
 
     # -------------------------------------------------------------- per window
     def _process(self, window: Window) -> None:
         if self.track is not None:
-            crops, face_found = self.track.crops_for_window(window, self.config.min_face_fraction)
+            boxes, version = self.track.crop_boxes_for_window(window, self.config.min_face_fraction)
         else:
-            crops, face_found = full_frame_crops(window), True
+            boxes, version = [self._full_box(f) for f in window.frames], 0
+        face_found = boxes is not None
         audio = window.audio if self.spec.uses_audio else None
-        video = self._video_tensor(window, crops) if face_found else None
+        video = self._crops.video(window, boxes, version) if face_found else None
         if video is not None and audio is not None:
             modality = MODALITY_AUDIO_VISUAL
         elif video is not None:
@@ -253,24 +379,6 @@ class AffectPipeline:
         meta = _WindowMeta(window, face_found, modality, time.monotonic())
         self.engine.submit(Job(window.index, video,
                                None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)), meta))
-
-    def _video_tensor(self, window: Window, crops: list[np.ndarray]) -> torch.Tensor:
-        """(T, 3, S, S) for the window's crops. Consecutive windows share most of their frames
-        (12 of 16 at 30 fps with the default span and stride), so a crop preprocessed for an
-        earlier window is reused. A crop that is a view into its frame is known by the frame's
-        stamp, the crop's shape and its offset in the frame (so a moved face box is a new crop);
-        any other crop is preprocessed afresh."""
-        keys = [(stamp, crop.shape, crop.ctypes.data - frame.ctypes.data)
-                if np.may_share_memory(crop, frame) else None
-                for stamp, frame, crop in zip(window.stamps_ns, window.frames, crops)]
-        todo = [i for i, key in enumerate(keys) if key is None or key not in self._preprocessed]
-        fresh = dict(zip(todo, self._preprocess([crops[i] for i in todo]).numpy())) if todo else {}
-        video = torch.from_numpy(np.stack([fresh[i] if i in fresh else self._preprocessed[key]
-                                           for i, key in enumerate(keys)]))
-        self._preprocessed.update({keys[i]: fresh[i] for i in todo if keys[i] is not None})
-        # Windows only move forward between resets: frames before this window are never needed again.
-        self._preprocessed = {k: v for k, v in self._preprocessed.items() if k[0] >= window.start_ns}
-        return video
 
     def _no_reading(self, window: Window) -> None:
         """No face and no audio: a state flagged as such, never a guess presented as a reading."""
@@ -326,6 +434,7 @@ class AffectPipeline:
         snap = self.engine.stats.snapshot()
         out: dict[str, object] = {f"window.{k}": v for k, v in self.windower.counters.items()}
         out.update({f"pipeline.{k}": v for k, v in self.counters.items()})
+        out.update({f"pipeline.{k}": v for k, v in self._crops.counters.items()})
         if self.track is not None:
             out.update({f"face.{k}": v for k, v in self.track.counters.items()})
             if self._keyframer is not None:

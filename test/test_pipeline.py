@@ -51,35 +51,52 @@ def test_windows_become_readings_in_order(video_pipeline):
     assert [r.smoothing_count for r in collect.readings] == [1, 2, 2, 2, 2]
 
 
-def test_preprocessing_is_reused_across_windows_and_equals_a_fresh_pass(video_pipeline):
+def test_crop_cache_reuses_only_the_exact_box_and_equals_a_fresh_pass(video_pipeline):
     pipeline, _ = video_pipeline
-    calls = []
-    real = pipeline._preprocess
-    pipeline._preprocess = lambda crops: calls.append(len(crops)) or real(crops)
-    windower = Windower()
-    for stamp, frame in _frames(30 * 3):
-        windower.add_frame(stamp, frame)
-        window = windower.poll()
-        if window is None:
-            continue
-        tensor = pipeline._video_tensor(window, list(window.frames))
-        assert np.array_equal(tensor.numpy(), frames_to_tensor(window.frames, pipeline.spec).numpy())
-    # Window 1 preprocesses all 16 frames; each later window only the 4 frames new to it.
-    assert calls == [16, 4, 4]
-
-
-def test_a_crop_that_is_not_a_view_of_its_frame_is_never_taken_from_the_cache(video_pipeline):
-    pipeline, _ = video_pipeline
+    cache = pipeline._crops
     windower = Windower()
     window = None
     for stamp, frame in _frames(60):
         windower.add_frame(stamp, frame)
+        cache.add(stamp, frame, (8, 8, 32, 32), version=1)
         window = windower.poll() or window
-    views = [f[8:40, 8:40] for f in window.frames]
-    pipeline._video_tensor(window, views)
-    copies = [np.ascontiguousarray(255 - v) for v in views]   # same shape, other pixels, not views
-    tensor = pipeline._video_tensor(window, copies)
-    assert np.array_equal(tensor.numpy(), frames_to_tensor(copies, pipeline.spec).numpy())
+    assert cache.counters["crops_on_arrival"] == 60
+    boxes = [(8, 8, 32, 32)] * 16
+    tensor = cache.video(window, boxes, version=1)
+    assert cache.counters["crops_reused"] == 16 and cache.counters["crops_at_window"] == 0
+    crops = [f[8:40, 8:40] for f in window.frames]
+    assert np.array_equal(tensor.numpy(), frames_to_tensor(crops, pipeline.spec).numpy())
+    # Three frames' boxes moved by one pixel: those three are made afresh, the rest reused.
+    moved = list(boxes)
+    for i in (0, 7, 15):
+        moved[i] = (9, 8, 32, 32)
+    tensor = cache.video(window, moved, version=2)
+    assert cache.counters["crops_at_window"] == 3 and cache.counters["crops_reused"] == 29
+    crops = [f[y:y + s, x:x + s] for f, (x, y, s, _) in zip(window.frames, moved)]
+    assert np.array_equal(tensor.numpy(), frames_to_tensor(crops, pipeline.spec).numpy())
+    # An answer from an older track version never replaces a newer one.
+    cache.video(window, boxes, version=1)
+    assert cache.counters["crops_at_window"] == 6
+    cache.video(window, moved, version=2)
+    assert cache.counters["crops_at_window"] == 6, "version 2's crops must have stayed"
+
+
+def test_crop_cache_refresh_recrops_only_frames_whose_box_changed(video_pipeline):
+    pipeline, _ = video_pipeline
+    cache = pipeline._crops
+    frames = _frames(10)
+    for stamp, frame in frames:
+        cache.add(stamp, frame, None if stamp >= frames[6][0] else (0, 0, 16, 16), version=1)
+    asked = []
+
+    def boxes_of(stamps, shapes):
+        asked.extend(stamps)
+        return [(0, 0, 16, 16) if t < frames[4][0] else (2, 2, 16, 16) for t in stamps], 2
+
+    cache.refresh(frames[2][0], boxes_of)
+    assert asked == [t for t, _ in frames[2:]]
+    # Frames 4 and 5 moved, 6..9 had no box yet; 2 and 3 are unchanged.
+    assert cache.counters["crops_after_keyframe"] == 6
 
 
 def test_audio_visual_model_falls_back_on_audio_without_a_face():
@@ -105,13 +122,69 @@ def test_audio_visual_model_falls_back_on_audio_without_a_face():
 
 def test_full_frames_are_preprocessed_on_arrival_not_when_the_window_is_due(video_pipeline):
     pipeline, collect = video_pipeline
-    sizes = []
-    real = pipeline._preprocess
-    pipeline._preprocess = lambda crops: sizes.append(len(crops)) or real(crops)
     pipeline.start()
     frames = _frames(30 * 4)
     for stamp, frame in frames:
         pipeline.add_frame(stamp, frame)
     assert collect.done.wait(20)
-    assert sizes == [1] * len(frames), "each frame once, on arrival; nothing left for window time"
-    assert len(pipeline._preprocessed) <= 2.5 * 30, "cache must stay within the window's span"
+    counts = pipeline._crops.counters
+    assert counts["crops_on_arrival"] == len(frames), "each frame once, on arrival"
+    assert counts["crops_at_window"] == 0 and counts["crops_reused"] == 16 * 5, "nothing left for window time"
+    assert len(pipeline._crops) <= 2.25 * 30 + 1, "cache must stay within the window buffer's span"
+
+
+@pytest.mark.parametrize("detect_hz", [5.0, 30.0])
+def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
+    """A face moving 1 px a frame: keyframes at 5 Hz (boxes interpolated between them) or on
+    every frame. With the face thread keeping up (waited for after each frame), every window's
+    16 crops are ready when it falls due (none made on its critical path), and they are exactly
+    the crops of the track's boxes at that moment. A frame that completes a window is never a
+    keyframe: at 30 Hz every other frame is one."""
+    class PixelDetector:  # the face box's x is written into the frame's first pixel
+        def __init__(self):
+            self.seen = []
+
+        def detect(self, rgb):
+            self.seen.append(int(rgb[0, 1, 0]))
+            return [(int(rgb[0, 0, 0]), 30, 24, 24)]
+
+    detector = PixelDetector()
+    model = build_model("tiny-random-video")  # random weights: plumbing only
+    collect = _Collect(expected=4)
+    pipeline = AffectPipeline(model, PipelineConfig(face_mode="detect", face_detect_hz=detect_hz,
+                                                             queue_depth=32, smoothing_window=0),
+                              collect, detector=detector)
+    submitted = []
+    real_submit = pipeline.engine.submit
+
+    def submit(job):
+        expected, found = pipeline.track.crops_for_window(job.meta.window)
+        submitted.append((job.meta.window.end_ns, found, job.video.numpy(),
+                          frames_to_tensor(expected, pipeline.spec).numpy()))
+        return real_submit(job)
+
+    pipeline.engine.submit = submit
+    pipeline.start()
+    try:
+        rng = np.random.default_rng(1)
+        stamps = []
+        for k in range(30 * 3 + 15):
+            frame = rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+            frame[0, 0, 0], frame[0, 1, 0] = 10 + k, k
+            stamp = int(k * NS / 30)
+            stamps.append(stamp)
+            pipeline.add_frame(stamp, frame)
+            assert pipeline._keyframer.wait_idle(10)
+        assert collect.done.wait(20)
+    finally:
+        pipeline.stop()
+    counts = pipeline._crops.counters
+    assert len(submitted) == 4 and all(found for _, found, _, _ in submitted)
+    for _, _, video, expected in submitted:
+        assert np.array_equal(video, expected)
+    assert counts["crops_at_window"] == 0 and counts["crops_reused"] == 4 * 16
+    assert counts["crops_after_keyframe"] > 0, "interpolation must have moved some boxes"
+    window_frames = {stamps.index(end) for end, _, _, _ in submitted}
+    assert not window_frames & set(detector.seen), "a frame that completes a window must not be a keyframe"
+    if detect_hz == 30.0:
+        assert sorted(detector.seen) == sorted(set(range(len(stamps))) - window_frames)
