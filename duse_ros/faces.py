@@ -11,8 +11,9 @@
   linearly; past the last (or before the first) it is held for up to `max_age_s`; a keyframe where
   the detector found no face is a "no face" answer for the stamps nearer to it than to a keyframe
   with a face. `crop_boxes_for_window` / `crops_for_window` only look boxes up (and slice the
-  frames): no detection, cheap. `version` counts the changes to the keyframes, so a caller that
-  cached something derived from the track's boxes knows which of two answers is newer.
+  frames): no detection, cheap. The box lookups also return the track's version (it counts the
+  changes to the keyframes), so a caller that cached something derived from the boxes knows
+  which of two answers is newer.
 - `full_frame_crops`: the "use the full frame" path.
 
 Never a guess presented as a face reading: when fewer than `min_face_fraction` of a window's
@@ -196,10 +197,6 @@ class FaceTrack:
     @property
     def num_keyframes(self) -> int:
         return len(self._stamps)
-
-    @property
-    def version(self) -> int:
-        return self._version
 
     def _choose(self, boxes: list[Box], prev: tuple[float, ...] | None) -> Box | None:
         if not boxes:
