@@ -14,7 +14,6 @@
   frames): no detection, cheap. The box lookups also return the track's version (it counts the
   changes to the keyframes), so a caller that cached something derived from the boxes knows
   which of two answers is newer.
-- `full_frame_crops`: the "use the full frame" path.
 
 Never a guess presented as a face reading: when fewer than `min_face_fraction` of a window's
 frames have a box within `max_age_s`, `crops_for_window` returns ([], False).
@@ -336,15 +335,6 @@ class FaceTrack:
         if boxes is None:
             return [], False
         return [crop(frame, box, size) for frame, box in zip(window.frames, boxes)], True
-
-
-def full_frame_crops(window: "Window", size: int | None = None) -> list[np.ndarray]:
-    """The window's full frames (optionally resized to size x size, aspect not kept)."""
-    if not size:
-        return list(window.frames)
-    import cv2
-
-    return [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in window.frames]
 
 
 def load_sample_face() -> np.ndarray:

@@ -285,8 +285,7 @@ class AffectPipeline:
                          "windows_unusable": 0, "readings": 0}
         self.end_to_end = LatencyReservoir(1024)   # window complete -> reading made (s)
         self._last_epoch = 0
-        self._preprocess = FramePreprocessor(self.spec)
-        self._crops = _CropCache(self._preprocess, keep_ns=int(self.windower.buffer_s * NS))
+        self._crops = _CropCache(FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS))
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from duse_ros.faces import (FaceDetector, FaceTrack, HaarFaceDetector, full_frame_crops,  # noqa: E402
+from duse_ros.faces import (FaceDetector, FaceTrack, HaarFaceDetector,  # noqa: E402
                             iou, load_sample_face, square_crop_box)
 from duse_ros.windowing import Window  # noqa: E402
 
@@ -222,9 +222,6 @@ def test_crops_are_views_and_resizable():
     assert np.array_equal(crops[3], frames[3][90:150, 90:150])
     crops, _ = tr.crops_for_window(win, size=112)
     assert all(c.shape == (112, 112, 3) for c in crops)
-    full = full_frame_crops(win)
-    assert len(full) == 16 and full[0] is frames[0]
-    assert all(c.shape == (64, 64, 3) for c in full_frame_crops(win, size=64))
 
 
 @pytest.mark.parametrize("box,shape,expect", [
