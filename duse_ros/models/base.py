@@ -51,6 +51,12 @@ class AffectModel(nn.Module):
     def forward(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward_with_aux(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> ModelOutput:
+        """Logits plus the auxiliary training losses (already weighted by the model's config) in
+        `extras["aux_losses"]` (name -> scalar tensor). Training adds their sum to the
+        classification loss; inference calls `forward` and never pays for them."""
+        return ModelOutput(logits=self(video, audio), extras={"aux_losses": {}})
+
     def config(self) -> dict:
         """JSON-serialisable configuration that `duse_ros.models.build_model` rebuilds the model from."""
         raise NotImplementedError
