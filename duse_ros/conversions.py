@@ -26,6 +26,7 @@ import array
 import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import cv2
@@ -258,6 +259,27 @@ def compressed_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
     raise ConversionError(f"CompressedImage decodes to {image.shape[2]} channels; expected 1, 3 or 4")
 
 
+def image_pixels(msg: Any) -> int:
+    """width x height of an Image or CompressedImage from its header alone (for JPEG and PNG the
+    codec header; 0 when it cannot tell), so an oversized frame is refused before decoding."""
+    if hasattr(msg, "encoding"):
+        return max(0, int(msg.width)) * max(0, int(msg.height))
+    try:
+        head = _byte_buffer(msg.data, "CompressedImage.data")[:65536].tobytes()
+    except ConversionError:
+        return 0
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:  # IHDR: width, height
+        return int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big")
+    if head.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 <= len(head) and head[i] == 0xFF:
+            marker, length = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return int.from_bytes(head[i + 5:i + 7], "big") * int.from_bytes(head[i + 7:i + 9], "big")
+            i += 2 + length
+    return 0
+
+
 def to_rgb(msg: Any) -> np.ndarray:
     """RGB uint8 array from either a sensor_msgs/Image or a sensor_msgs/CompressedImage."""
     if hasattr(msg, "encoding"):
@@ -390,6 +412,25 @@ def audio_to_mono(samples: Any, sample_format: Any, channels: Any, sample_rate: 
 PASSBAND_FRACTION = 0.90
 STOPBAND_ATTENUATION_DB = 80.0
 _BLOCK = 1024      # outputs computed per gather in StreamResampler.process
+# Filter phases at most: the filter holds ~100 taps per phase, so rates whose exact ratio to the
+# target needs more (16000/1000003 would need 1e8 taps, 400 MB) use the nearest ratio within it.
+# Every common rate (8k..192k, 11.025k multiples) to 16 kHz is exact within 640 phases.
+MAX_PHASES = 1024
+
+
+def _bounded_ratio(source_rate: int, target_rate: int) -> Fraction:
+    """target/source as up/down, exact when both fit in MAX_PHASES, else the nearest that does."""
+    exact = Fraction(target_rate, source_rate)
+    if max(exact.numerator, exact.denominator) <= MAX_PHASES:
+        return exact
+    if exact <= 1:
+        ratio = exact.limit_denominator(MAX_PHASES)
+    else:
+        ratio = 1 / Fraction(source_rate, target_rate).limit_denominator(MAX_PHASES)
+    if ratio == 0 or max(ratio.numerator, ratio.denominator) > MAX_PHASES:  # beyond 1:MAX_PHASES
+        raise ConversionError(f"sample_rate {source_rate} Hz to {target_rate} Hz is a ratio beyond "
+                              f"1:{MAX_PHASES}; resample the source nearer the target rate")
+    return ratio
 
 
 @functools.lru_cache(maxsize=16)
@@ -426,10 +467,15 @@ class StreamResampler:
     def __init__(self, sample_rate: Any, target_rate: Any):
         source_rate = _positive_int(sample_rate, "sample_rate")
         target = _positive_int(target_rate, "target_rate")
-        common = math.gcd(source_rate, target)
         self.sample_rate, self.target_rate = source_rate, target
-        self.up, self.down = target // common, source_rate // common
+        ratio = _bounded_ratio(source_rate, target)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        # False when the exact ratio would need more than MAX_PHASES filter phases: then the
+        # nearest ratio within that bound is used (off by at most a few ppm for rates >= 1 kHz).
+        self.exact = ratio == Fraction(target, source_rate)
         self._taps, self._half = _polyphase_taps(self.up, self.down)
+        # Outputs per gather: bounded so a long filter never needs a large temporary.
+        self._block = max(1, min(_BLOCK, (1 << 20) // self._taps.shape[1]))
         self._reset()
 
     def _reset(self) -> None:
@@ -459,8 +505,8 @@ class StreamResampler:
         windows = np.lib.stride_tricks.sliding_window_view(self._buffer, width)   # view, no copy
         # Output n = dot(input window ending at base(n), taps of phase p(n)): gathered in blocks of
         # outputs (a few MB at most), one einsum each, no per-sample Python loop.
-        for block in range(first, end, _BLOCK):
-            n = np.arange(block, min(block + _BLOCK, end), dtype=np.int64)
+        for block in range(first, end, self._block):
+            n = np.arange(block, min(block + self._block, end), dtype=np.int64)
             p = n * self.down + self._half
             starts = p // self.up - (width - 1) - self._buffer_start
             out[block - first:block - first + n.size] = np.einsum(

@@ -48,6 +48,7 @@ class Job:
     video: torch.Tensor | None        # (T, 3, H, W) float32, preprocessed; None: audio only
     audio: torch.Tensor | None        # (S,) float32 mono waveform; None: video only
     meta: Any = None                  # passed through to the Result untouched
+    deadline: float | None = None     # time.monotonic() after which the job is skipped, not run
 
 
 @dataclass
@@ -68,7 +69,8 @@ class EngineSnapshot:
     completed: int                    # delivered with probabilities
     errors: int                       # delivered with an error (the forward raised or gave non-finite values)
     dropped_queue_full: int           # pushed out of the queue by a newer job
-    dropped_shutdown: int             # pending at stop(), or submitted while stopped
+    dropped_shutdown: int             # pending at stop(), cancelled in flight by stop(), or submitted while stopped
+    dropped_stale: int                # past their deadline when the worker reached them (max_window_age_s)
     callback_errors: int              # on_result raised
     pending: int
     in_flight: int
@@ -107,6 +109,7 @@ class EngineStats:
             return EngineSnapshot(
                 submitted=c["submitted"], completed=c["completed"], errors=c["errors"],
                 dropped_queue_full=c["dropped_queue_full"], dropped_shutdown=c["dropped_shutdown"],
+                dropped_stale=c["dropped_stale"],
                 callback_errors=c["callback_errors"], pending=c["pending"], in_flight=c["in_flight"],
                 latency_p50_s=p50, latency_p95_s=p95, device=self._device, half=self._half,
                 batch_histogram=dict(sorted(self._batches.items())),
@@ -137,6 +140,10 @@ def resolve_device(device: str) -> torch.device:
     if index >= count:
         raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s): use cuda:0..cuda:{count - 1}")
     return torch.device("cuda", index)
+
+
+class ForwardCancelled(Exception):
+    """Raised inside a forward (between two module calls) when the engine stops."""
 
 
 def _structure(job: Job) -> tuple:
@@ -195,6 +202,7 @@ class InferenceEngine:
         self._running = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._hooks: list = []
         self._logged = {"forward": False, "callback": False}  # log each kind of failure once, count all
 
     @property
@@ -215,11 +223,24 @@ class InferenceEngine:
         if warmup is not None:
             _validate(warmup)
             self._forward(_stack([warmup.video]), _stack([warmup.audio]), 1)
+        # A forward checks for stop() before each module call: stopping waits one layer, not one
+        # forward (a ViT-B/16 window takes 10-15 s on a small CPU).
+        self._remove_hooks()
+        self._hooks = [m.register_forward_pre_hook(self._check_stopping) for m in self.model.modules()]
         with self._cond:
             self._stopping.clear()
             self._running = True
             self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
             self._thread.start()
+
+    def _check_stopping(self, module, args) -> None:
+        if self._stopping.is_set() and threading.current_thread() is self._thread:
+            raise ForwardCancelled
+
+    def _remove_hooks(self) -> None:
+        hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook.remove()
 
     def submit(self, job: Job) -> bool:
         """Queue `job` without blocking. If `queue_depth` jobs are already pending the oldest is
@@ -241,15 +262,17 @@ class InferenceEngine:
             self._cond.notify()
             return True
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Drop pending jobs (counted as dropped_shutdown), let a forward in flight finish and
-        deliver its results, and join the worker (up to `timeout` s). Safe to call repeatedly,
-        and from on_result (then it only signals)."""
+    def stop(self, timeout: float = 5.0, cancel: bool = True) -> None:
+        """Drop pending jobs (counted as dropped_shutdown) and join the worker (up to `timeout` s).
+        A forward in flight is cancelled at its next module call (its jobs counted as
+        dropped_shutdown), or with cancel=False allowed to finish and deliver its results.
+        Safe to call repeatedly, and from on_result (then it only signals)."""
         with self._cond:
             thread = self._thread
             if self._running:
                 self._running = False
-                self._stopping.set()
+                if cancel:
+                    self._stopping.set()
                 dropped = len(self._pending)
                 self._pending.clear()
                 self.stats.add("dropped_shutdown", dropped)
@@ -265,6 +288,7 @@ class InferenceEngine:
             with self._cond:
                 if self._thread is thread:
                     self._thread = None
+                    self._remove_hooks()
 
     def _work(self) -> None:
         while True:
@@ -275,7 +299,12 @@ class InferenceEngine:
                     return
                 taken = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
                 self.stats.add("pending", -len(taken))
-                self.stats.add("in_flight", len(taken))
+            now = time.monotonic()
+            stale = sum(1 for job in taken if job.deadline is not None and job.deadline < now)
+            if stale:
+                taken = [job for job in taken if job.deadline is None or job.deadline >= now]
+                self.stats.add("dropped_stale", stale)
+            self.stats.add("in_flight", len(taken))
             groups: list[list[Job]] = []
             for job in taken:
                 if groups and _structure(groups[-1][0]) == _structure(job):
@@ -283,7 +312,7 @@ class InferenceEngine:
                 else:
                     groups.append([job])
             for i, group in enumerate(groups):
-                if i > 0 and self._stopping.is_set():
+                if i > 0 and not self._running:
                     rest = sum(len(g) for g in groups[i:])
                     self.stats.add("dropped_shutdown", rest)
                     self.stats.add("in_flight", -rest)
@@ -313,6 +342,10 @@ class InferenceEngine:
             video, audio = _stack([j.video for j in jobs]), _stack([j.audio for j in jobs])
             t0 = time.perf_counter()
             probs, error = self._forward(video, audio, len(jobs)), None
+        except ForwardCancelled:
+            self.stats.add("dropped_shutdown", len(jobs))
+            self.stats.add("in_flight", -len(jobs))
+            return
         except Exception as exc:  # noqa: BLE001  (a failing model must not kill the worker)
             probs, error = None, f"{type(exc).__name__}: {exc}"
             self._log_once("forward", "%s: forward failed (later failures are counted, not logged)", self.name)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
 import torch
 
+from . import affect_settings
 from .engine import InferenceEngine, Job, Result
 from .faces import Box, FaceDetector, FaceTrack, HaarFaceDetector, crop
 from .models.base import AffectModel
@@ -45,34 +46,36 @@ FACE_MODES = ("detect", "full_frame")
 NO_FACE_POLICIES = ("publish", "skip")
 
 
+_D = affect_settings.DEFAULTS
+
+
 @dataclass
 class PipelineConfig:
-    """Windowing, face and inference settings; the affect node's parameters of the same names."""
+    """Windowing, face and inference settings: the affect node's parameters of the same names,
+    with their defaults, ranges and meaning in duse_ros/affect_settings.py."""
 
-    span_s: float = 2.0              # a window's 16 frames are spread evenly over this much time
-    stride_s: float = 0.5            # a new window every stride (data time)
-    max_gap_s: float = 0.5           # a longer gap between frames resets the buffers
-    face_mode: str = "detect"        # "detect": crop the largest face; "full_frame": no detection
-    face_margin: float = 0.25
-    face_detect_hz: float = 5.0      # keyframe detections per second of stream
-    face_detect_width: int = 320     # detection runs on a frame downscaled to this width
-    min_face_fraction: float = 0.5   # share of a window's frames that must have a face
-    no_face_policy: str = "publish"  # video model, no face: publish a no-face state, or "skip"
-    smoothing_window: int = 5        # soft voting over the last K readings; 0 = off
-    queue_depth: int = 2
-    max_batch: int = 4
-    device: str = "cpu"
-    half: bool = False
+    span_s: float = _D["span_s"]
+    stride_s: float = _D["stride_s"]
+    max_gap_s: float = _D["max_gap_s"]
+    face_mode: str = _D["face_mode"]
+    face_margin: float = _D["face_margin"]
+    face_detect_hz: float = _D["face_detect_hz"]
+    face_detect_width: int = _D["face_detect_width"]
+    min_face_fraction: float = _D["min_face_fraction"]
+    no_face_policy: str = _D["no_face_policy"]
+    smoothing_window: int = _D["smoothing_window"]
+    queue_depth: int = _D["queue_depth"]
+    max_batch: int = _D["max_batch"]
+    max_window_age_s: float = _D["max_window_age_s"]
+    device: str = _D["device"]
+    half: bool = _D["half"]
 
     def __post_init__(self):
-        if self.face_mode not in FACE_MODES:
-            raise ValueError(f"face_mode must be one of {FACE_MODES}, got {self.face_mode!r}")
-        if self.no_face_policy not in NO_FACE_POLICIES:
-            raise ValueError(f"no_face_policy must be one of {NO_FACE_POLICIES}, got {self.no_face_policy!r}")
-        if self.face_detect_hz <= 0:
-            raise ValueError(f"face_detect_hz must be > 0, got {self.face_detect_hz}")
-        if self.smoothing_window < 0:
-            raise ValueError(f"smoothing_window must be >= 0 (0 = off), got {self.smoothing_window}")
+        for f in fields(self):
+            spec = affect_settings.BY_NAME[f.name]
+            reason = spec.check(getattr(self, f.name))
+            if reason:
+                raise ValueError(reason)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -128,6 +131,10 @@ class _FaceKeyframer:
         self.skipped = 0  # keyframes replaced by a newer one before the detector got to them
         self._thread = threading.Thread(target=self._work, name="duse-face-detect", daemon=True)
         self._thread.start()
+
+    def set_hz(self, hz: float) -> None:
+        self._period_ns = int(NS / hz)
+        self._next_ns = None
 
     def offer(self, stamp_ns: int, frame: np.ndarray) -> None:
         due = self._next_ns is None or stamp_ns >= self._next_ns
@@ -262,8 +269,12 @@ class _CropCache:
 
 class AffectPipeline:
     def __init__(self, model: AffectModel, config: PipelineConfig,
-                 on_reading: Callable[[Reading], None], detector: FaceDetector | None = None):
+                 on_reading: Callable[[Reading], None], detector: FaceDetector | None = None,
+                 stamp_age: Callable[[int], float | None] | None = None):
+        """stamp_age(stamp_ns): how old data of that stamp is now, in seconds, or None when the
+        caller's clock cannot tell; it lets max_window_age_s count transport delay too."""
         self.model = model
+        self._stamp_age = stamp_age
         self.config = config
         self.spec = model.input_spec
         self.on_reading = on_reading
@@ -298,6 +309,23 @@ class AffectPipeline:
         if self._keyframer is not None:
             self._keyframer.stop()
             self._keyframer = None
+        # Frames and crops are held until the next stream; a stopped pipeline holds none.
+        self.windower.reset("pipeline stopped")
+        self._crops.clear()
+
+    def update(self, **changes) -> None:
+        """Apply the settings that may change while running: min_face_fraction, no_face_policy,
+        smoothing_window, face_detect_hz, max_window_age_s (ValueError for others or bad values)."""
+        live = {"min_face_fraction", "no_face_policy", "smoothing_window", "face_detect_hz", "max_window_age_s"}
+        if set(changes) - live:
+            raise ValueError(f"not changeable while running: {sorted(set(changes) - live)}")
+        config = replace(self.config, **changes)  # validates
+        self.config = config
+        if "smoothing_window" in changes:
+            with self._voter_lock:
+                self.voter = SoftVoter(config.smoothing_window)
+        if "face_detect_hz" in changes and self._keyframer is not None:
+            self._keyframer.set_hz(config.face_detect_hz)
 
     # -------------------------------------------------------------- input
     def add_frame(self, stamp_ns: int, rgb: np.ndarray) -> None:
@@ -375,9 +403,19 @@ class AffectPipeline:
             return
         if not face_found:
             self.counters["no_face_windows"] += 1
-        meta = _WindowMeta(window, face_found, modality, time.monotonic())
+        now = time.monotonic()
+        meta = _WindowMeta(window, face_found, modality, now)
         self.engine.submit(Job(window.index, video,
-                               None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)), meta))
+                               None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)), meta,
+                               deadline=self._deadline(window.end_ns, now)))
+
+    def _deadline(self, end_ns: int, now: float) -> float | None:
+        """Monotonic time after which the window is too old to be worth a forward."""
+        max_age = self.config.max_window_age_s
+        if max_age <= 0:
+            return None
+        age = self._stamp_age(end_ns) if self._stamp_age is not None else None
+        return now + max_age - max(0.0, age or 0.0)
 
     def _no_reading(self, window: Window) -> None:
         """No face and no audio: a state flagged as such, never a guess presented as a reading."""
@@ -442,7 +480,7 @@ class AffectPipeline:
             "inference.device": snap.device, "inference.half": snap.half,
             "inference.submitted": snap.submitted, "inference.completed": snap.completed,
             "inference.errors": snap.errors, "inference.dropped_queue_full": snap.dropped_queue_full,
-            "inference.dropped_shutdown": snap.dropped_shutdown,
+            "inference.dropped_shutdown": snap.dropped_shutdown, "inference.dropped_stale": snap.dropped_stale,
             "inference.latency_p50_ms": _ms(snap.latency_p50_s), "inference.latency_p95_ms": _ms(snap.latency_p95_s),
         })
         p50, p95 = self.end_to_end.percentiles(50, 95)

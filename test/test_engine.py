@@ -5,6 +5,7 @@ releases it, so which jobs are pending, dropped or batched is exact.
 """
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -285,7 +286,7 @@ def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, vide
     engine.submit(make_job(1, frames=2, size=32))
     engine.submit(make_job(2, frames=2, size=32))
     with caplog.at_level(logging.WARNING, logger="duse_ros.engine"):
-        engine.stop(timeout=0.05)        # the forward is blocked: the join times out
+        engine.stop(timeout=0.05, cancel=False)  # the forward is blocked: the join times out
     assert "still running" in caplog.text
     assert not engine.running
     assert engine.submit(make_job(3, frames=2, size=32)) is False
@@ -377,3 +378,45 @@ def test_cuda_matches_cpu(engines, half, atol):
         np.testing.assert_allclose(r.probabilities, direct(reference, r.job), rtol=0, atol=atol)
     snap = engine.stats.snapshot()
     assert snap.device.startswith("cuda") and snap.half is half
+
+
+def test_stop_cancels_a_forward_at_its_next_layer(engines, video_model):
+    """stop() need not wait for a whole forward: the next module call inside it raises, the
+    worker ends at once, and the jobs are counted as dropped at shutdown, never delivered."""
+    gated = GatedModel(video_model)
+    engine, sink = engines(gated, name="engine-cancel")
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    gated.wait_entered()                 # inside the forward, before the inner model's layers
+    stopper = threading.Thread(target=engine.stop, kwargs={"timeout": WAIT_S})
+    stopper.start()
+    deadline = time.monotonic() + WAIT_S
+    while not engine._stopping.is_set():  # stop() has signalled; now let the forward go on
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    gated.release.set()
+    stopper.join(WAIT_S)
+    assert not stopper.is_alive() and not [t for t in threading.enumerate() if t.name == "engine-cancel"]
+    snap = engine.stats.snapshot()
+    assert (snap.completed, snap.errors, snap.dropped_shutdown, snap.in_flight) == (0, 0, 1, 0)
+    assert sink.results == []
+    engine.start()                       # and it runs again afterwards, hooks not doubled
+    engine.submit(make_job(1, frames=2, size=32))
+    assert sink.wait_for(1)[0].job.key == 1
+    assert all(len(m._forward_pre_hooks) == 1 for m in gated.modules())
+
+
+def test_jobs_past_their_deadline_are_skipped_and_counted(engines, video_model):
+    gated = GatedModel(video_model)
+    engine, sink = engines(gated, queue_depth=4, max_batch=4)
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    gated.wait_entered()
+    now = time.monotonic()
+    engine.submit(Job(1, make_job(1, frames=2, size=32).video, None, deadline=now - 1.0))  # already too old
+    engine.submit(Job(2, make_job(2, frames=2, size=32).video, None, deadline=now + 60.0))
+    gated.release.set()
+    results = sink.wait_for(2)
+    assert [r.job.key for r in results] == [0, 2]
+    snap = engine.stats.snapshot()
+    assert (snap.completed, snap.dropped_stale, snap.pending, snap.in_flight) == (2, 1, 0, 0)

@@ -10,58 +10,36 @@ from __future__ import annotations
 
 import importlib
 import time
+import traceback
 from collections import Counter
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
-from duse_ros.audio_stream import AudioStream
+from duse_ros import affect_settings
+from duse_ros.audio_stream import AudioRefused, AudioStream
 from duse_ros.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
-                                  audio_stamped_to_mono, to_rgb)
+                                  audio_stamped_to_mono, image_pixels, to_rgb)
 from duse_ros.models import build_model
 from duse_ros.msg import AudioChunk, EmotionState
-from duse_ros.nodes.common import (diagnostic_array, diagnostic_status, ns_to_stamp, run_node,
-                                   seconds_to_duration, sensor_qos, stamp_to_ns)
+from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
+                                   ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
+                                   stamp_to_ns)
 from duse_ros.pipeline import AffectPipeline, PipelineConfig, Reading
-from duse_ros.stats import RateMeter
+from duse_ros.stats import LatencyReservoir, RateMeter
 
-# Every parameter and its default; config/duse_video.yaml holds the same values (a test checks).
-DEFAULTS: dict[str, object] = {
-    "model": "duse-vitb16-normal",     # registered configuration name, or a checkpoint's .json path
-    "clip_weights": "",                # open_clip checkpoint file for the frozen CLIP ("" = random init)
-    "device": "cpu",                   # cpu, cuda, cuda:N or auto
-    "half": False,                     # fp16 autocast (CUDA only)
-    "torch_threads": 0,                # torch intra-op threads for inference; 0 = torch's default
-    "autostart": True,
-    "image_compressed": False,         # subscribe to image_raw/compressed (sensor_msgs/CompressedImage)
-    "qos.reliability": "best_effort",  # must be compatible with the camera driver's publisher
-    "qos.depth": 5,
-    "audio.type": "duse_ros/msg/AudioChunk",  # or audio_common_msgs/msg/AudioDataStamped | AudioStamped
-    "audio.channels": 1,               # AudioDataStamped only (its format lives in AudioInfo)
-    "audio.sample_rate": 16000,
-    "audio.sample_format": "S16LE",
-    "span_s": 2.0,
-    "stride_s": 0.5,
-    "max_gap_s": 0.5,
-    "face_mode": "detect",
-    "face_margin": 0.25,
-    "face_detect_hz": 5.0,
-    "face_detect_width": 320,
-    "min_face_fraction": 0.5,
-    "no_face_policy": "publish",
-    "smoothing_window": 5,
-    "queue_depth": 2,
-    "max_batch": 4,
-    "diagnostics_period_s": 1.0,
-    "stall_timeout_s": 2.0,            # no frame for this long (wall time): diagnostics say "stalled"
-}
+# Every parameter, its default, range and meaning: duse_ros/affect_settings.py (one table).
+DEFAULTS = affect_settings.DEFAULTS
 
 AUDIO_TYPES = ("duse_ros/msg/AudioChunk", "audio_common_msgs/msg/AudioDataStamped",
                "audio_common_msgs/msg/AudioStamped")
 WARN_THROTTLE_S = 5.0
+MAX_PLAUSIBLE_AGE_S = 3600.0
 
 
 def _import_msg(type_name: str):
@@ -76,8 +54,15 @@ def _import_msg(type_name: str):
 class AffectNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("affect_node", **kwargs)
-        for name, value in DEFAULTS.items():
-            self.declare_parameter(name, value)
+        # Start-up values the table refuses keep their default and fail configure, saying why.
+        self._parameter_errors = declare_table(self, affect_settings.PARAMETERS)
+        self._live = {spec.name: self.p(spec.name) for spec in affect_settings.PARAMETERS if spec.live}
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._configured = False
+        self._refused: Counter[str] = Counter()
+        self._reading_age = LatencyReservoir(256)
+        self._stale_readings = 0
         self._pipeline: AffectPipeline | None = None
         self._state_pub = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -99,16 +84,47 @@ class AffectNode(LifecycleNode):
     def p(self, name: str):
         return self.get_parameter(name).value
 
+    # ------------------------------------------------------------------ parameters
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Every value against the table; a configure-time parameter only while unconfigured."""
+        def refuse(spec) -> str:
+            if self._configured and not spec.live:
+                return (f"parameter {spec.name!r} takes effect at configure: run lifecycle deactivate "
+                        "(if active) and cleanup, set it, then configure")
+            return ""
+        result = check_parameter_changes(affect_settings.BY_NAME, params, refuse)
+        if not result.successful:
+            self.get_logger().warning(f"parameter change refused: {result.reason}")
+        return result
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Live parameters take effect at once."""
+        for p in params:  # a start-up value refused earlier has now been set right
+            self._parameter_errors.pop(p.name, None)
+        changes = {p.name: p.value for p in params if p.name in self._live}
+        self._live.update(changes)
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.update(**{k: v for k, v in changes.items() if k in PipelineConfig.names()})
+        stream = self._audio_stream
+        if stream is not None:
+            stream.min_rate, stream.max_rate = self._live["audio.min_sample_rate"], self._live["audio.max_sample_rate"]
+            stream.max_chunk_s = self._live["audio.max_chunk_s"]
+        if "diagnostics_period_s" in changes and self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = self.create_timer(changes["diagnostics_period_s"], self._publish_diagnostics)
+        if changes:
+            self.get_logger().info(f"applied {', '.join(f'{k}={v!r}' for k, v in changes.items())}")
+
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._parameter_errors:
+            self.get_logger().error("configure failed: invalid parameters (set valid values, then configure): "
+                                    + "; ".join(self._parameter_errors.values()))
+            return TransitionCallbackReturn.FAILURE
         try:
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
             audio_type = self.p("audio.type")
-            if audio_type not in AUDIO_TYPES:
-                raise ValueError(f"audio.type must be one of {AUDIO_TYPES}, got {audio_type!r}")
-            sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))  # validates both
-            if self.p("torch_threads") < 0:
-                raise ValueError(f"torch_threads must be >= 0 (0 = torch's default), got {self.p('torch_threads')}")
             if self.p("torch_threads"):
                 torch.set_num_threads(self.p("torch_threads"))
             overrides = {"clip_weights": self.p("clip_weights")} if self.p("clip_weights") else {}
@@ -116,11 +132,12 @@ class AffectNode(LifecycleNode):
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
                 self._audio_type = audio_type
-            self._pipeline = AffectPipeline(self._model, config, self._publish_reading)
+            self._pipeline = AffectPipeline(self._model, config, self._publish_reading, stamp_age=self._stamp_age_s)
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
-            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
-            self._model = self._pipeline = None
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+            self._release()
             return TransitionCallbackReturn.FAILURE
+        self._configured = True
         self._state_pub = self.create_lifecycle_publisher(EmotionState, "emotion_state", 10)
         spec = self._model.input_spec
         self.get_logger().info(
@@ -132,17 +149,25 @@ class AffectNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._pipeline.start()
-        qos = sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))
-        if self.p("image_compressed"):
-            self._subscribe(CompressedImage, "image_raw/compressed", self._on_image, qos)
-        else:
-            self._subscribe(Image, "image_raw", self._on_image, qos)
-        if self._model.input_spec.uses_audio:
-            self._audio_stream = AudioStream(self._model.input_spec.audio_rate)
-            self._subscribe(self._audio_msg_type, "audio", self._on_audio, qos)
-        self._last_frame_wall = None
-        self._timer = self.create_timer(self.p("diagnostics_period_s"), self._publish_diagnostics)
+        try:  # the model moves to its device here: CUDA out of memory or a vanished GPU fail it
+            self._pipeline.start()
+            qos = sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))
+            if self.p("image_compressed"):
+                self._subscribe(CompressedImage, "image_raw/compressed", self._on_image, qos)
+            else:
+                self._subscribe(Image, "image_raw", self._on_image, qos)
+            if self._model.input_spec.uses_audio:
+                self._audio_stream = AudioStream(
+                    self._model.input_spec.audio_rate, min_rate=self._live["audio.min_sample_rate"],
+                    max_rate=self._live["audio.max_sample_rate"], max_chunk_s=self._live["audio.max_chunk_s"])
+                self._subscribe(self._audio_msg_type, "audio", self._on_audio, qos)
+            self._last_frame_wall = None
+            self._timer = self.create_timer(self._live["diagnostics_period_s"], self._publish_diagnostics)
+        except Exception as e:  # noqa: BLE001 - stay inactive and say why
+            self.get_logger().error(f"activate failed on device {self.p('device')!r}: {type(e).__name__}: {e}\n"
+                                    f"{traceback.format_exc()}")
+            self._teardown_stream()
+            return TransitionCallbackReturn.FAILURE
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -163,9 +188,12 @@ class AffectNode(LifecycleNode):
         self._release()
 
     def _release(self) -> None:
+        """Drop the model, the pipeline and everything they hold, and give the memory back."""
         if self._state_pub is not None:
             self.destroy_lifecycle_publisher(self._state_pub)
-        self._state_pub = self._pipeline = self._model = None
+        self._state_pub = self._pipeline = self._model = self._audio_stream = None
+        self._configured = False
+        release_memory()
 
     def _subscribe(self, msg_type, topic: str, callback, qos) -> None:
         events = SubscriptionEventCallbacks(incompatible_qos=lambda info, t=topic: self._on_incompatible(t, info))
@@ -180,6 +208,7 @@ class AffectNode(LifecycleNode):
             self._timer = None
         if self._pipeline is not None:
             self._pipeline.stop()
+        self._audio_stream = None
 
     # ------------------------------------------------------------------ input
     def _on_incompatible(self, topic: str, info) -> None:
@@ -195,13 +224,27 @@ class AffectNode(LifecycleNode):
         self.get_logger().warning(f"dropped malformed {kind} message ({self._malformed[kind]} so far): {error}",
                                throttle_duration_sec=WARN_THROTTLE_S)
 
+    def _refuse(self, kind: str, reason: str) -> None:
+        self._refused[kind] += 1
+        self.get_logger().warning(f"refused {kind} ({self._refused[kind]} so far): {reason}",
+                                  throttle_duration_sec=WARN_THROTTLE_S)
+
     def _on_image(self, msg) -> None:
         self._rates["image"].tick()
         self._last_frame_wall = time.monotonic()
+        pixels = image_pixels(msg)
+        if pixels > self._live["max_image_pixels"]:
+            self._refuse("image_too_large", f"a frame of {pixels} pixels, more than max_image_pixels = "
+                                            f"{self._live['max_image_pixels']}")
+            return
         try:
             rgb = to_rgb(msg)
         except ConversionError as e:
             self._malformed_input("image", e)
+            return
+        if rgb.shape[0] * rgb.shape[1] > self._live["max_image_pixels"]:  # a codec whose header was not read
+            self._refuse("image_too_large", f"a frame of {rgb.shape[1]}x{rgb.shape[0]} pixels, more than "
+                                            f"max_image_pixels = {self._live['max_image_pixels']}")
             return
         self._frame_id = msg.header.frame_id
         self._guarded("image", self._pipeline.add_frame, stamp_to_ns(msg.header.stamp), rgb)
@@ -209,6 +252,14 @@ class AffectNode(LifecycleNode):
     def _on_audio(self, msg) -> None:
         self._rates["audio"].tick()
         audio_type = self._audio_type
+        stream = self._audio_stream
+        if stream is None:
+            return
+        try:  # limits first: the header alone says what decoding would allocate
+            stream.check(*self._audio_extent(msg))
+        except AudioRefused as e:
+            self._refuse(f"audio_{e.kind}", str(e))
+            return
         try:
             if audio_type == AUDIO_TYPES[0]:
                 mono, rate = audio_chunk_to_mono(msg), int(msg.sample_rate)
@@ -221,9 +272,23 @@ class AffectNode(LifecycleNode):
         except ConversionError as e:
             self._malformed_input("audio", e)
             return
-        stamp_ns, samples = self._audio_stream.push(stamp_to_ns(msg.header.stamp), mono, rate)
+        try:
+            stamp_ns, samples = stream.push(stamp_to_ns(msg.header.stamp), mono, rate)
+        except (AudioRefused, ConversionError) as e:
+            self._malformed_input("audio", e)
+            return
         if samples.size:
             self._guarded("audio", self._pipeline.add_audio, stamp_ns, samples)
+
+    def _audio_extent(self, msg) -> tuple[int, int]:
+        """(sample rate, samples per channel at most) of an audio message, from its header."""
+        if self._audio_type == AUDIO_TYPES[0]:
+            return int(msg.sample_rate), len(msg.data) // max(1, int(msg.channels))
+        if self._audio_type == AUDIO_TYPES[1]:
+            return int(self.p("audio.sample_rate")), len(msg.audio.data) // max(1, int(self.p("audio.channels")))
+        data = msg.audio.audio_data
+        longest = max(len(getattr(data, f)) for f in ("float32_data", "int32_data", "int16_data", "int8_data", "uint8_data"))
+        return int(msg.audio.info.rate), longest // max(1, int(msg.audio.info.channels))
 
     def _guarded(self, kind: str, step, *args) -> None:
         """A message that gets past conversion but breaks a later step is dropped and counted like a
@@ -257,7 +322,16 @@ class AffectNode(LifecycleNode):
         msg.frames_used, msg.audio_samples_used = r.frames_used, r.audio_samples_used
         msg.audio_sample_rate = r.audio_rate if r.audio_samples_used else 0
         msg.inference_latency = seconds_to_duration(r.latency_s)
+        age = self._stamp_age_s(r.window_end_ns)
+        if age is not None:
+            self._reading_age.add(age)
         pub.publish(msg)
+
+    def _stamp_age_s(self, stamp_ns: int) -> float | None:
+        """How old data stamped `stamp_ns` is by this node's clock (ROS time: sim time under a
+        bag replay); None when the clocks are plainly unrelated (a bag played without sim time)."""
+        age = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+        return age if -1.0 <= age <= MAX_PLAUSIBLE_AGE_S else None
 
     def _publish_diagnostics(self) -> None:
         if self._pipeline is None:
@@ -271,11 +345,18 @@ class AffectNode(LifecycleNode):
         values.update({f"input.{sub.topic_name.lstrip('/')}.publishers": sub.get_publisher_count() for sub in self._subs})
         values.update({f"malformed.{k}": v for k, v in sorted(self._malformed.items())})
         values.update({f"qos_incompatible.{k}": v for k, v in sorted(self._qos_incompatible.items())})
+        values.update({f"refused.{k}": v for k, v in sorted(self._refused.items())})
+        if self._audio_stream is not None:
+            values["input.audio_stream_restarts"] = self._audio_stream.restarts
         values.update(self._pipeline.diagnostics())
+        # Data age when its reading was published: now (node clock) - window_end.
+        p50, p95 = self._reading_age.percentiles(50, 95)
+        values["reading.age_p50_ms"] = "n/a" if p50 is None else f"{p50 * 1e3:.0f}"
+        values["reading.age_p95_ms"] = "n/a" if p95 is None else f"{p95 * 1e3:.0f}"
         since = None if self._last_frame_wall is None else time.monotonic() - self._last_frame_wall
         if since is None:
             level, message = DiagnosticStatus.WARN, "waiting for the first frame"
-        elif since > self.p("stall_timeout_s"):
+        elif since > self._live["stall_timeout_s"]:
             level, message = DiagnosticStatus.WARN, f"camera stalled: no frame for {since:.1f} s"
         else:
             level, message = DiagnosticStatus.OK, "streaming"

@@ -1,6 +1,9 @@
 """Small rclpy helpers the duse_ros nodes share: stamps, QoS from parameters, diagnostics, main()."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import signal
 import sys
 from typing import Callable, Iterable
@@ -8,9 +11,14 @@ from typing import Callable, Iterable
 import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from duse_ros.params import ParameterSpec
 
 NS = 1_000_000_000
 
@@ -37,6 +45,77 @@ def sensor_qos(reliability: str, depth: int) -> QoSProfile:
     if depth < 1:
         raise ValueError(f"qos.depth must be >= 1, got {depth}")
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[reliability])
+
+
+def parameter_descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """What `ros2 param describe` shows: the description with its choices, and the range.
+    dynamic_typing lets `-p span_s:=2` (an integer) reach the spec's own check, which takes it."""
+    d = ParameterDescriptor(description=spec.full_description(), read_only=spec.read_only, dynamic_typing=True)
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.low is not None and spec.high is not None and not isinstance(spec.default, bool):
+        if isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high))]
+    return d
+
+
+def declare_table(node: Node, specs: Iterable[ParameterSpec]) -> dict[str, str]:
+    """Declare every spec with its descriptor. A start-up value (-p, a params file) that the spec
+    refuses does not raise: the parameter keeps its default and {name: reason} is returned, for the
+    node to report (a lifecycle node fails configure with it)."""
+    errors: dict[str, str] = {}
+    for spec in specs:
+        try:
+            value = node.declare_parameter(spec.name, spec.default, parameter_descriptor(spec)).value
+            reason = spec.check(value)
+        except ParameterException as exc:  # out of the descriptor's range, or a wrong type
+            reason = f"parameter {spec.name!r}: {exc}"
+        if reason:
+            errors[spec.name] = reason
+            if node.has_parameter(spec.name):
+                node.set_parameters([Parameter(spec.name, value=spec.default)])
+            else:
+                node.declare_parameter(spec.name, spec.default, parameter_descriptor(spec), ignore_override=True)
+    return errors
+
+
+def check_parameter_changes(specs: dict[str, ParameterSpec], params: list[Parameter],
+                            refuse: Callable[[ParameterSpec], str] = lambda spec: "") -> SetParametersResult:
+    """An on-set callback's answer: each value checked against its spec, and `refuse(spec)` (for
+    example: not live while active) may add a reason of its own."""
+    for param in params:
+        spec = specs.get(param.name)
+        if spec is None:
+            continue
+        reason = spec.check(param.value) or refuse(spec)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)
+
+
+def release_memory() -> None:
+    """Give freed memory back after a model is dropped: collect cycles, empty CUDA's cache, and ask
+    glibc to return free heap pages (without it a released model's GBs stay in the process)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def diagnostic_array(node: Node, statuses: Iterable[DiagnosticStatus]) -> DiagnosticArray:
