@@ -4,8 +4,8 @@
   a little, leaves the picture for a while (so audio-visual models fall back on audio), and comes
   back; a voice-like tone plays throughout. JPEG CompressedImage + duse_ros/AudioChunk, MCAP.
 - `read_bag(path)`: (topic, msgtype, stamp_ns, raw CDR) in time order, ready to publish as-is.
-- `BagRecorder`: writes raw CDR messages (e.g. EmotionState) to a new bag, so a run can be
-  evaluated later.
+
+Reading and writing any bag (and the typestore) live in `duse_ros.io.rosbag`.
 """
 from __future__ import annotations
 
@@ -16,23 +16,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from .faces import load_sample_face
+from .io.rosbag import typestore
 
 NS = 1_000_000_000
-MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 IMAGE_TOPIC, AUDIO_TOPIC = "/image_raw/compressed", "/audio"
-
-
-def typestore():
-    """Kilted's standard types plus duse_ros's own, parsed from the .msg files."""
-    store = get_typestore(Stores.ROS2_KILTED)
-    types = {}
-    for path in sorted(MSG_DIR.glob("*.msg")):
-        types.update(get_types_from_msg(path.read_text(), f"duse_ros/msg/{path.stem}"))
-    store.register(types)
-    return store
 
 
 @dataclass(frozen=True)
@@ -112,21 +101,3 @@ def read_bag(path: str | Path) -> Iterator[tuple[str, str, int, bytes]]:
     with Reader(Path(path)) as reader:
         for conn, stamp, raw in reader.messages():
             yield conn.topic, conn.msgtype, stamp, bytes(raw)
-
-
-class BagRecorder:
-    """Append raw CDR messages to a new bag (MCAP); the message definitions are stored with it."""
-
-    def __init__(self, path: str | Path):
-        self._store = typestore()
-        self._writer = Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP)
-        self._writer.open()
-        self._connections: dict[str, object] = {}
-
-    def write(self, topic: str, msgtype: str, stamp_ns: int, raw: bytes) -> None:
-        if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
-        self._writer.write(self._connections[topic], stamp_ns, raw)
-
-    def close(self) -> None:
-        self._writer.close()

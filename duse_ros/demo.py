@@ -7,7 +7,7 @@
 4. prints every EmotionState and DialoguePrompt as it arrives, then records the states to a bag
    and draws their timeline (PNG) under demo_output/.
 
-    python -m duse_ros.demo [--model tiny-random-av] [--bag existing_bag] [--out demo_output]
+    python -m duse_ros.demo [--model fer2013-minixception] [--bag existing_bag] [--out demo_output]
 """
 from __future__ import annotations
 
@@ -33,11 +33,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
-from duse_ros.bags import AUDIO_TOPIC, IMAGE_TOPIC, BagRecorder, read_bag, write_demo_bag  # noqa: E402
+from duse_ros import affect_settings  # noqa: E402
+from duse_ros.bags import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
+from duse_ros.io.rosbag import BagWriter  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
 from duse_ros.nodes.common import stamp_to_ns  # noqa: E402
 
 NS = 1_000_000_000
+DEFAULT_MODEL = affect_settings.DEFAULTS["model"]
 MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "video",
             EmotionState.MODALITY_AUDIO: "audio", EmotionState.MODALITY_AUDIO_VISUAL: "audio+video"}
 
@@ -84,8 +87,10 @@ class DemoPeer:
                 self._diagnostics = {kv.key: kv.value for kv in status.values}
 
     def node_matched_inputs(self) -> bool:
-        """affect_node's diagnostics count the publishers its subscriptions have matched."""
-        return all(int(self._diagnostics.get(f"input.{t}.publishers", 0)) > 0 for t in ("image_raw/compressed", "audio"))
+        """affect_node's diagnostics count the publishers each of its subscriptions (image, and audio
+        for an audio-visual model) has matched."""
+        counts = [v for k, v in self._diagnostics.items() if k.startswith("input.") and k.endswith(".publishers")]
+        return bool(counts) and all(int(v) > 0 for v in counts)
 
     def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
         deadline = time.monotonic() + timeout
@@ -124,6 +129,8 @@ class DemoPeer:
 
 
 def _timeline_png(states: list[EmotionState], t0: float, path: Path) -> None:
+    """Each window's smoothed class probabilities as a stacked bar at its end time; windows without
+    a reading (no face) hatched, audio-only windows marked under the bars."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -133,26 +140,45 @@ def _timeline_png(states: list[EmotionState], t0: float, path: Path) -> None:
     if not readings:
         return
     names = list(readings[0].class_names)
-    t = np.array([_stamp_s(s.window_end) - t0 for s in readings])
-    probs = np.array([s.smoothed_probabilities if len(s.smoothed_probabilities) else s.probabilities for s in readings])
+    ends = np.array([_stamp_s(s.window_end) - t0 for s in states])
+    width = float(np.median(np.diff(ends))) if len(ends) > 1 else 0.5   # the stride between windows
     fig, ax = plt.subplots(figsize=(10, 4))
     colors = plt.cm.tab20(np.linspace(0, 1, 20))[: len(names)]  # distinct for up to 20 classes
-    ax.stackplot(t, probs.T, labels=names, colors=colors, step="post", alpha=0.85)
-    for s in readings:
-        if s.modality == EmotionState.MODALITY_AUDIO:
-            ax.axvspan(_stamp_s(s.window_end) - t0 - 0.25, _stamp_s(s.window_end) - t0 + 0.25, color="k", alpha=0.12)
+    t = np.array([_stamp_s(s.window_end) - t0 for s in readings])
+    probs = np.array([s.smoothed_probabilities if len(s.smoothed_probabilities) else s.probabilities for s in readings])
+    bottom = np.zeros(len(readings))
+    for k, name in enumerate(names):
+        ax.bar(t, probs[:, k], width=width, bottom=bottom, color=colors[k], label=name, linewidth=0)
+        bottom += probs[:, k]
+    empty = [e for s, e in zip(states, ends) if not len(s.probabilities)]
+    if empty:
+        ax.bar(empty, 1.0, width=width, color="none", edgecolor="0.6", hatch="//", linewidth=0, label="no reading (no face)")
+    audio_only = [e for s, e in zip(states, ends) if s.modality == EmotionState.MODALITY_AUDIO]
+    if audio_only:
+        ax.bar(audio_only, -0.04, width=width, color="k", label="audio-only window")
     model = readings[0].model_id + (" (UNTRAINED: random weights)" if readings[0].untrained else "")
-    ax.set(xlabel="stream time (s)", ylabel="smoothed probability", ylim=(0, 1),
-           title=f"EmotionState timeline: {model}; grey = audio-only windows (no face)")
+    ax.set(xlabel="stream time (s), window end", ylabel="smoothed probability", ylim=(-0.05 if audio_only else 0, 1),
+           title=f"EmotionState timeline: {model}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def _untrained(model: str, clip_weights: str) -> bool:
+    """Whether `model` would run with random weights (a missing weights file is the node's to report)."""
+    from duse_ros.models import build_model
+
+    try:
+        return bool(build_model(model, **({"clip_weights": clip_weights} if clip_weights else {})).untrained)
+    except Exception:  # noqa: BLE001 - affect_node says what is wrong with the model, in its log
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny-random-av", help="registered model name or checkpoint .json")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help="registered model name or checkpoint .json (default: the trained FER2013 CNN)")
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument("--bag", type=Path, help="replay this rosbag2 instead of the generated demo stream")
     ap.add_argument("--out", type=Path, default=Path("demo_output"))
@@ -177,16 +203,20 @@ def main(argv: list[str] | None = None) -> int:
         node_params["clip_weights"] = args.clip_weights
     procs = [_start("duse_ros.nodes.affect_node", node_params, run_dir / "affect_node.log")]
     if not args.no_bridge:
-        # A random-weight model is never confident, so the bridge's usual 0.4 threshold would
-        # only ever report "unknown (too uncertain)". The demo lowers it to show labelled prompts;
-        # the prompts still carry the untrained-weights warning.
-        bridge = {"min_confidence": 0.0, "hysteresis": 0.0, "dwell_s": 1.0, "heartbeat_s": 0.0}
+        # The stream is short: a new emotion is reported after 1 s, and no heartbeats.
+        bridge: dict[str, object] = {"dwell_s": 1.0, "heartbeat_s": 0.0}
+        if _untrained(args.model, args.clip_weights):
+            # A random-weight model is never confident, so the bridge's usual threshold would only
+            # ever report "unknown (too uncertain)". Lowered to show labelled prompts; the prompts
+            # still carry the untrained-weights warning.
+            bridge.update({"min_confidence": 0.0, "hysteresis": 0.0})
         procs.append(_start("duse_ros.nodes.llm_bridge_node", bridge, run_dir / "llm_bridge_node.log"))
 
     rclpy.init()
     peer = DemoPeer()
     try:
-        ready = peer.spin_until(lambda: all(p.get_subscription_count() > 0 for p in peer.pubs.values())
+        # A video-only model has no audio subscription: the image input and the output suffice.
+        ready = peer.spin_until(lambda: peer.pubs[IMAGE_TOPIC].get_subscription_count() > 0
                                 and peer.node.count_publishers("emotion_state") > 0, 60, procs)
         if not ready:
             print("affect_node did not come up; its log:\n" + (run_dir / "affect_node.log").read_text(), file=sys.stderr)
@@ -203,11 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for p in procs:
             _stop(p)
-        recorder = BagRecorder(run_dir / "emotion_states")
-        for s in peer.states:
-            recorder.write("/emotion_state", "duse_ros/msg/EmotionState",
-                           stamp_to_ns(s.window_end), serialize_message(s))
-        recorder.close()
+        with BagWriter(run_dir / "emotion_states") as recorder:
+            for s in peer.states:
+                recorder.write("/emotion_state", stamp_to_ns(s.window_end), serialize_message(s),
+                               "duse_ros/msg/EmotionState")
         peer.node.destroy_node()
         rclpy.try_shutdown()
 

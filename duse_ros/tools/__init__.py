@@ -1,0 +1,1 @@
+"""Command-line tools: duse-make-bag and duse-eval-bag."""
