@@ -20,8 +20,10 @@ setup(
         "torch==2.13.0",
         "open_clip_torch==3.3.0",
         "safetensors>=0.4",
+        "h5py>=3.10",
         "mambapy==1.2.0",
         "rosbags>=0.10",
+        "av>=14",
     ],
     extras_require={
         # mamba-ssm's CUDA kernels for BHGap's prompt generators (mambapy is the CPU fallback).
@@ -34,6 +36,9 @@ setup(
             "affect_node = duse_ros.nodes.affect_node:main",
             "llm_bridge_node = duse_ros.nodes.llm_bridge_node:main",
             "duse_demo = duse_ros.demo:main",
+            "duse-make-bag = duse_ros.tools.make_bag:main",
+            "duse-eval-bag = duse_ros.tools.eval_bag:main",
+            "duse-fetch-weights = duse_ros.weights:main",
         ],
     },
 )

@@ -4,6 +4,9 @@ Label order follows each dataset's own annotation files, so an index read from a
 maps straight to a class here:
 - DFEW (and FERV39k, whose released labels use the same seven names): 7 basic emotions.
 - MAFW: the same seven in MAFW's order plus four compound ones, 11 in all.
+- FER2013: the seven classes of the FER2013 image set in its label order (0 angry ... 6 neutral),
+  which is the output order of the trained default model; `FER2013_NAMES` maps its names to
+  duse_ros's vocabulary.
 """
 from __future__ import annotations
 
@@ -43,11 +46,18 @@ class ClassSet:
             raise KeyError(f"class {label!r} is not in class set {self.name!r} {list(self.classes)}") from None
 
 
+# FER2013's label names, in its label order, and the duse_ros class each one is.
+FER2013_NAMES: dict[str, str] = {
+    "angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
+    "sad": "sadness", "surprise": "surprise", "neutral": "neutral",
+}
+
 _BASIC7 = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
 
 CLASS_SETS: dict[str, ClassSet] = {
     "dfew": ClassSet("dfew", _BASIC7),
     "ferv39k": ClassSet("ferv39k", _BASIC7),
+    "fer2013": ClassSet("fer2013", tuple(FER2013_NAMES.values())),
     "mafw": ClassSet(
         "mafw",
         ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",

