@@ -36,7 +36,7 @@ def generate_launch_description() -> LaunchDescription:
     pipeline_launch = [SHARE, "/launch/", arg("pipeline"), "_pipeline.launch.py"]
     return LaunchDescription([
         DeclareLaunchArgument("pipeline", default_value="video", choices=["video", "av"],
-                              description="video (DuSE) or av (audio-visual) perception"),
+                              description="video (the default face-expression model, or DuSE with model:=) or av (audio-visual) perception"),
         DeclareLaunchArgument("namespace", default_value=""),
         DeclareLaunchArgument("emotion_topic", default_value="emotion_state"),
         DeclareLaunchArgument("bridge_config", default_value=PathJoinSubstitution([SHARE, "config", "llm_bridge.yaml"])),

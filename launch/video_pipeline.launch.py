@@ -1,5 +1,7 @@
-"""The DuSE video pipeline: camera in, EmotionState out.
+"""The video pipeline: camera in, EmotionState out. Without `model:=` it runs the trained default
+(fer2013-minixception); a trained DuSE checkpoint is one argument away:
 
+    ros2 launch duse_ros video_pipeline.launch.py image_topic:=/camera/color/image_raw
     ros2 launch duse_ros video_pipeline.launch.py image_topic:=/camera/color/image_raw \
         model:=/models/duse_dfew.json clip_weights:=/models/ViT-B-16.pt
 """
