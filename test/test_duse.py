@@ -82,8 +82,8 @@ def test_config_rebuilds_the_same_model():
         assert torch.equal(a, b), k
 
 
-@pytest.mark.parametrize("strategy, depth", [("shallow", 1), ("normal", 2), ("deep", 4)])
-def test_strategy_prompts_the_right_layers_of_both_towers(strategy, depth):
+@pytest.mark.parametrize("strategy, depth, vision_depth", [("shallow", 1, 1), ("normal", 2, 3), ("deep", 4, 5)])
+def test_strategy_prompts_the_right_layers_of_both_towers(strategy, depth, vision_depth):
     model = build_model("duse-tiny", strategy=strategy)
     assert model.prompts.text.shape == (depth, N_PROMPTS, 64)
     vision_lengths, text_inputs = [], []
@@ -98,8 +98,9 @@ def test_strategy_prompts_the_right_layers_of_both_towers(strategy, depth):
         model(video(1))
     for h in hooks:
         h.remove()
-    # Image tower: 1 class token + 16 patches, plus n prompt tokens at the first `depth` of 8 layers only.
-    assert vision_lengths == [17 + N_PROMPTS] * depth + [17] * (8 - depth)
+    # Image tower: 1 class token + 16 patches, plus n prompt tokens at the first `vision_depth` of its
+    # 8 layers only: the same fraction of its layers as of the text tower's 6.
+    assert vision_lengths == [17 + N_PROMPTS] * vision_depth + [17] * (8 - vision_depth)
     # Text tower: before layer j < depth the slots hold P_j (layer 0: P_0 + positional embedding),
     # discarding what layer j - 1 wrote; later layers read the previous layer's output unchanged.
     slots = slice(1, 1 + N_PROMPTS)
@@ -120,31 +121,36 @@ def test_prompt_depth_of_the_named_backbones():
     with torch.device("meta"):
         model = build_model("duse-vitl14-deep")  # 12 text layers of width 768, 24 image layers of 1024
     assert model.prompts.text.shape == (8, 4, 768)
-    assert model.prompts.mlp[0].weight.shape == (1024, 768)
+    assert model.prompts.mlp[-1].weight.shape == (1024, 768)
 
 
 def test_one_mlp_makes_the_visual_prompts_of_every_layer():
-    model = perturb_trainables(build_model("duse-tiny-deep"))
-    maps = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and (m.in_features, m.out_features) == (64, 96)]
-    assert len(maps) == 1 and maps[0] is model.prompts.mlp[0]
+    model = perturb_trainables(build_model("duse-tiny-deep"))   # 4 text layers prompted, 5 of 8 image layers
+    mlp = model.prompts.mlp
+    assert [type(m) for m in mlp] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert (mlp[0].in_features, mlp[-1].out_features) == (64, 96)
     with torch.no_grad():
         visual = model.prompts.visual_prompts()
-        expected = F.relu(model.prompts.text @ maps[0].weight.T + maps[0].bias)       # (M, n, 96)
-    assert len(visual) == 4 and visual[0].shape == (T, N_PROMPTS, 96)
+        expected = mlp[2](F.relu(mlp[0](model.prompts.text)))                   # (M_T, n, 96)
+    # Image layer i takes the text prompts of the text layer at the same relative depth.
+    source = [i * 4 // 5 for i in range(5)]
+    assert source == [0, 0, 1, 2, 3]
+    assert len(visual) == 5 and visual[0].shape == (T, N_PROMPTS, 96)
     assert torch.allclose(visual[0], expected[0] + model.prompts.frame_encoding[:, None])
-    for j in range(1, 4):
-        assert torch.allclose(visual[j], expected[j])
-    # The tokens appended at each image layer are those prompts.
+    for i in range(1, 5):
+        assert torch.allclose(visual[i], expected[source[i]])
+    # The tokens appended at each image layer are those prompts (the first layer's after ln_pre).
     appended = []
     hooks = [b.register_forward_pre_hook(lambda m, args: appended.append(args[0][:, -N_PROMPTS:].detach()))
-             for b in model.clip.visual.transformer.resblocks[:4]]
+             for b in model.clip.visual.transformer.resblocks[:5]]
     with torch.no_grad():
         model(video(2))
+        first = model.clip.visual.ln_pre(visual[0])
     for h in hooks:
         h.remove()
-    assert torch.allclose(appended[0], visual[0].repeat(2, 1, 1))   # frame t of each clip gets prompt t
-    for j in range(1, 4):
-        assert torch.allclose(appended[j], visual[j].expand_as(appended[j]))
+    assert torch.allclose(appended[0], first.repeat(2, 1, 1), atol=1e-5)   # frame t of each clip gets prompt t
+    for i in range(1, 5):
+        assert torch.allclose(appended[i], visual[i].expand_as(appended[i]))
 
 
 def test_frame_position_encodings_differ_per_frame():

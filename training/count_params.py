@@ -26,7 +26,8 @@ def count(name: str) -> dict:
     config = model.config()
     return {
         "name": name, "backbone": config["backbone"], "prompt": config["prompt"],
-        "strategy": config["strategy"], "M": model.prompts.depth, "aggregator": config["aggregator"],
+        "strategy": config["strategy"], "M": model.prompts.depth,
+        "M_V": model.prompts.vision_depth, "aggregator": config["aggregator"],
         "prompts": sum(v for n, v in trainable.items() if n == "prompts.text"),
         "mlp": sum(v for n, v in trainable.items() if n.startswith("prompts.mlp.")),
         "lsea": sum(v for n, v in trainable.items() if n.startswith("lsea.")),
@@ -43,10 +44,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logging.disable(logging.WARNING)  # "random CLIP" warnings: no weights is the point here
     names = args.names or [n for n in list_configs() if get_config(n)["arch"] == "duse"]
     rows = [count(n) for n in names]
-    columns = ["name", "backbone", "prompt", "strategy", "M", "aggregator", "prompts", "mlp", "lsea", "trainable", "frozen"]
+    columns = ["name", "backbone", "prompt", "strategy", "M", "M_V", "aggregator", "prompts", "mlp", "lsea", "trainable", "frozen"]
     if args.markdown:
         print("| " + " | ".join(columns) + " |")
-        print("|" + "|".join("---:" if c in ("M", "prompts", "mlp", "lsea", "trainable", "frozen") else "---"
+        print("|" + "|".join("---:" if c in ("M", "M_V", "prompts", "mlp", "lsea", "trainable", "frozen") else "---"
                              for c in columns) + "|")
         for r in rows:
             print("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in columns) + " |")

@@ -1,10 +1,10 @@
 """DuSE: Dual-stream Semantic Enhancement for video emotion recognition, on a frozen open_clip CLIP.
 
     class texts  "[P_0 x n] happiness: a face with raised cheeks, ..."  (one per class)
-        -> CLIP text tower, P_j in the slots before layer j < M           -> F_T (C, D)
+        -> CLIP text tower, P_j in the slots before layer j < M_T         -> F_T (C, D)
     video (B, T, 3, S, S)
         -> CLIP image tower per frame, V_j = MLP(P_j) (+ PE(t) at j = 0)
-           appended before layer j < M, dropped after it                  -> frames (B, T, D)
+           appended before layer j < M_V, dropped after it                -> frames (B, T, D)
         -> LSEA(frames, F_T)                                              -> V_g (B, D)
     logits = logit_scale * cos(V_g, F_T(i))                               -> (B, C)
 
@@ -51,6 +51,7 @@ DEFAULTS: dict = {
     "class_set": "dfew",      # see duse_ros.classes
     "image_size": None,       # None = the backbone's own
     "num_frames": 16,
+    "span_s": 2.0,            # seconds the num_frames frames span (training sampled them so; the node should too)
     "seed": 0,                # random init of the trainable weights (and of CLIP without weights)
 }
 PROMPTS = ("htpc", "coop")
@@ -79,6 +80,8 @@ def resolve_config(config: dict) -> dict:
     check(config["image_size"] is None or (isinstance(config["image_size"], int) and config["image_size"] > 0),
           "image_size", "a positive integer or null")
     check(config["strategy"] in STRATEGIES, "strategy", f"one of {sorted(STRATEGIES)}")
+    check(config["span_s"] is None or (isinstance(config["span_s"], (int, float)) and config["span_s"] > 0),
+          "span_s", "a positive number of seconds or null")
     check(config["class_set"] in CLASS_SETS, "class_set", f"one of {sorted(CLASS_SETS)}")
     return {"arch": arch, "name": name, **config}
 
@@ -96,6 +99,13 @@ def class_token_ids(backbone: str, class_names: list[str], descriptions: list[st
                              f"the text encoder's {length}: shorten its description in duse_ros/classes.py")
     slots = torch.zeros(len(texts), n_prompts, dtype=ids.dtype)
     return torch.cat([ids[:, :1], slots, ids[:, 1:length - n_prompts]], dim=1)
+
+
+def _token_scale(positional_embedding: torch.Tensor) -> float:
+    """Mean norm of the image tower's positional embedding rows: the scale of the frame encoding."""
+    if positional_embedding.is_meta:
+        return 1.0
+    return float(positional_embedding.detach().float().norm(dim=-1).mean())
 
 
 def _version(t: torch.Tensor) -> tuple[int, int]:
@@ -116,12 +126,14 @@ class DuSE(AffectModel):
             text_width = self.clip.transformer.width
             vision_width = self.clip.visual.transformer.width
             embed_dim = self.clip.visual.output_dim
-            depth = prompt_depth(config["strategy"], self.clip.transformer.layers)
-            if depth > self.clip.visual.transformer.layers:
-                raise ValueError(f"DuSE config {config['name']!r}: {depth} prompted layers, "
-                                 f"but the image tower has {self.clip.visual.transformer.layers}")
-            self.prompts = HTPC(depth, config["n_prompts"], text_width,
-                                vision_width if config["prompt"] == "htpc" else None, config["num_frames"])
+            # Each tower is prompted to the same relative depth (ViT-L/14 normal: 4 of 12 text
+            # layers, 8 of 24 image layers).
+            text_depth = prompt_depth(config["strategy"], self.clip.transformer.layers)
+            vision_depth = prompt_depth(config["strategy"], self.clip.visual.transformer.layers)
+            self.prompts = HTPC(text_depth, config["n_prompts"], text_width,
+                                vision_width if config["prompt"] == "htpc" else None, config["num_frames"],
+                                vision_depth=vision_depth,
+                                frame_encoding_scale=_token_scale(self.clip.visual.positional_embedding))
             self.lsea = LSEA(embed_dim, config["n_heads"], config["beta"]) if config["aggregator"] == "lsea" else None
         config["image_size"] = int(self.clip.visual.image_size[0])
         self._config = config
@@ -197,11 +209,14 @@ class DuSE(AffectModel):
 
     # ---- forward -----------------------------------------------------------------------------
     def encode_frames(self, video: torch.Tensor, visual_prompts: list[torch.Tensor] = ()) -> torch.Tensor:
-        """video (B, T, 3, S, S) -> per-frame image features (B, T, D); no prompts = plain CLIP."""
+        """video (B, T, 3, S, S) -> per-frame image features (B, T, D); no prompts = plain CLIP.
+
+        The first layer's prompts pass through ln_pre like the patch tokens they join (as MaPLe
+        appends its first visual prompts before ln_pre); deeper prompts replace hidden states."""
         b, t = video.shape[:2]
         prompts = list(visual_prompts)
         if prompts:  # layer 0: one prompt set per frame, the same for every clip of the batch
-            first = prompts[0]
+            first = self.clip.visual.ln_pre(prompts[0])
             prompts[0] = first.unsqueeze(0).expand(b, *first.shape).reshape(b * t, *first.shape[1:])
         return encode_image_prompted(self.clip.visual, video.flatten(0, 1), prompts).view(b, t, -1)
 
@@ -244,11 +259,13 @@ def _register(name: str, **config) -> None:
 for _key, _backbone in (("vitb32", "ViT-B-32"), ("vitb16", "ViT-B-16"), ("vitl14", "ViT-L-14")):
     for _strategy in ("shallow", "normal", "deep"):
         _register(f"duse-{_key}-{_strategy}", backbone=_backbone, strategy=_strategy, image_size=224)
-# The paper's ablations (Tables III-V) on ViT-B/16: CoOp prompts for HTPC, average pooling for LSEA, both.
-_register("duse-vitb16-coop", backbone="ViT-B-16", prompt="coop", strategy="shallow", image_size=224)
-_register("duse-vitb16-avgpool", backbone="ViT-B-16", aggregator="avgpool", image_size=224)
-_register("duse-vitb16-coop-avgpool", backbone="ViT-B-16", prompt="coop", strategy="shallow",
-          aggregator="avgpool", image_size=224)
+# The paper's ablations (Tables III-V) are on ViT-L/14: CoOp prompts for HTPC, average pooling for
+# LSEA, both. The ViT-B/16 versions are the same ablations at a third of the cost.
+for _key, _backbone in (("vitl14", "ViT-L-14"), ("vitb16", "ViT-B-16")):
+    _register(f"duse-{_key}-coop", backbone=_backbone, prompt="coop", strategy="shallow", image_size=224)
+    _register(f"duse-{_key}-avgpool", backbone=_backbone, aggregator="avgpool", image_size=224)
+    _register(f"duse-{_key}-coop-avgpool", backbone=_backbone, prompt="coop", strategy="shallow",
+              aggregator="avgpool", image_size=224)
 # Tiny random CLIP (open_clip_configs/DuSE-Tiny.json) for tests: each path of the model.
 _TINY = {"backbone": "DuSE-Tiny", "quick_gelu": False, "image_size": 32}
 _register("duse-tiny", **_TINY)

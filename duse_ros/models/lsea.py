@@ -3,11 +3,11 @@ video feature V_g.
 
     frames (B, T, D) -> temporal self-attention -> linear -> attention pooling -> V_o (B, D)
     per head h (N heads): V_h = A_h V_o, F_h = B_h F_T (C, D)
-                          T_h = softmax(V_h . F_h / sqrt(D)) F_h
+                          T_h = softmax(V_h . F_h) F_h
     V_g = mean_h (beta V_h + (1 - beta) T_h)
 
-The 1/sqrt(D) in the softmax is scaled dot-product attention's; the paper writes the dot
-product alone. Initialisation keeps CLIP's features at the start of training: the temporal
+The semantic similarity is the plain dot product of the paper's Eq. 12 (no 1/sqrt(D) as in
+scaled dot-product attention). Initialisation keeps CLIP's features at the start of training: the temporal
 attention adds zero, the linear layer is the identity, pooling is uniform and each head map is
 the identity plus small noise (so heads differ and learn different things).
 """
@@ -58,6 +58,6 @@ class LSEA(nn.Module):
         b, d = v_o.shape
         v = self.video_heads(v_o).view(b, self.n_heads, d)                     # (B, N, D)
         f = self.text_heads(text).view(-1, self.n_heads, d).transpose(0, 1).to(v.dtype)  # (N, C, D)
-        attn = torch.einsum("bnd,ncd->bnc", v, f) * d ** -0.5
+        attn = torch.einsum("bnd,ncd->bnc", v, f)                            # Eq. 12: V_h . F_h
         t_o = torch.einsum("bnc,ncd->bnd", attn.softmax(dim=-1).to(v.dtype), f)
         return (self.beta * v + (1 - self.beta) * t_o).mean(dim=1)
