@@ -1,24 +1,34 @@
-"""Video emotion clips for offline training: DFEW-style annotation files and frame sampling.
+"""Video (and audio) emotion clips for offline training: annotation files, clip sampling, loading.
 
-An annotation file lists one clip per line, fields separated by spaces or commas:
+An annotation file lists one clip per line, fields separated by commas or spaces:
 
     <clip> [<frame count>] <label>
 
-`<clip>` is a directory of frames (any of .jpg .jpeg .png .bmp, in natural name order) or a video
-file that OpenCV reads, relative to the data root (default: the annotation file's folder). The
-middle field, when present, is ignored (the frames are counted). Labels are class indices in
-the class set's order (duse_ros.classes), counted from `label_base`: DFEW, FERV39k and MAFW
-number them from 1. Blank lines and lines starting with '#' are skipped, and so is a first line
-whose label field is not a number (a CSV header).
+`<clip>` is a directory of frames (.jpg .jpeg .png .bmp, in natural name order) or a video file,
+relative to the clip root. The middle field, when present, is ignored (frames are counted).
+`<label>` is a number counted from `label_base` in the class set's order (duse_ros.classes), or
+a class name ("happy", "Angry", "sadness" ...: names and the usual adjectives are matched
+case-insensitively). Blank lines and '#' lines are skipped, and so is a first line whose label
+is neither (a CSV header). Any other malformed line is an error naming the file and the line.
 
-Each clip gives T frames: the clip is cut into T equal segments and one frame is taken from each,
-at a random place inside the segment for training and at its centre for testing.
+Sampling: a clip's 16 frames come from a window of `span_s` seconds (the whole clip when
+`span_s` is None or the clip is shorter), cut into 16 equal segments with one frame from each:
+at a random place in its segment and a random window position for training, the segment centres
+of the centred window for evaluation. The affect node samples 16 frames over its own `span_s`,
+so a model trained with the same span sees windows like the ones it will be given.
+
+Audio (audio-visual models): the mono waveform at the model's rate from the first sampled
+frame's time, `audio_s` seconds long (zero-padded at the end). It is read from a `.wav` beside
+the clip (`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or else from the video
+file's audio stream with PyAV.
 """
 from __future__ import annotations
 
 import re
+import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -28,70 +38,144 @@ from torch.utils.data import Dataset
 from duse_ros.models.base import InputSpec
 from duse_ros.preprocess import FramePreprocessor
 
+from .augment import ClipAugment
+
 FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+# Names the datasets use for the classes of duse_ros.classes (FERV39k writes "Happy", DFEW
+# "happy", MAFW "happiness").
+LABEL_ALIASES = {
+    "happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
+    "disgusted": "disgust", "fearful": "fear", "scared": "fear", "anxious": "anxiety",
+    "helpless": "helplessness", "disappointed": "disappointment",
+}
+
+
+class DatasetError(ValueError):
+    """A dataset file or entry is missing or malformed; the message names the file (and line)."""
 
 
 @dataclass(frozen=True)
 class ClipEntry:
     path: Path
     label: int
+    source: str = ""  # "<annotation file>:<line>", for error messages
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
 
 
-def read_annotation(path: str | Path, root: str | Path | None = None, label_base: int = 1) -> list[ClipEntry]:
+def _label_index(field: str, class_names: Sequence[str] | None, label_base: int) -> int | None:
+    """The class index of a label field, or None when it is neither a number nor a class name."""
+    try:
+        return int(field) - label_base
+    except ValueError:
+        pass
+    if class_names is None:
+        return None
+    name = LABEL_ALIASES.get(field.lower(), field.lower())
+    return list(class_names).index(name) if name in class_names else None
+
+
+def read_annotation(path: str | Path, root: str | Path | None = None, label_base: int = 1,
+                    class_names: Sequence[str] | None = None, clip_format: str = "{}",
+                    skip_labels: Sequence[int] = ()) -> list[ClipEntry]:
+    """Parse an annotation file. `clip_format` turns the clip field into a path below `root`
+    (DFEW: "{:05d}" for its numeric video names); `skip_labels` are raw label values to leave
+    out (DFEW's 0 marks clips without a single label)."""
     path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"annotation file {path} does not exist")
     root = Path(root) if root is not None else path.parent
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    entries: list[ClipEntry] = []
+    header_allowed = True
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
         if not fields or fields[0].startswith("#"):
             continue
+        where = f"{path}:{number}"
         if len(fields) < 2:
-            raise ValueError(f"{path}:{number}: expected '<clip> [<frames>] <label>', got {line!r}")
+            raise DatasetError(f"{where}: expected '<clip> [<frames>] <label>', got {line!r}")
+        label = _label_index(fields[-1], class_names, label_base)
+        if label is None:
+            if header_allowed:
+                header_allowed = False
+                continue
+            raise DatasetError(f"{where}: label {fields[-1]!r} is neither a number nor a class name"
+                               + (f" of {list(class_names)}" if class_names else ""))
+        header_allowed = False
+        if fields[-1].lstrip("-").isdigit() and int(fields[-1]) in skip_labels:
+            continue
+        if class_names is not None and not 0 <= label < len(class_names):
+            raise DatasetError(f"{where}: label {fields[-1]} is outside {label_base}..{label_base + len(class_names) - 1}")
+        clip = fields[0]
         try:
-            label = int(fields[-1]) - label_base
-        except ValueError:
-            if not entries:
-                continue  # a header row
-            raise ValueError(f"{path}:{number}: label {fields[-1]!r} is not an integer") from None
-        entries.append(ClipEntry(root / fields[0], label))
+            clip = clip_format.format(int(clip)) if clip.isdigit() else clip_format.format(clip)
+        except (ValueError, IndexError) as e:
+            raise DatasetError(f"{where}: clip name {clip!r} does not fit clip_format {clip_format!r}: {e}") from None
+        entries.append(ClipEntry(root / clip, label, where))
     if not entries:
-        raise ValueError(f"{path} lists no clips")
+        raise DatasetError(f"{path} lists no clips")
     return entries
 
 
-def segment_indices(num_frames: int, segments: int, train: bool, generator: torch.Generator | None = None) -> list[int]:
-    """One frame index per equal segment of [0, num_frames): random within it (train) or its centre (test).
-    With fewer frames than segments, neighbouring segments share frames."""
+def check_entries(entries: Sequence[ClipEntry]) -> None:
+    """Every listed clip exists (a directory with frames or a file); the error names the line."""
+    for e in entries:
+        if not e.path.exists():
+            raise DatasetError(f"{e.source}: clip {e.path} does not exist")
+        if e.path.is_dir() and not any(f.suffix.lower() in FRAME_SUFFIXES for f in e.path.iterdir()):
+            raise DatasetError(f"{e.source}: clip directory {e.path} has no frames ({sorted(FRAME_SUFFIXES)})")
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+def segment_indices(num_frames: int, segments: int, train: bool, rng: np.random.Generator | None = None) -> list[int]:
+    """One frame index per equal segment of [0, num_frames): random within it (train) or its
+    centre (evaluation). With fewer frames than segments, neighbouring segments share frames."""
     if num_frames < 1:
         raise ValueError("a clip needs at least one frame")
     edges = np.linspace(0.0, num_frames, segments + 1)
-    if train:
-        offsets = torch.rand(segments, generator=generator).numpy()
-    else:
-        offsets = np.full(segments, 0.5)
+    offsets = (rng or np.random.default_rng()).random(segments) if train else np.full(segments, 0.5)
     positions = edges[:-1] + offsets * (edges[1:] - edges[:-1])
     return np.minimum(positions.astype(int), num_frames - 1).tolist()
 
 
+def sample_frames(num_frames: int, segments: int, fps: float, span_s: float | None, train: bool,
+                  rng: np.random.Generator | None = None) -> list[int]:
+    """`segments` frame indices from a window of `span_s` seconds of a clip of `num_frames` frames
+    at `fps` (see the module docstring). Short clips (or span None) use every frame's range."""
+    window = num_frames if span_s is None else int(min(num_frames, max(1, round(span_s * fps))))
+    spare = num_frames - window
+    if train:
+        rng = rng or np.random.default_rng()
+        start = int(rng.integers(0, spare + 1))
+    else:
+        start = spare // 2
+    return [start + i for i in segment_indices(window, segments, train, rng)]
+
+
+# ---------------------------------------------------------------------------------------------- reading
 def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(path: Path) -> list[Path]:
+    files = sorted((f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=lambda f: _natural_key(f.name))
+    if not files:
+        raise DatasetError(f"clip directory {path} has no frames ({sorted(FRAME_SUFFIXES)})")
+    return files
 
 
 def _read_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise OSError(f"cannot read frame {path}")
+        raise DatasetError(f"cannot read frame {path}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def read_clip(path: Path, segments: int, train: bool, generator: torch.Generator | None = None) -> list[np.ndarray]:
-    """The `segments` sampled frames of a clip as (H, W, 3) uint8 RGB arrays."""
-    if path.is_dir():
-        files = sorted((f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=lambda f: _natural_key(f.name))
-        if not files:
-            raise OSError(f"clip directory {path} has no frames ({sorted(FRAME_SUFFIXES)})")
-        return [_read_rgb(files[i]) for i in segment_indices(len(files), segments, train, generator)]
+def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
     capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
     frames = []
     while True:  # decode all: frame counts in video headers are not reliable
         ok, bgr = capture.read()
@@ -100,23 +184,122 @@ def read_clip(path: Path, segments: int, train: bool, generator: torch.Generator
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     capture.release()
     if not frames:
-        raise OSError(f"cannot read video {path}")
-    return [frames[i] for i in segment_indices(len(frames), segments, train, generator)]
+        raise DatasetError(f"cannot read video {path}")
+    return frames, float(fps) if fps and fps > 0 else 0.0
 
 
+def clip_length(path: Path, fps: float) -> tuple[int, float]:
+    """(frame count, frames per second) of a clip; `fps` is used for frame directories and for
+    videos whose header has none."""
+    if path.is_dir():
+        return len(frame_files(path)), fps
+    capture = cv2.VideoCapture(str(path))
+    count, video_fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    if count <= 0:
+        count = len(_read_video(path)[0])
+    return count, float(video_fps) if video_fps and video_fps > 0 else fps
+
+
+def read_clip(path: Path, segments: int, train: bool, rng: np.random.Generator | None = None, fps: float = 25.0,
+              span_s: float | None = None) -> tuple[list[np.ndarray], float, float]:
+    """The sampled frames of a clip as (H, W, 3) uint8 RGB arrays, the first sampled frame's time
+    (s) and the clip's frame rate."""
+    if path.is_dir():
+        files = frame_files(path)
+        picked = sample_frames(len(files), segments, fps, span_s, train, rng)
+        return [_read_rgb(files[i]) for i in picked], picked[0] / fps, fps
+    frames, video_fps = _read_video(path)
+    fps = video_fps or fps
+    picked = sample_frames(len(frames), segments, fps, span_s, train, rng)
+    return [frames[i] for i in picked], picked[0] / fps, fps
+
+
+def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target or samples.size == 0:
+        return samples.astype(np.float32)
+    out_len = int(round(samples.size * target / rate))
+    return np.interp(np.linspace(0, samples.size - 1, out_len), np.arange(samples.size), samples).astype(np.float32)
+
+
+def audio_path(clip: Path) -> Path:
+    return clip.with_name(clip.name + ".wav") if clip.is_dir() else clip.with_suffix(".wav")
+
+
+def read_wav(path: Path, rate: int) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `rate` from a PCM .wav (8/16/32-bit)."""
+    with wave.open(str(path), "rb") as f:
+        width, channels, source_rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
+        data = f.readframes(f.getnframes())
+    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
+    if dtype is None:
+        raise DatasetError(f"{path}: {8 * width}-bit wav is not supported (8, 16 or 32-bit PCM)")
+    samples = np.frombuffer(data, dtype=dtype).astype(np.float32)
+    samples = (samples - 128.0) / 128.0 if width == 1 else samples / float(np.iinfo(dtype).max)
+    return _resample(samples.reshape(-1, channels).mean(axis=1), source_rate, rate)
+
+
+def read_video_audio(path: Path, rate: int) -> np.ndarray:
+    """Mono float32 samples at `rate` from a video file's first audio stream (PyAV)."""
+    try:
+        import av
+    except ImportError:
+        raise DatasetError(f"{path}: reading audio from video files needs PyAV (pip install av); "
+                           "or put a .wav beside the clip") from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DatasetError(f"{path} has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as e:
+        raise DatasetError(f"{path}: cannot decode audio: {e}") from None
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def read_audio(clip: Path, rate: int) -> np.ndarray:
+    sidecar = audio_path(clip)
+    if sidecar.is_file():
+        return read_wav(sidecar, rate)
+    if clip.is_dir():
+        raise DatasetError(f"no audio for frame directory {clip}: expected {sidecar}")
+    return read_video_audio(clip, rate)
+
+
+def cut_audio(samples: np.ndarray, start_s: float, length: int, rate: int) -> np.ndarray:
+    start = int(round(start_s * rate))
+    out = np.zeros(length, np.float32)
+    piece = samples[start:start + length]
+    out[:piece.size] = piece
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- dataset
 class VideoClipDataset(Dataset):
-    """(video (T, 3, S, S) normalised for the model's InputSpec, label) pairs. Training adds a
-    random horizontal flip of the whole clip."""
+    """Items are dicts: "video" (T, 3, S, S) normalised for the model's InputSpec, "label", and
+    "audio" (S_a,) for audio-visual models. Training applies `augment` (the same draw to every
+    frame of a clip). Randomness comes from (seed, epoch, index), so a run is repeatable whatever
+    the number of loader workers; call `set_epoch` before each epoch."""
 
-    def __init__(self, entries: list[ClipEntry], spec: InputSpec, num_classes: int, train: bool):
+    def __init__(self, entries: Sequence[ClipEntry], spec: InputSpec, num_classes: int, train: bool,
+                 fps: float = 25.0, span_s: float | None = None, audio_s: float | None = None,
+                 augment: ClipAugment | None = None, seed: int = 0):
         bad = [e for e in entries if not 0 <= e.label < num_classes]
         if bad:
-            raise ValueError(f"{len(bad)} clips have labels outside 0..{num_classes - 1} "
-                             f"(after label_base), e.g. {bad[0].path} -> {bad[0].label}")
-        self.entries = entries
-        self.num_frames = spec.num_frames
+            raise DatasetError(f"{len(bad)} clips have labels outside 0..{num_classes - 1} "
+                               f"(after label_base), e.g. {bad[0].source or bad[0].path} -> {bad[0].label}")
+        self.entries = list(entries)
+        self.spec = spec
         self.preprocess = FramePreprocessor(spec)
-        self.train = train
+        self.train, self.fps, self.span_s = train, fps, span_s
+        self.augment = augment if train else None
+        self.audio_len = int(round((audio_s or span_s or 2.0) * spec.audio_rate)) if spec.uses_audio else 0
+        self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -124,53 +307,39 @@ class VideoClipDataset(Dataset):
     def labels(self) -> list[int]:
         return [e.label for e in self.entries]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]
-        video = self.preprocess(read_clip(entry.path, self.num_frames, self.train))
-        if self.train and torch.rand(()) < 0.5:
-            video = video.flip(-1)
-        return video, entry.label
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            frames, start_s, _ = read_clip(entry.path, self.spec.num_frames, self.train, rng, self.fps, self.span_s)
+            if self.augment is not None:
+                video = self.augment(frames, self.spec, rng)
+            else:
+                video = self.preprocess(frames)
+            item = {"video": video, "label": entry.label}
+            if self.spec.uses_audio:
+                samples = read_audio(entry.path, self.spec.audio_rate)
+                item["audio"] = torch.from_numpy(cut_audio(samples, start_s, self.audio_len, self.spec.audio_rate))
+        except (OSError, DatasetError) as e:
+            raise DatasetError(f"{entry.source or entry.path}: {e}") from None
+        return item
 
 
-def make_synthetic_dataset(root: str | Path, num_classes: int = 7, train_per_class: int = 3, test_per_class: int = 2,
-                           frames: int = 16, size: int = 40, seed: int = 0) -> tuple[Path, Path]:
-    """Write a small learnable dataset (each class a colour and a bar moving at its own speed;
-    frame folders and, for every third clip, an MJPG .avi) with DFEW-style train.txt and
-    test.txt (labels from 1). Returns the two annotation paths."""
-    root = Path(root)
+def stratified_split(entries: Sequence[ClipEntry], fraction: float, seed: int) -> tuple[list[ClipEntry], list[ClipEntry]]:
+    """(train, validation) carved from a training fold: `fraction` of each class (at least one
+    clip of every class with two or more), chosen by `seed`. Order within each part is kept."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    hues = np.linspace(0, 180, num_classes, endpoint=False)
-    lines = {"train": [], "test": []}
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        for label in range(num_classes):
-            for k in range(per_class):
-                name = f"{split}/{label}_{k:03d}"
-                clip = []
-                for t in range(frames):
-                    hsv = np.empty((size, size, 3), np.uint8)
-                    hsv[..., 0] = hues[label]
-                    hsv[..., 1] = 200
-                    hsv[..., 2] = rng.integers(90, 140, (size, size))
-                    frame = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
-                    x = int((t * (label + 1) * 3) % size)
-                    frame[:, max(0, x - 3):x + 3] = 255
-                    clip.append(frame)
-                if k % 3 == 2:
-                    (root / split).mkdir(parents=True, exist_ok=True)
-                    path = root / f"{name}.avi"
-                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (size, size))
-                    for frame in clip:
-                        writer.write(frame)
-                    writer.release()
-                    lines[split].append(f"{name}.avi {frames} {label + 1}")
-                else:
-                    (root / name).mkdir(parents=True, exist_ok=True)
-                    for t, frame in enumerate(clip):
-                        cv2.imwrite(str(root / name / f"{t + 1:05d}.png"), frame)
-                    lines[split].append(f"{name} {frames} {label + 1}")
-    paths = []
-    for split in ("train", "test"):
-        path = root / f"{split}.txt"
-        path.write_text("\n".join(lines[split]) + "\n")
-        paths.append(path)
-    return paths[0], paths[1]
+    by_class: dict[int, list[int]] = {}
+    for i, e in enumerate(entries):
+        by_class.setdefault(e.label, []).append(i)
+    held: set[int] = set()
+    for label in sorted(by_class):
+        members = by_class[label]
+        count = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+        held.update(rng.permutation(members)[:count].tolist())
+    return ([e for i, e in enumerate(entries) if i not in held], [e for i, e in enumerate(entries) if i in held])

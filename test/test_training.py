@@ -1,0 +1,206 @@
+"""The trainer, its data pipeline and its evaluation on tiny synthetic sets (CPU, seconds each)."""
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from duse_ros.checkpoint import read_config
+from duse_ros.models import build_model
+from training import count_params, crossval, evaluate, train
+from training.augment import ClipAugment
+from training.datasets import (DatasetError, VideoClipDataset, read_annotation, read_audio, read_clip,
+                               sample_frames, segment_indices, stratified_split)
+from training.layouts import LAYOUTS, load_split, resolve_layout
+from training.synthetic import ORDERS, make_av_dataset, make_motion_dataset
+
+logging.getLogger().setLevel(logging.ERROR)
+DFEW = list(build_model("tiny-random-video").class_names)
+
+
+@pytest.fixture(scope="module")
+def motion(tmp_path_factory):
+    """7 classes x 3 clips of 32x32, three folds: fold 1 tests 7 clips, trains on 14 (7 of them validation)."""
+    return make_motion_dataset(tmp_path_factory.mktemp("motion"), clips_per_class=3, size=32, folds=3)
+
+
+def run(motion, out_dir, *extra):
+    return train.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(motion),
+                       "--out-dir", str(out_dir), "--epochs", "1", "--batch-size", "4", "--progress", "false",
+                       "--tensorboard", "false", "--val-fraction", "0.5", "--set", "data.folds=3", *extra])
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+def test_segment_sampling_for_short_exact_and_long_clips():
+    rng = np.random.default_rng(0)
+    # exact: a 2 s window of a 2 s clip at 8 fps has 16 frames, one per segment
+    assert sample_frames(16, 16, 8.0, 2.0, train=False) == list(range(16))
+    assert sample_frames(16, 16, 8.0, 2.0, train=True, rng=rng) == list(range(16))
+    # short: 5 frames spread over 16 segments, in order, every frame used
+    short = sample_frames(5, 16, 8.0, 2.0, train=False)
+    assert len(short) == 16 and short == sorted(short) and set(short) == set(range(5))
+    assert sample_frames(1, 16, 8.0, 2.0, train=True, rng=rng) == [0] * 16
+    # long: 100 frames at 25 fps, a 2 s window = 50 frames; evaluation takes the centred window's
+    # segment centres, training a random window with one random frame per segment
+    assert sample_frames(100, 16, 25.0, 2.0, train=False) == [25 + i for i in segment_indices(50, 16, False)]
+    for _ in range(20):
+        picked = sample_frames(100, 16, 25.0, 2.0, train=True, rng=rng)
+        assert picked == sorted(picked) and picked[-1] - picked[0] < 50 and 0 <= picked[0] and picked[-1] < 100
+    # span None: the whole clip (the papers' sampling)
+    assert sample_frames(160, 16, 25.0, None, train=False) == list(range(5, 160, 10))
+
+
+def test_augmentation_is_one_draw_for_the_whole_clip():
+    spec = build_model("duse-tiny").input_spec
+    frame = np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    out = ClipAugment()([frame] * 16, spec, np.random.default_rng(3))
+    assert out.shape == (16, 3, 32, 32)
+    assert all(torch.equal(out[0], out[t]) for t in range(16)), "identical frames must stay identical"
+    other = ClipAugment()([frame] * 16, spec, np.random.default_rng(4))
+    assert not torch.allclose(out, other), "different draws must differ"
+    with pytest.raises(ValueError, match="unknown options .'rotate'."):
+        ClipAugment.from_dict({"rotate": 5})
+
+
+# ---------------------------------------------------------------------------------------------- annotation and data
+def test_a_broken_annotation_line_is_named(tmp_path):
+    (tmp_path / "a.csv").write_text("video_name,label\n# comment\n1,3\n\n2 40 happy\n3,0\n")
+    entries = read_annotation(tmp_path / "a.csv", tmp_path / "clips", 1, DFEW, "{:05d}", skip_labels=[0])
+    assert [(e.path.name, e.label) for e in entries] == [("00001", 2), ("00002", 0)]
+    assert entries[1].source == f"{tmp_path / 'a.csv'}:5"
+    (tmp_path / "bad.txt").write_text("a 1\nb joyful\n")
+    with pytest.raises(DatasetError, match=r"bad.txt:2: label 'joyful' is neither a number nor a class name"):
+        read_annotation(tmp_path / "bad.txt", class_names=DFEW)
+    (tmp_path / "range.txt").write_text("a 1\nb 9\n")
+    with pytest.raises(DatasetError, match=r"range.txt:2: label 9 is outside 1..7"):
+        read_annotation(tmp_path / "range.txt", class_names=DFEW)
+    (tmp_path / "short.txt").write_text("a 1\nb\n")
+    with pytest.raises(DatasetError, match=r"short.txt:2: expected"):
+        read_annotation(tmp_path / "short.txt", class_names=DFEW)
+
+
+def test_missing_clip_is_named_with_its_annotation_line(motion, tmp_path):
+    layout = resolve_layout({"layout": "dfew", "fps": 8.0, "folds": 3})
+    ann = motion / LAYOUTS["dfew"]["train_ann"].format(fold=2)
+    text = ann.read_text().splitlines()
+    broken = tmp_path / "broken"
+    (broken / ann.relative_to(motion)).parent.mkdir(parents=True)
+    (broken / ann.relative_to(motion)).write_text("\n".join(text[:3] + ["999,1"]) + "\n")
+    (broken / "Clip").symlink_to(motion / "Clip")
+    (broken / layout["test_ann"].format(fold=2)).parent.mkdir(parents=True)
+    (broken / layout["test_ann"].format(fold=2)).write_text((motion / layout["test_ann"].format(fold=2)).read_text())
+    with pytest.raises(DatasetError, match=r"set_2.csv:4: clip .*00999 does not exist"):
+        train.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(broken), "--fold", "2",
+                    "--set", "data.folds=3", "--out-dir", str(tmp_path / "out"), "--epochs", "0",
+                    "--tensorboard", "false", "--val-fraction", "0.3"])
+
+
+def test_motion_set_frames_carry_no_class_but_their_order_does(motion):
+    entries = load_split(motion, resolve_layout({"layout": "dfew", "folds": 3}), "test", 1, DFEW)
+    assert sorted(e.label for e in entries) == list(range(7))
+    assert all(sorted(order) == list(range(16)) for order in ORDERS) and len({tuple(o) for o in ORDERS}) == 7
+    for e in entries:
+        frames, _, _ = read_clip(e.path, 16, train=False, fps=8.0, span_s=2.0)
+        rows = [int(np.argmax(f.sum(axis=(1, 2)))) for f in frames]   # the dot's row in each frame
+        # the dot visits the 16 heights in its class's order (the same 16 heights in every class)
+        assert np.corrcoef(rows, ORDERS[e.label])[0, 1] > 0.95, (e.label, rows)
+
+
+def test_validation_split_is_stratified_and_never_touches_the_test_split(motion):
+    layout = resolve_layout({"layout": "dfew", "folds": 3})
+    for fold in (1, 2, 3):
+        fold_train = load_split(motion, layout, "train", fold, DFEW)
+        test = load_split(motion, layout, "test", fold, DFEW)
+        kept, val = stratified_split(fold_train, 0.3, seed=5)
+        assert {e.key for e in val}.isdisjoint(e.key for e in test)
+        assert {e.key for e in val}.isdisjoint(e.key for e in kept)
+        assert len(kept) + len(val) == len(fold_train)
+        assert sorted({e.label for e in val}) == list(range(7))      # every class is validated
+        assert stratified_split(fold_train, 0.3, seed=5)[1] == val   # seeded
+    assert stratified_split(fold_train, 0.3, seed=6)[1] != val
+
+
+def test_audio_comes_with_the_sampled_frames(tmp_path):
+    root = make_av_dataset(tmp_path, clips_per_class=2, num_classes=2, size=16, seconds=2.0, folds=2)
+    spec = build_model("tiny-random-av").input_spec
+    entries = read_annotation(root / "set_1" / "train.txt", root, class_names=["a", "b"])
+    dataset = VideoClipDataset(entries, spec, 2, train=False, fps=8.0, span_s=2.0)
+    item = dataset[0]
+    assert item["audio"].shape == (32000,) and item["video"].shape == (16, 3, 112, 112)
+    samples = read_audio(entries[0].path, 16000)
+    assert samples.shape == (32000,) and np.allclose(item["audio"].numpy(), samples, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_one_step_changes_only_trainable_parameters():
+    model = build_model("duse-tiny")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    step = train.TrainStep(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    logits, aux, _ = step(torch.randn(2, 16, 3, 32, 32), None)
+    (torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])) + aux).backward()
+    optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed <= trainable, f"frozen parameters changed: {sorted(changed - trainable)[:5]}"
+    # Every trainable tensor with a gradient moved (LSEA's norm waits for its zero-initialised
+    # attention output to move first, as designed).
+    assert changed == {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {"prompts.text", "prompts.mlp.0.weight", "prompts.mlp.2.weight", "lsea.linear.weight"} <= changed
+
+
+def test_zero_epochs_scores_the_initial_weights(motion, tmp_path):
+    summary = run(motion, tmp_path, "--epochs", "0")
+    assert summary["best"] is None and summary["history"] == []
+    assert (tmp_path / "best.json").is_file() and (tmp_path / "test.md").is_file()
+
+
+def test_seeded_runs_repeat_and_resume_continues_the_same_run(motion, tmp_path):
+    a = run(motion, tmp_path / "a", "--epochs", "2")
+    b = run(motion, tmp_path / "b", "--epochs", "2")
+    assert a["history"] and [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["test"] == b["test"]
+    # A different seed initialises (and samples) differently.
+    c = run(motion, tmp_path / "c", "--epochs", "1", "--seed", "1")
+    assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
+    # One epoch, then resume for the second: the same numbers as the uninterrupted run.
+    run(motion, tmp_path / "r", "--epochs", "1")
+    resumed = train.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(motion), "--resume",
+                          "--out-dir", str(tmp_path / "r"), "--epochs", "2", "--batch-size", "4", "--progress",
+                          "false", "--tensorboard", "false", "--val-fraction", "0.5", "--set", "data.folds=3"])
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in a["history"]]
+
+    # The checkpoint carries the span, the recipe and the selection; evaluate.py re-scores it alike.
+    config = read_config(tmp_path / "a" / "best.json")
+    assert config["span_s"] == 2.0 and config["training"]["span_s"] == 2.0
+    assert config["training"]["epoch"] == a["best"]["epoch"]
+    report = evaluate.main(["--checkpoint", str(tmp_path / "a" / "best.json"), "--data", str(motion),
+                            "--workers", "0", "--no-progress", "--out-dir", str(tmp_path / "eval")])
+    assert (report["uar"], report["war"]) == (a["test"]["uar"], a["test"]["war"])
+    assert (tmp_path / "eval" / "test.md").read_text().count("|") > 10
+    assert (tmp_path / "eval" / "test_confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "a" / "test.json").read_text())["confusion"] == a["test"]["confusion"]
+
+
+def test_crossval_summarises_every_fold(motion, tmp_path, capsys):
+    result = crossval.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(motion),
+                            "--out-dir", str(tmp_path), "--epochs", "0", "--batch-size", "8", "--progress", "false",
+                            "--tensorboard", "false", "--val-fraction", "0.5", "--set", "data.folds=3"])
+    assert [r["fold"] for r in result["folds"]] == [1, 2, 3]
+    uar = np.array([r["uar"] for r in result["folds"]])
+    assert result["uar_mean"] == pytest.approx(uar.mean()) and result["uar_std"] == pytest.approx(uar.std())
+    table = (tmp_path / "crossval.md").read_text()
+    assert "| mean +- std |" in table and table.count("\n| ") >= 4
+    assert "3 folds: UAR" in capsys.readouterr().out
+
+
+def test_count_params_needs_no_weights(capsys):
+    rows = {r["name"]: r for r in count_params.main(["duse-vitb16-normal", "duse-vitl14-normal", "duse-vitb16-coop-avgpool"])}
+    b16 = rows["duse-vitb16-normal"]
+    assert (b16["M"], b16["M_V"], b16["prompts"], b16["frozen"]) == (4, 4, 4 * 4 * 512, 149_620_737)
+    assert b16["mlp"] == (512 * 512 + 512) + (512 * 768 + 768)
+    assert b16["trainable"] == b16["prompts"] + b16["mlp"] + b16["lsea"]
+    assert (rows["duse-vitl14-normal"]["M"], rows["duse-vitl14-normal"]["M_V"]) == (4, 8)
+    assert rows["duse-vitb16-coop-avgpool"]["trainable"] == 4 * 512
+    assert "duse-vitl14-normal" in capsys.readouterr().out
