@@ -208,6 +208,8 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
                    "qos.depth": depth, "queue_depth": args.queue_depth, "use_sim_time": True,
                    "no_face_policy": "publish", "span_s": args.span_s, "stride_s": args.stride_s,
                    "max_gap_s": args.max_gap_s, "diagnostics_period_s": 0.5}
+    if not args.realtime:  # the player waits for the model, so sim time may run ahead of the windows
+        node_params["max_window_age_s"] = 0.0
     if args.clip_weights:
         node_params["clip_weights"] = args.clip_weights
     if args.face_mode:
@@ -392,6 +394,9 @@ def run(args: argparse.Namespace) -> dict:
     args.model = args.model or default_model()
     with BagFile(args.bag) as bag:
         streams = select_streams(bag, args.image_topic, args.audio_topic)
+        # Read every record once before any node starts: a truncated or damaged bag fails here.
+        for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
+            pass
         model = build_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
         classes = list(model.class_names)
         spans, origin, labels_source = _load_spans(bag, args, classes)
