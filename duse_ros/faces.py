@@ -24,9 +24,12 @@ import os
 import threading
 from bisect import bisect_left
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+from duse_ros.tracking import BoxTracker
 
 if TYPE_CHECKING:  # pragma: no cover
     from duse_ros.windowing import Window
@@ -149,6 +152,39 @@ def crop(frame: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
     return out
 
 
+def choose_face(boxes: list[Box], prev: tuple[float, ...] | None, iou_threshold: float = 0.3,
+                keep_area_ratio: float = 0.5) -> Box | None:
+    """The one face to follow: the largest, unless one overlapping `prev` (the followed face's
+    recent box) by IoU >= iou_threshold has at least keep_area_ratio of the largest's area."""
+    if not boxes:
+        return None
+    largest = max(boxes, key=lambda b: b[2] * b[3])
+    if prev is None or len(boxes) == 1:
+        return largest
+    pb = tuple(int(round(v)) for v in prev)
+    best = max(boxes, key=lambda b: iou(b, pb))
+    if iou(best, pb) >= iou_threshold and best[2] * best[3] >= keep_area_ratio * largest[2] * largest[3]:
+        return best  # stay on the tracked face unless a much larger one appeared
+    return largest
+
+
+def window_crop_boxes(window: "Window", boxes: list[Box | None], margin: float,
+                      min_face_fraction: float) -> list[Box] | None:
+    """One square crop box per window frame from the face boxes at its stamps (a frame without
+    one takes the nearest frame's), or None when fewer than min_face_fraction of them have one."""
+    have = [i for i, b in enumerate(boxes) if b is not None]
+    n = len(window.frames)
+    if n == 0 or not have or len(have) < min_face_fraction * n:
+        return None
+    out = []
+    for i, frame in enumerate(window.frames):
+        b = boxes[i]
+        if b is None:
+            b = boxes[min(have, key=lambda j: (abs(j - i), j))]
+        out.append(square_crop_box(b, frame.shape, margin))
+    return out
+
+
 class FaceTrack:
     """Face boxes over time, from detections on keyframes; see the module docstring.
 
@@ -197,26 +233,25 @@ class FaceTrack:
     def num_keyframes(self) -> int:
         return len(self._stamps)
 
+    @property
+    def last_keyframe_ns(self) -> int | None:
+        with self._lock:
+            return self._stamps[-1] if self._stamps else None
+
     def _choose(self, boxes: list[Box], prev: tuple[float, ...] | None) -> Box | None:
-        if not boxes:
-            return None
-        largest = max(boxes, key=lambda b: b[2] * b[3])
-        if prev is None or len(boxes) == 1:
-            return largest
-        pb = tuple(int(round(v)) for v in prev)
-        best = max(boxes, key=lambda b: iou(b, pb))
-        if iou(best, pb) >= self.iou_threshold and \
-                best[2] * best[3] >= self.keep_area_ratio * largest[2] * largest[3]:
-            return best  # stay on the tracked face unless a much larger one appeared
-        return largest
+        return choose_face(boxes, prev, self.iou_threshold, self.keep_area_ratio)
 
     def update(self, stamp_ns: int, rgb: np.ndarray) -> Box | None:
         """Run the detector on this frame, pick the face (the largest; the one overlapping the
         recent track by IoU >= iou_threshold is preferred unless less than keep_area_ratio of the
         largest's area), record it as a keyframe and return its (smoothed) box, or None."""
-        stamp_ns = int(stamp_ns)
         with self._detect_lock:
             boxes = [tuple(int(v) for v in b) for b in self.detector.detect(rgb)]
+        return self.record(stamp_ns, boxes)
+
+    def record(self, stamp_ns: int, boxes: list[Box]) -> Box | None:
+        """`update` for boxes found elsewhere (the detector already ran): keyframe `stamp_ns`."""
+        stamp_ns = int(stamp_ns)
         with self._lock:
             self._version += 1
             self.counters["detections"] += 1
@@ -308,20 +343,9 @@ class FaceTrack:
         """One square crop box per window frame (see `crops_for_window`), or None when fewer
         than min_face_fraction of the frames have a box; and the track's version."""
         boxes, version = self._boxes_and_version(window.stamps_ns)
-        have = [i for i, b in enumerate(boxes) if b is not None]
-        n = len(window.frames)
-        if n == 0 or not have or len(have) < min_face_fraction * n:
-            with self._lock:
-                self.counters["windows_without_face"] += 1
-            return None, version
-        crop_boxes = []
-        for i, frame in enumerate(window.frames):
-            b = boxes[i]
-            if b is None:
-                b = boxes[min(have, key=lambda j: (abs(j - i), j))]
-            crop_boxes.append(square_crop_box(b, frame.shape, self.margin))
+        crop_boxes = window_crop_boxes(window, boxes, self.margin, min_face_fraction)
         with self._lock:
-            self.counters["windows_with_face"] += 1
+            self.counters["windows_with_face" if crop_boxes else "windows_without_face"] += 1
         return crop_boxes, version
 
     def crops_for_window(self, window: "Window", min_face_fraction: float = 0.5,
@@ -335,6 +359,170 @@ class FaceTrack:
         if boxes is None:
             return [], False
         return [crop(frame, box, size) for frame, box in zip(window.frames, boxes)], True
+
+
+@dataclass(frozen=True)
+class WindowFace:
+    """One tracked face in one window."""
+
+    face_id: int
+    crop_boxes: list[Box]  # one square crop box per window frame
+    face_box: Box          # the face's own box at the newest window frame that has one
+    version: int           # the tracker's version the boxes were read at
+
+
+class MultiFaceTrack:
+    """Up to `max_faces` faces over time, each with an id that stays with it.
+
+    Every keyframe the detector's boxes are narrowed to at most `max_faces` (one face: FaceTrack's
+    rule, the followed face unless a much larger one appears; more: the largest ones), then
+    `BoxTracker` says which face each box is (see duse_ros/tracking.py: overlap and motion, misses
+    survived for `lifetime_s`, ids never reused). Each face id keeps a FaceTrack of its own
+    keyframes (a keyframe where the face was missed is a miss for it), so interpolation, holding
+    and misses work per face exactly as for one face. A face's keyframes outlive its death by
+    `history_s`, for the windows that still cover it.
+
+    A face takes part in a window only when its track reaches back over the whole window (born no
+    later than the window's first frame plus `max_age_s`, the hold before a first keyframe) and
+    has a box on at least min_face_fraction of its frames; at most `max_faces` per window, the
+    largest first. Thread-safe like FaceTrack: `update` on the face thread, lookups elsewhere.
+    """
+
+    def __init__(self, detector: FaceDetector | None, max_faces: int = 1, margin: float = 0.25,
+                 max_age_s: float = 0.5, smoothing: float = 0.5, lifetime_s: float = 1.0, *,
+                 history_s: float = 5.0, iou_threshold: float = 0.3, keep_area_ratio: float = 0.5):
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        self.detector = detector
+        self.max_faces = int(max_faces)
+        self.margin = float(margin)
+        self.max_age_s = float(max_age_s)
+        self._max_age_ns = int(round(self.max_age_s * NS))
+        self._history_ns = int(round(float(history_s) * NS))
+        self._face_args = dict(margin=margin, max_age_s=max_age_s, smoothing=smoothing, history_s=history_s,
+                               iou_threshold=iou_threshold, keep_area_ratio=keep_area_ratio)
+        self.iou_threshold, self.keep_area_ratio = float(iou_threshold), float(keep_area_ratio)
+        self.ids = BoxTracker(lifetime_s=lifetime_s)
+        self._faces: dict[int, FaceTrack] = {}  # keyframes of live and recently ended faces
+        self._born: dict[int, int] = {}
+        self._last_ns: int | None = None
+        self._version = 0
+        self._lock = threading.Lock()
+        self._detect_lock = threading.Lock()
+        self.counters: dict[str, int] = {
+            "detections": 0, "detections_with_face": 0, "detections_multi_face": 0, "track_resets": 0,
+            "windows_with_face": 0, "windows_without_face": 0, "late_keyframes": 0,
+            "tracks": 0, "track_births": 0, "track_deaths": 0,
+        }
+
+    # ------------------------------------------------------------------ keyframes
+    def reset(self) -> None:
+        with self._lock:
+            self._reset_locked()
+
+    def _reset_locked(self) -> None:
+        self.ids.reset()
+        self._faces.clear()
+        self._born.clear()
+        self._last_ns = None
+        self._version += 1
+        self.counters["track_resets"] += 1
+        self._count_tracks()
+
+    def _count_tracks(self) -> None:
+        self.counters.update(tracks=len(self.ids.live_ids), track_births=self.ids.births,
+                             track_deaths=self.ids.deaths)
+
+    def _select(self, boxes: list[Box], stamp_ns: int) -> list[Box]:
+        if self.max_faces == 1:
+            prev = None
+            seen = [self.ids.last_seen(f) for f in self.ids.live_ids]
+            if seen:
+                seen_ns, box = max(seen)  # the face followed until now
+                prev = box if stamp_ns - seen_ns <= self._max_age_ns else None
+            chosen = choose_face(boxes, prev, self.iou_threshold, self.keep_area_ratio)
+            return [] if chosen is None else [chosen]
+        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:self.max_faces]
+
+    def update(self, stamp_ns: int, rgb: np.ndarray) -> dict[int, Box]:
+        """Detect on this frame and record the keyframe; {face id: its (smoothed) box}."""
+        with self._detect_lock:
+            boxes = [tuple(int(v) for v in b) for b in self.detector.detect(rgb)]
+        return self.record(stamp_ns, boxes)
+
+    def record(self, stamp_ns: int, boxes: list[Box]) -> dict[int, Box]:
+        """Record the boxes found on the frame stamped `stamp_ns`; {face id: its (smoothed) box}."""
+        stamp_ns = int(stamp_ns)
+        with self._lock:
+            self._version += 1
+            self.counters["detections"] += 1
+            self.counters["detections_with_face"] += bool(boxes)
+            self.counters["detections_multi_face"] += len(boxes) > 1
+            if self._last_ns is not None and stamp_ns <= self._last_ns:
+                if self._last_ns - stamp_ns <= self._max_age_ns:
+                    self.counters["late_keyframes"] += 1  # ids are matched in stamp order only
+                    return {}
+                self._reset_locked()  # a loop or a clock reset
+            self._last_ns = stamp_ns
+            chosen = self._select(boxes, stamp_ns)
+            ids, _ = self.ids.update(stamp_ns, chosen)
+            found: dict[int, Box] = {}
+            for face_id, box in zip(ids, chosen):
+                face = self._faces.get(face_id)
+                if face is None:
+                    face = self._faces[face_id] = FaceTrack(None, **self._face_args)
+                    self._born[face_id] = stamp_ns
+                found[face_id] = face.record(stamp_ns, [box])
+            for face_id in self.ids.live_ids:
+                if face_id not in found:
+                    self._faces[face_id].record(stamp_ns, [])  # missed on this keyframe
+            live = set(self.ids.live_ids)
+            for face_id in [f for f, face in self._faces.items()
+                            if f not in live and (face.last_keyframe_ns or 0) < stamp_ns - self._history_ns]:
+                del self._faces[face_id], self._born[face_id]
+            self._count_tracks()
+            return found
+
+    # ------------------------------------------------------------------ lookup
+    def face_ids(self) -> list[int]:
+        """Faces with keyframes (live, or ended recently enough to matter to a window)."""
+        with self._lock:
+            return list(self._faces)
+
+    def crop_boxes(self, stamps_ns: list[int], shapes: list[tuple[int, ...]],
+                   face_id: int) -> tuple[list[Box | None], int]:
+        """FaceTrack.crop_boxes for one face (all None for a face that is gone), and the version."""
+        with self._lock:
+            face, version = self._faces.get(face_id), self._version
+            if face is None:
+                return [None] * len(stamps_ns), version
+            return face.crop_boxes(stamps_ns, shapes)[0], version
+
+    def faces_for_window(self, window: "Window", min_face_fraction: float = 0.5) -> list[WindowFace]:
+        """The faces this window shows (see the class docstring), largest first."""
+        out = []
+        with self._lock:
+            version = self._version
+            for face_id, face in self._faces.items():
+                if self._born[face_id] - self._max_age_ns > window.start_ns:
+                    continue  # born inside the window: its first reading waits for a full one
+                boxes = face.boxes_for_stamps(window.stamps_ns)
+                crop_boxes = window_crop_boxes(window, boxes, self.margin, min_face_fraction)
+                if crop_boxes is not None:
+                    newest = next(b for b in reversed(boxes) if b is not None)
+                    out.append(WindowFace(face_id, crop_boxes, newest, version))
+            out.sort(key=lambda f: (-f.face_box[2] * f.face_box[3], f.face_id))
+            out = out[:self.max_faces]
+            self.counters["windows_with_face" if out else "windows_without_face"] += 1
+        return out
+
+    def crops_for_window(self, window: "Window", min_face_fraction: float = 0.5,
+                         size: int | None = None) -> tuple[list[np.ndarray], bool]:
+        """FaceTrack.crops_for_window for the window's largest face."""
+        faces = self.faces_for_window(window, min_face_fraction)
+        if not faces:
+            return [], False
+        return [crop(frame, box, size) for frame, box in zip(window.frames, faces[0].crop_boxes)], True
 
 
 def load_sample_face() -> np.ndarray:
