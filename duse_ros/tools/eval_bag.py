@@ -159,7 +159,9 @@ class Player:
                 return False
             for p in procs:
                 if p.poll() is not None:
-                    raise EvalError(f"{' '.join(p.args[2:3])} exited (code {p.returncode}) during the replay")
+                    log = Path(p.log_path)
+                    tail = "\n".join(log.read_text().splitlines()[-8:]) if log.is_file() else ""
+                    raise EvalError(f"{p.args[2]} exited (code {p.returncode}) during the replay; its log, {log}, ends:\n{tail}")
             self.run_clock()
             self.rclpy.spin_once(self.node, timeout_sec=0.01)
         return True
@@ -220,6 +222,8 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     if not args.no_bridge:
         procs.append(subprocess.Popen(_node_cmd("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, []),
                                       stdout=logs["llm_bridge_node"], stderr=subprocess.STDOUT))
+    for proc, name in zip(procs, logs):
+        proc.log_path = out_dir / f"{name}.log"
     rclpy.init()
     player = Player(compressed, uses_audio, depth)
     player.rate = args.rate if args.realtime else 1.0
