@@ -15,6 +15,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     P("model", "fer2013-minixception", "registered configuration name, or a checkpoint's .json path "
       "(default: the trained FER2013 face-expression CNN; DuSE: duse-vitb16-normal or a DuSE checkpoint)"),
     P("clip_weights", "", "open_clip checkpoint file for the frozen CLIP encoders; empty: random init (untrained)"),
+    P("visual_weights", "", "BHGap: file of the frozen visual ViT (e.g. MAE-Face ViT-B/16, .safetensors or a "
+      "state dict); empty: the model config's (none: random, untrained)"),
+    P("audio_weights", "", "BHGap: file of the frozen audio ViT (e.g. AudioMAE ViT-B/16); empty: the model "
+      "config's (none: random, untrained)"),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
     P("half", False, "fp16 autocast (CUDA only)"),
     P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),

@@ -1,6 +1,10 @@
-"""The audio-visual pipeline: camera + microphone in, EmotionState out (audio alone when no face).
+"""The audio-visual pipeline with BHGap: camera + microphone in, EmotionState out (audio alone when no face).
 
     ros2 launch duse_ros av_pipeline.launch.py image_topic:=/camera/image_raw audio_topic:=/mic/audio
+    ros2 launch duse_ros av_pipeline.launch.py model:=/models/bhgap_dfew.json device:=cuda \
+        visual_weights:=/models/mae_face_vitb16.pth audio_weights:=/models/audiomae_vitb16.pth
+
+The model and the frozen encoders' weight files default to config/av_pipeline.yaml's.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription

@@ -127,7 +127,8 @@ class AffectNode(LifecycleNode):
             audio_type = self.p("audio.type")
             if self.p("torch_threads"):
                 torch.set_num_threads(self.p("torch_threads"))
-            overrides = {"clip_weights": self.p("clip_weights")} if self.p("clip_weights") else {}
+            overrides = {name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights")
+                         if self.p(name)}  # frozen-encoder files: only those given replace the model config's
             self._model = build_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)

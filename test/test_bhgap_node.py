@@ -1,0 +1,82 @@
+"""BHGap in affect_node across processes over real Fast DDS: a face (the bundled portrait, found
+by the real Haar detector) with a voice gives audio-visual readings; once the face leaves the
+picture the node keeps publishing from the audio alone. Random weights: plumbing, not accuracy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rclpy
+from sensor_msgs.msg import Image
+
+from ros_harness import NS, NodeProcess, Peer, stamps
+
+from duse_ros.bags import DemoScript, demo_frame
+from duse_ros.faces import load_sample_face
+from duse_ros.msg import EmotionState
+from duse_ros.nodes.common import stamp_to_ns
+
+FPS = 15.0
+START_S = 30.0
+SCRIPT = DemoScript(fps=FPS, face_absent=(4.0, 60.0))   # the face leaves 4 s into the stream for good
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+def _frame(stamp_ns: int, face: np.ndarray) -> Image:
+    rgb = demo_frame(stamp_ns / NS - START_S, SCRIPT, face)
+    height, width = rgb.shape[:2]
+    msg = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=rgb.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
+    msg.header.frame_id = "camera"
+    return msg
+
+
+def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(ros):
+    node = NodeProcess("duse_ros.nodes.affect_node", {
+        "model": "bhgap-tiny", "face_mode": "detect", "smoothing_window": 0, "diagnostics_period_s": 0.2,
+        "queue_depth": 16, "qos.reliability": "reliable", "qos.depth": 400})
+    try:
+        peer = Peer("reliable")
+        peer.wait_matched(node, audio=True, timeout=60)
+        face = load_sample_face()
+        played = stamps(START_S, int(8.5 * FPS), fps=FPS)
+        peer.play(played, make_frame=lambda stamp: _frame(stamp, face), audio_rate=16000)
+
+        face_gone_ns = int((START_S + SCRIPT.face_absent[0]) * NS)
+
+        def audio_only_after_face_left() -> bool:
+            return any(s.modality == EmotionState.MODALITY_AUDIO and stamp_to_ns(s.window_start) >= face_gone_ns
+                       for s in peer.states)
+        peer.spin_until(lambda: any(s.modality == EmotionState.MODALITY_AUDIO_VISUAL for s in peer.states)
+                        and audio_only_after_face_left(), 60,
+                        "audio-visual states, then audio-only ones once the face has gone", node)
+        for state in peer.states:
+            assert state.model_id == "bhgap-tiny+random-encoders" and state.untrained
+            assert len(state.class_names) == 7 and abs(sum(state.probabilities) - 1.0) < 1e-4
+            assert state.audio_sample_rate == 16000 and state.audio_samples_used > 0
+            if state.modality == EmotionState.MODALITY_AUDIO_VISUAL:
+                assert state.face_found and state.frames_used == 16
+                assert stamp_to_ns(state.window_start) < face_gone_ns, "a face where there was none"
+            else:
+                # Without a face, audio only (also while the detector first finds the face).
+                assert state.modality == EmotionState.MODALITY_AUDIO
+                assert not state.face_found and state.frames_used == 0
+    finally:
+        assert node.stop() == 0, f"node did not exit cleanly:\n{node.output()[-2000:]}"
+
+
+def test_encoder_weight_parameters_reach_the_model(ros, tmp_path):
+    missing = tmp_path / "no_such_mae_face.pth"
+    node = NodeProcess("duse_ros.nodes.affect_node", {"model": "bhgap-tiny", "visual_weights": str(missing)})
+    try:
+        peer = Peer("reliable")
+        peer.spin_until(lambda: "configure failed" in node.output(), 60, "the configure error", node)
+        assert f"visual_weights '{missing}' does not exist" in node.output()
+        assert node.alive(), "a failed configure leaves the node up (unconfigured)"
+    finally:
+        assert node.stop() == 0
