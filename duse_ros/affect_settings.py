@@ -44,8 +44,16 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     P("span_s", 2.0, "a window's frames are spread evenly over the last span_s seconds", 0.1, 60.0),
     P("stride_s", 0.5, "one window (one EmotionState) per stride of stream time", 0.01, 60.0),
     P("max_gap_s", 0.5, "a longer gap between frames resets the buffers", 0.01, 60.0),
-    P("face_mode", "detect", "detect: crop the largest face; full_frame: no detection",
+    P("face_mode", "detect", "detect: crop the faces (max_faces of them); full_frame: no detection",
       choices=("detect", "full_frame")),
+    P("max_faces", 1, "faces read per window, each with a face id and a reading of its own (one batch); "
+      "1: the largest face only", 1, 8),
+    P("face_lifetime_s", 1.0, "a face missed this long (stream time) ends; seen again later it gets a new id",
+      0.1, 60.0),
+    P("face_source", "own", "own: detect faces in image_raw; ros4hri: take face ids and aligned crops from "
+      "/humans/faces/* (hri_face_detect; needs hri_msgs)", choices=("own", "ros4hri")),
+    P("ros4hri_output", True, "publish /humans/faces/<id>/expression and /humans/faces/tracked "
+      "(when hri_msgs is installed)"),
     P("face_margin", 0.25, "margin around a detected face, as a fraction of its size", 0.0, 2.0),
     P("face_detect_hz", 5.0, "face detections per second of stream (off the executor)", 0.1, 120.0, live=True),
     P("face_detect_width", 320, "face detection runs on the frame scaled to this width", 32, 4096),

@@ -9,6 +9,8 @@ The worker takes up to `max_batch` pending jobs at a time. Consecutive jobs with
 structure (which of video/audio are present, and their shapes and dtypes) run as one forward
 of shape (B, T, 3, H, W) / (B, S); a change of structure (a face appears or is lost for an
 audio-visual model) starts a new batch. Results are therefore delivered in submission order.
+A job may carry several clips of one window (one per face: video (N, T, 3, H, W), the audio
+shared by all N); its clips always share one forward, and its result holds N rows.
 
 Threading:
 - `on_result(result)` is called on the worker thread. The node publishes from it directly
@@ -45,8 +47,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Job:
     key: int                          # the caller's id (e.g. the window index)
-    video: torch.Tensor | None        # (T, 3, H, W) float32, preprocessed; None: audio only
-    audio: torch.Tensor | None        # (S,) float32 mono waveform; None: video only
+    video: torch.Tensor | None        # (T, 3, H, W) float32, preprocessed, or (N, T, 3, H, W): N clips
+                                      # (faces) of one window; None: audio only
+    audio: torch.Tensor | None        # (S,) float32 mono waveform, shared by a job's clips; None: video only
     meta: Any = None                  # passed through to the Result untouched
     deadline: float | None = None     # time.monotonic() after which the job is skipped, not run
 
@@ -54,7 +57,8 @@ class Job:
 @dataclass
 class Result:
     job: Job
-    probabilities: np.ndarray         # (C,) float32 softmax in the model's class order; empty on error
+    probabilities: np.ndarray         # (C,) float32 softmax in the model's class order, (N, C) for a job of
+                                      # N clips; empty on error
     latency_s: float                  # wall time of the forward of this job's batch
     batch_size: int                   # jobs in that forward
     error: str | None = None          # "ExceptionType: message" when the forward failed
@@ -148,16 +152,17 @@ class ForwardCancelled(Exception):
 
 def _structure(job: Job) -> tuple:
     """Jobs with equal structure can share one forward."""
-    def describe(t: torch.Tensor | None):
-        return None if t is None else (tuple(t.shape), t.dtype)
-    return describe(job.video), describe(job.audio)
+    def describe(t: torch.Tensor | None, dims: int):
+        return None if t is None else (tuple(t.shape[-dims:]), t.dtype)
+    return describe(job.video, 4), describe(job.audio, 1)
 
 
 def _validate(job: Job) -> None:
     if job.video is None and job.audio is None:
         raise ValueError(f"job {job.key}: needs video or audio, got neither")
-    if job.video is not None and (job.video.dim() != 4 or job.video.shape[1] != 3):
-        raise ValueError(f"job {job.key}: video must be (T, 3, H, W), got {tuple(job.video.shape)}")
+    if job.video is not None and (job.video.dim() not in (4, 5) or job.video.shape[-3] != 3
+                                  or job.video.dim() == 5 and job.video.shape[0] < 1):
+        raise ValueError(f"job {job.key}: video must be (T, 3, H, W) or (N, T, 3, H, W), got {tuple(job.video.shape)}")
     if job.audio is not None and job.audio.dim() != 1:
         raise ValueError(f"job {job.key}: audio must be (S,), got {tuple(job.audio.shape)}")
     for kind, t in (("video", job.video), ("audio", job.audio)):
@@ -165,10 +170,22 @@ def _validate(job: Job) -> None:
             raise ValueError(f"job {job.key}: {kind} must be float32, got {t.dtype}")
 
 
-def _stack(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
-    if tensors[0] is None:
-        return None
-    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+def _clips(job: Job) -> int:
+    return job.video.shape[0] if job.video is not None and job.video.dim() == 5 else 1
+
+
+def _batch(jobs: list[Job]) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
+    """(video (B, T, 3, H, W) or None, audio (B, S) or None, B) for same-structure jobs: one row
+    per clip, a job's audio repeated for each of its clips."""
+    counts = [_clips(j) for j in jobs]
+    video = audio = None
+    if jobs[0].video is not None:
+        parts = [j.video if j.video.dim() == 5 else j.video.unsqueeze(0) for j in jobs]
+        video = parts[0] if len(parts) == 1 else torch.cat(parts)
+    if jobs[0].audio is not None:
+        parts = [j.audio.unsqueeze(0).expand(n, -1) for j, n in zip(jobs, counts)]
+        audio = parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
+    return video, audio, sum(counts)
 
 
 class InferenceEngine:
@@ -222,7 +239,7 @@ class InferenceEngine:
         self.model.to(self.device)
         if warmup is not None:
             _validate(warmup)
-            self._forward(_stack([warmup.video]), _stack([warmup.audio]), 1)
+            self._forward(*_batch([warmup]))
         # A forward checks for stop() before each module call: stopping waits one layer, not one
         # forward (a ViT-B/16 window takes 10-15 s on a small CPU).
         self._remove_hooks()
@@ -339,9 +356,9 @@ class InferenceEngine:
         not the CPU-side stacking (that is engine overhead)."""
         t0 = time.perf_counter()
         try:
-            video, audio = _stack([j.video for j in jobs]), _stack([j.audio for j in jobs])
+            video, audio, clips = _batch(jobs)
             t0 = time.perf_counter()
-            probs, error = self._forward(video, audio, len(jobs)), None
+            probs, error = self._forward(video, audio, clips), None
         except ForwardCancelled:
             self.stats.add("dropped_shutdown", len(jobs))
             self.stats.add("in_flight", -len(jobs))
@@ -353,9 +370,17 @@ class InferenceEngine:
         self.stats.record_forward(len(jobs), latency, ok=error is None)
         self.stats.add("in_flight", -len(jobs))
         empty = np.empty(0, dtype=np.float32)
-        for i, job in enumerate(jobs):
-            result = Result(job=job, probabilities=empty if probs is None else probs[i].copy(),
-                            latency_s=latency, batch_size=len(jobs), error=error)
+        row = 0
+        for job in jobs:
+            n = _clips(job)
+            if probs is None:
+                job_probs = empty
+            elif job.video is not None and job.video.dim() == 5:
+                job_probs = probs[row:row + n].copy()
+            else:
+                job_probs = probs[row].copy()
+            row += n
+            result = Result(job=job, probabilities=job_probs, latency_s=latency, batch_size=len(jobs), error=error)
             try:
                 self._on_result(result)
             except Exception:  # noqa: BLE001  (a broken callback must not kill the worker)

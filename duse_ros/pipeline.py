@@ -1,4 +1,4 @@
-"""The affect pipeline without ROS: frames and audio in, one `Reading` per window out.
+"""The affect pipeline without ROS: frames and audio in, one `Reading` per face per window out.
 
     add_frame / add_audio ─> Windower ─> face crops ─> preprocess ─> InferenceEngine ─> SoftVoter ─> on_reading
                      └─> face detector thread (keyframes at `face_detect_hz` of data time)
@@ -13,6 +13,11 @@ whose boxes that keyframe changed (interpolation between keyframes). A window th
 its crops ready, made with exactly the boxes the track gives at window time; any that is not
 (the face thread fell behind) is made on the spot. A frame that completes a window is not a
 keyframe (the next one is), so detection does not compete with the window for the CPU.
+
+Several people: up to `max_faces` faces per window (MultiFaceTrack gives each a stable id), each
+cropped and smoothed on its own; one window's faces go to the model as one job of N clips (one
+forward, the audio shared), and each comes back as a Reading with its face id and box. With
+`face_source="ros4hri"` faces, ids and aligned crops come from another node (`external`).
 """
 from __future__ import annotations
 
@@ -27,10 +32,11 @@ import torch
 
 from . import affect_settings
 from .engine import InferenceEngine, Job, Result
-from .faces import Box, FaceDetector, FaceTrack, HaarFaceDetector, crop
+from .faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack, crop
+from .hri import ExternalFaces
 from .models.base import AffectModel
 from .preprocess import FramePreprocessor
-from .smoothing import SoftVoter
+from .smoothing import SoftVoters
 from .stats import LatencyReservoir
 from .windowing import Window, Windower
 
@@ -58,6 +64,9 @@ class PipelineConfig:
     stride_s: float = _D["stride_s"]
     max_gap_s: float = _D["max_gap_s"]
     face_mode: str = _D["face_mode"]
+    max_faces: int = _D["max_faces"]
+    face_lifetime_s: float = _D["face_lifetime_s"]
+    face_source: str = _D["face_source"]
     face_margin: float = _D["face_margin"]
     face_detect_hz: float = _D["face_detect_hz"]
     face_detect_width: int = _D["face_detect_width"]
@@ -104,6 +113,14 @@ class Reading:
     audio_rate: int
     latency_s: float                   # model forward time (0 for MODALITY_NONE)
     emitted_monotonic: float = field(default=0.0)  # time.monotonic() when the reading was made
+    face_id: str = ""                  # the face read ("" : none, or the whole frame in full_frame mode)
+    face_box: Box | None = None        # its box (x, y, w, h) in the source image at the window's end
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the source image
+
+
+def face_label(face_id: int) -> str:
+    """A tracker's face id as published (short, unique in a run, a valid ROS name segment)."""
+    return f"f{face_id}"
 
 
 @dataclass
@@ -112,14 +129,15 @@ class _WindowMeta:
     face_found: bool
     modality: int
     submitted_monotonic: float
+    faces: list[tuple[str, Box | None]] = field(default_factory=list)  # (face id, box) per clip, in order
 
 
 class _FaceKeyframer:
-    """Runs FaceTrack.update on the newest frame at most `hz` times per second of stream time,
+    """Runs MultiFaceTrack.update on the newest frame at most `hz` times per second of stream time,
     on a thread of its own, so detection never delays the executor or a window; then
     `on_keyframe(stamp_ns)`, on the same thread."""
 
-    def __init__(self, track: FaceTrack, hz: float, on_keyframe: Callable[[int], None] | None = None):
+    def __init__(self, track: MultiFaceTrack, hz: float, on_keyframe: Callable[[int], None] | None = None):
         self.track = track
         self.on_keyframe = on_keyframe
         self._period_ns = int(NS / hz)
@@ -180,8 +198,8 @@ class _FaceKeyframer:
 
 
 class _CropCache:
-    """Preprocessed crops of the frames a window may still use, one entry per frame stamp:
-    [frame, crop box, track version, (3, S, S) float32 or None].
+    """Preprocessed crops of the frames a window may still use: per frame stamp the frame, and per
+    face track of that frame an entry [crop box, track version, (3, S, S) float32].
 
     A window's crop is taken from the cache only when the box asked for is exactly the entry's
     box (stamps are unique between resets, so the frame is the same). Entries written from a
@@ -195,46 +213,57 @@ class _CropCache:
         self._preprocess = preprocess
         self._keep_ns = int(keep_ns)
         self._lock = threading.Lock()
-        self._entries: dict[int, list] = {}
+        self._frames: dict[int, np.ndarray] = {}
+        self._entries: dict[int, dict[object, list]] = {}  # stamp -> {track: [box, version, array]}
         # Crops preprocessed: on a frame's arrival, by the face thread after a keyframe, and on a
         # window's critical path (a miss); crops a window found ready.
         self.counters = {"crops_on_arrival": 0, "crops_after_keyframe": 0, "crops_at_window": 0,
                          "crops_reused": 0}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._frames)
 
     def clear(self) -> None:
         with self._lock:
+            self._frames.clear()
             self._entries.clear()
 
     def _make(self, frames: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
         return self._preprocess([crop(f, b) for f, b in zip(frames, boxes)]).numpy()
 
-    def _store(self, stamp: int, frame: np.ndarray, box: Box, version: int, array: np.ndarray) -> None:
-        entry = self._entries.get(stamp)
-        if entry is None or entry[0] is not frame:
+    def _store(self, stamp: int, frame: np.ndarray, box: Box, version: int, array: np.ndarray, track) -> None:
+        if self._frames.get(stamp) is not frame:
             return  # pruned, or a new stream reused the stamp: this crop belongs to neither
-        if version >= entry[2]:
-            entry[1:] = [box, version, array]
+        per_track = self._entries.setdefault(stamp, {})
+        entry = per_track.get(track)
+        if entry is None or version >= entry[1]:
+            per_track[track] = [box, version, array]
 
-    def add(self, stamp: int, frame: np.ndarray, box: Box | None, version: int) -> None:
-        """A new frame; preprocess its crop now when its box is known."""
+    def _box(self, stamp: int, track) -> Box | None:
+        entry = self._entries.get(stamp, {}).get(track)
+        return None if entry is None else entry[0]
+
+    def add(self, stamp: int, frame: np.ndarray, box: Box | None, version: int, track=0) -> None:
+        """A frame (new, or again for another track); preprocess its crop now when its box is known."""
         with self._lock:
-            self._entries[stamp] = [frame, None, -1, None]
-            cutoff = stamp - self._keep_ns
-            for old in [t for t in self._entries if t < cutoff]:
-                del self._entries[old]
+            if self._frames.get(stamp) is not frame:
+                self._frames[stamp] = frame
+                self._entries.pop(stamp, None)
+                cutoff = stamp - self._keep_ns
+                for old in [t for t in self._frames if t < cutoff]:
+                    del self._frames[old]
+                    self._entries.pop(old, None)
         if box is not None:
             array = self._make([frame], [box])[0]
             with self._lock:
                 self.counters["crops_on_arrival"] += 1
-                self._store(stamp, frame, box, version, array)
+                self._store(stamp, frame, box, version, array, track)
 
-    def refresh(self, since_ns: int, boxes_of: Callable[[list[int], list[tuple]], tuple[list, int]]) -> None:
-        """Re-crop the entries from `since_ns` on whose box `boxes_of(stamps, shapes)` changed."""
+    def refresh(self, since_ns: int, boxes_of: Callable[[list[int], list[tuple]], tuple[list, int]],
+                track=0) -> None:
+        """Re-crop the track's entries from `since_ns` on whose box `boxes_of(stamps, shapes)` changed."""
         with self._lock:
-            recent = sorted((t, e[0], e[1]) for t, e in self._entries.items() if t >= since_ns)
+            recent = sorted((t, f, self._box(t, track)) for t, f in self._frames.items() if t >= since_ns)
         if not recent:
             return
         boxes, version = boxes_of([t for t, _, _ in recent], [f.shape for _, f, _ in recent])
@@ -245,22 +274,22 @@ class _CropCache:
         with self._lock:
             self.counters["crops_after_keyframe"] += len(todo)
             for (t, f, b), array in zip(todo, arrays):
-                self._store(t, f, b, version, array)
+                self._store(t, f, b, version, array, track)
 
-    def video(self, window: Window, boxes: list[Box], version: int) -> torch.Tensor:
-        """(T, 3, S, S) for the window's frames cropped to `boxes`."""
+    def video(self, window: Window, boxes: list[Box], version: int, track=0) -> torch.Tensor:
+        """(T, 3, S, S) for the window's frames cropped to `boxes` (the track's crops)."""
         with self._lock:
             ready = []
             for t, f, b in zip(window.stamps_ns, window.frames, boxes):
-                e = self._entries.get(t)
-                ready.append(e[3] if e is not None and e[0] is f and e[1] == b and e[3] is not None else None)
+                e = self._entries.get(t, {}).get(track)
+                ready.append(e[2] if e is not None and self._frames.get(t) is f and e[0] == b else None)
         todo = [i for i, a in enumerate(ready) if a is None]
         if todo:
             arrays = self._make([window.frames[i] for i in todo], [boxes[i] for i in todo])
             with self._lock:
                 for i, array in zip(todo, arrays):
                     ready[i] = array
-                    self._store(window.stamps_ns[i], window.frames[i], boxes[i], version, array)
+                    self._store(window.stamps_ns[i], window.frames[i], boxes[i], version, array, track)
         with self._lock:
             self.counters["crops_at_window"] += len(todo)
             self.counters["crops_reused"] += len(ready) - len(todo)
@@ -282,13 +311,18 @@ class AffectPipeline:
             num_frames=self.spec.num_frames, span_s=config.span_s, stride_s=config.stride_s,
             max_gap_s=config.max_gap_s, use_audio=self.spec.uses_audio, audio_rate=self.spec.audio_rate,
         )
-        self.voter = SoftVoter(config.smoothing_window)
+        self.voter = SoftVoters(config.smoothing_window, max_keys=2 * config.max_faces + 1)  # per face
         self._voter_lock = threading.Lock()
-        self.track: FaceTrack | None = None
+        self.track: MultiFaceTrack | None = None
+        self.external: ExternalFaces | None = None
         self._keyframer: _FaceKeyframer | None = None
-        if config.face_mode == "detect":
-            self.track = FaceTrack(detector or HaarFaceDetector(detect_width=config.face_detect_width),
-                                   margin=config.face_margin)
+        if config.face_mode == "detect" and config.face_source == "ros4hri":
+            self.external = ExternalFaces(FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS),
+                                          max_faces=config.max_faces)
+        elif config.face_mode == "detect":
+            self.track = MultiFaceTrack(detector or HaarFaceDetector(detect_width=config.face_detect_width),
+                                        max_faces=config.max_faces, margin=config.face_margin,
+                                        lifetime_s=config.face_lifetime_s)
         self.engine = InferenceEngine(model, device=config.device, half=config.half,
                                       queue_depth=config.queue_depth, max_batch=config.max_batch,
                                       on_result=self._on_result)
@@ -323,7 +357,7 @@ class AffectPipeline:
         self.config = config
         if "smoothing_window" in changes:
             with self._voter_lock:
-                self.voter = SoftVoter(config.smoothing_window)
+                self.voter = SoftVoters(config.smoothing_window, max_keys=2 * config.max_faces + 1)
         if "face_detect_hz" in changes and self._keyframer is not None:
             self._keyframer.set_hz(config.face_detect_hz)
 
@@ -338,11 +372,14 @@ class AffectPipeline:
         if counts["frames_buffered"] != before:  # not a duplicate or out-of-order drop
             # Crop and preprocess now, so a window that falls due has only its newest frame left
             # to do (a 640x480 full frame: ~1.5 ms; a face crop: less).
-            if self.track is None:
+            if self.track is not None:
+                self._crops.add(stamp_ns, rgb, None, 0)
+                for face_id in self.track.face_ids():
+                    boxes, version = self.track.crop_boxes([stamp_ns], [rgb.shape], face_id)
+                    if boxes[0] is not None:
+                        self._crops.add(stamp_ns, rgb, boxes[0], version, track=face_id)
+            elif self.external is None:
                 self._crops.add(stamp_ns, rgb, self._full_box(rgb), 0)
-            else:
-                boxes, version = self.track.crop_boxes([stamp_ns], [rgb.shape])
-                self._crops.add(stamp_ns, rgb, boxes[0], version)
         emitted = self._drain()
         if self._keyframer is not None and not emitted:
             self._keyframer.offer(stamp_ns, rgb)
@@ -354,7 +391,10 @@ class AffectPipeline:
     def _on_keyframe(self, stamp_ns: int) -> None:
         # A keyframe changes the boxes at most 2 * max_age before it (interpolation spans at
         # most that; a held box at most max_age): re-crop those frames now, off the executor.
-        self._crops.refresh(stamp_ns - 2 * int(self.track.max_age_s * NS), self.track.crop_boxes)
+        since = stamp_ns - 2 * int(self.track.max_age_s * NS)
+        for face_id in self.track.face_ids():
+            self._crops.refresh(since, lambda stamps, shapes, f=face_id: self.track.crop_boxes(stamps, shapes, f),
+                                track=face_id)
 
     def add_audio(self, stamp_ns: int, samples: np.ndarray) -> None:
         """Buffer mono float32 samples at the model's rate (stamp = first sample)."""
@@ -372,6 +412,8 @@ class AffectPipeline:
         self._crops.clear()
         if self.track is not None:
             self.track.reset()
+        if self.external is not None:
+            self.external.reset()
         with self._voter_lock:
             self.voter.reset()
 
@@ -383,14 +425,25 @@ class AffectPipeline:
         return emitted
 
     # -------------------------------------------------------------- per window
+    def _window_faces(self, window: Window) -> list[tuple[str, Box | None, torch.Tensor]]:
+        """(face id, box in the source image, (T, 3, S, S) clip) of each face the window shows."""
+        if self.external is not None:
+            return self.external.faces_for_window(window, self.config.min_face_fraction)
+        if self.track is None:
+            full = self._full_box(window.frames[-1])
+            return [("", full, self._crops.video(window, [self._full_box(f) for f in window.frames], 0))]
+        return [(face_label(f.face_id), f.face_box, self._crops.video(window, f.crop_boxes, f.version, track=f.face_id))
+                for f in self.track.faces_for_window(window, self.config.min_face_fraction)]
+
     def _process(self, window: Window) -> None:
-        if self.track is not None:
-            boxes, version = self.track.crop_boxes_for_window(window, self.config.min_face_fraction)
-        else:
-            boxes, version = [self._full_box(f) for f in window.frames], 0
-        face_found = boxes is not None
+        faces = self._window_faces(window)
+        face_found = bool(faces)
         audio = window.audio if self.spec.uses_audio else None
-        video = self._crops.video(window, boxes, version) if face_found else None
+        video = None
+        if len(faces) == 1:
+            video = faces[0][2]                           # (T, 3, S, S): one face, as ever
+        elif faces:
+            video = torch.stack([clip for _, _, clip in faces])  # (N, T, 3, S, S): one job, one forward
         if video is not None and audio is not None:
             modality = MODALITY_AUDIO_VISUAL
         elif video is not None:
@@ -404,7 +457,7 @@ class AffectPipeline:
         if not face_found:
             self.counters["no_face_windows"] += 1
         now = time.monotonic()
-        meta = _WindowMeta(window, face_found, modality, now)
+        meta = _WindowMeta(window, face_found, modality, now, [(face_id, box) for face_id, box, _ in faces])
         self.engine.submit(Job(window.index, video,
                                None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)), meta,
                                deadline=self._deadline(window.end_ns, now)))
@@ -432,6 +485,7 @@ class AffectPipeline:
             smoothed_probabilities=np.zeros(0, np.float32), smoothed_label="", smoothed_confidence=0.0,
             smoothing_count=0, face_found=False, frames_used=0, audio_samples_used=0,
             audio_rate=self.spec.audio_rate, latency_s=0.0, emitted_monotonic=time.monotonic(),
+            image_size=_image_size(window),
         ))
 
     def _on_result(self, result: Result) -> None:
@@ -440,30 +494,32 @@ class AffectPipeline:
             log.warning("inference failed for window %d: %s", result.job.key, result.error)
             return
         names = list(self.model.class_names)
-        probs = result.probabilities.astype(np.float32)
-        with self._voter_lock:
-            smoothed = self.voter.add(probs)
-            count = self.voter.count
-        best = int(np.argmax(probs))
-        if smoothed is None:
-            smoothed, s_label, s_conf = np.zeros(0, np.float32), "", 0.0
-        else:
-            s_best = int(np.argmax(smoothed))
-            smoothed, s_label, s_conf = smoothed.astype(np.float32), names[s_best], float(smoothed[s_best])
+        rows = np.atleast_2d(result.probabilities.astype(np.float32))
+        faces = meta.faces or [("", None)]  # an audio-only reading is about no face in particular
         w = meta.window
         now = time.monotonic()
         self.end_to_end.add(now - meta.submitted_monotonic)
-        self.counters["readings"] += 1
-        self.on_reading(Reading(
-            window_index=w.index, window_start_ns=w.start_ns, window_end_ns=w.end_ns,
-            modality=meta.modality, class_names=names, probabilities=probs,
-            label=names[best], confidence=float(probs[best]),
-            smoothed_probabilities=smoothed, smoothed_label=s_label, smoothed_confidence=s_conf,
-            smoothing_count=count, face_found=meta.face_found,
-            frames_used=w.num_frames if result.job.video is not None else 0,
-            audio_samples_used=0 if result.job.audio is None else int(result.job.audio.shape[-1]),
-            audio_rate=self.spec.audio_rate, latency_s=result.latency_s, emitted_monotonic=now,
-        ))
+        for (face_id, box), probs in zip(faces, rows):
+            with self._voter_lock:
+                smoothed, count = self.voter.add(face_id, probs)
+            best = int(np.argmax(probs))
+            if smoothed is None:
+                smoothed, s_label, s_conf = np.zeros(0, np.float32), "", 0.0
+            else:
+                s_best = int(np.argmax(smoothed))
+                smoothed, s_label, s_conf = smoothed.astype(np.float32), names[s_best], float(smoothed[s_best])
+            self.counters["readings"] += 1
+            self.on_reading(Reading(
+                window_index=w.index, window_start_ns=w.start_ns, window_end_ns=w.end_ns,
+                modality=meta.modality, class_names=names, probabilities=probs,
+                label=names[best], confidence=float(probs[best]),
+                smoothed_probabilities=smoothed, smoothed_label=s_label, smoothed_confidence=s_conf,
+                smoothing_count=count, face_found=meta.face_found,
+                frames_used=w.num_frames if result.job.video is not None else 0,
+                audio_samples_used=0 if result.job.audio is None else int(result.job.audio.shape[-1]),
+                audio_rate=self.spec.audio_rate, latency_s=result.latency_s, emitted_monotonic=now,
+                face_id=face_id, face_box=box, image_size=_image_size(w),
+            ))
 
     # -------------------------------------------------------------- diagnostics
     def diagnostics(self) -> dict[str, object]:
@@ -472,6 +528,8 @@ class AffectPipeline:
         out: dict[str, object] = {f"window.{k}": v for k, v in self.windower.counters.items()}
         out.update({f"pipeline.{k}": v for k, v in self.counters.items()})
         out.update({f"pipeline.{k}": v for k, v in self._crops.counters.items()})
+        if self.external is not None:
+            out.update({f"face.{k}": v for k, v in self.external.counters.items()})
         if self.track is not None:
             out.update({f"face.{k}": v for k, v in self.track.counters.items()})
             if self._keyframer is not None:
@@ -487,6 +545,11 @@ class AffectPipeline:
         out["pipeline.window_to_reading_p50_ms"] = _ms(p50)
         out["pipeline.window_to_reading_p95_ms"] = _ms(p95)
         return out
+
+
+def _image_size(window: Window) -> tuple[int, int]:
+    shape = window.frames[-1].shape if window.frames else (0, 0)
+    return int(shape[1]), int(shape[0])
 
 
 def _ms(seconds: float | None) -> str:

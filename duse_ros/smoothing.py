@@ -52,3 +52,26 @@ class SoftVoter:
         self._buf.append(p)  # the deque's maxlen drops the oldest
         # Summed afresh (k is small): no drift from a running sum over hours of windows.
         return np.mean(np.stack(self._buf), axis=0)
+
+
+class SoftVoters:
+    """One SoftVoter per face (keyed by face id), so people are never averaged together. Holds the
+    `max_keys` most recently used faces; a face gone longer is forgotten (its vote starts over).
+    Not thread-safe: the caller serialises access."""
+
+    def __init__(self, k: int, max_keys: int = 16):
+        self._template = SoftVoter(k)  # validates k
+        self.k = self._template.k
+        self.max_keys = max(1, int(max_keys))
+        self._voters: dict[str, SoftVoter] = {}
+
+    def reset(self) -> None:
+        self._voters.clear()
+
+    def add(self, key: str, probs: np.ndarray) -> tuple[np.ndarray | None, int]:
+        """SoftVoter.add for this face; returns (the mean or None when off, how many it averages)."""
+        voter = self._voters.pop(key, None) or SoftVoter(self.k)
+        self._voters[key] = voter  # most recently used last
+        while len(self._voters) > self.max_keys:
+            del self._voters[next(iter(self._voters))]
+        return voter.add(probs), voter.count

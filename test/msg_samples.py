@@ -1,6 +1,7 @@
 """One filled-in instance of each duse_ros message, with distinctive values in every field, shared
 by the publishing child process and the checking test."""
 from builtin_interfaces.msg import Duration, Time
+from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState, LLMExchange
@@ -22,6 +23,8 @@ def samples() -> dict:
         smoothed_probabilities=[0.375, 0.375, 0.25], smoothed_label="sadness", smoothed_confidence=0.375,
         smoothing_count=4, face_found=True, frames_used=16, audio_samples_used=32000,
         audio_sample_rate=16000, inference_latency=Duration(sec=0, nanosec=42_000_000),
+        face_id="f17", face_roi=RegionOfInterest(x_offset=120, y_offset=64, width=98, height=102),
+        image_width=640, image_height=480,
     )
     prompt = DialoguePrompt(
         header=_header(1_700_000_011, "camera_optical_frame"), emotion="sadness", confidence=0.75,

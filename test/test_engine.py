@@ -326,7 +326,9 @@ def test_malformed_jobs_and_arguments_are_rejected(video_model):
     with pytest.raises(ValueError, match="neither"):
         engine.submit(Job(key=0, video=None, audio=None))
     with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
-        engine.submit(Job(key=0, video=torch.zeros(1, 16, 3, 8, 8), audio=None))
+        engine.submit(Job(key=0, video=torch.zeros(1, 16, 4, 8, 8), audio=None))  # 4 channels
+    with pytest.raises(ValueError, match=r"\(N, T, 3, H, W\)"):
+        engine.submit(Job(key=0, video=torch.zeros(1, 1, 16, 3, 8, 8), audio=None))
     with pytest.raises(ValueError, match=r"\(S,\)"):
         engine.submit(Job(key=0, video=None, audio=torch.zeros(1, 100)))
     with pytest.raises(ValueError, match="audio must be float32, got torch.float64"):

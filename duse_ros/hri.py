@@ -1,0 +1,186 @@
+"""ROS4HRI (REP-155) without ROS: duse_ros readings in hri_msgs' terms, and faces found by another node.
+
+- `EXPRESSIONS`: duse_ros class name -> hri_msgs/Expression's expression string (its vocabulary:
+  neutral, happy, sad, angry, surprised, disgusted, scared, ... disappointed ...). The one table.
+- `VALENCE_AROUSAL`: where each class sits on the valence/arousal circumplex (both -1..+1).
+  REP-155 and hri_msgs/Expression give valence and arousal a range (-1..+1) and no "unknown"
+  value (a field left alone reads 0, 0: a neutral face), so a reading fills them with the
+  expectation of these positions under its class distribution: valence = sum_c p_c v_c, and
+  likewise arousal. The positions are this package's approximate placement of each category on
+  Russell's circumplex (pleasant/unpleasant, activated/deactivated), not values measured on data:
+  the categorical expression and its confidence are the model's output, valence and arousal a
+  coarse summary of it.
+- `ExternalFaces`: with `face_source: ros4hri`, faces, ids and aligned crops come from an
+  hri_face_detect-style node (/humans/faces/tracked, /humans/faces/<id>/aligned and /roi), keyed
+  by the source image's stamp; a window of the camera stream takes, for each tracked face, the
+  crop of each of its frames' stamps.
+"""
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+
+import numpy as np
+import torch
+
+# duse_ros class -> hri_msgs/Expression.expression (the message's string constants).
+EXPRESSIONS: dict[str, str] = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "sadness": "sad",
+    "anger": "angry",
+    "surprise": "surprised",
+    "disgust": "disgusted",
+    "fear": "scared",
+    "contempt": "skeptical",        # hri_msgs has no contempt; the one-sided sneer reads as scepticism
+    "anxiety": "scared",
+    "helplessness": "vulnerable",
+    "disappointment": "disappointed",
+}
+
+# duse_ros class -> (valence, arousal), each in [-1, 1]; see the module docstring.
+VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
+    "neutral": (0.0, 0.0),
+    "happiness": (0.8, 0.5),
+    "sadness": (-0.7, -0.4),
+    "anger": (-0.6, 0.7),
+    "surprise": (0.2, 0.8),
+    "disgust": (-0.7, 0.3),
+    "fear": (-0.6, 0.8),
+    "contempt": (-0.5, 0.2),
+    "anxiety": (-0.5, 0.6),
+    "helplessness": (-0.6, -0.3),
+    "disappointment": (-0.6, -0.2),
+}
+
+# REP-155 topic names.
+FACES_TRACKED = "/humans/faces/tracked"
+
+
+def face_topic(face_id: str, leaf: str) -> str:
+    return f"/humans/faces/{face_id}/{leaf}"
+
+
+def unmapped(class_names) -> list[str]:
+    """Classes the tables above cannot express (a model with other class names)."""
+    return [c for c in class_names if c not in EXPRESSIONS or c not in VALENCE_AROUSAL]
+
+
+def expression_of(class_names, probabilities) -> tuple[str, float, float, float]:
+    """(hri expression, confidence, valence, arousal) of one class distribution."""
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if p.size != len(class_names) or p.size == 0:
+        raise ValueError(f"{p.size} probabilities for {len(class_names)} classes")
+    best = int(np.argmax(p))
+    va = np.array([VALENCE_AROUSAL[c] for c in class_names])  # (C, 2)
+    valence, arousal = np.clip(p @ va, -1.0, 1.0)
+    return EXPRESSIONS[class_names[best]], float(p[best]), float(valence), float(arousal)
+
+
+class ExternalFaces:
+    """Faces another node tracks, by id: their aligned crops and boxes by source-image stamp.
+
+    A face takes part in a window when it is tracked now, its first crop is no later than the
+    window's first frame (plus half a frame spacing: its first reading waits for a full window),
+    and at least min_face_fraction of the window's frames have a crop of the same stamp (within
+    half the window's frame spacing); a frame without one takes the nearest frame's. At most
+    `max_faces` per window, the largest box first. Crops are preprocessed on arrival.
+    Thread-safe: the executor adds, windows read.
+    """
+
+    def __init__(self, preprocess, keep_ns: int, max_faces: int = 1):
+        self._preprocess = preprocess
+        self._keep_ns = int(keep_ns)
+        self.max_faces = int(max_faces)
+        self._lock = threading.Lock()
+        self._tracked: list[str] = []
+        self._crops: dict[str, dict[int, np.ndarray]] = {}   # id -> stamp -> (3, S, S) float32
+        self._rois: dict[str, dict[int, tuple[float, float, float, float]]] = {}  # normalised xmin, ymin, xmax, ymax
+        self._first_ns: dict[str, int] = {}
+        self.counters = {"tracks": 0, "crops_in": 0, "crops_untracked": 0,
+                         "windows_with_face": 0, "windows_without_face": 0}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._crops.clear()
+            self._rois.clear()
+            self._first_ns.clear()
+
+    def set_tracked(self, face_ids: list[str]) -> None:
+        """The ids tracked now; a face no longer listed is gone (REP-155: its id means nothing more)."""
+        with self._lock:
+            self._tracked = list(dict.fromkeys(face_ids))
+            for gone in [f for f in self._crops if f not in self._tracked]:
+                del self._crops[gone]
+                self._rois.pop(gone, None)
+                self._first_ns.pop(gone, None)
+            self.counters["tracks"] = len(self._tracked)
+
+    def add_crop(self, face_id: str, stamp_ns: int, rgb: np.ndarray) -> None:
+        array = self._preprocess([rgb]).numpy()[0]
+        with self._lock:
+            if face_id not in self._tracked:
+                self.counters["crops_untracked"] += 1
+                return
+            self.counters["crops_in"] += 1
+            crops = self._crops.setdefault(face_id, {})
+            crops[int(stamp_ns)] = array
+            self._first_ns.setdefault(face_id, int(stamp_ns))
+            _prune(crops, int(stamp_ns) - self._keep_ns)
+
+    def add_roi(self, face_id: str, stamp_ns: int, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
+        with self._lock:
+            if face_id in self._tracked:
+                rois = self._rois.setdefault(face_id, {})
+                rois[int(stamp_ns)] = (xmin, ymin, xmax, ymax)
+                _prune(rois, int(stamp_ns) - self._keep_ns)
+
+    def faces_for_window(self, window, min_face_fraction: float) -> list[tuple[str, tuple | None, torch.Tensor]]:
+        """(face id, box in the source image or None, (T, 3, S, S) clip) per face, largest first."""
+        n = len(window.stamps_ns)
+        tol = (window.end_ns - window.start_ns) // max(2 * (n - 1), 1)
+        height, width = window.frames[-1].shape[:2]
+        out = []
+        with self._lock:
+            for face_id in self._tracked:
+                crops = self._crops.get(face_id)
+                if not crops or self._first_ns[face_id] > window.start_ns + tol:
+                    continue
+                stamps = sorted(crops)
+                picked = [_nearest(stamps, t, tol) for t in window.stamps_ns]
+                have = [i for i, s in enumerate(picked) if s is not None]
+                if not have or len(have) < min_face_fraction * n:
+                    continue
+                arrays = [crops[picked[i] if picked[i] is not None else picked[min(have, key=lambda j: abs(j - i))]]
+                          for i in range(n)]
+                box = None
+                rois = self._rois.get(face_id)
+                if rois:
+                    roi_stamps = sorted(rois)
+                    near = _nearest(roi_stamps, window.end_ns, window.end_ns - window.start_ns)
+                    if near is not None:
+                        box = _pixel_box(rois[near], width, height)
+                out.append((face_id, box, torch.from_numpy(np.stack(arrays))))
+            self.counters["windows_with_face" if out else "windows_without_face"] += 1
+        out.sort(key=lambda f: -(f[1][2] * f[1][3] if f[1] else 0))
+        return out[:self.max_faces]
+
+
+def _prune(by_stamp: dict, cutoff: int) -> None:
+    for old in [t for t in by_stamp if t < cutoff]:
+        del by_stamp[old]
+
+
+def _nearest(stamps: list[int], t: int, tol: int) -> int | None:
+    i = bisect_left(stamps, t)
+    near = [stamps[j] for j in (i - 1, i) if 0 <= j < len(stamps)]
+    if not near:
+        return None
+    best = min(near, key=lambda s: abs(s - t))
+    return best if abs(best - t) <= tol else None
+
+
+def _pixel_box(roi, width: int, height: int) -> tuple[int, int, int, int]:
+    xmin, ymin, xmax, ymax = (min(max(float(v), 0.0), 1.0) for v in roi)
+    x0, y0 = int(round(xmin * width)), int(round(ymin * height))
+    return (x0, y0, max(0, int(round(xmax * width)) - x0), max(0, int(round(ymax * height)) - y0))
