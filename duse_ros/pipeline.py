@@ -299,10 +299,14 @@ class _CropCache:
 class AffectPipeline:
     def __init__(self, model: AffectModel, config: PipelineConfig,
                  on_reading: Callable[[Reading], None], detector: FaceDetector | None = None,
-                 stamp_age: Callable[[int], float | None] | None = None):
+                 stamp_age: Callable[[int], float | None] | None = None,
+                 on_faces: Callable[[int, list[str]], None] | None = None):
         """stamp_age(stamp_ns): how old data of that stamp is now, in seconds, or None when the
-        caller's clock cannot tell; it lets max_window_age_s count transport delay too."""
+        caller's clock cannot tell; it lets max_window_age_s count transport delay too.
+        on_faces(stamp_ns, face ids): the faces tracked after each keyframe (own detection only),
+        called on the face thread."""
         self.model = model
+        self._on_faces = on_faces
         self._stamp_age = stamp_age
         self.config = config
         self.spec = model.input_spec
@@ -391,6 +395,8 @@ class AffectPipeline:
     def _on_keyframe(self, stamp_ns: int) -> None:
         # A keyframe changes the boxes at most 2 * max_age before it (interpolation spans at
         # most that; a held box at most max_age): re-crop those frames now, off the executor.
+        if self._on_faces is not None:
+            self._on_faces(stamp_ns, [face_label(f) for f in self.track.ids.live_ids])
         since = stamp_ns - 2 * int(self.track.max_age_s * NS)
         for face_id in self.track.face_ids():
             self._crops.refresh(since, lambda stamps, shapes, f=face_id: self.track.crop_boxes(stamps, shapes, f),

@@ -19,17 +19,19 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from duse_ros import affect_settings
 from duse_ros.audio_stream import AudioRefused, AudioStream
 from duse_ros.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
                                   audio_stamped_to_mono, image_pixels, to_rgb)
+from duse_ros.hri import unmapped
 from duse_ros.models import build_model
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
                                    ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
                                    stamp_to_ns)
+from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
 from duse_ros.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.stats import LatencyReservoir, RateMeter
 
@@ -77,6 +79,11 @@ class AffectNode(LifecycleNode):
         self._audio_stream: AudioStream | None = None
         self._audio_msg_type = AudioChunk
         self._audio_type = AUDIO_TYPES[0]
+        self._hri_msgs = import_hri_msgs()
+        self._hri_out: HriOutput | None = None
+        self._hri_in: HriFaceInput | None = None
+        self._failure = ""          # why the last lifecycle transition failed ("" when it did not)
+        self._failure_timer = None
         if self.get_parameter("autostart").value:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
@@ -119,8 +126,8 @@ class AffectNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._parameter_errors:
-            self.get_logger().error("configure failed: invalid parameters (set valid values, then configure): "
-                                    + "; ".join(self._parameter_errors.values()))
+            self._report_failure("configure", "invalid parameters (set valid values, then configure): "
+                                 + "; ".join(self._parameter_errors.values()))
             return TransitionCallbackReturn.FAILURE
         try:
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
@@ -133,13 +140,18 @@ class AffectNode(LifecycleNode):
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
                 self._audio_type = audio_type
-            self._pipeline = AffectPipeline(self._model, config, self._publish_reading, stamp_age=self._stamp_age_s)
+            if config.face_source == "ros4hri" and self._hri_msgs is None:
+                raise ValueError(f"face_source 'ros4hri' needs hri_msgs: {HRI_PACKAGE_HINT}")
+            self._pipeline = AffectPipeline(self._model, config, self._publish_reading, stamp_age=self._stamp_age_s,
+                                            on_faces=self._on_faces)
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
-            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+            self._report_failure("configure", f"{type(e).__name__}: {e}", traceback.format_exc())
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._configured = True
+        self._clear_failure()
         self._state_pub = self.create_lifecycle_publisher(EmotionState, "emotion_state", 10)
+        self._configure_hri_output(config)
         spec = self._model.input_spec
         self.get_logger().info(
             f"model {self._model.model_id} ({len(self._model.class_names)} classes, "
@@ -147,6 +159,11 @@ class AffectNode(LifecycleNode):
             f"on {config.device}; checkpoint: {self._model.checkpoint or 'none'}")
         if self._model.untrained:
             self.get_logger().warning(f"{self._model.model_id} has UNTRAINED (random) weights: its readings mean nothing")
+        trained_span = self._model.config().get("span_s")  # the clip span the model's frames were sampled over
+        if trained_span and abs(float(trained_span) - config.span_s) > 1e-3:
+            self.get_logger().warning(
+                f"span_s mismatch: {self._model.model_id} was trained on 16 frames over {float(trained_span):g} s, "
+                f"this node spreads them over span_s={config.span_s:g} s; set span_s:={float(trained_span):g} to match")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -154,9 +171,14 @@ class AffectNode(LifecycleNode):
             self._pipeline.start()
             qos = sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))
             if self.p("image_compressed"):
-                self._subscribe(CompressedImage, "image_raw/compressed", self._on_image, qos)
+                # image_transport's convention: the compressed stream is `<base>/compressed` of the
+                # (remapped) base topic, so `-r image_raw:=/camera/color/image_raw` moves both.
+                self._subscribe(CompressedImage, f"{self.resolve_topic_name('image_raw')}/compressed", self._on_image, qos)
             else:
                 self._subscribe(Image, "image_raw", self._on_image, qos)
+            if self._pipeline.external is not None:
+                self._hri_in = HriFaceInput(self, self._hri_msgs, self._pipeline.external, self._malformed_input,
+                                            self.p("qos.reliability"), self.p("qos.depth"))
             if self._model.input_spec.uses_audio:
                 self._audio_stream = AudioStream(
                     self._model.input_spec.audio_rate, min_rate=self._live["audio.min_sample_rate"],
@@ -165,11 +187,33 @@ class AffectNode(LifecycleNode):
             self._last_frame_wall = None
             self._timer = self.create_timer(self._live["diagnostics_period_s"], self._publish_diagnostics)
         except Exception as e:  # noqa: BLE001 - stay inactive and say why
-            self.get_logger().error(f"activate failed on device {self.p('device')!r}: {type(e).__name__}: {e}\n"
-                                    f"{traceback.format_exc()}")
+            self._report_failure("activate", f"on device {self.p('device')!r}: {type(e).__name__}: {e}",
+                                 traceback.format_exc())
             self._teardown_stream()
             return TransitionCallbackReturn.FAILURE
+        self._clear_failure()
         return super().on_activate(state)
+
+    def _report_failure(self, step: str, reason: str, trace: str = "") -> None:
+        """A failed transition: logged (with the traceback caught), and an ERROR on /diagnostics so a
+        robot's monitor sees why the node is not running."""
+        self.get_logger().error(f"{step} failed: {reason}" + (f"\n{trace}" if trace else ""))
+        self._failure = f"{step} failed: {reason}"[:1000]
+        self._publish_failure()
+        if self._failure_timer is None:  # repeated, like any diagnostics, until a transition succeeds
+            self._failure_timer = self.create_timer(self._live["diagnostics_period_s"], self._publish_failure)
+
+    def _publish_failure(self) -> None:
+        if self._failure:
+            status = diagnostic_status(f"{self.get_name()}: affect pipeline", self.get_fully_qualified_name(),
+                                       DiagnosticStatus.ERROR, self._failure, {"model": self.p("model")})
+            self._diag_pub.publish(diagnostic_array(self, [status]))
+
+    def _clear_failure(self) -> None:
+        self._failure = ""
+        if self._failure_timer is not None:
+            self.destroy_timer(self._failure_timer)
+            self._failure_timer = None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._teardown_stream()
@@ -185,6 +229,7 @@ class AffectNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def close(self) -> None:
+        self._clear_failure()
         self._teardown_stream()
         self._release()
 
@@ -192,6 +237,9 @@ class AffectNode(LifecycleNode):
         """Drop the model, the pipeline and everything they hold, and give the memory back."""
         if self._state_pub is not None:
             self.destroy_lifecycle_publisher(self._state_pub)
+        if self._hri_out is not None:
+            self._hri_out.close()
+            self._hri_out = None
         self._state_pub = self._pipeline = self._model = self._audio_stream = None
         self._configured = False
         release_memory()
@@ -209,6 +257,9 @@ class AffectNode(LifecycleNode):
             self._timer = None
         if self._pipeline is not None:
             self._pipeline.stop()
+        if self._hri_in is not None:
+            self._hri_in.close()
+            self._hri_in = None
         self._audio_stream = None
 
     # ------------------------------------------------------------------ input
@@ -320,6 +371,11 @@ class AffectNode(LifecycleNode):
         msg.smoothed_label, msg.smoothed_confidence = r.smoothed_label, r.smoothed_confidence
         msg.smoothing_count = r.smoothing_count
         msg.face_found = r.face_found
+        msg.face_id = r.face_id
+        if r.face_box is not None:
+            x, y, w, h = (int(v) for v in r.face_box)
+            msg.face_roi = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
+        msg.image_width, msg.image_height = (int(v) for v in r.image_size)
         msg.frames_used, msg.audio_samples_used = r.frames_used, r.audio_samples_used
         msg.audio_sample_rate = r.audio_rate if r.audio_samples_used else 0
         msg.inference_latency = seconds_to_duration(r.latency_s)
@@ -327,6 +383,29 @@ class AffectNode(LifecycleNode):
         if age is not None:
             self._reading_age.add(age)
         pub.publish(msg)
+        hri = self._hri_out
+        if hri is not None:
+            hri.on_reading(r, self._frame_id)
+
+    def _on_faces(self, stamp_ns: int, face_ids: list[str]) -> None:
+        """On the face thread, after each keyframe: the faces tracked now (ROS4HRI's tracked list)."""
+        hri = self._hri_out
+        if hri is not None:
+            hri.on_faces(stamp_ns, face_ids, self._frame_id)
+
+    def _configure_hri_output(self, config: PipelineConfig) -> None:
+        if not self.p("ros4hri_output") or config.face_mode != "detect":
+            return
+        if self._hri_msgs is None:
+            self.get_logger().info(f"ROS4HRI outputs off: {HRI_PACKAGE_HINT} "
+                                   "(EmotionState still carries face_id and face_roi)")
+            return
+        missing = unmapped(self._model.class_names)
+        if missing:
+            self.get_logger().warning(f"ROS4HRI outputs off: {self._model.model_id}'s classes {missing} have no "
+                                      "hri_msgs/Expression counterpart (duse_ros/hri.py EXPRESSIONS)")
+            return
+        self._hri_out = HriOutput(self, self._hri_msgs, publish_tracked=config.face_source == "own")
 
     def _stamp_age_s(self, stamp_ns: int) -> float | None:
         """How old data stamped `stamp_ns` is by this node's clock (ROS time: sim time under a
@@ -361,7 +440,10 @@ class AffectNode(LifecycleNode):
             level, message = DiagnosticStatus.WARN, f"camera stalled: no frame for {since:.1f} s"
         else:
             level, message = DiagnosticStatus.OK, "streaming"
-        status = diagnostic_status(f"{self.get_name()}: affect pipeline", self._model.model_id, level, message, values)
+        # hardware_id names the sensor (the camera's frame_id) or, before the first frame, this node;
+        # the model is a value ("model") like the rest.
+        hardware = self._frame_id or self.get_fully_qualified_name()
+        status = diagnostic_status(f"{self.get_name()}: affect pipeline", hardware, level, message, values)
         self._diag_pub.publish(diagnostic_array(self, [status]))
 
 

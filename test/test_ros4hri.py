@@ -1,0 +1,238 @@
+"""ROS4HRI (REP-155) with stand-in hri_msgs classes that have exactly the upstream fields (hri_msgs
+2.x: Expression, IdsList, NormalizedRegionOfInterest2D): expression mapping, valence/arousal,
+the per-face publishers and the tracked list, faces and aligned crops taken from another node,
+and what the node does without hri_msgs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rclpy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from duse_ros.classes import CLASS_SETS
+from duse_ros.hri import EXPRESSIONS, ExternalFaces, expression_of, unmapped
+from duse_ros.nodes.hri_io import HriFaceInput, HriOutput, import_hri_msgs
+from duse_ros.pipeline import Reading
+from duse_ros.preprocess import FramePreprocessor
+from duse_ros.models import build_model
+from duse_ros.windowing import Window
+
+NS = 1_000_000_000
+# hri_msgs/Expression's string constants (upstream msg/Expression.msg).
+HRI_VOCABULARY = {"neutral", "angry", "sad", "happy", "surprised", "disgusted", "scared", "pleading", "vulnerable",
+                  "despaired", "guilty", "disappointed", "embarrassed", "horrified", "skeptical", "annoyed",
+                  "furious", "suspicious", "rejected", "bored", "tired", "asleep", "confused", "amazed", "excited"}
+
+
+@dataclass
+class Expression:  # std_msgs/Header header, string expression, float32 valence, arousal, confidence
+    header: Header = field(default_factory=Header)
+    expression: str = ""
+    valence: float = 0.0
+    arousal: float = 0.0
+    confidence: float = 0.0
+
+
+@dataclass
+class IdsList:  # std_msgs/Header header, string[] ids
+    header: Header = field(default_factory=Header)
+    ids: list = field(default_factory=list)
+
+
+@dataclass
+class NormalizedRegionOfInterest2D:  # std_msgs/Header header, float32 xmin, ymin, xmax, ymax, c
+    header: Header = field(default_factory=Header)
+    xmin: float = 0.0
+    ymin: float = 0.0
+    xmax: float = 0.0
+    ymax: float = 0.0
+    c: float = 0.0
+
+
+HRI = SimpleNamespace(Expression=Expression, IdsList=IdsList, NormalizedRegionOfInterest2D=NormalizedRegionOfInterest2D)
+
+
+class FakeNode:
+    """The rclpy node calls the ROS4HRI adapters make, recorded."""
+
+    def __init__(self):
+        self.publishers, self.subscriptions, self.destroyed = {}, {}, []
+
+    def create_publisher(self, msg_type, topic, qos):
+        pub = SimpleNamespace(msg_type=msg_type, topic=topic, sent=[])
+        pub.publish = pub.sent.append
+        self.publishers[topic] = pub
+        return pub
+
+    def destroy_publisher(self, pub):
+        self.destroyed.append(pub.topic)
+        del self.publishers[pub.topic]
+
+    def create_subscription(self, msg_type, topic, callback, qos):
+        sub = SimpleNamespace(msg_type=msg_type, topic=topic, callback=callback)
+        self.subscriptions[topic] = sub
+        return sub
+
+    def destroy_subscription(self, sub):
+        self.destroyed.append(sub.topic)
+        del self.subscriptions[sub.topic]
+
+
+def reading(face_id: str, probs, smoothed=None, end_ns: int = 5 * NS) -> Reading:
+    names = list(CLASS_SETS["dfew"].classes)
+    probs = np.asarray(probs, np.float32)
+    smoothed = np.zeros(0, np.float32) if smoothed is None else np.asarray(smoothed, np.float32)
+    return Reading(window_index=3, window_start_ns=end_ns - NS, window_end_ns=end_ns, modality=1, class_names=names,
+                   probabilities=probs, label=names[int(np.argmax(probs))], confidence=float(probs.max()),
+                   smoothed_probabilities=smoothed, smoothed_label="", smoothed_confidence=0.0,
+                   smoothing_count=int(smoothed.size > 0), face_found=True, frames_used=16, audio_samples_used=0,
+                   audio_rate=16000, latency_s=0.01, face_id=face_id, face_box=(10, 20, 30, 30), image_size=(640, 480))
+
+
+def one_hot(label: str, weight: float = 1.0):
+    names = list(CLASS_SETS["dfew"].classes)
+    p = np.full(len(names), (1 - weight) / (len(names) - 1))
+    p[names.index(label)] = weight
+    return p
+
+
+# ------------------------------------------------------------------------ the mapping
+def test_every_class_maps_into_the_hri_vocabulary():
+    for class_set in CLASS_SETS.values():
+        assert unmapped(class_set.classes) == []
+    assert set(EXPRESSIONS.values()) <= HRI_VOCABULARY
+    assert unmapped(["happiness", "boredom"]) == ["boredom"]
+
+
+def test_valence_and_arousal_follow_the_class_distribution():
+    names = list(CLASS_SETS["dfew"].classes)
+    expression, confidence, valence, arousal = expression_of(names, one_hot("happiness", 0.94))
+    assert expression == "happy" and confidence == pytest.approx(0.94)
+    assert valence > 0.6 and arousal > 0.3
+    _, _, valence, arousal = expression_of(names, one_hot("sadness"))
+    assert valence < -0.5 and arousal < -0.2
+    _, _, valence, arousal = expression_of(names, one_hot("anger"))
+    assert valence < -0.5 and arousal > 0.5
+    # Half happy, half sad: between the two, not at either end.
+    half = (one_hot("happiness") + one_hot("sadness")) / 2
+    assert expression_of(names, half)[2] == pytest.approx((0.8 - 0.7) / 2)
+    with pytest.raises(ValueError, match="probabilities"):
+        expression_of(names, [1.0])
+
+
+# ------------------------------------------------------------------------ outputs
+def test_each_face_gets_its_expression_topic_and_the_tracked_list_follows_the_faces():
+    node = FakeNode()
+    out = HriOutput(node, HRI, publish_tracked=True)
+    out.on_reading(reading("f3", one_hot("happiness", 0.9)), "camera")
+    out.on_reading(reading("f7", one_hot("neutral", 0.5), smoothed=one_hot("sadness", 0.6)), "camera")
+    out.on_reading(reading("", one_hot("anger")), "camera")  # about no face: not a ROS4HRI face
+    sent = node.publishers["/humans/faces/f3/expression"].sent
+    assert len(sent) == 1 and isinstance(sent[0], Expression)
+    msg = sent[0]
+    assert (msg.expression, msg.header.frame_id) == ("happy", "camera")
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5, 0) and msg.confidence == pytest.approx(0.9)
+    smoothed = node.publishers["/humans/faces/f7/expression"].sent[0]
+    assert smoothed.expression == "sad" and smoothed.confidence == pytest.approx(0.6), "the smoothed vote speaks"
+    assert set(node.publishers) == {"/humans/faces/tracked", "/humans/faces/f3/expression",
+                                    "/humans/faces/f7/expression"}
+    out.on_faces(6 * NS, ["f7"], "camera")
+    ids = node.publishers["/humans/faces/tracked"].sent[-1]
+    assert isinstance(ids, IdsList) and ids.ids == ["f7"] and ids.header.stamp.sec == 6
+    assert "/humans/faces/f3/expression" in node.destroyed, "a face no longer tracked loses its topic"
+    out.close()
+    assert node.publishers == {}
+
+
+def test_with_faces_from_ros4hri_the_tracked_list_is_left_to_the_detector():
+    node = FakeNode()
+    out = HriOutput(node, HRI, publish_tracked=False)
+    out.on_faces(NS, ["abc"], "camera")
+    out.on_reading(reading("abc", one_hot("surprise")), "camera")
+    assert set(node.publishers) == {"/humans/faces/abc/expression"}
+
+
+# ------------------------------------------------------------------------ inputs
+def aligned(stamp_ns: int, value: int, size: int = 128, bad: bool = False) -> Image:
+    msg = Image(height=size, width=size, encoding="rgb8", step=size * 3,
+                data=np.full(size * size * 3 // (2 if bad else 1), value, np.uint8).tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
+    return msg
+
+
+def test_faces_ids_and_aligned_crops_from_another_node_make_the_windows_clips():
+    spec = build_model("tiny-random-video").input_spec
+    preprocess = FramePreprocessor(spec)
+    faces = ExternalFaces(preprocess, keep_ns=3 * NS, max_faces=4)
+    node, bad = FakeNode(), []
+    hri_in = HriFaceInput(node, HRI, faces, lambda kind, e: bad.append(kind))
+    hri_in.on_tracked(IdsList(ids=["abc", "xyz"]))
+    assert {"/humans/faces/abc/aligned", "/humans/faces/abc/roi", "/humans/faces/xyz/aligned",
+            "/humans/faces/xyz/roi"} <= set(node.subscriptions)
+    stamps = [int(k * NS / 30) for k in range(60)]
+    for k, t in enumerate(stamps):
+        node.subscriptions["/humans/faces/abc/aligned"].callback(aligned(t, 200))
+        if k >= 20:  # xyz appears 0.67 s in: too late for a window starting at 0
+            node.subscriptions["/humans/faces/xyz/aligned"].callback(aligned(t, 50))
+    roi = NormalizedRegionOfInterest2D(xmin=0.25, ymin=0.5, xmax=0.5, ymax=1.0)
+    roi.header.stamp.sec, roi.header.stamp.nanosec = 1, 900_000_000
+    node.subscriptions["/humans/faces/abc/roi"].callback(roi)
+    node.subscriptions["/humans/faces/abc/aligned"].callback(aligned(stamps[-1] + NS // 30, 1, bad=True))
+    assert bad == ["aligned_face"]
+    picked = stamps[0:60:4][:15] + [stamps[59]]
+    frame = np.zeros((480, 640, 3), np.uint8)
+    window = Window(index=0, stamps_ns=picked, frames=[frame] * 16, start_ns=picked[0], end_ns=picked[-1])
+    clips = faces.faces_for_window(window, min_face_fraction=0.5)
+    assert [face_id for face_id, _, _ in clips] == ["abc"]
+    face_id, box, clip = clips[0]
+    assert box == (160, 240, 160, 240), "the normalised ROI in the window's image pixels"
+    expected = preprocess([np.full((128, 128, 3), 200, np.uint8)]).numpy()[0]
+    assert clip.shape == (16, 3, spec.image_size, spec.image_size)
+    assert np.allclose(clip.numpy(), expected)
+    later = [t + stamps[25] for t in picked]
+    for k in range(60, 120):  # both faces go on
+        t = int(k * NS / 30)
+        node.subscriptions["/humans/faces/abc/aligned"].callback(aligned(t, 200))
+        node.subscriptions["/humans/faces/xyz/aligned"].callback(aligned(t, 50))
+    window = Window(index=1, stamps_ns=later, frames=[frame] * 16, start_ns=later[0], end_ns=later[-1])
+    assert sorted(f for f, _, _ in faces.faces_for_window(window, 0.5)) == ["abc", "xyz"]
+    # abc leaves the tracked list: its subscriptions go, and it takes no further part.
+    hri_in.on_tracked(IdsList(ids=["xyz"]))
+    assert "/humans/faces/abc/aligned" not in node.subscriptions
+    assert [f for f, _, _ in faces.faces_for_window(window, 0.5)] == ["xyz"]
+    hri_in.close()
+    assert node.subscriptions == {}
+
+
+# ------------------------------------------------------------------------ the node without hri_msgs
+@pytest.mark.skipif(import_hri_msgs() is not None, reason="hri_msgs is installed here: the fallback is not reachable")
+def test_without_hri_msgs_outputs_are_off_with_one_line_and_ros4hri_faces_fail_configure(capfd):
+    from rclpy.parameter import Parameter
+
+    from duse_ros.nodes.affect_node import AffectNode
+
+    rclpy.init()
+    try:
+        node = AffectNode(parameter_overrides=[Parameter("model", value="tiny-random-video")])
+        try:
+            assert node._pipeline is not None and node._hri_out is None
+        finally:
+            node.close()
+            node.destroy_node()
+        err = capfd.readouterr().err
+        assert err.count("ROS4HRI outputs off") == 1 and "hri_msgs" in err
+        node = AffectNode(parameter_overrides=[Parameter("model", value="tiny-random-video"),
+                                               Parameter("face_source", value="ros4hri")])
+        try:
+            assert node._pipeline is None and not node._configured
+        finally:
+            node.close()
+            node.destroy_node()
+        err = capfd.readouterr().err
+        assert "configure failed" in err and "face_source 'ros4hri' needs hri_msgs" in err
+    finally:
+        rclpy.shutdown()
