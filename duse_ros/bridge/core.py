@@ -12,9 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from .people import PersonSelector, Sighting
 from .prompts import Prompt, PromptTemplates, build_prompt
 from .settings import BridgeSettings
-from .stabiliser import Reading, Stabiliser, StableState
+from .stabiliser import UNKNOWN, Reading, Stabiliser, StableState
 
 REASON_CHANGE = "change"        # DialoguePrompt.REASON_CHANGE
 REASON_HEARTBEAT = "heartbeat"  # DialoguePrompt.REASON_HEARTBEAT
@@ -35,6 +36,9 @@ class Bridge:
         self.settings = settings
         self.templates = templates
         self.stabiliser = Stabiliser(settings.stabiliser)
+        self.people = PersonSelector(settings.person, settings.person_margin, settings.person_switch_s,
+                                     forget_s=settings.stabiliser.max_gap_s)
+        self.other_people_readings = 0  # readings about faces the bridge does not follow
         self._clock = clock
         self._last_reading_at = clock()  # the node's start counts as the last sign of life
         self._last_prompt_at: float | None = None
@@ -47,8 +51,12 @@ class Bridge:
         periods = [p / 4 for p in (self.settings.heartbeat_s, self.settings.stale_s) if p > 0]
         return min([_MAX_TICK_PERIOD_S, *periods])
 
-    def on_reading(self, reading: Reading) -> PromptEvent | None:
+    def on_reading(self, reading: Reading, sighting: Sighting | None = None) -> PromptEvent | None:
+        """`sighting`: whose face the reading is about (several people: see bridge/people.py)."""
         self._last_reading_at = self._clock()
+        if sighting is not None and not self.people.observe(sighting):
+            self.other_people_readings += 1
+            return None
         changed = self.stabiliser.observe(reading)
         return None if changed is None else self._event(changed, REASON_CHANGE)
 
@@ -73,7 +81,10 @@ class Bridge:
     def _event(self, state: StableState, reason: str) -> PromptEvent:
         self._last_prompt_at = self._clock()
         self.prompts[reason] += 1
-        prompt = build_prompt(self.templates, state, self._fresh_utterance(), self.settings.max_utterance_chars)
+        # Faces in view: those the affect node read lately, or one for a known reading without face ids.
+        present = self.people.present() or int(state.emotion != UNKNOWN)
+        prompt = build_prompt(self.templates, state, self._fresh_utterance(), self.settings.max_utterance_chars,
+                              people_present=present)
         return PromptEvent(state, prompt, reason)
 
     def _fresh_utterance(self) -> str | None:

@@ -30,7 +30,8 @@ from .stabiliser import UNKNOWN, UNKNOWN_REASONS, StableState
 
 PACKAGE_NAME = "duse_ros"
 
-_SYSTEM_FIELDS = frozenset({"emotion", "confidence_pct", "duration_s", "trend", "untrained_note", "unknown_reason"})
+_SYSTEM_FIELDS = frozenset({"emotion", "confidence_pct", "duration_s", "trend", "untrained_note", "unknown_reason",
+                            "people_present"})
 _USER_FIELDS = frozenset({"emotion", "utterance"})
 # template key -> (placeholders it may use, placeholders it must use)
 _TEMPLATES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -138,8 +139,9 @@ def sanitize_utterance(text: str, max_chars: int) -> str:
 
 
 def build_prompt(templates: PromptTemplates, state: StableState, utterance: str | None,
-                 max_utterance_chars: int) -> Prompt:
-    """`utterance`: the latest user speech, raw (None or blank: none)."""
+                 max_utterance_chars: int, people_present: int = 1) -> Prompt:
+    """`utterance`: the latest user speech, raw (None or blank: none). `people_present`: faces the
+    camera sees now ({people_present} in the system templates)."""
     known = state.emotion != UNKNOWN
     values = {
         "emotion": templates.emotion_name(state.emotion),
@@ -148,6 +150,7 @@ def build_prompt(templates: PromptTemplates, state: StableState, utterance: str 
         "trend": templates.trend_text(state.trend),
         "untrained_note": templates.untrained_note if state.untrained else "",
         "unknown_reason": "" if known else templates.unknown_reasons[state.unknown_reason],
+        "people_present": str(int(people_present)),
     }
     system = _fill(templates.templates["system_known" if known else "system_unknown"], values)
     user_values = {"emotion": values["emotion"]}

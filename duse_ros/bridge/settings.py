@@ -38,6 +38,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("template_file", "",
                   "prompt template YAML: a path, or a file name looked up in the package's config dirs; "
                   "empty: prompts_<language>.yaml"),
+    ParameterSpec("person", "largest",
+                  "whom to follow when several faces are read: largest | most_central | a face id"),
+    ParameterSpec("person_margin", 0.25, "another face must score this much better (relative) to take over"),
+    ParameterSpec("person_switch_s", 1.5, "... for this long (EmotionState stamps) before the bridge switches"),
     ParameterSpec("use_smoothed", True,
                   "use EmotionState's smoothed label and confidence when the affect node smooths"),
     ParameterSpec("min_confidence", 0.4, "readings below this count as an unknown emotion"),
@@ -81,6 +85,9 @@ class BridgeSettings:
     language: str
     template_file: str
     use_smoothed: bool
+    person: str
+    person_margin: float
+    person_switch_s: float
     stale_s: float
     heartbeat_s: float
     max_utterance_chars: int
@@ -105,14 +112,14 @@ class BridgeSettings:
                               ("untrained_readings", UNTRAINED_READINGS)):
             if v[name] not in allowed:
                 raise ValueError(f"parameter {name!r} must be one of {allowed}, got {v[name]!r}")
-        for name in ("stale_s", "heartbeat_s", "utterance_max_age_s"):
+        for name in ("stale_s", "heartbeat_s", "utterance_max_age_s", "person_margin", "person_switch_s"):
             if v[name] < 0:
                 raise ValueError(f"parameter {name!r} must be >= 0, got {v[name]}")
         if v["diagnostics_period_s"] <= 0:
             raise ValueError(f"parameter 'diagnostics_period_s' must be > 0, got {v['diagnostics_period_s']}")
         if v["max_utterance_chars"] < 1:
             raise ValueError(f"parameter 'max_utterance_chars' must be >= 1, got {v['max_utterance_chars']}")
-        for name in ("emotion_topic", "prompt_topic", "reply_topic", "exchange_topic", "language"):
+        for name in ("emotion_topic", "prompt_topic", "reply_topic", "exchange_topic", "language", "person"):
             if not v[name]:
                 raise ValueError(f"parameter {name!r} must not be empty")
         return cls(
@@ -125,6 +132,9 @@ class BridgeSettings:
             language=v["language"],
             template_file=v["template_file"],
             use_smoothed=v["use_smoothed"],
+            person=v["person"],
+            person_margin=float(v["person_margin"]),
+            person_switch_s=float(v["person_switch_s"]),
             stale_s=float(v["stale_s"]),
             heartbeat_s=float(v["heartbeat_s"]),
             max_utterance_chars=v["max_utterance_chars"],

@@ -19,6 +19,7 @@ from std_msgs.msg import String
 
 from duse_ros.bridge.core import Bridge, PromptEvent, describe
 from duse_ros.bridge.llm_client import ChatClient, EndpointStats, public_url
+from duse_ros.bridge.people import Sighting, face_score
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import NODE_NAME, PARAMETERS, BridgeSettings
 from duse_ros.bridge.stabiliser import Reading
@@ -44,6 +45,14 @@ def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> Reading:
     return Reading(stamp_ns=stamp_ns, label=label, confidence=float(confidence),
                    has_reading=msg.modality != EmotionState.MODALITY_NONE, untrained=msg.untrained,
                    frame_id=msg.header.frame_id)
+
+
+def sighting_from_msg(msg: EmotionState, rule: str) -> Sighting:
+    """Whose face the reading is about, scored by the person rule (largest when following an id)."""
+    roi = msg.face_roi
+    score = face_score(rule or "largest", (roi.x_offset, roi.y_offset, roi.width, roi.height),
+                       (msg.image_width, msg.image_height))
+    return Sighting(msg.face_id, stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp), score)
 
 
 class LLMBridgeNode(Node):
@@ -101,7 +110,7 @@ class LLMBridgeNode(Node):
             self.malformed += 1
             self.get_logger().warning(f"malformed EmotionState dropped: {exc}", throttle_duration_sec=_LOG_THROTTLE_S)
             return
-        event = self.bridge.on_reading(reading)
+        event = self.bridge.on_reading(reading, sighting_from_msg(msg, self.bridge.people.rule))
         if event is not None:
             self._publish_prompt(event)
 
@@ -167,7 +176,11 @@ class LLMBridgeNode(Node):
         state = stabiliser.state
         values = {
             "stable_emotion": "none yet" if state is None else state.emotion,
-            "emotion_states_received": stabiliser.readings + self.malformed,
+            "emotion_states_received": stabiliser.readings + self.bridge.other_people_readings + self.malformed,
+            "person_followed": self.bridge.people.followed or "none yet",
+            "people_present": self.bridge.people.present(),
+            "person_switches": self.bridge.people.switches,
+            "readings_about_other_people": self.bridge.other_people_readings,
             "emotion_states_malformed": self.malformed,
             "stamps_backwards": stabiliser.stamps_backwards,
             "stamp_gaps": stabiliser.gaps,
