@@ -1,8 +1,12 @@
-"""affect_node with one extra registered model that takes 0.3 s per forward, for the bounded
-queue test. The model is the tiny random classifier plus a fixed delay standing in for a large
-backbone on a small CPU."""
+"""affect_node with extra registered test models: `test-slow-video` takes 0.3 s per forward (a
+fixed delay standing in for a large backbone on a small CPU, for the bounded queue test);
+`test-busy-video` does real torch work for a while (the shutdown tests); `test-big-video` carries
+64 MB of extra weights (the lifecycle leak test)."""
+import os
 import sys
 import time
+
+import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
@@ -19,6 +23,46 @@ class SlowClassifier(TinyAffectClassifier):
 
 register_arch("test-slow")(SlowClassifier)
 register_config("test-slow-video", {"arch": "test-slow", "class_set": "dfew"})
+
+
+
+class BusyClassifier(TinyAffectClassifier):
+    """Spends about `busy_rounds` x 4 small matmuls of real torch work (its intra-op threads busy,
+    as a large backbone's are) in submodule calls before the tiny forward. When the environment
+    names a file descriptor in DUSE_TEST_FORWARD_FD, each forward writes b"f" to it first, so a
+    test can act while a forward is running."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.busy = torch.nn.ModuleList(torch.nn.Linear(256, 256) for _ in range(4))
+        self.rounds = int(config.get("busy_rounds", 100))
+
+    def forward(self, video=None, audio=None):
+        fd = os.environ.get("DUSE_TEST_FORWARD_FD")
+        if fd:
+            os.write(int(fd), b"f")
+        x = torch.ones(64, 256)
+        for _ in range(self.rounds):
+            for layer in self.busy:
+                x = torch.tanh(layer(x))
+        return super().forward(video, audio)
+
+
+class BigClassifier(TinyAffectClassifier):
+    """The tiny classifier carrying `extra_mb` MB of extra weights: big enough that a model kept
+    alive after cleanup shows in RSS, cheap enough to build 20 times in a test."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        side = int((config.get("extra_mb", 64) * 2**20 / 4) ** 0.5)
+        self.ballast = torch.nn.Parameter(torch.ones(side, side), requires_grad=False)
+
+
+register_arch("test-busy")(BusyClassifier)
+register_config("test-busy-video", {"arch": "test-busy", "class_set": "dfew"})
+register_arch("test-big")(BigClassifier)
+register_config("test-big-video", {"arch": "test-big", "class_set": "dfew", "extra_mb": 64})
+
 
 if __name__ == "__main__":
     main()

@@ -134,28 +134,55 @@ def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
 
 
 def run_node(make_node: Callable[[], Node]) -> None:
-    """rclpy.init, spin `make_node()` until Ctrl-C or shutdown, then clean up (the main() of a node).
+    """rclpy.init, spin `make_node()` until Ctrl-C, SIGTERM or shutdown, then clean up (the main()
+    of a node). A signal in any state (while the node starts, while it spins, during a forward)
+    ends here quietly: exit 0, no traceback. An error while nobody asked to stop still raises.
 
     Single-threaded on purpose: the nodes' heavy work (inference, LLM calls, face detection) runs on
     threads of its own, and rclpy's MultiThreadedExecutor (9.1.x) busy-loops, starving the image
     callback until frames drop (measured by benchmarks/bench_affect_node.py)."""
-    rclpy.init(args=sys.argv)
+    # Python-level handlers that only take note, installed before rclpy's: rclpy's own handler
+    # shuts the context down (which ends the spin) and then calls these. Python's default SIGINT
+    # handler would instead raise KeyboardInterrupt at whatever line runs next, clean-up included.
+    stop_requested = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
+    # The executor is made with signals held back: one arriving while it builds its guard
+    # conditions would leave a half-made executor whose __del__ prints tracebacks at exit.
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        rclpy.init(args=sys.argv)
+        context = rclpy.get_default_context()
+        executor = SingleThreadedExecutor()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
     node = None
     try:
         node = make_node()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        if not stop_requested:  # a signal before rclpy.init could see it
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        # rclpy's signal handler shuts the context down under whatever runs (SIGTERM): a wait set or
+        # a publisher then fails with "context is not valid". That is the stop, not an error.
+        if context.ok():
+            raise
     finally:
-        # Under `ros2 launch` Ctrl-C reaches a node twice (the terminal, then launch forwarding it):
-        # a second SIGINT must not interrupt the clean-up of the first.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Under `ros2 launch` a signal may reach a node twice (the terminal, then launch forwarding
+        # it): a second one must not interrupt the clean-up of the first.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
+            try:
+                close = getattr(node, "close", None)
+                if close is not None:
+                    close()
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - see above: only after a stop was asked for
+                if context.ok():
+                    raise
         if rclpy.ok():
             rclpy.try_shutdown()
