@@ -56,6 +56,21 @@ class FakeChatServer:
                 elif mode == "http500":
                     echo = f"upstream failed for {self.headers.get('Authorization')}"
                     self._send(500, json.dumps({"error": echo}).encode())
+                elif mode.startswith("echo_at_"):  # the Authorization value starting at character N
+                    pad = int(mode.rsplit("_", 1)[1]) - len('{"error": "')
+                    echo = "x" * pad + str(self.headers.get("Authorization"))
+                    self._send(502, json.dumps({"error": echo}).encode())
+                elif mode == "reply_echo":  # a model that repeats the key it was (somehow) shown
+                    text = f"my key is {API_KEY} and auth is Authorization: {self.headers.get('Authorization')}"
+                    self._send(200, json.dumps({"choices": [{"message": {"content": text}}]}).encode())
+                elif mode == "short":  # a Content-Length the body never reaches, then the connection closes
+                    body = b'{"choices": [{"message": {"content": "cut'
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body) + 500))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                    self.close_connection = True
                 elif mode == "http400":
                     self._send(400, b'{"error": "model not found"}')
                 elif mode == "malformed":
@@ -238,3 +253,28 @@ def test_endpoint_stats_follow_the_results(server):
     server.mode = "ok"
     stats.record(client.complete("s", "u"))
     assert stats.state == ENDPOINT_OK and stats.healthy
+
+
+@pytest.mark.parametrize("start", [280, 295, 299, 300, 64 * 1024 - 10])
+def test_a_key_echoed_across_the_excerpt_cut_is_redacted(server, start):
+    """The error excerpt is cut at 300 characters and the error body read up to 64 KiB: a key
+    straddling either cut must leave no part of itself behind."""
+    server.mode = f"echo_at_{start}"
+    result = client_for(server.base_url, max_retries=0).complete("s", "u")
+    assert result.error_kind == ERROR_HTTP and "HTTP 502" in result.error
+    for n in range(6, len(API_KEY) + 1):  # no 6-character piece of the key anywhere
+        assert all(API_KEY[i:i + n] not in result.error for i in range(len(API_KEY) - n + 1)), result.error
+
+
+def test_a_reply_echoing_the_key_is_redacted(server):
+    server.mode = "reply_echo"
+    result = client_for(server.base_url).complete("s", "u")
+    assert result.success and API_KEY not in result.reply
+    assert result.reply.count("***") == 2 and "my key is" in result.reply
+
+
+def test_a_body_cut_short_of_its_content_length_is_a_retried_transport_error(server):
+    server.mode = "short"
+    result = client_for(server.base_url, max_retries=1).complete("s", "u")
+    assert (result.success, result.error_kind, result.attempts) == (False, ERROR_CONNECTION, 2)
+    assert "short of the announced Content-Length" in result.error and len(server.requests) == 2

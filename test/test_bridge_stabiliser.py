@@ -163,3 +163,15 @@ def test_bad_config_is_a_value_error_naming_the_field(field, value):
 def test_bad_reading_is_a_value_error(confidence):
     with pytest.raises(ValueError, match="confidence"):
         Reading(T0_NS, "happiness", confidence, has_reading=True)
+
+
+def test_unknown_from_start_up_lasts_from_the_first_reading_not_from_stamp_zero():
+    """Regression: the start-up UNKNOWN (no readings yet) began at stamp 0, and no-face readings
+    extending it showed durations of decades ("held 1796219671.8 s")."""
+    stab = Stabiliser(config())
+    start = stab.expire()
+    assert (start.emotion, start.duration_s) == (UNKNOWN, 0.0)
+    feed(stab, [reading(i, "no_face") for i in range(3)])  # no face: still UNKNOWN
+    assert stab.state.emotion == UNKNOWN
+    assert stab.state.since_ns == reading(0, "no_face").stamp_ns
+    assert stab.state.duration_s == pytest.approx(2 * STEP_S)

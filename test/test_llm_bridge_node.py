@@ -340,3 +340,38 @@ def test_node_process_bridges_over_dds_and_never_leaks_the_key(context, bridge_p
     log_files = [p.read_text(errors="replace") for p in log_dir.rglob("*") if p.is_file()]
     assert not any(API_KEY in text for text in [logs, *log_files])
     assert_no_key(h)
+
+
+def test_live_parameters_apply_and_read_only_ones_are_refused(make_bridge):
+    node, _ = make_bridge()
+    (ok,) = node.set_parameters([Parameter("min_confidence", value=0.6)])
+    assert ok.successful and node.bridge.stabiliser.config.min_confidence == 0.6
+    (ok,) = node.set_parameters([Parameter("heartbeat_s", value=2.0)])
+    assert ok.successful and node.bridge.settings.heartbeat_s == 2.0
+    assert node._tick_timer.timer_period_ns == int(node.bridge.tick_period_s * 1e9)
+    (bad,) = node.set_parameters([Parameter("hysteresis", value=0.5)])  # 0.6 + 0.5 > 1
+    assert not bad.successful and "hysteresis" in bad.reason
+    (bad,) = node.set_parameters([Parameter("log_prompts", value="loud")])
+    assert not bad.successful and "one of off, summary, full" in bad.reason
+    (bad,) = node.set_parameters([Parameter("emotion_topic", value="elsewhere")])
+    assert not bad.successful and "read-only" in bad.reason
+    (d,) = node.describe_parameters(["min_confidence"])
+    assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_while_a_request_hangs_is_clean(context, bridge_process, sig):
+    """Shutdown is not an error: exit 0, no ERROR line, no traceback, however long the request hangs."""
+    process, server, (out, err, _) = bridge_process
+    h = Harness(context, "/bridge_proc")
+    try:
+        h.wait_connected([h.subs[1], h.subs[2]])
+        h.publish_steady("sadness", 0)
+        assert server.wait_for_requests(1)  # now stuck in the server for the rest of the test
+    finally:
+        h.close()
+    process.send_signal(sig)
+    server.close()  # the hanging request now fails while the node shuts down
+    assert process.wait(20) == 0, err.read_text()
+    logs = err.read_text() + out.read_text()
+    assert "[ERROR]" not in logs and "Traceback" not in logs, logs[-3000:]

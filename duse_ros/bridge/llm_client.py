@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -25,7 +26,13 @@ ERROR_HTTP = "http"
 ERROR_MALFORMED = "malformed"
 
 _MAX_RESPONSE_BYTES = 1 << 20
-_MAX_ERROR_TEXT = 300
+_MAX_ERROR_TEXT = 300            # characters of a server's answer quoted in an error
+_MAX_ERROR_BODY = 64 * 1024      # bytes of an error body read (and redacted) before it is cut
+# Credentials a server may echo whatever the key: an Authorization header's value (any), and a
+# bearer token (token-like: "bearer of bad news" in a reply stays).
+_CREDENTIALS = re.compile(
+    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)[^\s\"',;}]+"
+    r"|(bearer\s+)[A-Za-z0-9._~+/=-]{12,}")
 _MAX_BACKOFF_S = 30.0
 _RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -108,8 +115,17 @@ class ChatClient:
         return bool(self._api_key)
 
     def redact(self, text: str) -> str:
-        """Text with the API key (which a proxy may echo in an error page) masked."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """Text with the API key, any Authorization value and any bearer token masked (a proxy may
+        echo them in an error page, a model in its reply). Apply it before cutting text short: a
+        key cut in half no longer matches. A text that ends in the key's first characters (a body
+        read only in part) has that tail masked too."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+            for n in range(len(self._api_key) - 1, 3, -1):
+                if text.endswith(self._api_key[:n]):
+                    text = text[:-n] + "***"
+                    break
+        return _CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
 
     def complete(self, system: str, user: str, keep_trying: Callable[[], bool] = lambda: True,
                  cancel: threading.Event | None = None) -> ChatResult:
@@ -122,11 +138,11 @@ class ChatClient:
         while True:
             attempts += 1
             try:
-                reply = self._attempt(body)
+                reply = self.redact(self._attempt(body))
                 return ChatResult(True, reply, "", "", attempts, time.monotonic() - start)
             except _AttemptError as exc:
                 failure = exc
-            message = self.redact(str(failure))
+            message = str(failure)  # excerpts in it were redacted before they were cut
             if not failure.retryable or attempts > self.config.max_retries:
                 return self._failure(failure.kind, message, attempts, start)
             backoff = min(self.config.backoff_s * 2 ** (attempts - 1), _MAX_BACKOFF_S)
@@ -161,7 +177,7 @@ class ChatClient:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = _read_limited(response, deadline)
         except urllib.error.HTTPError as exc:
-            detail = _error_text(_read_error_body(exc))
+            detail = _excerpt(self.redact(_decode(_read_error_body(exc))))
             raise _AttemptError(ERROR_HTTP, f"HTTP {exc.code} {exc.reason}: {detail}".rstrip(": "),
                                 exc.code in _RETRYABLE_HTTP) from None
         except urllib.error.URLError as exc:
@@ -171,8 +187,8 @@ class ChatClient:
         except TimeoutError:
             raise _AttemptError(ERROR_TIMEOUT, f"no answer within {timeout:g} s", True) from None
         except (HTTPException, OSError) as exc:
-            raise _AttemptError(ERROR_CONNECTION, f"connection failed: {exc!r}", True) from None
-        return _parse_reply(raw)
+            raise _AttemptError(ERROR_CONNECTION, f"connection failed: {self.redact(repr(exc))}", True) from None
+        return _parse_reply(raw, self.redact)
 
 
 def _read_limited(response, deadline: float) -> bytes:
@@ -185,31 +201,39 @@ def _read_limited(response, deadline: float) -> bytes:
         if time.monotonic() > deadline:
             raise TimeoutError
         chunks.append(chunk)
+    missing = getattr(response, "length", None)  # bytes of Content-Length not received
+    if missing:
+        raise _AttemptError(ERROR_CONNECTION, f"the connection closed {missing} bytes short of the "
+                                              f"announced Content-Length ({size} received)", True)
     return b"".join(chunks)
 
 
 def _read_error_body(exc: urllib.error.HTTPError) -> bytes:
     try:
-        return exc.read(_MAX_ERROR_TEXT) if exc.fp else b""
+        return exc.read(_MAX_ERROR_BODY) if exc.fp else b""
     except (HTTPException, OSError):  # the body is only detail for the message; the status says enough
         return b""
 
 
-def _parse_reply(raw: bytes) -> str:
+def _parse_reply(raw: bytes, redact: Callable[[str], str]) -> str:
     try:
         data = json.loads(raw)
         content = data["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise _AttemptError(ERROR_MALFORMED, f"not a chat-completions reply ({type(exc).__name__}): "
-                                             f"{_error_text(raw)}", False) from None
+                                             f"{_excerpt(redact(_decode(raw)))}", False) from None
     if not isinstance(content, str) or not content.strip():
-        raise _AttemptError(ERROR_MALFORMED, f"reply has no text content: {_error_text(raw)}", False)
+        raise _AttemptError(ERROR_MALFORMED, f"reply has no text content: {_excerpt(redact(_decode(raw)))}", False)
     return content.strip()
 
 
-def _error_text(raw: bytes) -> str:
-    """A short, printable excerpt of a server's answer for an error message."""
-    text = raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace")
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _excerpt(text: str) -> str:
+    """A short, printable excerpt of a server's (already redacted) answer for an error message."""
+    text = text[:_MAX_ERROR_TEXT]
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..params import ParameterSpec, check_all
 from .llm_client import LLMConfig
 from .stabiliser import StabiliserConfig
 
@@ -18,57 +19,57 @@ RELIABILITY = ("reliable", "best_effort")
 UNTRAINED_READINGS = ("mark", "unknown")
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
-    name: str
-    default: bool | int | float | str
-    description: str
-
+P = ParameterSpec
+_RO = {"read_only": True}  # needs a restart: topics, templates and the endpoint are set up once
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("emotion_topic", "emotion_state", "EmotionState input topic"),
-    ParameterSpec("emotion_reliability", "reliable",
-                  "QoS reliability of the EmotionState subscription: reliable | best_effort"),
-    ParameterSpec("prompt_topic", "dialogue_prompt", "DialoguePrompt output topic"),
-    ParameterSpec("utterance_topic", "user_utterance",
-                  "std_msgs/String input with the user's latest speech; empty: not subscribed"),
-    ParameterSpec("reply_topic", "llm_reply", "std_msgs/String output with the LLM's reply"),
-    ParameterSpec("exchange_topic", "llm_exchange", "LLMExchange output: each request and its outcome"),
-    ParameterSpec("language", "en", "template language; picks prompts_<language>.yaml when template_file is empty"),
-    ParameterSpec("template_file", "",
-                  "prompt template YAML: a path, or a file name looked up in the package's config dirs; "
-                  "empty: prompts_<language>.yaml"),
-    ParameterSpec("person", "largest",
-                  "whom to follow when several faces are read: largest | most_central | a face id"),
-    ParameterSpec("person_margin", 0.25, "another face must score this much better (relative) to take over"),
-    ParameterSpec("person_switch_s", 1.5, "... for this long (EmotionState stamps) before the bridge switches"),
-    ParameterSpec("use_smoothed", True,
-                  "use EmotionState's smoothed label and confidence when the affect node smooths"),
-    ParameterSpec("min_confidence", 0.4, "readings below this count as an unknown emotion"),
-    ParameterSpec("hysteresis", 0.1,
-                  "a label other than the current one needs min_confidence + hysteresis to count"),
-    ParameterSpec("dwell_s", 1.5, "seconds (EmotionState stamps) a new emotion must hold before it is reported"),
-    ParameterSpec("max_gap_s", 2.0, "a gap in EmotionState stamps longer than this restarts dwell and duration"),
-    ParameterSpec("stale_s", 5.0,
-                  "no EmotionState for this long (node clock): the emotion becomes unknown; 0: never"),
-    ParameterSpec("trend_length", 4, "stable emotions listed in the trend, newest last"),
-    ParameterSpec("untrained_readings", "mark",
-                  "readings from untrained (random) weights: mark (say so in the prompt) | unknown (ignore them)"),
-    ParameterSpec("heartbeat_s", 10.0, "re-publish the current prompt after this long without a change; 0: never"),
-    ParameterSpec("max_utterance_chars", 300, "longer utterances are cut to this many characters"),
-    ParameterSpec("utterance_max_age_s", 30.0, "an utterance older than this is left out of prompts; 0: no limit"),
-    ParameterSpec("log_prompts", "summary", "log each published prompt: off | summary | full"),
-    ParameterSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status"),
-    ParameterSpec("llm.base_url", "", "OpenAI-compatible base URL ending in /v1; empty: no LLM calls"),
-    ParameterSpec("llm.model", "", "model name the endpoint serves; empty: left out of the request"),
-    ParameterSpec("llm.api_key_env", "DUSE_LLM_API_KEY",
-                  "name of the environment variable holding the API key; empty or unset: no key"),
-    ParameterSpec("llm.timeout_s", 10.0, "seconds per request attempt"),
-    ParameterSpec("llm.max_retries", 2, "retries after a timeout, connection error or HTTP 408/429/5xx"),
-    ParameterSpec("llm.backoff_s", 0.5, "wait before the first retry, doubled for each further one"),
-    ParameterSpec("llm.max_tokens", 128, "max_tokens of each request"),
-    ParameterSpec("llm.temperature", 0.7, "sampling temperature of each request"),
-    ParameterSpec("llm.call_on_heartbeat", False, "also send heartbeat prompts to the LLM (default: changes only)"),
+    P("emotion_topic", "emotion_state", "EmotionState input topic", **_RO),
+    P("emotion_reliability", "reliable", "QoS reliability of the EmotionState subscription",
+      choices=RELIABILITY, **_RO),
+    P("prompt_topic", "dialogue_prompt", "DialoguePrompt output topic", **_RO),
+    P("utterance_topic", "user_utterance",
+      "std_msgs/String input with the user's latest speech; empty: not subscribed", **_RO),
+    P("reply_topic", "llm_reply", "std_msgs/String output with the LLM's reply", **_RO),
+    P("exchange_topic", "llm_exchange", "LLMExchange output: each request and its outcome", **_RO),
+    P("language", "en", "template language; picks prompts_<language>.yaml when template_file is empty", **_RO),
+    P("template_file", "", "prompt template YAML: a path, or a file name looked up in the package's config dirs; "
+                           "empty: prompts_<language>.yaml", **_RO),
+    P("person", "largest", "whom to follow when several faces are read: largest | most_central | a face id", **_RO),
+    P("person_margin", 0.25, "another face must score this much better (relative) to take over", 0.0, 100.0, **_RO),
+    P("person_switch_s", 1.5, "... for this long (EmotionState stamps) before the bridge switches",
+      0.0, 3600.0, **_RO),
+    P("use_smoothed", True, "use EmotionState's smoothed label and confidence when the affect node smooths",
+      live=True),
+    P("min_confidence", 0.4, "readings below this count as an unknown emotion", 0.0, 1.0, live=True),
+    P("hysteresis", 0.1, "a label other than the current one needs min_confidence + hysteresis to count",
+      0.0, 1.0, live=True),
+    P("dwell_s", 1.5, "seconds (EmotionState stamps) a new emotion must hold before it is reported",
+      0.0, 3600.0, live=True),
+    P("max_gap_s", 2.0, "a gap in EmotionState stamps longer than this restarts dwell and duration",
+      0.001, 3600.0, live=True),
+    P("stale_s", 5.0, "no EmotionState for this long (node clock): the emotion becomes unknown; 0: never",
+      0.0, 86400.0, live=True),
+    P("trend_length", 4, "stable emotions listed in the trend, newest last", 1, 100, **_RO),
+    P("untrained_readings", "mark",
+      "readings from untrained (random) weights: mark (say so in the prompt) or unknown (ignore them)",
+      choices=UNTRAINED_READINGS, live=True),
+    P("heartbeat_s", 10.0, "re-publish the current prompt after this long without a change; 0: never",
+      0.0, 86400.0, live=True),
+    P("max_utterance_chars", 300, "longer utterances are cut to this many characters", 1, 100000, live=True),
+    P("utterance_max_age_s", 30.0, "an utterance older than this is left out of prompts; 0: no limit",
+      0.0, 86400.0, live=True),
+    P("log_prompts", "summary", "log each published prompt", choices=LOG_PROMPTS, live=True),
+    P("diagnostics_period_s", 1.0, "period of the /diagnostics status", 0.05, 3600.0, **_RO),
+    P("llm.base_url", "", "OpenAI-compatible base URL ending in /v1; empty: no LLM calls", **_RO),
+    P("llm.model", "", "model name the endpoint serves; empty: left out of the request", **_RO),
+    P("llm.api_key_env", "DUSE_LLM_API_KEY",
+      "name of the environment variable holding the API key; empty or unset: no key", **_RO),
+    P("llm.timeout_s", 10.0, "seconds per request attempt", 0.01, 3600.0, **_RO),
+    P("llm.max_retries", 2, "retries after a timeout, connection error or HTTP 408/429/5xx", 0, 100, **_RO),
+    P("llm.backoff_s", 0.5, "wait before the first retry, doubled for each further one", 0.0, 60.0, **_RO),
+    P("llm.max_tokens", 128, "max_tokens of each request", 1, 1000000, **_RO),
+    P("llm.temperature", 0.7, "sampling temperature of each request", 0.0, 2.0, **_RO),
+    P("llm.call_on_heartbeat", False, "also send heartbeat prompts to the LLM (default: changes only)", live=True),
 )
 
 DEFAULTS: dict[str, bool | int | float | str] = {p.name: p.default for p in PARAMETERS}
@@ -101,20 +102,7 @@ class BridgeSettings:
     @classmethod
     def from_parameters(cls, values: Mapping[str, object]) -> "BridgeSettings":
         """Validated settings; ValueError names the parameter at fault."""
-        unknown = set(values) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown parameters {sorted(unknown)}")
-        v = {**DEFAULTS, **values}
-        for name, default in DEFAULTS.items():
-            if not _same_kind(v[name], default):
-                raise ValueError(f"parameter {name!r} must be {type(default).__name__}, got {v[name]!r}")
-        for name, allowed in (("emotion_reliability", RELIABILITY), ("log_prompts", LOG_PROMPTS),
-                              ("untrained_readings", UNTRAINED_READINGS)):
-            if v[name] not in allowed:
-                raise ValueError(f"parameter {name!r} must be one of {allowed}, got {v[name]!r}")
-        for name in ("stale_s", "heartbeat_s", "utterance_max_age_s", "person_margin", "person_switch_s"):
-            if v[name] < 0:
-                raise ValueError(f"parameter {name!r} must be >= 0, got {v[name]}")
+        v = check_all(PARAMETERS, values)  # types, ranges and choices, naming the parameter
         if v["diagnostics_period_s"] <= 0:
             raise ValueError(f"parameter 'diagnostics_period_s' must be > 0, got {v['diagnostics_period_s']}")
         if v["max_utterance_chars"] < 1:
@@ -163,11 +151,3 @@ class BridgeSettings:
             ),
         )
 
-
-def _same_kind(value: object, default: object) -> bool:
-    # A float parameter takes an int (`-p dwell_s:=2`); bool is never taken for a number.
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default))

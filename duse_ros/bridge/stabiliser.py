@@ -98,8 +98,11 @@ class _Stretch:
     untrained: bool
     frame_id: str
     support: deque = field(default_factory=lambda: deque(maxlen=_MAX_SUPPORT))  # (stamp_ns, confidence)
+    stamped: bool = True  # False: begun before any reading (no stamp yet); the first one starts it
 
     def add(self, reading: Reading, unknown_reason: str) -> None:
+        if not self.stamped:
+            self.since_ns, self.stamped = reading.stamp_ns, True
         self.latest_ns = reading.stamp_ns
         self.unknown_reason = unknown_reason
         self.untrained = reading.untrained
@@ -147,8 +150,10 @@ class Stabiliser:
         if self._state is not None and self._state.label == UNKNOWN \
                 and self._state.unknown_reason == REASON_NO_READINGS:
             return None
-        stamp = self._last_stamp_ns or 0
-        return self._promote(_Stretch(UNKNOWN, stamp, stamp, REASON_NO_READINGS, False, ""))
+        stamp = self._last_stamp_ns
+        # Before any reading there is no stamp to start from: the stretch starts at the first one.
+        return self._promote(_Stretch(UNKNOWN, stamp or 0, stamp or 0, REASON_NO_READINGS, False, "",
+                                      stamped=stamp is not None))
 
     def _check_continuity(self, stamp_ns: int) -> None:
         last, self._last_stamp_ns = self._last_stamp_ns, stamp_ns

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.parameter import Parameter
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
@@ -25,9 +26,10 @@ from duse_ros.bridge.settings import NODE_NAME, PARAMETERS, BridgeSettings
 from duse_ros.bridge.stabiliser import Reading
 from duse_ros.bridge.worker import LatestOnlyWorker
 from duse_ros.msg import DialoguePrompt, EmotionState, LLMExchange
-from duse_ros.nodes.common import (diagnostic_array, diagnostic_status, ns_to_stamp, run_node,
-                                   seconds_to_duration, sensor_qos, stamp_to_ns)
+from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
+                                   ns_to_stamp, run_node, seconds_to_duration, sensor_qos, stamp_to_ns)
 
+BY_NAME = {spec.name: spec for spec in PARAMETERS}
 _QUEUE_DEPTH = 10
 _WORKER_JOIN_S = 1.0
 _LOG_THROTTLE_S = 5.0
@@ -58,13 +60,11 @@ def sighting_from_msg(msg: EmotionState, rule: str) -> Sighting:
 class LLMBridgeNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        values = {}
-        for spec in PARAMETERS:
-            # dynamic_typing: `-p dwell_s:=2` (an integer) is accepted; BridgeSettings checks types.
-            descriptor = ParameterDescriptor(description=spec.description, read_only=True, dynamic_typing=True)
-            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+        errors = declare_table(self, PARAMETERS)
+        if errors:
+            raise ConfigError("; ".join(errors.values()))
         try:
-            self.settings = settings = BridgeSettings.from_parameters(values)
+            self.settings = settings = BridgeSettings.from_parameters(self._values())
             templates = load_templates(template_file_for(settings.language, settings.template_file))
         except ValueError as exc:  # TemplateError is one too
             raise ConfigError(str(exc)) from None
@@ -81,8 +81,10 @@ class LLMBridgeNode(Node):
                                  sensor_qos(settings.emotion_reliability, _QUEUE_DEPTH))
         if settings.utterance_topic:
             self.create_subscription(String, settings.utterance_topic, self._on_utterance, _QUEUE_DEPTH)
-        self.create_timer(self.bridge.tick_period_s, self._on_tick)
+        self._tick_timer = self.create_timer(self.bridge.tick_period_s, self._on_tick)
         self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
         self.llm_stats = EndpointStats(enabled=settings.llm.enabled)
         self._client: ChatClient | None = None
@@ -98,10 +100,36 @@ class LLMBridgeNode(Node):
         self.get_logger().info(f"templates {templates.path} ({templates.language}); "
                                f"EmotionState from '{self.resolve_topic_name(settings.emotion_topic)}'")
 
+    def _values(self, changes: dict | None = None) -> dict:
+        return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS} | (changes or {})
+
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Each value against the table, then the whole set as settings (min_confidence +
+        hysteresis <= 1, ...); read-only ones never reach here (rclpy refuses them)."""
+        result = check_parameter_changes(BY_NAME, params)
+        if result.successful:
+            try:
+                BridgeSettings.from_parameters(self._values({p.name: p.value for p in params}))
+            except ValueError as exc:
+                result = SetParametersResult(successful=False, reason=str(exc))
+        if not result.successful:
+            self.get_logger().warning(f"parameter change refused: {result.reason}")
+        return result
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Live parameters (stabilisation, heartbeat, staleness, utterances, logging) apply at once."""
+        self.settings = settings = BridgeSettings.from_parameters(self._values())
+        self.bridge.settings = settings
+        self.bridge.stabiliser.config = settings.stabiliser
+        self.destroy_timer(self._tick_timer)
+        self._tick_timer = self.create_timer(self.bridge.tick_period_s, self._on_tick)
+        self.get_logger().info("applied " + ", ".join(f"{p.name}={p.value!r}" for p in params))
+
     def close(self) -> None:
-        """Stop the LLM worker (run_node calls this before destroy_node)."""
+        """Stop the LLM worker (run_node calls this before destroy_node). A request still hanging
+        is left to its daemon thread, which publishes and logs nothing once stopping."""
         if self._worker is not None and not self._worker.stop(_WORKER_JOIN_S):
-            self.get_logger().warning("an LLM request is still in flight at shutdown; abandoning it")
+            self.get_logger().info("stopping with an LLM request in flight: not waiting for its answer")
 
     def _on_emotion(self, msg: EmotionState) -> None:
         try:
@@ -148,6 +176,8 @@ class LLMBridgeNode(Node):
         worker = self._worker
         result = self._client.complete(prompt.system_prompt, prompt.user_prompt,
                                        keep_trying=lambda: not worker.has_pending(), cancel=worker.stop_event)
+        if self._stopping():  # nobody left to tell
+            return
         self.llm_stats.record(result)
         exchange = LLMExchange()
         exchange.header.stamp = self.get_clock().now().to_msg()
@@ -168,7 +198,13 @@ class LLMBridgeNode(Node):
             self.get_logger().warning(f"LLM request failed after {result.attempts} attempt(s): {result.error}",
                                       throttle_duration_sec=_LOG_THROTTLE_S)
 
+    def _stopping(self) -> bool:
+        """The node is shutting down: close() stopped the worker, or a signal shut the context."""
+        return (self._worker is not None and self._worker.stop_event.is_set()) or not self.context.ok()
+
     def _on_worker_error(self, exc: BaseException) -> None:
+        if self._stopping():
+            return  # publishing after shutdown began fails with "context is invalid": that is the stop
         self.get_logger().error(f"LLM worker error: {self._client.redact(repr(exc))}")
 
     def _publish_diagnostics(self) -> None:
