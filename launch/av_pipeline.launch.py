@@ -20,7 +20,8 @@ def generate_launch_description() -> LaunchDescription:
     # other argument of affect_pipeline.launch.py (model:=..., image_topic:=...) passes through
     # unchanged, and the model is the config file's unless model:= is given.
     return LaunchDescription([
-        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([SHARE, "config", "av_pipeline.yaml"])),
+        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([SHARE, "config", "av_pipeline.yaml"]),
+                              description="affect_node parameters file (audio-visual model)"),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "affect_pipeline.launch.py"])),
             launch_arguments={"config": LaunchConfiguration("config")}.items()),

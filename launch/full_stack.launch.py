@@ -2,8 +2,14 @@
 
     ros2 launch duse_ros full_stack.launch.py pipeline:=av llm_base_url:=http://127.0.0.1:8000/v1 \
         llm_model:=Qwen2.5-7B-Instruct language:=zh
-Arguments of the pipeline's launch file (model:=..., image_topic:=...) pass through unchanged.
+    ros2 launch duse_ros full_stack.launch.py --show-args
+
+Every argument of affect_pipeline.launch.py (model:=, image_topic:=, use_sim_time:=, ...) is
+declared here too, from that file's own table, and passed through; `use_sim_time` reaches both nodes.
 """
+import importlib.util
+from pathlib import Path
+
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -16,12 +22,30 @@ SHARE = FindPackageShare("duse_ros")
 # default passed on to the node would mask the value in the bridge config file.
 BRIDGE_PARAMETERS = {"llm_base_url": "llm.base_url", "llm_model": "llm.model",
                      "llm_api_key_env": "llm.api_key_env", "language": "language"}
+BRIDGE_ARGUMENTS = {
+    "bridge_config": (PathJoinSubstitution([SHARE, "config", "llm_bridge.yaml"]), "llm_bridge_node parameters file"),
+    "llm_base_url": ("", "OpenAI-compatible base URL ending in /v1; empty: the bridge config file's"),
+    "llm_model": ("", "model name the endpoint serves; empty: the bridge config file's"),
+    "llm_api_key_env": ("", "name of the environment variable holding the API key; empty: the bridge config file's"),
+    "language": ("", "en | zh (prompts_<language>.yaml); empty: the bridge config file's"),
+}
+
+
+def _pipeline_arguments() -> dict:
+    """affect_pipeline.launch.py's argument table (it sits beside this file, in the source tree and
+    in the installed share/launch alike), less `config`, which each pipeline file sets."""
+    path = Path(__file__).with_name("affect_pipeline.launch.py")
+    spec = importlib.util.spec_from_file_location("duse_ros_affect_pipeline_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {k: v for k, v in module.ARGUMENTS.items() if k != "config"}
 
 
 def llm_bridge_node(context: LaunchContext) -> list:
     arg = LaunchConfiguration
-    overrides = {parameter: value for name, parameter in BRIDGE_PARAMETERS.items()
-                 if (value := arg(name).perform(context))}
+    overrides: dict[str, object] = {parameter: value for name, parameter in BRIDGE_PARAMETERS.items()
+                                    if (value := arg(name).perform(context))}
+    overrides["use_sim_time"] = arg("use_sim_time").perform(context).lower() == "true"
     return [Node(
         package="duse_ros", executable="llm_bridge_node", name="llm_bridge_node", namespace=arg("namespace"),
         output="screen", emulate_tty=True,
@@ -32,23 +56,18 @@ def llm_bridge_node(context: LaunchContext) -> list:
 
 def generate_launch_description() -> LaunchDescription:
     arg = LaunchConfiguration
+    passed_through = _pipeline_arguments()
     # <share>/launch/<pipeline>_pipeline.launch.py; the choices check runs before it is resolved.
     pipeline_launch = [SHARE, "/launch/", arg("pipeline"), "_pipeline.launch.py"]
-    return LaunchDescription([
-        DeclareLaunchArgument("pipeline", default_value="video", choices=["video", "av"],
-                              description="video (the default face-expression model, or DuSE with model:=) or av (audio-visual) perception"),
-        DeclareLaunchArgument("namespace", default_value=""),
-        DeclareLaunchArgument("emotion_topic", default_value="emotion_state"),
-        DeclareLaunchArgument("bridge_config", default_value=PathJoinSubstitution([SHARE, "config", "llm_bridge.yaml"])),
-        DeclareLaunchArgument("llm_base_url", default_value="",
-                              description="OpenAI-compatible base URL ending in /v1; empty: the bridge config file's"),
-        DeclareLaunchArgument("llm_model", default_value="", description="empty: the bridge config file's"),
-        DeclareLaunchArgument("llm_api_key_env", default_value="",
-                              description="name of the environment variable holding the API key; "
-                                          "empty: the bridge config file's"),
-        DeclareLaunchArgument("language", default_value="",
-                              description="en | zh (prompts_<language>.yaml); empty: the bridge config file's"),
+    declared = [DeclareLaunchArgument("pipeline", default_value="video", choices=["video", "av"],
+                                      description="video (the default face-expression model, or DuSE with "
+                                                  "model:=) or av (audio-visual) perception")]
+    declared += [DeclareLaunchArgument(name, default_value=default, description=f"{text} (passed to the pipeline)")
+                 for name, (default, text) in passed_through.items()]
+    declared += [DeclareLaunchArgument(name, default_value=default, description=text)
+                 for name, (default, text) in BRIDGE_ARGUMENTS.items()]
+    return LaunchDescription(declared + [
         IncludeLaunchDescription(PythonLaunchDescriptionSource(pipeline_launch),
-                                 launch_arguments={"namespace": arg("namespace"), "emotion_topic": arg("emotion_topic")}.items()),
+                                 launch_arguments={name: arg(name) for name in passed_through}.items()),
         OpaqueFunction(function=llm_bridge_node),
     ])

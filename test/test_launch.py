@@ -1,216 +1,108 @@
-"""The launch files, checked without ROS's launch packages: each is parsed with ast, and what it
-names (launch arguments, files, executables, topics, parameters) is checked against the repo.
-test_launch_pipelines.py runs them for real where launch_testing is installed."""
+"""The launch files, executed without ROS's launch packages: each file's own code runs against
+recording stand-ins (launch_stubs.py), with the arguments a user would give, and what it would
+start (nodes, parameters, remappings, lifecycle events, environment, included files) is checked
+against the repository. test_launch_pipelines.py runs them for real where launch_testing is
+installed."""
 from __future__ import annotations
 
-import ast
-import itertools
 import re
-from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
+import lifecycle_msgs.msg
 import pytest
 from param_files import read_params
 
+import launch_stubs as stubs
+from duse_ros.affect_settings import PARAMETERS as AFFECT_SETTINGS
 from duse_ros.bridge.settings import PARAMETERS as BRIDGE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = ROOT / "launch"
 CONFIG_DIR = ROOT / "config"
 LAUNCH_FILES = sorted(p.name for p in LAUNCH_DIR.glob("*.launch.py"))
-UNKNOWN = object()  # a value only known at launch time (a substitution)
+SHARE = "<share:duse_ros>"
+AFFECT_TOPICS = {"image_raw", "audio", "emotion_state"}  # affect_node's relative topics
 
 
-@dataclass
-class Declared:
-    default: object
-    choices: object
+def resolve(value, context: stubs.LaunchContext) -> str:
+    """A substitution as launch would resolve it, with `<share:duse_ros>` for the package share."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, stubs.LaunchConfiguration):
+        return value.perform(context)
+    if isinstance(value, stubs.FindPackageShare):
+        return f"<share:{value.package}>"
+    if isinstance(value, stubs.PathJoinSubstitution):
+        return "/".join(resolve(part, context) for part in value.parts)
+    if isinstance(value, (list, tuple)):
+        return "".join(resolve(part, context) for part in value)
+    raise AssertionError(f"cannot resolve {value!r}")
 
 
-@dataclass
-class NodeAction:
-    executable: object
-    package: object
-    remappings: list[tuple[object, object]]  # (node's topic, launch argument that renames it)
+def local_path(resolved: str) -> Path:
+    """<share:duse_ros>/config/x.yaml -> the repo's config/x.yaml (CMake installs both directories)."""
+    assert resolved.startswith(SHARE), resolved
+    return ROOT / resolved[len(SHARE):].lstrip("/")
 
 
-@dataclass
-class Include:
-    targets: list[str]  # launch file names it may include (one per choice of a LaunchConfiguration part)
-    arguments: list[object]
+class Launch:
+    """One launch file run with `given` arguments, its includes followed (sharing the context)."""
 
+    def __init__(self, name: str, given: dict[str, str] | None = None, inherited: dict[str, str] | None = None):
+        self.name = name
+        self.module = stubs.load_launch_file(LAUNCH_DIR / name)
+        stubs.LaunchConfiguration.created = []
+        with stubs.stub_modules():
+            self.description = self.module.generate_launch_description()
+        self.declared = {e.args[0] if e.args else e.kwargs["name"]: e
+                         for e in self.description.entities if isinstance(e, stubs.KINDS["DeclareLaunchArgument"])}
+        defaults = {name: resolve(d.kwargs.get("default_value", ""), stubs.LaunchContext({}))
+                    for name, d in self.declared.items()}
+        # as launch does: declared defaults, unless the including file or the user set a value
+        self.context = stubs.LaunchContext({**defaults, **(inherited or {}), **(given or {})})
+        self.entities = list(stubs.walk(self.description.entities, self.context))
+        self.asked_for = set(stubs.LaunchConfiguration.created)
+        self.includes: list[tuple[str, dict[str, str], Launch]] = []
+        for include in self.of_kind("IncludeLaunchDescription"):
+            source = include.args[0]
+            target = Path(resolve(source.args[0], self.context)).name
+            passed = {k: resolve(v, self.context) for k, v in include.kwargs.get("launch_arguments", [])}
+            self.includes.append((target, passed, Launch(target, passed, inherited=self.context.arguments)))
+        if inherited is None:  # what a user gives must be an argument of this file or of one it includes
+            for name in given or {}:
+                assert name in self.accepted(), f"{self.name} takes no argument {name!r}"
 
-@dataclass
-class LaunchFile:
-    name: str
-    constants: dict[str, ast.expr] = field(default_factory=dict)  # module-level NAME = literal
-    assigned: dict[str, ast.expr] = field(default_factory=dict)  # NAME = expr anywhere (include paths)
-    declared: dict[str, Declared] = field(default_factory=dict)
-    used: set[object] = field(default_factory=set)
-    nodes: list[NodeAction] = field(default_factory=list)
-    includes: list[Include] = field(default_factory=list)
-    strings: set[str] = field(default_factory=set)
+    def accepted(self) -> set[str]:
+        return set(self.declared).union(*(inc.accepted() for *_, inc in self.includes))
 
+    def of_kind(self, kind: str) -> list:
+        return [e for e in self.entities if type(e).__name__ == kind]
 
-def _call_name(call: ast.Call) -> str:
-    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
+    def nodes(self, recursive: bool = True) -> list:
+        own = self.of_kind("LifecycleNode") + self.of_kind("Node")
+        return own + ([n for *_, inc in self.includes for n in inc.nodes()] if recursive else [])
 
+    def node(self, executable: str):
+        (node,) = [n for n in self.nodes() if n.executable == executable]
+        return node
 
-class _Scanner(ast.NodeVisitor):
-    """Visits every call with the bindings of the comprehensions around it: a name bound by
-    `for name, (default, text) in ARGUMENTS.items()` resolves once per entry of ARGUMENTS."""
+    def parameters(self, node) -> tuple[list[str], dict]:
+        """(parameter files, overrides) a node is given."""
+        files, overrides = [], {}
+        for item in node.parameters:
+            if isinstance(item, dict):
+                overrides.update(item)
+            else:
+                files.append(self.resolve_in_tree(item))
+        return files, overrides
 
-    def __init__(self, constants: dict[str, ast.expr]):
-        self.constants = constants
-        self.bindings: list[list[dict[str, ast.expr]]] = [[{}]]  # per comprehension depth: every binding
-        self.calls: list[tuple[ast.Call, list[dict[str, ast.expr]]]] = []
-
-    def _elements(self, iterable: ast.expr) -> list[ast.expr]:
-        method = None
-        if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Attribute) and not iterable.args:
-            method, iterable = iterable.func.attr, iterable.func.value
-        source = self.constants.get(iterable.id) if isinstance(iterable, ast.Name) else None
-        if isinstance(source, ast.Dict) and method in (None, "keys", "values", "items"):
-            if method == "values":
-                return list(source.values)
-            if method == "items":
-                return [ast.Tuple(elts=[k, v]) for k, v in zip(source.keys, source.values)]
-            return list(source.keys)
-        if isinstance(source, (ast.Tuple, ast.List)) and method is None:
-            return list(source.elts)
-        raise AssertionError(f"line {iterable.lineno}: a comprehension in a launch file must iterate over a "
-                             "module-level literal, so its launch argument names can be checked")
-
-    def _comprehension(self, node: ast.AST) -> None:
-        envs = self.bindings[-1]
-        for generator in node.generators:
-            envs = [env | _bind(generator.target, item) for env in envs for item in self._elements(generator.iter)]
-        self.bindings.append(envs)
-        self.generic_visit(node)
-        self.bindings.pop()
-
-    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
-
-    def visit_Call(self, node: ast.Call) -> None:
-        self.calls.append((node, self.bindings[-1]))
-        self.generic_visit(node)
-
-
-def _bind(target: ast.expr, value: ast.expr) -> dict[str, ast.expr]:
-    if isinstance(target, ast.Name):
-        return {target.id: value}
-    if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
-        return {k: v for t, e in zip(target.elts, value.elts) for k, v in _bind(t, e).items()}
-    return {}
-
-
-def _value(expr: ast.expr | None, env: dict[str, ast.expr], constants: dict[str, ast.expr]) -> object:
-    if isinstance(expr, ast.Constant):
-        return expr.value
-    if isinstance(expr, ast.Name) and expr.id in env:
-        return _value(env[expr.id], {}, constants)
-    if isinstance(expr, ast.Name) and expr.id in constants:
-        return _value(constants[expr.id], {}, constants)
-    if isinstance(expr, (ast.List, ast.Tuple)):
-        return [_value(e, env, constants) for e in expr.elts]
-    return UNKNOWN
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
-
-
-def _argument(call: ast.Call, position: int, name: str) -> ast.expr | None:
-    return call.args[position] if len(call.args) > position else _keyword(call, name)
-
-
-@cache
-def parse(name: str) -> LaunchFile:
-    tree = ast.parse((LAUNCH_DIR / name).read_text(), filename=name)
-    lf = LaunchFile(name)
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            lf.constants[stmt.targets[0].id] = stmt.value
-    lf.assigned = {n.targets[0].id: n.value for n in ast.walk(tree)
-                   if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)}
-    aliases = {"LaunchConfiguration"} | {alias for alias, value in lf.assigned.items()  # arg = LaunchConfiguration
-                                         if isinstance(value, ast.Name) and value.id == "LaunchConfiguration"}
-    lf.strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-
-    def config_name(expr: ast.expr | None, env: dict) -> object:
-        is_config = isinstance(expr, ast.Call) and _call_name(expr) in aliases
-        return _value(_argument(expr, 0, "variable_name"), env, lf.constants) if is_config else UNKNOWN
-
-    scanner = _Scanner(lf.constants)
-    scanner.visit(tree)
-    includes = []  # resolved last: a file picked by a launch argument needs that argument's choices
-    for call, envs in scanner.calls:
-        kind = _call_name(call)
-        for env in envs:
-            if kind == "DeclareLaunchArgument":
-                lf.declared[_value(_argument(call, 0, "name"), env, lf.constants)] = Declared(
-                    _value(_keyword(call, "default_value"), env, lf.constants),
-                    _value(_keyword(call, "choices"), env, lf.constants))
-            elif kind in aliases:
-                lf.used.add(config_name(call, env))
-            elif kind == "Node":
-                remaps = _keyword(call, "remappings")
-                lf.nodes.append(NodeAction(
-                    _value(_keyword(call, "executable"), env, lf.constants),
-                    _value(_keyword(call, "package"), env, lf.constants),
-                    [(_value(pair.elts[0], env, lf.constants), config_name(pair.elts[1], env))
-                     for pair in (remaps.elts if isinstance(remaps, ast.List) else [])]))
-            elif kind == "IncludeLaunchDescription":
-                includes.append((call, env))
-    lf.includes = [_include(call, env, lf, config_name) for call, env in includes]
-    return lf
-
-
-def _include(call: ast.Call, env: dict, lf: LaunchFile, config_name) -> Include:
-    source = _argument(call, 0, "launch_description_source")
-    assert isinstance(source, ast.Call), f"{lf.name}: include the launch file through a *LaunchDescriptionSource"
-    location = _argument(source, 0, "launch_file_path")
-    if isinstance(location, ast.Name):
-        location = lf.assigned.get(location.id, location)
-    if isinstance(location, ast.Call):  # PathJoinSubstitution([...])
-        location = location.args[0]
-    parts = location.elts if isinstance(location, ast.List) else [location]
-    last = _value(parts[-1], env, lf.constants)
-    assert isinstance(last, str) and last.endswith(".launch.py"), f"{lf.name}: cannot tell which file is included"
-    prefix = config_name(parts[-2], env) if len(parts) > 1 else UNKNOWN
-    if prefix is UNKNOWN:
-        targets = [last]
-    else:  # <share>/launch/ + LaunchConfiguration(prefix) + suffix: one file per allowed value
-        choices = lf.declared[prefix].choices
-        assert isinstance(choices, list), f"{lf.name}: launch argument {prefix!r} picks a file, so it needs choices"
-        targets = [f"{choice}{last}" for choice in choices]
-    arguments = _keyword(call, "launch_arguments")
-    if isinstance(arguments, ast.Call) and isinstance(arguments.func, ast.Attribute):  # {...}.items()
-        arguments = arguments.func.value
-    names = [_value(k, env, lf.constants) for k in arguments.keys] if isinstance(arguments, ast.Dict) else []
-    return Include(targets, names)
-
-
-def declared_through_includes(name: str) -> set[object]:
-    """Launch arguments a file accepts: its own and those of the files it includes."""
-    lf = parse(name)
-    return set(lf.declared).union(*(declared_through_includes(t) for inc in lf.includes for t in inc.targets))
-
-
-def _topics_in_source(path: Path) -> set[str]:
-    """Topic names given as literals to create_subscription/create_*publisher/_subscribe."""
-    calls = (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call))
-    return {c.args[1].value for c in calls
-            if _call_name(c) in ("create_subscription", "create_publisher", "create_lifecycle_publisher", "_subscribe")
-            and len(c.args) > 1 and isinstance(c.args[1], ast.Constant)}
-
-
-NODE_TOPICS = {
-    "affect_node": _topics_in_source(ROOT / "duse_ros" / "nodes" / "affect_node.py"),
-    "llm_bridge_node": {p.default for p in BRIDGE_SETTINGS if p.name.endswith("_topic")},
-}
-all_nodes = [(f, i) for f in LAUNCH_FILES for i in range(len(parse(f).nodes))]
+    def resolve_in_tree(self, value) -> str:
+        for launch in [self] + [inc for *_, inc in self.includes]:
+            try:
+                return resolve(value, launch.context)
+            except KeyError:
+                continue
+        raise AssertionError(f"cannot resolve {value!r} in {self.name}")
 
 
 def test_the_repo_has_the_expected_launch_files():
@@ -219,85 +111,158 @@ def test_the_repo_has_the_expected_launch_files():
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_every_launch_configuration_is_declared_in_the_same_file(name):
-    lf = parse(name)
-    assert UNKNOWN not in lf.used, f"{name}: a LaunchConfiguration name is neither a literal nor from a literal"
-    assert UNKNOWN not in lf.declared, f"{name}: a DeclareLaunchArgument name is neither a literal nor from a literal"
-    assert lf.used, f"{name}: reads no launch argument (the scan found nothing)"
-    assert lf.used <= set(lf.declared), f"{name}: undeclared {sorted(lf.used - set(lf.declared))}"
+def test_every_argument_is_declared_with_a_description_in_the_same_file(name):
+    launch = Launch(name)
+    assert launch.asked_for, f"{name} reads no launch argument"
+    assert launch.asked_for <= set(launch.declared), f"{name}: undeclared {sorted(launch.asked_for - set(launch.declared))}"
+    for arg_name, declared in launch.declared.items():
+        assert declared.kwargs.get("description", "").strip(), f"{name}: {arg_name} has no description (--show-args)"
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_files_named_in_a_launch_file_exist(name):
-    lf = parse(name)
-    configs = {s for s in lf.strings if re.fullmatch(r"[\w.-]+\.yaml", s)}
-    launches = {t for inc in lf.includes for t in inc.targets}
-    assert configs or launches, f"{name}: names no file (the scan found nothing)"
-    assert not [c for c in configs if not (CONFIG_DIR / c).is_file()], f"{name}: missing config files"
-    assert not [f for f in launches if not (LAUNCH_DIR / f).is_file()], f"{name}: missing launch files"
-    for config in configs:
-        read_params(CONFIG_DIR / config)  # one '/**' entry: applies in any namespace
+def test_files_a_launch_file_names_exist(name):
+    launch = Launch(name)
+    for node in launch.nodes():
+        files, _ = launch.parameters(node)
+        for path in files:
+            read_params(local_path(path))  # one '/**' entry: applies in any namespace
+    for target, _, _ in launch.includes:
+        assert (LAUNCH_DIR / target).is_file(), f"{name} includes missing {target}"
 
 
-@pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_include_arguments_are_declared_by_the_included_file(name):
-    for inc in parse(name).includes:
-        for target in inc.targets:
-            missing = set(inc.arguments) - declared_through_includes(target)
-            assert not missing, f"{name} passes {sorted(missing, key=str)} to {target}, which does not declare them"
-
-
-def test_full_stack_can_include_every_pipeline():
-    (include,) = parse("full_stack.launch.py").includes
-    assert include.targets == ["video_pipeline.launch.py", "av_pipeline.launch.py"]
-
-
-@pytest.mark.parametrize("name,index", all_nodes)
-def test_node_executables_are_installed_programs(name, index):
-    node = parse(name).nodes[index]
+def _installed_programs() -> list[str]:
     cmake = (ROOT / "CMakeLists.txt").read_text()
     programs = re.search(r"install\(PROGRAMS(.*?)DESTINATION lib/\$\{PROJECT_NAME\}\)", cmake, re.S)
-    assert node.package == "duse_ros"
-    assert (ROOT / "scripts" / node.executable).is_file()
-    assert programs and f"scripts/{node.executable}" in programs.group(1).split()
+    assert programs
+    return programs.group(1).split()
 
 
-@pytest.mark.parametrize("name,index", all_nodes)
-def test_remappings_rename_the_node_topics_and_default_to_them(name, index):
-    lf = parse(name)
-    node = lf.nodes[index]
-    topics = NODE_TOPICS[node.executable]
-    for topic, argument in node.remappings:
-        assert topic in topics, f"{name}: remaps {topic!r}, which {node.executable} does not use ({sorted(topics)})"
-        assert lf.declared[argument].default == topic, f"{name}: {argument} must default to {topic!r}: no remap"
-    if node.executable == "affect_node":  # every relative topic of the node can be moved from the command line
-        assert {t for t, _ in node.remappings} == {t for t in topics if not t.startswith("/")}
-        assert {t for t, _ in node.remappings} == {"image_raw", "image_raw/compressed", "audio", "emotion_state"}
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_node_executables_are_installed_programs(name):
+    for node in Launch(name).nodes():
+        assert node.package == "duse_ros"
+        assert (ROOT / "scripts" / node.executable).is_file()
+        assert f"scripts/{node.executable}" in _installed_programs()
 
 
-def _literal(name: str, constant: str) -> object:
-    return ast.literal_eval(parse(name).constants[constant])
+@pytest.mark.parametrize("name", ["affect_pipeline.launch.py", "video_pipeline.launch.py", "av_pipeline.launch.py"])
+def test_affect_node_is_a_lifecycle_node_whose_topics_follow_the_arguments(name):
+    given = {"image_topic": "/camera/color/image_raw", "audio_topic": "/mic", "emotion_topic": "/emotions",
+             "namespace": "robot1"}
+    launch = Launch(name, given)
+    node = launch.node("affect_node")
+    assert type(node).__name__ == "LifecycleNode"
+    remaps = {topic: launch.resolve_in_tree(target) for topic, target in node.remappings}
+    # every relative topic can be moved; the compressed stream follows the image base topic
+    assert remaps == {"image_raw": "/camera/color/image_raw", "audio": "/mic", "emotion_state": "/emotions"}
+    assert set(remaps) == AFFECT_TOPICS
+    assert launch.resolve_in_tree(node.namespace) == "robot1"
+    defaults = Launch(name).node("affect_node")
+    assert {t: Launch(name).resolve_in_tree(v) for t, v in defaults.remappings} == {t: t for t in AFFECT_TOPICS}
 
 
-def test_affect_launch_arguments_name_affect_node_parameters():
-    overridden = _literal("affect_pipeline.launch.py", "PARAMETER_ARGUMENTS")
-    assert set(overridden) == {"model", "clip_weights", "device"}
-    assert set(overridden) <= set(read_params(CONFIG_DIR / "duse_video.yaml"))
-    for argument in overridden:  # empty: the config file's value stands
-        assert parse("affect_pipeline.launch.py").declared[argument].default == ""
+def test_parameter_arguments_override_the_config_only_when_given():
+    launch = Launch("affect_pipeline.launch.py")
+    files, overrides = launch.parameters(launch.node("affect_node"))
+    assert files == [f"{SHARE}/config/duse_video.yaml"]
+    assert overrides == {"use_sim_time": False, "autostart": False}  # launch drives the lifecycle
+    given = {"model": "duse-tiny", "clip_weights": "/w.pt", "device": "cuda", "image_compressed": "true",
+             "use_sim_time": "true"}
+    launch = Launch("affect_pipeline.launch.py", given)
+    _, overrides = launch.parameters(launch.node("affect_node"))
+    assert overrides == {"model": "duse-tiny", "clip_weights": "/w.pt", "device": "cuda",
+                         "image_compressed": True, "use_sim_time": True, "autostart": False}
+    table = {spec.name: spec for spec in AFFECT_SETTINGS}
+    for name, value in overrides.items():
+        if name != "use_sim_time":
+            assert name in table and type(value) is type(table[name].default), name
+    with pytest.raises(ValueError, match="image_compressed"):
+        Launch("affect_pipeline.launch.py", {"image_compressed": "yes"})
 
 
-def test_bridge_launch_arguments_name_bridge_parameters():
-    overridden = _literal("full_stack.launch.py", "BRIDGE_PARAMETERS")
-    assert set(overridden.values()) <= set(read_params(CONFIG_DIR / "llm_bridge.yaml"))
-    for argument in overridden:
-        assert parse("full_stack.launch.py").declared[argument].default == ""
+def _change_states(launch: Launch) -> list[int]:
+    return [e.event.kwargs["transition_id"] for e in launch.of_kind("EmitEvent")]
 
 
-def test_wrappers_leave_the_model_to_their_config_file():
-    # A model passed down by a wrapper would mask the model in the config file it picks.
-    for wrapper in ("video_pipeline.launch.py", "av_pipeline.launch.py"):
-        assert "model" not in itertools.chain.from_iterable(i.arguments for i in parse(wrapper).includes)
+def _handlers(launch: Launch) -> dict[tuple[str, str], object]:
+    return {(h.start_state, h.goal_state): h for h in launch.of_kind("OnStateTransition")}
+
+
+def test_launch_configures_then_activates_unless_autostart_is_off():
+    Transition = lifecycle_msgs.msg.Transition
+    launch = Launch("affect_pipeline.launch.py")
+    node = launch.node("affect_node")
+    assert Transition.TRANSITION_CONFIGURE in _change_states(launch)
+    on_inactive = _handlers(launch)[("configuring", "inactive")]
+    assert on_inactive.target_lifecycle_node is node
+    (activate,) = on_inactive.entities
+    assert activate.event.kwargs["transition_id"] == Transition.TRANSITION_ACTIVATE
+    assert activate.event.kwargs["lifecycle_node_matcher"](node)
+    assert not Launch("affect_pipeline.launch.py", {"autostart": "false"}).of_kind("EmitEvent")
+
+
+@pytest.mark.parametrize("step,start,goal", [("configure", "configuring", "unconfigured"),
+                                              ("activate", "activating", "inactive")])
+def test_a_failed_transition_is_reported_and_can_end_launch(step, start, goal):
+    handler = _handlers(Launch("affect_pipeline.launch.py"))[(start, goal)]
+    assert [type(e).__name__ for e in handler.entities] == ["LogInfo"]
+    assert f"failed to {step}" in handler.entities[0].msg
+    handler = _handlers(Launch("affect_pipeline.launch.py", {"exit_on_failure": "true"}))[(start, goal)]
+    log, fail = handler.entities
+    with pytest.raises(RuntimeError, match=f"affect_node failed to {step}"):  # launch exits 1 on it
+        fail.function(stubs.LaunchContext({}))
+
+
+def test_fast_dds_profile_for_raw_images_by_default_and_overridable():
+    launch = Launch("affect_pipeline.launch.py")
+    env = launch.node("affect_node").additional_env
+    profile = env["FASTDDS_DEFAULT_PROFILES_FILE"]
+    assert profile == f"{SHARE}/config/fastdds_large_shm.xml" and local_path(profile).is_file()
+    assert "<segment_size>8388608</segment_size>" in local_path(profile).read_text()
+    assert Launch("affect_pipeline.launch.py", {"fastdds_profile": "/my/profile.xml"}).node(
+        "affect_node").additional_env == {"FASTDDS_DEFAULT_PROFILES_FILE": "/my/profile.xml"}
+    assert Launch("affect_pipeline.launch.py", {"fastdds_profile": ""}).node("affect_node").additional_env is None
+
+
+@pytest.mark.parametrize("wrapper,config", [("video_pipeline.launch.py", "duse_video.yaml"),
+                                            ("av_pipeline.launch.py", "av_pipeline.yaml")])
+def test_wrappers_pick_their_config_and_leave_the_model_to_it(wrapper, config):
+    launch = Launch(wrapper)
+    ((target, passed, _),) = launch.includes
+    assert target == "affect_pipeline.launch.py" and set(passed) == {"config"}  # a model passed down would mask the file's
+    files, overrides = launch.parameters(launch.node("affect_node"))
+    assert files == [f"{SHARE}/config/{config}"] and "model" not in overrides
+
+
+@pytest.mark.parametrize("pipeline", ["video", "av"])
+def test_full_stack_declares_and_passes_every_pipeline_argument(pipeline):
+    given = {"pipeline": pipeline, "model": "tiny-random-video", "use_sim_time": "true", "image_topic": "/cam"}
+    launch = Launch("full_stack.launch.py", given)
+    affect = Launch("affect_pipeline.launch.py")
+    passed_through = set(affect.declared) - {"config"}
+    assert passed_through <= set(launch.declared)
+    for name in passed_through:
+        assert resolve(launch.declared[name].kwargs["default_value"], stubs.LaunchContext({})) == \
+            resolve(affect.declared[name].kwargs["default_value"], stubs.LaunchContext({})), name
+    ((target, passed, _),) = launch.includes
+    assert target == f"{pipeline}_pipeline.launch.py"
+    assert set(passed) == passed_through and passed["image_topic"] == "/cam"
+    _, overrides = launch.parameters(launch.node("affect_node"))
+    assert overrides["model"] == "tiny-random-video" and overrides["use_sim_time"] is True
+    bridge = launch.node("llm_bridge_node")
+    files, bridge_overrides = launch.parameters(bridge)
+    assert files == [f"{SHARE}/config/llm_bridge.yaml"] and bridge_overrides == {"use_sim_time": True}
+    assert {t: launch.resolve_in_tree(v) for t, v in bridge.remappings} == {"emotion_state": "emotion_state"}
+    assert launch.declared["pipeline"].kwargs["choices"] == ["video", "av"]
+
+
+def test_bridge_arguments_name_bridge_parameters_and_override_only_when_given():
+    module = Launch("full_stack.launch.py").module
+    bridge_params = set(read_params(CONFIG_DIR / "llm_bridge.yaml"))
+    assert set(module.BRIDGE_PARAMETERS.values()) <= bridge_params <= {p.name for p in BRIDGE_SETTINGS}
+    launch = Launch("full_stack.launch.py", {"llm_model": "qwen", "language": "zh"})
+    _, overrides = launch.parameters(launch.node("llm_bridge_node"))
+    assert overrides == {"llm.model": "qwen", "language": "zh", "use_sim_time": False}
 
 
 def test_cmake_installs_launch_and_config_into_the_package_share():
