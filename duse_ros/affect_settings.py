@@ -62,7 +62,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
       choices=("publish", "skip"), live=True),
     P("smoothing_window", 5, "soft voting over the last K readings; 0: off", 0, 1000, live=True),
     P("queue_depth", 2, "pending windows; the oldest is dropped when inference lags", 1, 64),
-    P("max_batch", 4, "windows one forward may take", 1, 64),
+    P("max_batch", 4, "clips one forward may take (a window of N faces is N clips, never split)", 1, 64),
     P("max_window_age_s", 5.0, "windows older than this when inference would start are skipped (counted); 0: never",
       0.0, 3600.0, live=True),
     P("diagnostics_period_s", 1.0, "period of the /diagnostics status", 0.05, 3600.0, live=True),

@@ -193,7 +193,8 @@ class InferenceEngine:
 
     device: 'cpu', 'cuda', 'cuda:N' or 'auto' (validated here, so a bad value fails at configure
     time). half: fp16 autocast, CUDA only. queue_depth: pending jobs kept (newest win).
-    max_batch: jobs one forward may take. on_result: required, called on the worker thread.
+    max_batch: clips one forward may take (a job of N clips counts N; one job always runs whole).
+    on_result: required, called on the worker thread.
     """
 
     def __init__(self, model: AffectModel, device: str = "cpu", half: bool = False,
@@ -314,7 +315,11 @@ class InferenceEngine:
                     self._cond.wait()
                 if not self._running:
                     return
-                taken = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+                # Up to max_batch clips (a window of N faces is N clips), but a job is never split.
+                taken, clips = [], 0
+                while self._pending and (not taken or clips + _clips(self._pending[0]) <= self.max_batch):
+                    taken.append(self._pending.popleft())
+                    clips += _clips(taken[-1])
                 self.stats.add("pending", -len(taken))
             now = time.monotonic()
             stale = sum(1 for job in taken if job.deadline is not None and job.deadline < now)
