@@ -9,3 +9,31 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10, 100)))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+import logging  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def capture_logs(caplog):
+    """`with capture_logs("duse_ros.engine", logging.WARNING): ...` then read caplog.text.
+
+    Importing `launch.logging` (the launch_testing pytest plugin does, on ROS machines) makes
+    loggers created afterwards stop propagating to the root logger, where caplog listens; this
+    turns propagation back on for the one logger while it is captured."""
+    @contextmanager
+    def capture(name: str, level: int):
+        logger = logging.getLogger(name)
+        propagate, logger.propagate = logger.propagate, True
+        try:
+            with caplog.at_level(level, logger=name):
+                yield caplog
+        finally:
+            logger.propagate = propagate
+    return capture
+
+# Under `colcon test` the launch test runs on its own (add_launch_test in CMakeLists.txt).
+collect_ignore = ["test_launch_pipelines.py"] if os.environ.get("DUSE_ROS_LAUNCH_TEST_SEPARATE") else []

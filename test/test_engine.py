@@ -218,7 +218,7 @@ def test_full_queue_drops_the_oldest_pending_job(engines, video_model):
             snap.errors, snap.pending, snap.in_flight) == (4, 3, 1, 0, 0, 0, 0)
 
 
-def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, video_model, caplog):
+def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, video_model, caplog, capture_logs):
     gated = GatedModel(video_model, fail_calls={1})
     engine, sink = engines(gated, queue_depth=2)
     engine.start()
@@ -226,7 +226,7 @@ def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, v
     gated.wait_entered()
     engine.submit(make_job(1, frames=2, size=32))
     engine.submit(make_job(2, frames=2, size=32))      # 1 and 2 share the failing forward
-    with caplog.at_level(logging.ERROR, logger="duse_ros.engine"):
+    with capture_logs("duse_ros.engine", logging.ERROR):
         gated.release.set()
         results = sink.wait_for(3)
     ok, failed = results[0], results[1:]
@@ -275,7 +275,7 @@ def test_a_raising_callback_is_counted_and_the_worker_survives(engines, video_mo
     assert (snap.completed, snap.callback_errors) == (2, 1)
 
 
-def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, video_model, caplog):
+def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, video_model, caplog, capture_logs):
     gated = GatedModel(video_model)
     engine, sink = engines(gated, queue_depth=2, name="engine-under-test")
     engine.stop()                        # before start: nothing to do
@@ -285,7 +285,7 @@ def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, vide
     gated.wait_entered()
     engine.submit(make_job(1, frames=2, size=32))
     engine.submit(make_job(2, frames=2, size=32))
-    with caplog.at_level(logging.WARNING, logger="duse_ros.engine"):
+    with capture_logs("duse_ros.engine", logging.WARNING):
         engine.stop(timeout=0.05, cancel=False)  # the forward is blocked: the join times out
     assert "still running" in caplog.text
     assert not engine.running
@@ -357,8 +357,8 @@ def test_device_strings(monkeypatch, video_model):
         InferenceEngine(video_model, device="cuda", on_result=print)
 
 
-def test_half_on_cpu_is_ignored_with_a_warning(video_model, caplog):
-    with caplog.at_level(logging.WARNING, logger="duse_ros.engine"):
+def test_half_on_cpu_is_ignored_with_a_warning(video_model, caplog, capture_logs):
+    with capture_logs("duse_ros.engine", logging.WARNING):
         engine = InferenceEngine(video_model, device="cpu", half=True, on_result=print)
     assert engine.half is False and engine.stats.snapshot().half is False
     assert "half precision requested" in caplog.text

@@ -20,6 +20,10 @@ import unittest
 
 import pytest
 
+# DDS stays on this machine (launch_test does not read conftest.py); the nodes inherit it.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
+
 launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 machines only)")
 pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 machines only)")
 
