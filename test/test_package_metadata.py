@@ -1,6 +1,7 @@
 """setup.py, package.xml, the Python package and the requirements agree with each other."""
 import ast
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -34,19 +35,73 @@ def test_versions_agree():
     assert _setup_kwargs()["version"] == xml_version == duse_ros.__version__
 
 
-def test_package_xml_names_every_ros_dependency_the_code_imports():
+# Every third-party module duse_ros imports, and where it comes from:
+#   (how a ROS host gets it: a package.xml dependency (ROS package or rosdep key), or None for
+#    requirements/ros_host.txt; the pip distribution a bare machine installs from base.txt).
+DEPENDENCIES: dict[str, tuple[str | None, str]] = {
+    "rclpy": ("rclpy", "ros-rclpy"), "std_msgs": ("std_msgs", "ros-std-msgs"),
+    "sensor_msgs": ("sensor_msgs", "ros-sensor-msgs"), "diagnostic_msgs": ("diagnostic_msgs", "ros-diagnostic-msgs"),
+    "builtin_interfaces": ("builtin_interfaces", "ros-builtin-interfaces"),
+    "lifecycle_msgs": ("lifecycle_msgs", "ros-lifecycle-msgs"), "rcl_interfaces": ("rcl_interfaces", "ros-rclpy"),
+    "rosgraph_msgs": ("rosgraph_msgs", "ros-rclpy"), "ament_index_python": ("ament_index_python", "ros-rclpy"),
+    "numpy": ("python3-numpy", "numpy"), "cv2": ("python3-opencv", "opencv-python-headless"),
+    "yaml": ("python3-yaml", "pyyaml"), "h5py": ("python3-h5py", "h5py"), "torch": ("python3-torch", "torch"),
+    "timm": ("python3-timm-pip", "open-clip-torch"), "rosbags": ("python3-rosbags-pip", "rosbags"),
+    "tqdm": ("python3-tqdm", "tqdm"), "matplotlib": ("python3-matplotlib", "matplotlib"),
+    "open_clip": (None, "open-clip-torch"), "safetensors": (None, "safetensors"), "mambapy": (None, "mambapy"),
+    "av": (None, "av"),
+}
+# Imported only inside a try, with a fallback or a clear error naming the package.
+OPTIONAL = {"mamba_ssm": "CUDA selective scan (setup.py extra 'cuda'); mambapy otherwise",
+            "hri_msgs": "ROS4HRI output and input, off without it",
+            "audio_common_msgs": "imported by name from the audio.type parameter"}
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for py in (ROOT / "duse_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("duse_ros", "__future__"):
+                    found.setdefault(top, set()).add(str(py.relative_to(ROOT)))
+    found.setdefault("open_clip", {"duse_ros/torchvision_shim.py"})  # imported through importlib there
+    return found
+
+
+def _requirement_names(path: str) -> set[str]:
+    return {_dist(line) for line in (ROOT / path).read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
+def test_every_import_is_declared_for_a_ros_host_and_a_bare_machine():
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "duse_ros"
     deps = {e.text for e in root if e.tag.endswith("depend")}
-    ros_modules = set()
-    for py in (ROOT / "duse_ros").rglob("*.py"):
-        for m in re.findall(r"^\s*(?:from|import)\s+(\w+)", py.read_text(), re.M):
-            ros_modules.add(m)
-    for module in ("rclpy", "std_msgs", "sensor_msgs", "diagnostic_msgs", "builtin_interfaces", "lifecycle_msgs"):
-        if module in ros_modules:
-            assert module in deps, f"duse_ros imports {module} but package.xml does not depend on it"
+    ros_host, base = _requirement_names("requirements/ros_host.txt"), _requirement_names("requirements/base.txt")
+    for module, files in sorted(_third_party_imports().items()):
+        if module in OPTIONAL:
+            continue
+        assert module in DEPENDENCIES, f"{sorted(files)} import {module}: add it to DEPENDENCIES (and package.xml)"
+        rosdep, dist = DEPENDENCIES[module]
+        if rosdep:
+            assert rosdep in deps, f"duse_ros imports {module} ({sorted(files)[0]}) but package.xml lacks {rosdep}"
+        else:
+            assert dist in ros_host, f"{module} has no rosdep key: requirements/ros_host.txt must list {dist}"
+        assert dist in base, f"make setup (requirements/base.txt) does not install {dist} for {module}"
     assert "rosidl_default_generators" in deps and "rosidl_interface_packages" in {
         e.text for e in root.iter("member_of_group")}
+
+
+def test_ros_host_requirements_leave_ros_opencv_and_torch_to_rosdep():
+    names = _requirement_names("requirements/ros_host.txt")
+    assert not [n for n in names if n.startswith("ros-")], "ROS comes from /opt/ros on a ROS host"
+    assert not names & {"opencv-python", "opencv-python-headless", "torch", "torchvision", "numpy", "catkin-pkg"}
 
 
 def test_setup_requires_what_package_xml_and_requirements_name():
