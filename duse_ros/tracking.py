@@ -8,8 +8,9 @@ the predicted box overlaps the box by IoU >= `min_iou`, or when their centres li
 `max_centre_shift` box sides of each other and their sizes differ by less than `max_size_ratio`.
 Pairs are taken greedily, the nearest (size-normalised centre distance) first, so two faces whose
 paths cross keep their ids as long as their motion tells them apart. A box left over is a new
-track (a birth, with the next id); a track that no box matched is missed; a track missed for
-longer than `lifetime_s` of stamp time dies. Ids count up from 1 for the tracker's whole life and
+track (a birth, with the next id); a track that no box matched is missed, and dies once it
+has gone unseen for longer than `lifetime_s` of stamp time. A face is only missed by a keyframe
+that looked: after a stall of the detector, a face found again where it was keeps its id. Ids count up from 1 for the tracker's whole life and
 are never given twice, not even after `reset()`.
 """
 from __future__ import annotations
@@ -95,10 +96,6 @@ class BoxTracker:
         """Match one keyframe's boxes. Returns (the id of each box, in order; the ids that died).
         Stamps must not go backwards (call reset() first when the stream restarts)."""
         stamp_ns = int(stamp_ns)
-        dead = [fid for fid, t in self._tracks.items() if stamp_ns - t.seen_ns > self._lifetime_ns]
-        for fid in dead:
-            del self._tracks[fid]
-        self.deaths += len(dead)
         pairs = []
         for fid, track in self._tracks.items():
             for i, box in enumerate(boxes):
@@ -113,6 +110,11 @@ class BoxTracker:
                 ids[i] = fid
                 taken.add(fid)
                 self._match(self._tracks[fid], boxes[i], stamp_ns)
+        dead = [fid for fid, t in self._tracks.items()
+                if fid not in taken and stamp_ns - t.seen_ns > self._lifetime_ns]
+        for fid in dead:
+            del self._tracks[fid]
+        self.deaths += len(dead)
         for i, box in enumerate(boxes):
             if ids[i] is None:
                 fid, self._next_id = self._next_id, self._next_id + 1

@@ -141,3 +141,11 @@ def test_stamps_going_back_reset_the_faces_and_ids_go_on():
         track.record(100 * NS + k * KEY_NS, [box_at(100, 100)])
     assert track.record(0, [box_at(300, 300)]) == {2: (300, 300, 60, 60)}
     assert track.counters["track_resets"] == 1 and track.face_ids() == [2]
+
+
+def test_a_detector_stall_is_not_a_miss():
+    """No keyframe for 3 s (the detector fell behind): the face found again in place keeps its id."""
+    tracker = BoxTracker(lifetime_s=1.0)
+    first, _ = tracker.update(0, [box_at(100, 100)])
+    again, dead = tracker.update(3 * NS, [box_at(104, 100)])
+    assert again == first and dead == [] and tracker.births == 1
