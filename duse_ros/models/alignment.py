@@ -50,7 +50,8 @@ def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 class LowRankAdversarialAlign(nn.Module):
-    def __init__(self, dim: int, video_tokens: int, audio_tokens: int, rank: int = 8, critic_width: int = 256):
+    def __init__(self, dim: int, video_tokens: int, audio_tokens: int, rank: int = 8, critic_width: int = 256,
+                 adversarial: bool = True):
         super().__init__()
         # Gamma starts as the plain average of the audio tokens at every frame (column 0), plus noise.
         self.U = nn.Parameter(torch.randn(video_tokens, rank) * 0.02)
@@ -59,9 +60,10 @@ class LowRankAdversarialAlign(nn.Module):
             self.U[:, 0] = 1.0
             self.V[:, 0] = 1.0 / audio_tokens
         self.refine = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim), nn.GELU(), nn.Linear(dim, dim))
+        # The critic only serves the training loss; without it (ablation) the coupling still carries audio.
         self.critic = nn.Sequential(nn.Linear(dim, critic_width), nn.LeakyReLU(0.2),
                                     nn.Linear(critic_width, critic_width // 2), nn.LeakyReLU(0.2),
-                                    nn.Linear(critic_width // 2, 1))
+                                    nn.Linear(critic_width // 2, 1)) if adversarial else None
         self.reverse = GradientReversal()
 
     def coupling(self) -> torch.Tensor:

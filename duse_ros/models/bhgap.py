@@ -155,7 +155,8 @@ class BHGap(AffectModel):
             self.visual_proj = nn.Sequential(nn.Linear(dv, h), nn.LayerNorm(h))
             self.audio_proj = nn.Sequential(nn.Linear(da, h), nn.LayerNorm(h))
             audio_tokens = self.audio.patch_embed.num_patches
-            self.macro = LowRankAdversarialAlign(h, frames, audio_tokens, config["align_rank"])
+            self.macro = LowRankAdversarialAlign(h, frames, audio_tokens, config["align_rank"],
+                                                 adversarial=config["adversarial"])
             self.micro = (MMDRefiner(config["mmd_steps"], config["mmd_step_size"], config["mmd_bandwidths"])
                           if config["mmd"] else None)
             self.type_embed = nn.Parameter(torch.randn(2, h) * 0.02)                     # video, audio
