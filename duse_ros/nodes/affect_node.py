@@ -29,7 +29,7 @@ from duse_ros.hri import unmapped
 from duse_ros.models import build_model
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
-                                   ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
+                                   bound_heap, ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
                                    stamp_to_ns)
 from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
 from duse_ros.pipeline import AffectPipeline, PipelineConfig, Reading
@@ -448,6 +448,7 @@ class AffectNode(LifecycleNode):
 
 
 def main() -> None:
+    bound_heap()
     run_node(AffectNode)
 
 

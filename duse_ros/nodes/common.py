@@ -106,6 +106,18 @@ def release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def bound_heap() -> None:
+    """Keep a long-running node's heap from growing with its frame buffers. glibc raises its mmap
+    threshold each time a large block is freed, after which camera frames and crops (~1 MB each,
+    freed on other threads) come from per-thread heaps that fragment and are never given back;
+    a fixed threshold keeps them mmap'ed, returned to the system the moment they are freed."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+
+
 def _load_libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

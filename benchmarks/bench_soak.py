@@ -1,0 +1,142 @@
+"""Soak: affect_node in its own process fed a live-stamped camera stream for many minutes.
+
+Prints, per minute: the node's RSS, windows emitted / dropped (queue full, too old), readings
+published, and reading age at arrival (now - window_end) p50/p95. At the end: RSS growth between
+minute 1 and the last minute (target < 5 %).
+
+    python benchmarks/bench_soak.py                      # 10 minutes at 30 fps, the node's default model
+    python benchmarks/bench_soak.py --minutes 2 --model duse-vitb16-normal
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10, 100)))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from duse_ros.msg import EmotionState  # noqa: E402
+
+NS = 1_000_000_000
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--model", default="", help="model parameter of the node (default: the node's default)")
+    ap.add_argument("--face-mode", default="full_frame", help="full_frame (default: a synthetic image has no face) or detect")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="more node parameters")
+    args = ap.parse_args()
+
+    cmd = [sys.executable, "-m", "duse_ros.nodes.affect_node", "--ros-args", "-p", f"face_mode:={args.face_mode}",
+           "-p", "qos.reliability:=reliable", "-p", "qos.depth:=10"]
+    if args.model:
+        cmd += ["-p", f"model:={args.model}"]
+    for p in args.param:
+        cmd += ["-p", p]
+    log = tempfile.NamedTemporaryFile("w+", prefix="soak-node-", suffix=".log", delete=False)
+    node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+    rclpy.init()
+    peer = rclpy.create_node("bench_soak_camera")
+    pub = peer.create_publisher(Image, "image_raw", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ages: list[float] = []
+    readings = [0]
+    diag: dict[str, str] = {}
+
+    def on_state(msg: EmotionState) -> None:
+        readings[0] += 1
+        end = msg.window_end.sec + msg.window_end.nanosec / NS
+        ages.append(time.time() - end)
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if "affect pipeline" in status.name:
+                diag.clear()
+                diag.update({kv.key: kv.value for kv in status.values})
+
+    peer.create_subscription(EmotionState, "emotion_state", on_state, 100)
+    peer.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    deadline = time.monotonic() + 120
+    while pub.get_subscription_count() == 0:
+        if node_proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the node did not subscribe:\n{Path(log.name).read_text()[-3000:]}")
+        rclpy.spin_once(peer, timeout_sec=0.1)
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
+    print(f"node pid {node_proc.pid}, log {log.name}; {args.minutes:g} min at {args.fps:g} fps, "
+          f"{args.width}x{args.height} bgr8")
+    print(f"{'min':>4} {'RSS MB':>8} {'windows':>8} {'dropped':>8} {'stale':>6} {'readings':>9} "
+          f"{'age p50 s':>10} {'age p95 s':>10}")
+    period = 1.0 / args.fps
+    start = time.monotonic()
+    next_frame, next_report, minute = start, start + 60.0, 0
+    rss_by_minute: list[float] = []
+    i = 0
+    try:
+        while minute < int(round(args.minutes)):
+            now = time.monotonic()
+            if now >= next_frame:
+                frame = np.roll(base, i % args.width, axis=1)  # a changing picture
+                msg = Image(height=args.height, width=args.width, encoding="bgr8", step=args.width * 3,
+                            data=frame.tobytes())
+                wall = time.time_ns()
+                msg.header.stamp.sec, msg.header.stamp.nanosec = wall // NS, wall % NS
+                msg.header.frame_id = "camera"
+                pub.publish(msg)
+                i += 1
+                next_frame += period
+                if next_frame < now - 1.0:  # fell far behind (a loaded machine): do not burst
+                    next_frame = now
+            if now >= next_report or now - start >= args.minutes * 60 - 0.05:
+                minute += 1
+                rss = rss_mb(node_proc.pid)
+                rss_by_minute.append(rss)
+                p50, p95 = (np.percentile(ages, [50, 95]) if ages else (float("nan"),) * 2)
+                print(f"{minute:>4} {rss:>8.0f} {diag.get('window.windows_emitted', '?'):>8} "
+                      f"{diag.get('inference.dropped_queue_full', '?'):>8} {diag.get('inference.dropped_stale', '?'):>6} "
+                      f"{readings[0]:>9} {p50:>10.2f} {p95:>10.2f}", flush=True)
+                ages.clear()
+                next_report += 60.0
+            if node_proc.poll() is not None:
+                sys.exit(f"the node exited:\n{Path(log.name).read_text()[-3000:]}")
+            rclpy.spin_once(peer, timeout_sec=max(0.0, min(next_frame, next_report) - time.monotonic()))
+    finally:
+        node_proc.send_signal(2)
+        code = node_proc.wait(60)
+        peer.destroy_node()
+        rclpy.shutdown()
+    sent_fps = i / (time.monotonic() - start)
+    print(f"frames sent: {i} ({sent_fps:.1f} fps); node exit code {code}")
+    if len(rss_by_minute) >= 2:
+        growth = (rss_by_minute[-1] - rss_by_minute[0]) / rss_by_minute[0]
+        print(f"RSS minute 1 -> minute {len(rss_by_minute)}: {rss_by_minute[0]:.0f} -> {rss_by_minute[-1]:.0f} MB "
+              f"({growth:+.1%}; target < +5%)")
+
+
+if __name__ == "__main__":
+    main()
