@@ -150,7 +150,6 @@ def test_relative_names_resolve_in_the_config_dir():
 
 
 def test_installed_share_dir_is_found_through_the_ament_index(tmp_path, monkeypatch):
-    pytest.importorskip("ament_index_python")
     (tmp_path / "share/ament_index/resource_index/packages").mkdir(parents=True)
     (tmp_path / "share/ament_index/resource_index/packages/duse_ros").write_text("")
     (tmp_path / "share/duse_ros/config").mkdir(parents=True)

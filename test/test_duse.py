@@ -332,13 +332,6 @@ def test_random_clip_is_flagged_untrained():
     assert model.untrained
 
 
-def test_tiny_builds_fast():
-    build_model("duse-tiny")
-    start = time.perf_counter()
-    build_model("duse-tiny")
-    assert time.perf_counter() - start < 0.5
-
-
 def test_runs_in_the_inference_engine():
     from duse_ros.engine import InferenceEngine, Job
 
