@@ -17,7 +17,7 @@ test: setup
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} $(PY) -m pytest test $(PYTEST_ARGS)
 
 demo: setup
-	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} $(PY) -m duse_ros.demo $(DEMO_ARGS)
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} $(PY) -m duse_ros.tools.demo $(DEMO_ARGS)
 
 # Speed is measured here, side by side in one run, never in the test suite.
 bench: setup

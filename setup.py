@@ -35,7 +35,7 @@ setup(
         "console_scripts": [
             "affect_node = duse_ros.nodes.affect_node:main",
             "llm_bridge_node = duse_ros.nodes.llm_bridge_node:main",
-            "duse_demo = duse_ros.demo:main",
+            "duse_demo = duse_ros.tools.demo:main",
             "duse-make-bag = duse_ros.tools.make_bag:main",
             "duse-eval-bag = duse_ros.tools.eval_bag:main",
             "duse-fetch-weights = duse_ros.weights:main",

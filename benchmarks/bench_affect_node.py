@@ -85,7 +85,7 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from duse_ros.faces import load_sample_face  # noqa: E402
+from duse_ros.affect.faces import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from ros_harness import NodeProcess, qos  # noqa: E402
@@ -131,7 +131,7 @@ STAGES = (("in: DDS + executor wait", "stamp", "callback"),
 def run_staged_affect_node() -> None:
     """affect_node's own main(), with its steps wrapped to note when each window passes them;
     the marks go to $DUSE_BENCH_STAGES_FILE as JSON at exit (window end stamp -> mark -> ns)."""
-    from duse_ros import engine, pipeline
+    from duse_ros.affect import engine, pipeline
     from duse_ros.nodes import affect_node
 
     marks: dict[int, dict[str, int]] = {}

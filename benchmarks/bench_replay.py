@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from duse_ros.bags import DemoScript, write_demo_bag  # noqa: E402
-from duse_ros.conversions import audio_chunk_to_mono, compressed_to_rgb  # noqa: E402
+from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
+from duse_ros.io.conversions import audio_chunk_to_mono, compressed_to_rgb  # noqa: E402
 from duse_ros.io.rosbag import NS, BagFile, select_streams  # noqa: E402
 from duse_ros.models import build_model  # noqa: E402
-from duse_ros.preprocess import FramePreprocessor  # noqa: E402
+from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
 from duse_ros.tools import eval_bag  # noqa: E402
-from duse_ros.windowing import Windower  # noqa: E402
+from duse_ros.affect.windowing import Windower  # noqa: E402
 
 
 def model_alone(bag_path: Path, name: str) -> tuple[float, int, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .models.base import AffectModel
+from duse_ros.models.base import AffectModel
 
 
 class CheckpointError(ValueError):
@@ -52,7 +52,7 @@ def read_config(json_path: str | Path) -> dict:
 def load_checkpoint(json_path: str | Path, **overrides) -> AffectModel:
     """Build the model a checkpoint config describes and load its trainable weights, checking
     every key and shape."""
-    from .models.registry import build_model
+    from duse_ros.models.registry import build_model
 
     json_path = Path(json_path)
     config = read_config(json_path)

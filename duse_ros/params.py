@@ -1,7 +1,7 @@
 """Node parameter tables, without ROS: one `ParameterSpec` per parameter, and the checks a node
 applies when a value is set (at start-up, from a params file, or live with `ros2 param set`).
 
-Each node keeps one tuple of specs (duse_ros/affect_settings.py, duse_ros/bridge/settings.py);
+Each node keeps one tuple of specs (duse_ros/affect/settings.py, duse_ros/bridge/settings.py);
 nodes/common.py turns a spec into a ParameterDescriptor (description, range, choices) and
 rejects a value with the reason `check` gives. Adding a parameter is one line in a table.
 """

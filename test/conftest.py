@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def capture_logs(caplog):
-    """`with capture_logs("duse_ros.engine", logging.WARNING): ...` then read caplog.text.
+    """`with capture_logs("duse_ros.affect.engine", logging.WARNING): ...` then read caplog.text.
 
     Importing `launch.logging` (the launch_testing pytest plugin does, on ROS machines) makes
     loggers created afterwards stop propagating to the root logger, where caplog listens; this

@@ -8,7 +8,7 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from duse_ros import affect_settings
+from duse_ros.affect import settings as affect_settings
 from duse_ros.nodes.affect_node import AffectNode
 from duse_ros.params import ParameterSpec, check_all
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from duse_ros.conversions import (PORTAUDIO_FORMATS, ConversionError, StreamResampler, audio_chunk_to_mono,
+from duse_ros.io.conversions import (PORTAUDIO_FORMATS, ConversionError, StreamResampler, audio_chunk_to_mono,
                                   audio_data_stamped_to_mono, audio_stamped_to_mono, audio_to_mono, resample)
 
 # ---- formats and channels ------------------------------------------------------------------

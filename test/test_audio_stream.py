@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from duse_ros.audio_stream import AudioRefused, AudioStream
-from duse_ros.conversions import MAX_PHASES, StreamResampler
+from duse_ros.affect.audio_stream import AudioRefused, AudioStream
+from duse_ros.io.conversions import MAX_PHASES, StreamResampler
 
 NS = 1_000_000_000
 

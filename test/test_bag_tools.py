@@ -15,7 +15,7 @@ from bag_fixtures import write_robot_bag, write_video
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from duse_ros.conversions import to_rgb
+from duse_ros.io.conversions import to_rgb
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages, spans_to_messages
 from duse_ros.io.rosbag import (AUDIO_DATA_STAMPED, AUDIO_STAMPED, LABEL_TOPIC, NS, ORIGIN_KEY, BagFile, BagWriter,
                                 select_streams, typestore)

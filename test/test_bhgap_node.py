@@ -11,7 +11,7 @@ from sensor_msgs.msg import Image
 
 from ros_harness import NS, NodeProcess, Peer, stamps
 
-from duse_ros.faces import load_sample_face
+from duse_ros.affect.faces import load_sample_face
 from duse_ros.msg import EmotionState
 from duse_ros.nodes.common import stamp_to_ns
 

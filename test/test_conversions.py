@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.conversions import (ConversionError, SUPPORTED_IMAGE_ENCODINGS, compressed_to_rgb, image_to_rgb,
+from duse_ros.io.conversions import (ConversionError, SUPPORTED_IMAGE_ENCODINGS, compressed_to_rgb, image_to_rgb,
                                   to_rgb)
 
 

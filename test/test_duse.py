@@ -333,7 +333,7 @@ def test_random_clip_is_flagged_untrained():
 
 
 def test_runs_in_the_inference_engine():
-    from duse_ros.engine import InferenceEngine, Job
+    from duse_ros.affect.engine import InferenceEngine, Job
 
     model = perturb_trainables(build_model("duse-tiny"))
     clips = video(3)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from duse_ros.engine import InferenceEngine, Job, Result, resolve_device
+from duse_ros.affect.engine import InferenceEngine, Job, Result, resolve_device
 from duse_ros.models import AffectModel, ModelOutput, build_model
 
 WAIT_S = 10.0
@@ -226,7 +226,7 @@ def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, v
     gated.wait_entered()
     engine.submit(make_job(1, frames=2, size=32))
     engine.submit(make_job(2, frames=2, size=32))      # 1 and 2 share the failing forward
-    with capture_logs("duse_ros.engine", logging.ERROR):
+    with capture_logs("duse_ros.affect.engine", logging.ERROR):
         gated.release.set()
         results = sink.wait_for(3)
     ok, failed = results[0], results[1:]
@@ -285,7 +285,7 @@ def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, vide
     gated.wait_entered()
     engine.submit(make_job(1, frames=2, size=32))
     engine.submit(make_job(2, frames=2, size=32))
-    with capture_logs("duse_ros.engine", logging.WARNING):
+    with capture_logs("duse_ros.affect.engine", logging.WARNING):
         engine.stop(timeout=0.05, cancel=False)  # the forward is blocked: the join times out
     assert "still running" in caplog.text
     assert not engine.running
@@ -358,7 +358,7 @@ def test_device_strings(monkeypatch, video_model):
 
 
 def test_half_on_cpu_is_ignored_with_a_warning(video_model, caplog, capture_logs):
-    with capture_logs("duse_ros.engine", logging.WARNING):
+    with capture_logs("duse_ros.affect.engine", logging.WARNING):
         engine = InferenceEngine(video_model, device="cpu", half=True, on_result=print)
     assert engine.half is False and engine.stats.snapshot().half is False
     assert "half precision requested" in caplog.text

@@ -7,8 +7,8 @@ import pytest
 
 import cv2
 
-from duse_ros.faces import FaceDetector, FaceTrack, HaarFaceDetector, iou, load_sample_face, square_crop_box
-from duse_ros.windowing import Window
+from duse_ros.affect.faces import FaceDetector, FaceTrack, HaarFaceDetector, iou, load_sample_face, square_crop_box
+from duse_ros.affect.windowing import Window
 
 NS = 1_000_000_000
 # duse_ros/data/astronaut.jpg: NASA's portrait of Eileen Collins (public domain; see the README

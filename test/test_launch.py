@@ -13,7 +13,7 @@ import pytest
 from param_files import read_params
 
 import launch_stubs as stubs
-from duse_ros.affect_settings import PARAMETERS as AFFECT_SETTINGS
+from duse_ros.affect.settings import PARAMETERS as AFFECT_SETTINGS
 from duse_ros.bridge.settings import PARAMETERS as BRIDGE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]

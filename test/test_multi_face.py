@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from duse_ros.engine import InferenceEngine, Job
+from duse_ros.affect.engine import InferenceEngine, Job
 from duse_ros.models import build_model
-from duse_ros.pipeline import MODALITY_AUDIO_VISUAL, MODALITY_VIDEO, AffectPipeline, PipelineConfig
+from duse_ros.affect.pipeline import MODALITY_AUDIO_VISUAL, MODALITY_VIDEO, AffectPipeline, PipelineConfig
 
 NS = 1_000_000_000
 # Three faces of different sizes at fixed places; the detector lists them in a scrambled order.

@@ -71,7 +71,7 @@ def _third_party_imports() -> dict[str, set[str]]:
                 top = name.split(".")[0]
                 if top not in sys.stdlib_module_names and top not in ("duse_ros", "__future__"):
                     found.setdefault(top, set()).add(str(py.relative_to(ROOT)))
-    found.setdefault("open_clip", {"duse_ros/torchvision_shim.py"})  # imported through importlib there
+    found.setdefault("open_clip", {"duse_ros/models/torchvision_shim.py"})  # imported through importlib there
     return found
 
 

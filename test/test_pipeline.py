@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from duse_ros.models import build_model
-from duse_ros.pipeline import MODALITY_AUDIO, MODALITY_VIDEO, AffectPipeline, PipelineConfig
-from duse_ros.preprocess import frames_to_tensor
-from duse_ros.windowing import Windower
+from duse_ros.affect.pipeline import MODALITY_AUDIO, MODALITY_VIDEO, AffectPipeline, PipelineConfig
+from duse_ros.affect.preprocess import frames_to_tensor
+from duse_ros.affect.windowing import Windower
 
 NS = 1_000_000_000
 

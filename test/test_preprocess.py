@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from duse_ros.conversions import ConversionError
+from duse_ros.io.conversions import ConversionError
 from duse_ros.models.base import CLIP_MEAN, CLIP_STD, InputSpec
-from duse_ros.preprocess import FramePreprocessor, audio_tensor, frames_to_tensor, resize_center_crop
+from duse_ros.affect.preprocess import FramePreprocessor, audio_tensor, frames_to_tensor, resize_center_crop
 
 SPEC = InputSpec()
 
@@ -67,7 +67,7 @@ def test_centre_is_kept_when_shrinking_and_enlarging():
 
 def test_close_to_open_clip_transform():
     """Same pixels as CLIP's own preprocessing (PIL bicubic) within a fraction of a level."""
-    from duse_ros.torchvision_shim import import_open_clip
+    from duse_ros.models.torchvision_shim import import_open_clip
 
     open_clip = import_open_clip()
     from PIL import Image

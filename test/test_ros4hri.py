@@ -14,12 +14,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from duse_ros.classes import CLASS_SETS
-from duse_ros.hri import EXPRESSIONS, ExternalFaces, expression_of, unmapped
+from duse_ros.affect.hri import EXPRESSIONS, ExternalFaces, expression_of, unmapped
 from duse_ros.nodes.hri_io import HriFaceInput, HriOutput, import_hri_msgs
-from duse_ros.pipeline import Reading
-from duse_ros.preprocess import FramePreprocessor
+from duse_ros.affect.pipeline import Reading
+from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.models import build_model
-from duse_ros.windowing import Window
+from duse_ros.affect.windowing import Window
 
 NS = 1_000_000_000
 # hri_msgs/Expression's string constants (upstream msg/Expression.msg).

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from duse_ros.smoothing import SoftVoter
+from duse_ros.affect.smoothing import SoftVoter
 
 
 def test_exact_means_and_sliding():

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from duse_ros.stats import LatencyReservoir, RateMeter
+from duse_ros.affect.stats import LatencyReservoir, RateMeter
 
 
 def test_percentiles_on_known_data():

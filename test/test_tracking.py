@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from duse_ros.faces import MultiFaceTrack
-from duse_ros.tracking import BoxTracker
-from duse_ros.windowing import Window
+from duse_ros.affect.faces import MultiFaceTrack
+from duse_ros.affect.tracking import BoxTracker
+from duse_ros.affect.windowing import Window
 
 NS = 1_000_000_000
 KEY_NS = NS // 5  # keyframes at 5 Hz of stream time
@@ -39,7 +39,7 @@ def test_two_faces_crossing_paths_keep_their_ids():
 
 
 def _iou(a, b):
-    from duse_ros.faces import iou
+    from duse_ros.affect.faces import iou
     return iou(a, b)
 
 

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from duse_ros.windowing import NS, Window, Windower
+from duse_ros.affect.windowing import NS, Window, Windower
 
 RATE = 16000
 T0 = 1_234_567_891  # an arbitrary start stamp, so nothing lines up with round numbers by luck

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from duse_ros.models.base import InputSpec
-from duse_ros.preprocess import FramePreprocessor
+from duse_ros.affect.preprocess import FramePreprocessor
 
 from .augment import ClipAugment
 

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ..share import share_dirs
 from .stabiliser import UNKNOWN, UNKNOWN_REASONS, StableState
 
-PACKAGE_NAME = "duse_ros"
 
 _SYSTEM_FIELDS = frozenset({"emotion", "confidence_pct", "duration_s", "trend", "untrained_note", "unknown_reason",
                             "people_present"})
@@ -176,15 +175,7 @@ def candidate_config_dirs() -> list[Path]:
     """Where default config files are looked for, in order: the source tree this module was
     imported from (a checkout, or a symlink install), the ament share directory of the installed
     package (`ros2 run`), and `<prefix>/share/duse_ros/config` of this interpreter (a venv)."""
-    dirs = [Path(__file__).resolve().parents[2] / "config"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory(PACKAGE_NAME)) / "config")
-    # ImportError: no ament here; LookupError: package not indexed; OSError: AMENT_PREFIX_PATH unset.
-    except (ImportError, LookupError, OSError):
-        pass
-    dirs.append(Path(sys.prefix) / "share" / PACKAGE_NAME / "config")
-    return dirs
+    return [root / "config" for root in share_dirs()]
 
 
 def resolve_config_file(name: str) -> Path:

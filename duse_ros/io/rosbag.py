@@ -26,8 +26,9 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from duse_ros.share import share_dirs, share_path
+
 NS = 1_000_000_000
-MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -71,7 +72,10 @@ def typestore(audio_common: str | None = None):
     """Kilted's standard types plus duse_ros's own (and one audio_common layout, when named)."""
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
-    for path in sorted(MSG_DIR.glob("*.msg")):
+    msg_dir = share_path("msg")
+    if msg_dir is None:
+        raise BagError(f"duse_ros message definitions (msg/*.msg) not found in {[str(d) for d in share_dirs()]}")
+    for path in sorted(msg_dir.glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"duse_ros/msg/{path.stem}"))
     if audio_common is not None:
         if audio_common not in AUDIO_COMMON_LAYOUTS:

@@ -1,7 +1,7 @@
 """The interface every emotion model in duse_ros implements, so the engine and nodes need not
 know which model they run.
 
-Inputs (all float32, already preprocessed by `duse_ros.preprocess`):
+Inputs (all float32, already preprocessed by `duse_ros.affect.preprocess`):
 - video: (B, T, 3, H, W), normalised with the model's mean/std, H = W = `input_spec.image_size`;
   None when the window has no usable face (audio-visual models then run audio only).
 - audio: (B, S) mono waveform at `input_spec.audio_rate`; None for video-only models.

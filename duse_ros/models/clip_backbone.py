@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..torchvision_shim import import_open_clip
+from .torchvision_shim import import_open_clip
 
 _CONFIG_DIR = Path(__file__).with_name("open_clip_configs")
 _configs_added = False

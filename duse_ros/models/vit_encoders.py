@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..torchvision_shim import import_open_clip
+from .torchvision_shim import import_open_clip
 
 log = logging.getLogger(__name__)
 

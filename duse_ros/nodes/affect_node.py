@@ -21,21 +21,21 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
-from duse_ros import affect_settings
-from duse_ros.audio_stream import AudioRefused, AudioStream
-from duse_ros.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
+from duse_ros.affect import settings as affect_settings
+from duse_ros.affect.audio_stream import AudioRefused, AudioStream
+from duse_ros.io.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
                                   audio_stamped_to_mono, image_pixels, to_rgb)
-from duse_ros.hri import unmapped
+from duse_ros.affect.hri import unmapped
 from duse_ros.models import build_model
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
                                    bound_heap, ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
                                    stamp_to_ns)
 from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
-from duse_ros.pipeline import AffectPipeline, PipelineConfig, Reading
-from duse_ros.stats import LatencyReservoir, RateMeter
+from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
+from duse_ros.affect.stats import LatencyReservoir, RateMeter
 
-# Every parameter, its default, range and meaning: duse_ros/affect_settings.py (one table).
+# Every parameter, its default, range and meaning: duse_ros/affect/settings.py (one table).
 DEFAULTS = affect_settings.DEFAULTS
 
 AUDIO_TYPES = ("duse_ros/msg/AudioChunk", "audio_common_msgs/msg/AudioDataStamped",
@@ -403,7 +403,7 @@ class AffectNode(LifecycleNode):
         missing = unmapped(self._model.class_names)
         if missing:
             self.get_logger().warning(f"ROS4HRI outputs off: {self._model.model_id}'s classes {missing} have no "
-                                      "hri_msgs/Expression counterpart (duse_ros/hri.py EXPRESSIONS)")
+                                      "hri_msgs/Expression counterpart (duse_ros/affect/hri.py EXPRESSIONS)")
             return
         self._hri_out = HriOutput(self, self._hri_msgs, publish_tracked=config.face_source == "own")
 

@@ -4,7 +4,7 @@ hri_msgs is optional (released for Jazzy as ros-jazzy-hri-msgs; not on PyPI). Fi
 (hri_msgs 2.x): Expression {std_msgs/Header header, string expression, float32 valence, float32
 arousal, float32 confidence}; IdsList {std_msgs/Header header, string[] ids};
 NormalizedRegionOfInterest2D {std_msgs/Header header, float32 xmin, ymin, xmax, ymax, c}. The
-mapping of duse_ros classes to the expression vocabulary and to valence/arousal is duse_ros/hri.py.
+mapping of duse_ros classes to the expression vocabulary and to valence/arousal is duse_ros/affect/hri.py.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Callable
 
 from sensor_msgs.msg import Image
 
-from duse_ros.conversions import ConversionError, to_rgb
-from duse_ros.hri import FACES_TRACKED, ExternalFaces, expression_of, face_topic
+from duse_ros.io.conversions import ConversionError, to_rgb
+from duse_ros.affect.hri import FACES_TRACKED, ExternalFaces, expression_of, face_topic
 from duse_ros.nodes.common import ns_to_stamp, sensor_qos, stamp_to_ns
-from duse_ros.pipeline import Reading
+from duse_ros.affect.pipeline import Reading
 
 HRI_PACKAGE_HINT = "the hri_msgs package (ros-$ROS_DISTRO-hri-msgs) is not installed"
 

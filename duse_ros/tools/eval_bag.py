@@ -46,10 +46,10 @@ from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages 
 from duse_ros.io.rosbag import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_INFO, COMPRESSED_IMAGE, LABEL_TOPIC,  # noqa: E402
                                 LABEL_TYPE, NS, ORIGIN_KEY, BagError, BagFile, BagWriter, select_streams)
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
+from duse_ros.share import share_path  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 
 NAMESPACE = "/duse_eval"
-LARGE_SHM_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_shm.xml"
 
 
 class EvalError(RuntimeError):
@@ -90,7 +90,7 @@ class AudioAdapter:
 
     def __call__(self, raw: bytes):
         """(stamp ns, AudioChunk or raw CDR), or None for a message that cannot be converted."""
-        from duse_ros.conversions import ConversionError, audio_data_stamped_to_mono, audio_stamped_to_mono
+        from duse_ros.io.conversions import ConversionError, audio_data_stamped_to_mono, audio_stamped_to_mono
         from duse_ros.msg import AudioChunk
         if self.msgtype == AUDIO_CHUNK:
             return raw
@@ -190,7 +190,7 @@ class Player:
 
 def _shadow_windower(spec, args):
     """The node's windowing, on frame stamps alone: which frames complete a window."""
-    from duse_ros.windowing import Windower
+    from duse_ros.affect.windowing import Windower
     return Windower(num_frames=spec.num_frames, span_s=args.span_s, stride_s=args.stride_s, max_gap_s=args.max_gap_s)
 
 
@@ -409,9 +409,10 @@ def run(args: argparse.Namespace) -> dict:
         output_bag = out_dir / "output_bag"
         if output_bag.exists():
             raise FileExistsError(f"{output_bag} exists; choose a new --out")
-        if streams.image.msgtype != COMPRESSED_IMAGE and LARGE_SHM_PROFILE.is_file():
+        large_shm_profile = share_path("config", "fastdds_large_shm.xml")
+        if streams.image.msgtype != COMPRESSED_IMAGE and large_shm_profile is not None:
             # Raw frames are larger than Fast DDS's default shared-memory segment (see README).
-            os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LARGE_SHM_PROFILE))
+            os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(large_shm_profile))
         result = replay(bag, streams, model, args, out_dir)
         bag_name = str(bag.path)
     _write_output_bag(output_bag, result, spans)

@@ -16,7 +16,7 @@ from collections import Counter
 
 import numpy as np
 
-from .conversions import StreamResampler
+from duse_ros.io.conversions import StreamResampler
 
 NS = 1_000_000_000
 

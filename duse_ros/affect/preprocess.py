@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from .conversions import ConversionError
-from .models.base import InputSpec
+from duse_ros.io.conversions import ConversionError
+from duse_ros.models.base import InputSpec
 
 
 def resize_center_crop(frame: np.ndarray, size: int) -> np.ndarray:

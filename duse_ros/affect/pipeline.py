@@ -30,15 +30,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import affect_settings
-from .engine import InferenceEngine, Job, Result
-from .faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack, crop
-from .hri import ExternalFaces
-from .models.base import AffectModel
-from .preprocess import FramePreprocessor
-from .smoothing import SoftVoters
-from .stats import LatencyReservoir
-from .windowing import Window, Windower
+from duse_ros.affect import settings as affect_settings
+from duse_ros.affect.engine import InferenceEngine, Job, Result
+from duse_ros.affect.faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack, crop
+from duse_ros.affect.hri import ExternalFaces
+from duse_ros.models.base import AffectModel
+from duse_ros.affect.preprocess import FramePreprocessor
+from duse_ros.affect.smoothing import SoftVoters
+from duse_ros.affect.stats import LatencyReservoir
+from duse_ros.affect.windowing import Window, Windower
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ _D = affect_settings.DEFAULTS
 @dataclass
 class PipelineConfig:
     """Windowing, face and inference settings: the affect node's parameters of the same names,
-    with their defaults, ranges and meaning in duse_ros/affect_settings.py."""
+    with their defaults, ranges and meaning in duse_ros/affect/settings.py."""
 
     span_s: float = _D["span_s"]
     stride_s: float = _D["stride_s"]

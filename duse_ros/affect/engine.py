@@ -38,8 +38,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .models.base import AffectModel, ModelOutput
-from .stats import LatencyReservoir
+from duse_ros.models.base import AffectModel, ModelOutput
+from duse_ros.affect.stats import LatencyReservoir
 
 log = logging.getLogger(__name__)
 

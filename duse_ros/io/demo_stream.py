@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from .faces import load_sample_face
-from .io.rosbag import typestore
+from duse_ros.affect.faces import load_sample_face
+from duse_ros.io.rosbag import typestore
 
 NS = 1_000_000_000
 IMAGE_TOPIC, AUDIO_TOPIC = "/image_raw/compressed", "/audio"

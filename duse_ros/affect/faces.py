@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from duse_ros.tracking import BoxTracker
+from duse_ros.affect.tracking import BoxTracker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from duse_ros.windowing import Window
+    from duse_ros.affect.windowing import Window
 
 NS = 1_000_000_000
 
@@ -376,7 +376,7 @@ class MultiFaceTrack:
 
     Every keyframe the detector's boxes are narrowed to at most `max_faces` (one face: FaceTrack's
     rule, the followed face unless a much larger one appears; more: the largest ones), then
-    `BoxTracker` says which face each box is (see duse_ros/tracking.py: overlap and motion, misses
+    `BoxTracker` says which face each box is (see duse_ros/affect/tracking.py: overlap and motion, misses
     survived for `lifetime_s`, ids never reused). Each face id keeps a FaceTrack of its own
     keyframes (a keyframe where the face was missed is a miss for it), so interpolation, holding
     and misses work per face exactly as for one face. A face's keyframes outlive its death by
@@ -530,7 +530,7 @@ def load_sample_face() -> np.ndarray:
     import cv2
     from pathlib import Path
 
-    path = Path(__file__).with_name("data") / "astronaut.jpg"
+    path = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise FileNotFoundError(f"bundled sample image {path} is missing or unreadable")

@@ -7,7 +7,7 @@
 4. prints every EmotionState and DialoguePrompt as it arrives, then records the states to a bag
    and draws their timeline (PNG) under demo_output/.
 
-    python -m duse_ros.demo [--model fer2013-minixception] [--bag existing_bag] [--out demo_output]
+    python -m duse_ros.tools.demo [--model fer2013-minixception] [--bag existing_bag] [--out demo_output]
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
-from duse_ros import affect_settings  # noqa: E402
-from duse_ros.bags import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
+from duse_ros.affect import settings as affect_settings  # noqa: E402
+from duse_ros.io.demo_stream import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
 from duse_ros.io.rosbag import BagWriter  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
 from duse_ros.nodes.common import stamp_to_ns  # noqa: E402
