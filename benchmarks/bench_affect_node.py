@@ -89,8 +89,8 @@ from duse_ros.affect.faces import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from ros_harness import NodeProcess, qos  # noqa: E402
+from duse_ros.timebase import NS  # noqa: E402
 
-NS = 1_000_000_000
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 MODEL = "tiny-random-video"
 OVERHEAD_P95_TARGET_MS = 10.0

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duse_ros.models import build_model  # noqa: E402
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig  # noqa: E402
+from duse_ros.timebase import NS  # noqa: E402
 
-NS = 1_000_000_000
 
 
 class GridFaces:

@@ -29,8 +29,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from duse_ros.msg import EmotionState  # noqa: E402
+from duse_ros.timebase import NS  # noqa: E402
 
-NS = 1_000_000_000
 
 
 def rss_mb(pid: int) -> float:

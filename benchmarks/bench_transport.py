@@ -25,10 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from duse_ros.timebase import NS  # noqa: E402
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "64")
 PROFILE = ROOT / "config" / "fastdds_large_shm.xml"
-NS = 1_000_000_000
 
 
 def publish(kind: str, width: int, height: int, fps: float, seconds: float) -> None:

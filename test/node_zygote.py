@@ -32,8 +32,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 import slow_model_node  # noqa: E402,F401  (registers the test models)
 from duse_ros.nodes import affect_node  # noqa: E402
+from duse_ros.timebase import NS  # noqa: E402
 
-NS = 1_000_000_000
 READY_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
 FEED_TOPIC = "zygote_feed/image_raw"  # nodes in the "forward" state are remapped to it

@@ -17,8 +17,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from duse_ros.msg import AudioChunk, EmotionState
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.io.conversions import MAX_PHASES, StreamResampler
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 
 def tone(rate: int, seconds: float, hz: float = 440.0, start_s: float = 0.0) -> np.ndarray:

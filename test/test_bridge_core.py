@@ -8,8 +8,8 @@ from duse_ros.bridge.core import REASON_CHANGE, REASON_HEARTBEAT, Bridge, descri
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import BridgeSettings
 from duse_ros.bridge.stabiliser import REASON_NO_READINGS, UNKNOWN, Reading
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 
 class FakeClock:

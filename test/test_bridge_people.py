@@ -8,8 +8,8 @@ from duse_ros.bridge.people import PersonSelector, Sighting, face_score
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import BridgeSettings
 from duse_ros.bridge.stabiliser import Reading
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 STEP = NS // 2  # one window per 0.5 s
 
 

@@ -10,8 +10,8 @@ import yaml
 from duse_ros.bridge.prompts import (TemplateError, build_prompt, load_templates, resolve_config_file,
                                      sanitize_utterance, template_file_for)
 from duse_ros.bridge.stabiliser import REASON_NO_FACE, UNKNOWN, UNKNOWN_REASONS, StableState
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 HAPPY = StableState("happiness", 0.824, since_ns=10 * NS, latest_ns=16 * NS, trend=("sadness", "neutral", "happiness"))
 NO_FACE = StableState(UNKNOWN, 0.0, since_ns=10 * NS, latest_ns=12 * NS, trend=("happiness", UNKNOWN),

@@ -3,8 +3,8 @@ import pytest
 
 from duse_ros.bridge.stabiliser import (REASON_LOW_CONFIDENCE, REASON_NO_FACE, REASON_NO_READINGS,
                                         REASON_UNTRAINED, UNKNOWN, Reading, Stabiliser, StabiliserConfig)
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 STEP_S = 0.25  # one reading per 250 ms of stream time
 T0_NS = 1_700_000_000 * NS
 

@@ -9,8 +9,8 @@ import cv2
 
 from duse_ros.affect.faces import FaceDetector, FaceTrack, HaarFaceDetector, iou, load_sample_face, square_crop_box
 from duse_ros.affect.windowing import Window
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 # duse_ros/data/astronaut.jpg: NASA's portrait of Eileen Collins (public domain; see the README
 # there). Her face is at about x 174-272, y 64-162 in the 512x512 photo.
 ASTRO_FACE_CENTRE = (223, 113)

@@ -11,8 +11,8 @@ import torch
 from duse_ros.affect.engine import InferenceEngine, Job
 from duse_ros.models import build_model
 from duse_ros.affect.pipeline import MODALITY_AUDIO_VISUAL, MODALITY_VIDEO, AffectPipeline, PipelineConfig
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 # Three faces of different sizes at fixed places; the detector lists them in a scrambled order.
 FACES = [(40, 60, 48, 48), (300, 40, 90, 90), (180, 200, 64, 64)]
 

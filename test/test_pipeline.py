@@ -8,8 +8,8 @@ from duse_ros.models import build_model
 from duse_ros.affect.pipeline import MODALITY_AUDIO, MODALITY_VIDEO, AffectPipeline, PipelineConfig
 from duse_ros.affect.preprocess import frames_to_tensor
 from duse_ros.affect.windowing import Windower
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 
 def _frames(n: int, fps: float = 30.0, shape=(48, 64, 3)):

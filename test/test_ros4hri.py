@@ -20,8 +20,8 @@ from duse_ros.affect.pipeline import Reading
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.models import build_model
 from duse_ros.affect.windowing import Window
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 # hri_msgs/Expression's string constants (upstream msg/Expression.msg).
 HRI_VOCABULARY = {"neutral", "angry", "sad", "happy", "surprised", "disgusted", "scared", "pleading", "vulnerable",
                   "despaired", "guilty", "disappointed", "embarrassed", "horrified", "skeptical", "annoyed",

@@ -8,8 +8,8 @@ import pytest
 from duse_ros.affect.faces import MultiFaceTrack
 from duse_ros.affect.tracking import BoxTracker
 from duse_ros.affect.windowing import Window
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 KEY_NS = NS // 5  # keyframes at 5 Hz of stream time
 
 

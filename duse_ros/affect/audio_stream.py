@@ -17,8 +17,8 @@ from collections import Counter
 import numpy as np
 
 from duse_ros.io.conversions import StreamResampler
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 
 class AudioRefused(ValueError):

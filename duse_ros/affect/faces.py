@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from duse_ros.affect.tracking import BoxTracker
+from duse_ros.timebase import NS
 
 if TYPE_CHECKING:  # pragma: no cover
     from duse_ros.affect.windowing import Window
 
-NS = 1_000_000_000
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 

@@ -39,17 +39,15 @@ from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.smoothing import SoftVoters
 from duse_ros.affect.stats import LatencyReservoir
 from duse_ros.affect.windowing import Window, Windower
+from duse_ros.timebase import NS
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 
 # Values of Reading.modality; equal to duse_ros/msg/EmotionState's MODALITY_* constants.
 MODALITY_NONE, MODALITY_VIDEO, MODALITY_AUDIO, MODALITY_AUDIO_VISUAL = 0, 1, 2, 3
 LABEL_NO_FACE = "no_face"
 
-FACE_MODES = ("detect", "full_frame")
-NO_FACE_POLICIES = ("publish", "skip")
 
 
 _D = affect_settings.DEFAULTS
@@ -112,7 +110,6 @@ class Reading:
     audio_samples_used: int
     audio_rate: int
     latency_s: float                   # model forward time (0 for MODALITY_NONE)
-    emitted_monotonic: float = field(default=0.0)  # time.monotonic() when the reading was made
     face_id: str = ""                  # the face read ("" : none, or the whole frame in full_frame mode)
     face_box: Box | None = None        # its box (x, y, w, h) in the source image at the window's end
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the source image
@@ -490,7 +487,7 @@ class AffectPipeline:
             probabilities=np.zeros(0, np.float32), label=LABEL_NO_FACE, confidence=0.0,
             smoothed_probabilities=np.zeros(0, np.float32), smoothed_label="", smoothed_confidence=0.0,
             smoothing_count=0, face_found=False, frames_used=0, audio_samples_used=0,
-            audio_rate=self.spec.audio_rate, latency_s=0.0, emitted_monotonic=time.monotonic(),
+            audio_rate=self.spec.audio_rate, latency_s=0.0,
             image_size=_image_size(window),
         ))
 
@@ -523,7 +520,7 @@ class AffectPipeline:
                 smoothing_count=count, face_found=meta.face_found,
                 frames_used=w.num_frames if result.job.video is not None else 0,
                 audio_samples_used=0 if result.job.audio is None else int(result.job.audio.shape[-1]),
-                audio_rate=self.spec.audio_rate, latency_s=result.latency_s, emitted_monotonic=now,
+                audio_rate=self.spec.audio_rate, latency_s=result.latency_s,
                 face_id=face_id, face_box=box, image_size=_image_size(w),
             ))
 

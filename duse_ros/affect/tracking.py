@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 

@@ -76,8 +76,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 COUNTER_NAMES = (
     "frames_in",              # frames handed to add_frame
@@ -122,7 +122,6 @@ class Window:
     audio_coverage: float = 0.0     # fraction of the audio span that real samples covered (0 when none)
     repeated_frames: int = 0        # how many of the T frames repeat the previous one
     reset_epoch: int = 0            # number of buffer resets before this window (any reason)
-    extras: dict = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -361,11 +360,6 @@ class Windower:
                         return self._finish(self._pending.popleft())
                     return None
             return self._finish(w)
-
-    def flush(self) -> Window | None:
-        """Release a window held back for its audio now, with whatever audio there is."""
-        with self._lock:
-            return self._finish(self._pending.popleft()) if self._pending else None
 
     # ------------------------------------------------------------------ audio
     def add_audio(self, stamp_ns: int, samples: np.ndarray) -> None:

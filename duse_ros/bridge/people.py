@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from ..timebase import NS
 
-_NS = 1_000_000_000
 RULES = ("largest", "most_central")
 
 
@@ -48,8 +48,8 @@ class PersonSelector:
         self.person = person
         self.rule = person if person in RULES else ""
         self.margin = float(margin)
-        self._switch_ns = int(round(switch_s * _NS))
-        self._forget_ns = int(round(forget_s * _NS))
+        self._switch_ns = int(round(switch_s * NS))
+        self._forget_ns = int(round(forget_s * NS))
         self._seen: dict[str, tuple[int, float]] = {}  # face id -> (latest stamp, latest score)
         self._newest_ns = 0
         self.followed: str | None = None if self.rule else person

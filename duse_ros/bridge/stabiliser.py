@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from ..timebase import NS
 
 UNKNOWN = "unknown"
 # The label EmotionState carries when no reading was made (EmotionState.LABEL_NO_FACE).
@@ -28,7 +29,6 @@ REASON_UNTRAINED = "untrained"
 REASON_NO_READINGS = "no_readings"
 UNKNOWN_REASONS = (REASON_NO_FACE, REASON_LOW_CONFIDENCE, REASON_UNTRAINED, REASON_NO_READINGS)
 
-_NS_PER_S = 1_000_000_000
 # Supporting readings kept for the state's mean confidence; bounds memory whatever the rate.
 _MAX_SUPPORT = 512
 
@@ -63,7 +63,7 @@ class StableState:
 
     @property
     def duration_s(self) -> float:
-        return (self.latest_ns - self.since_ns) / _NS_PER_S
+        return (self.latest_ns - self.since_ns) / NS
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class Stabiliser:
             self._challenger = _Stretch(label, reading.stamp_ns, reading.stamp_ns, unknown_reason,
                                         reading.untrained, reading.frame_id)
         self._challenger.add(reading, unknown_reason)
-        if self._challenger.latest_ns - self._challenger.since_ns >= self.config.dwell_s * _NS_PER_S:
+        if self._challenger.latest_ns - self._challenger.since_ns >= self.config.dwell_s * NS:
             return self._promote(self._challenger)
         return None
 
@@ -161,7 +161,7 @@ class Stabiliser:
             return
         if stamp_ns < last:
             self.stamps_backwards += 1
-        elif stamp_ns - last > self.config.max_gap_s * _NS_PER_S:
+        elif stamp_ns - last > self.config.max_gap_s * NS:
             self.gaps += 1
         else:
             return
@@ -206,6 +206,6 @@ class Stabiliser:
         if stretch.label == UNKNOWN:
             return 0.0
         # The last dwell period, so a heartbeat reports how sure the model is now.
-        start = stretch.latest_ns - self.config.dwell_s * _NS_PER_S
+        start = stretch.latest_ns - self.config.dwell_s * NS
         recent = [c for stamp, c in stretch.support if stamp >= start]
         return sum(recent) / len(recent) if recent else 0.0

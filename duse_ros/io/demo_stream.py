@@ -19,8 +19,8 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from duse_ros.affect.faces import load_sample_face
 from duse_ros.io.rosbag import typestore
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 IMAGE_TOPIC, AUDIO_TOPIC = "/image_raw/compressed", "/audio"
 
 

@@ -21,8 +21,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 
 class LabelError(ValueError):
@@ -34,9 +34,6 @@ class Span:
     start_ns: int   # bag time
     end_ns: int     # exclusive
     label: str
-
-    def shifted(self, offset_ns: int) -> "Span":
-        return Span(self.start_ns + offset_ns, self.end_ns + offset_ns, self.label)
 
 
 def _seconds(text: str, where: str, field: str) -> float:
@@ -91,16 +88,6 @@ def read_labels_csv(path: str | Path, classes: Iterable[str] | None = None, orig
     if not spans:
         raise LabelError(f"{path}: no label spans")
     return check_spans(spans, classes, str(path), where)
-
-
-def write_labels_csv(path: str | Path, spans: Sequence[Span], origin_ns: int = 0) -> Path:
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["start", "end", "label"])
-        for s in spans:
-            out.writerow([f"{(s.start_ns - origin_ns) / NS:.9g}", f"{(s.end_ns - origin_ns) / NS:.9g}", s.label])
-    return path
 
 
 def spans_to_messages(spans: Sequence[Span]) -> list[tuple[int, str]]:

@@ -27,8 +27,8 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from duse_ros.share import share_dirs, share_path
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

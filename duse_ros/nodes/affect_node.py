@@ -64,7 +64,6 @@ class AffectNode(LifecycleNode):
         self._configured = False
         self._refused: Counter[str] = Counter()
         self._reading_age = LatencyReservoir(256)
-        self._stale_readings = 0
         self._pipeline: AffectPipeline | None = None
         self._state_pub = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)

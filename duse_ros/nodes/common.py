@@ -19,8 +19,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from duse_ros.params import ParameterSpec
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 

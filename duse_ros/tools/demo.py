@@ -38,8 +38,8 @@ from duse_ros.io.demo_stream import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_de
 from duse_ros.io.rosbag import BagWriter  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
 from duse_ros.nodes.common import stamp_to_ns  # noqa: E402
+from duse_ros.timebase import NS  # noqa: E402
 
-NS = 1_000_000_000
 DEFAULT_MODEL = affect_settings.DEFAULTS["model"]
 MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "video",
             EmotionState.MODALITY_AUDIO: "audio", EmotionState.MODALITY_AUDIO_VISUAL: "audio+video"}

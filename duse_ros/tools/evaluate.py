@@ -17,8 +17,8 @@ import numpy as np
 
 from duse_ros.io.labels import Span, SpanIndex
 from duse_ros.metrics import Scores, score
+from duse_ros.timebase import NS
 
-NS = 1_000_000_000
 NO_READING = "no_reading"
 MODALITY_NONE = 0
 
