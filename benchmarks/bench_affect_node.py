@@ -85,6 +85,7 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.affect.faces import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
@@ -401,7 +402,7 @@ def play_real_time(peer: BenchPeer, node: NodeProcess, frames: list[Image], labe
     if not any(r.has_reading for r in kept):
         raise RuntimeError(f"{label}: nothing came back after the warm-up:\n{node.output()[-3000:]}")
     return RealTimeRun(label=label, published=total, wall_s=wall_s, late_publishes=late,
-                       frames_seen=peer.counter("window.frames_in"), gap_resets=peer.counter("window.gap_resets"),
+                       frames_seen=peer.counter(diag.FRAMES_IN), gap_resets=peer.counter(diag.GAP_RESETS),
                        kept=kept, node_cpu_pct=100 * (cpu1 - cpu0) / wall_s,
                        publisher_cpu_pct=100 * (own1 - own0) / wall_s,
                        load_before=load_before, load_after=load_text(), load_high=load_is_high())
@@ -541,10 +542,10 @@ def measure_memory(frames: list[Image], stream_s: float, early_s: float, lead_s:
                 raise RuntimeError(f"stream stalled at frame {sent}/{total} (newest window at {newest} s of stream)")
         wall_s = time.monotonic() - start
         peer.spin_for(1.5)  # one diagnostics period more, for frames_in
-        return MemoryRun(samples=samples, published=sent, frames_seen=peer.counter("window.frames_in"),
+        return MemoryRun(samples=samples, published=sent, frames_seen=peer.counter(diag.FRAMES_IN),
                          readings=sum(r.has_reading for r in peer.received),
                          no_face=sum(not r.has_reading for r in peer.received), wall_s=wall_s,
-                         dropped_queue_full=peer.counter("inference.dropped_queue_full"),
+                         dropped_queue_full=peer.counter(diag.DROPPED_QUEUE_FULL),
                          load_before=load_before, load_after=load_text())
     finally:
         peer.close()

@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
 
@@ -74,7 +75,7 @@ def main() -> None:
 
     def on_diag(msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if "affect pipeline" in status.name:
+            if diag.is_affect_status(status.name):
                 diag.clear()
                 diag.update({kv.key: kv.value for kv in status.values})
 

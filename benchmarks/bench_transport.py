@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -87,9 +88,9 @@ def measure(kind: str, width: int, height: int, fps: float, seconds: float, warm
 
     def on_diagnostics(arr: DiagnosticArray) -> None:
         for status in arr.status:
-            if "affect pipeline" in status.name and started and time.monotonic() - started[0] > warmup:
+            if diag.is_affect_status(status.name) and started and time.monotonic() - started[0] > warmup:
                 values = {kv.key: kv.value for kv in status.values}
-                readings.append(float(values.get("input.image_fps", "nan")))
+                readings.append(float(values.get(diag.IMAGE_FPS, "nan")))
 
     peer.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     pub_cmd = [sys.executable, __file__, "--publish", json.dumps([kind, width, height, fps, seconds])]

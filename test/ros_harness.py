@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from duse_ros.affect import diagnostics as diag
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.timebase import NS
 
@@ -109,7 +110,7 @@ class Peer:
         # Our writer seeing the node's reader is half of the match; frames sent before the node's
         # reader has matched our writer are lost. The node's diagnostics report its side.
         topics = ["image_raw"] + (["audio"] if audio else [])
-        self.spin_until(lambda: all(int(self.latest_diagnostics().get(f"input.{t}.publishers", 0)) >= 1 for t in topics),
+        self.spin_until(lambda: all(int(self.latest_diagnostics().get(diag.input_publishers_key(t), 0)) >= 1 for t in topics),
                         timeout, "the affect node to match this publisher", node_proc)
 
     def play(self, stamps_ns: list[int], make_frame: Callable[[int], Image] | None = None,
@@ -131,7 +132,7 @@ class Peer:
     def latest_diagnostics(self) -> dict[str, str]:
         for arr in reversed(self.diagnostics):
             for status in arr.status:
-                if "affect pipeline" in status.name:
+                if diag.is_affect_status(status.name):
                     return {kv.key: kv.value for kv in status.values} | {"__message": status.message,
                                                                           "__level": status.level}
         return {}

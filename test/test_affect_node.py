@@ -9,6 +9,7 @@ import rclpy
 
 from ros_harness import NS, NodeProcess, Peer, frame_msg, stamps
 
+from duse_ros.affect import diagnostics as diag
 from duse_ros.classes import get_class_set
 from duse_ros.msg import EmotionState
 from duse_ros.nodes.common import stamp_to_ns
@@ -160,19 +161,19 @@ def test_slow_model_keeps_the_queue_bounded_and_reports_drops(start_node):
     peer.play(played)
 
     def dropped() -> int:
-        return int(peer.latest_diagnostics().get("inference.dropped_queue_full", 0))
-    peer.spin_until(lambda: peer.latest_diagnostics().get("window.frames_in") == str(len(played)), 30,
+        return int(peer.latest_diagnostics().get(diag.DROPPED_QUEUE_FULL, 0))
+    peer.spin_until(lambda: peer.latest_diagnostics().get(diag.FRAMES_IN) == str(len(played)), 30,
                     "the node to take in every frame", node)
     # First window at frame 56 (1.87 s of stream), then one every 15 frames: 21 in 360 frames.
     assert peer.latest_diagnostics()["window.windows_emitted"] == "21"
     peer.spin_until(lambda: dropped() > 0, 20, "dropped windows in diagnostics", node)
     # Every emitted window is either published, dropped, pending (at most queue_depth) or in flight (one).
-    peer.spin_until(lambda: int(peer.latest_diagnostics().get("inference.completed", 0)) == len(peer.states),
+    peer.spin_until(lambda: int(peer.latest_diagnostics().get(diag.COMPLETED, 0)) == len(peer.states),
                     10, "published states to match completed inferences", node)
-    diag = peer.latest_diagnostics()
-    accounted = int(diag["inference.completed"]) + int(diag["inference.dropped_queue_full"])
-    assert int(diag["inference.submitted"]) - accounted <= 2
-    assert len(peer.states) < int(diag["window.windows_emitted"])
+    values = peer.latest_diagnostics()
+    accounted = int(values[diag.COMPLETED]) + int(values[diag.DROPPED_QUEUE_FULL])
+    assert int(values["inference.submitted"]) - accounted <= 2
+    assert len(peer.states) < int(values["window.windows_emitted"])
 
 
 def test_bad_model_name_fails_configure_with_a_clear_message(start_node):

@@ -7,7 +7,7 @@ import pytest
 from duse_ros.bridge.core import REASON_CHANGE, REASON_HEARTBEAT, Bridge, describe
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import BridgeSettings
-from duse_ros.bridge.stabiliser import REASON_NO_READINGS, UNKNOWN, Reading
+from duse_ros.bridge.stabiliser import REASON_NO_READINGS, UNKNOWN, EmotionSample
 from duse_ros.timebase import NS
 
 
@@ -29,7 +29,7 @@ def make_bridge(**params) -> tuple[Bridge, FakeClock]:
 def steady(bridge: Bridge, label: str, start_s: float, count: int = 5, untrained: bool = False) -> list:
     events = []
     for i in range(count):
-        event = bridge.on_reading(Reading(int((start_s + 0.25 * i) * NS), label, 0.9, True, untrained, "camera"))
+        event = bridge.on_reading(EmotionSample(int((start_s + 0.25 * i) * NS), label, 0.9, True, untrained, "camera"))
         if event is not None:
             events.append(event)
     return events
@@ -49,7 +49,7 @@ def test_heartbeat_repeats_the_state_after_the_period_without_a_change():
     assert bridge.tick() is None  # nothing stable yet: no heartbeat
     steady(bridge, "neutral", 0.0)
     clock.now += 9.9
-    bridge.on_reading(Reading(int(2 * NS), "neutral", 0.9, True))  # keeps the node fresh
+    bridge.on_reading(EmotionSample(int(2 * NS), "neutral", 0.9, True))  # keeps the node fresh
     assert bridge.tick() is None
     clock.now += 0.1
     event = bridge.tick()

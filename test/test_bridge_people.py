@@ -7,7 +7,7 @@ from duse_ros.bridge.core import Bridge
 from duse_ros.bridge.people import PersonSelector, Sighting, face_score
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import BridgeSettings
-from duse_ros.bridge.stabiliser import Reading
+from duse_ros.bridge.stabiliser import EmotionSample
 from duse_ros.timebase import NS
 
 STEP = NS // 2  # one window per 0.5 s
@@ -70,7 +70,7 @@ def test_the_bridge_speaks_about_the_followed_person_and_how_many_are_present():
         stamp = k * STEP
         # The larger face looks happy, the smaller one angry: only happiness reaches the prompt.
         for face, label, score in (("f1", "happiness", 0.2), ("f2", "anger", 0.05)):
-            event = bridge.on_reading(Reading(stamp, label, 0.9, True), Sighting(face, stamp, score))
+            event = bridge.on_reading(EmotionSample(stamp, label, 0.9, True), Sighting(face, stamp, score))
             if event is not None:
                 events.append(event)
     assert [e.state.emotion for e in events] == ["happiness"]

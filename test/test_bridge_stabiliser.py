@@ -2,17 +2,17 @@
 import pytest
 
 from duse_ros.bridge.stabiliser import (REASON_LOW_CONFIDENCE, REASON_NO_FACE, REASON_NO_READINGS,
-                                        REASON_UNTRAINED, UNKNOWN, Reading, Stabiliser, StabiliserConfig)
+                                        REASON_UNTRAINED, UNKNOWN, EmotionSample, Stabiliser, StabiliserConfig)
 from duse_ros.timebase import NS
 
 STEP_S = 0.25  # one reading per 250 ms of stream time
 T0_NS = 1_700_000_000 * NS
 
 
-def reading(i: int, label: str, confidence: float = 0.8, **kw) -> Reading:
+def reading(i: int, label: str, confidence: float = 0.8, **kw) -> EmotionSample:
     if label == "no_face":
-        return Reading(T0_NS + int(i * STEP_S * NS), "no_face", 0.0, has_reading=False, **kw)
-    return Reading(T0_NS + int(i * STEP_S * NS), label, confidence, has_reading=True, **kw)
+        return EmotionSample(T0_NS + int(i * STEP_S * NS), "no_face", 0.0, has_reading=False, **kw)
+    return EmotionSample(T0_NS + int(i * STEP_S * NS), label, confidence, has_reading=True, **kw)
 
 
 def feed(stab: Stabiliser, readings) -> list:
@@ -162,7 +162,7 @@ def test_bad_config_is_a_value_error_naming_the_field(field, value):
 @pytest.mark.parametrize("confidence", [float("nan"), -0.1, 1.5])
 def test_bad_reading_is_a_value_error(confidence):
     with pytest.raises(ValueError, match="confidence"):
-        Reading(T0_NS, "happiness", confidence, has_reading=True)
+        EmotionSample(T0_NS, "happiness", confidence, has_reading=True)
 
 
 def test_unknown_from_start_up_lasts_from_the_first_reading_not_from_stamp_zero():

@@ -14,6 +14,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ros_harness import NS, NodeProcess, Peer, audio_msg, frame_msg, qos
 
+from duse_ros.affect import diagnostics as diag
 from duse_ros.msg import AudioChunk
 
 NODE = "duse_ros.nodes.affect_node"
@@ -179,8 +180,8 @@ def _fuzz(compressed: bool, kinds) -> None:
         peer.spin_until(lambda: (stream.jpeg_pub if compressed else peer.image_pub).get_subscription_count() > 0
                         and peer.audio_pub.get_subscription_count() > 0, 30, "the node to subscribe", node)
         topic = "image_raw/compressed" if compressed else "image_raw"
-        peer.spin_until(lambda: int(peer.latest_diagnostics().get(f"input.{topic}.publishers", 0)) >= 1
-                        and int(peer.latest_diagnostics().get("input.audio.publishers", 0)) >= 1, 30,
+        peer.spin_until(lambda: int(peer.latest_diagnostics().get(diag.input_publishers_key(topic), 0)) >= 1
+                        and int(peer.latest_diagnostics().get(diag.input_publishers_key("audio"), 0)) >= 1, 30,
                         "the node to match this peer", node)
         stream.burst_brings_a_reading("start-up")
         stream.burst_brings_a_reading("start-up")
@@ -193,22 +194,22 @@ def _fuzz(compressed: bool, kinds) -> None:
             assert rss < baseline + RSS_GROWTH_MB, f"RSS {rss:.0f} MB after {what} (baseline {baseline:.0f} MB)"
         seen = len(peer.diagnostics)  # a status sent after the last input has been handled
         peer.spin_until(lambda: len(peer.diagnostics) >= seen + 2, 10, "fresh diagnostics", node)
-        diag = peer.latest_diagnostics()
+        values = peer.latest_diagnostics()
         assert "Traceback" not in node.output()
-        return diag
+        return values
     finally:
         assert node.stop() == 0, f"node did not exit cleanly:\n{node.output()[-3000:]}"
 
 
 def test_raw_images_and_audio_of_every_malformed_kind(ros):
-    diag = _fuzz(False, lambda t: raw_kinds(t) + audio_kinds(t))
-    assert int(diag["refused.image_too_large"]) >= 3  # 1500 x 1000, uint32 max sizes
-    assert int(diag["refused.audio_sample_rate"]) >= 11  # uint32 max, 5 x 1000003, 5 x 1
-    assert int(diag["refused.audio_chunk_too_long"]) >= 1
-    assert int(diag["malformed.image"]) >= 9 and int(diag["malformed.audio"]) >= 6
+    values = _fuzz(False, lambda t: raw_kinds(t) + audio_kinds(t))
+    assert int(values["refused.image_too_large"]) >= 3  # 1500 x 1000, uint32 max sizes
+    assert int(values["refused.audio_sample_rate"]) >= 11  # uint32 max, 5 x 1000003, 5 x 1
+    assert int(values["refused.audio_chunk_too_long"]) >= 1
+    assert int(values["malformed.image"]) >= 9 and int(values["malformed.audio"]) >= 6
 
 
 def test_compressed_images_of_every_malformed_kind(ros):
-    diag = _fuzz(True, compressed_kinds)
-    assert int(diag["refused.image_too_large"]) >= 3  # two PNG headers, one real JPEG
-    assert int(diag["malformed.image"]) >= 5
+    values = _fuzz(True, compressed_kinds)
+    assert int(values["refused.image_too_large"]) >= 3  # two PNG headers, one real JPEG
+    assert int(values["malformed.image"]) >= 5

@@ -47,7 +47,7 @@ def wait_until(predicate, timeout: float = WAIT_S) -> bool:
 
 
 def emotion(index: int, label: str, confidence: float = 0.9) -> EmotionState:
-    """Reading number `index` of a synthetic stream, 250 ms of stamps apart."""
+    """EmotionSample number `index` of a synthetic stream, 250 ms of stamps apart."""
     stamp = Time(sec=T0 + index * STEP_NS // NS, nanosec=index * STEP_NS % NS)
     msg = EmotionState(window_end=stamp, model_id="tiny-test", untrained=True)
     msg.header.stamp, msg.header.frame_id = stamp, "camera"

@@ -9,6 +9,7 @@ import rclpy
 from sensor_msgs.msg import CompressedImage
 
 from ros_harness import NS, NodeProcess, Peer, frame_msg, qos, stamps
+from duse_ros.affect import diagnostics as diag
 
 NODE = "duse_ros.nodes.affect_node"
 BASE = {"face_mode": "full_frame", "diagnostics_period_s": 0.2, "queue_depth": 8,
@@ -23,7 +24,7 @@ def ros():
 
 
 def _affect_statuses(peer: Peer):
-    return [s for arr in peer.diagnostics for s in arr.status if "affect pipeline" in s.name]
+    return [s for arr in peer.diagnostics for s in arr.status if diag.is_affect_status(s.name)]
 
 
 def test_a_failed_configure_is_an_error_on_diagnostics_with_the_reason(ros):
@@ -61,7 +62,7 @@ def test_compressed_input_follows_the_remapped_base_topic_and_diagnostics_name_t
         peer.spin_until(lambda: pub.get_subscription_count() > 0, 30, "a subscription on <base>/compressed", node)
         assert peer.node.count_subscribers("/image_raw/compressed") == 0
         peer.spin_until(lambda: int(peer.latest_diagnostics().get(
-            "input.camera/color/image_raw/compressed.publishers", 0)) >= 1, 30, "the node to match us", node)
+            diag.input_publishers_key("/camera/color/image_raw/compressed"), 0)) >= 1, 30, "the node to match us", node)
         for stamp in stamps(3.0, 75):
             pub.publish(_jpeg(stamp))
             rclpy.spin_once(peer.node, timeout_sec=0.0)

@@ -15,7 +15,7 @@ from typing import Callable
 from .people import PersonSelector, Sighting
 from .prompts import Prompt, PromptTemplates, build_prompt
 from .settings import BridgeSettings
-from .stabiliser import UNKNOWN, Reading, Stabiliser, StableState
+from .stabiliser import UNKNOWN, EmotionSample, Stabiliser, StableState
 
 REASON_CHANGE = "change"        # DialoguePrompt.REASON_CHANGE
 REASON_HEARTBEAT = "heartbeat"  # DialoguePrompt.REASON_HEARTBEAT
@@ -51,7 +51,7 @@ class Bridge:
         periods = [p / 4 for p in (self.settings.heartbeat_s, self.settings.stale_s) if p > 0]
         return min([_MAX_TICK_PERIOD_S, *periods])
 
-    def on_reading(self, reading: Reading, sighting: Sighting | None = None) -> PromptEvent | None:
+    def on_reading(self, reading: EmotionSample, sighting: Sighting | None = None) -> PromptEvent | None:
         """`sighting`: whose face the reading is about (several people: see bridge/people.py)."""
         self._last_reading_at = self._clock()
         if sighting is not None and not self.people.observe(sighting):

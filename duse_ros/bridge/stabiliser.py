@@ -34,7 +34,7 @@ _MAX_SUPPORT = 512
 
 
 @dataclass(frozen=True)
-class Reading:
+class EmotionSample:
     """One EmotionState reduced to what the stabiliser needs."""
     stamp_ns: int        # window_end of the reading
     label: str           # class label; "" or LABEL_NO_FACE when no reading was made
@@ -100,7 +100,7 @@ class _Stretch:
     support: deque = field(default_factory=lambda: deque(maxlen=_MAX_SUPPORT))  # (stamp_ns, confidence)
     stamped: bool = True  # False: begun before any reading (no stamp yet); the first one starts it
 
-    def add(self, reading: Reading, unknown_reason: str) -> None:
+    def add(self, reading: EmotionSample, unknown_reason: str) -> None:
         if not self.stamped:
             self.since_ns, self.stamped = reading.stamp_ns, True
         self.latest_ns = reading.stamp_ns
@@ -125,7 +125,7 @@ class Stabiliser:
     def state(self) -> StableState | None:
         return None if self._state is None else self._snapshot(self._state)
 
-    def observe(self, reading: Reading) -> StableState | None:
+    def observe(self, reading: EmotionSample) -> StableState | None:
         """Feed one reading; returns the new state when the stable emotion changed, else None."""
         self.readings += 1
         self._check_continuity(reading.stamp_ns)
@@ -171,7 +171,7 @@ class Stabiliser:
             self._state.since_ns = self._state.latest_ns = stamp_ns
             self._state.support.clear()
 
-    def _evidence(self, reading: Reading) -> tuple[str, str] | None:
+    def _evidence(self, reading: EmotionSample) -> tuple[str, str] | None:
         """(label, unknown_reason) this reading supports, or None inside the hysteresis band."""
         cfg = self.config
         if not reading.has_reading or reading.label in ("", LABEL_NO_FACE):

@@ -214,6 +214,8 @@ class BagFile:
     def messages(self, topics: list[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
         """(topic, msgtype, log time ns, raw CDR), in log-time order."""
         wanted = [c for c in self._reader.connections if topics is None or c.topic in topics]
+        if not wanted and topics is not None:  # rosbags reads every connection when given none
+            return
         try:
             for conn, log_ns, raw in self._reader.messages(connections=wanted):
                 yield conn.topic, conn.msgtype, int(log_ns), bytes(raw)

@@ -7,9 +7,12 @@ video feature V_g.
     V_g = mean_h (beta V_h + (1 - beta) T_h)
 
 The semantic similarity is the plain dot product of the paper's Eq. 12 (no 1/sqrt(D) as in
-scaled dot-product attention). Initialisation keeps CLIP's features at the start of training: the temporal
-attention adds zero, the linear layer is the identity, pooling is uniform and each head map is
-the identity plus small noise (so heads differ and learn different things).
+scaled dot-product attention). Initialisation stays near CLIP's features: the linear layer is
+the identity, each head map is the identity plus small noise (so heads differ), and the temporal
+attention's output projection and the pooling scores start small and random, not zero. Exactly
+zero, they make a saddle for anything that only the frame order tells apart: with uniform pooling
+and no attention output, the video feature is the same for every ordering of the same frames,
+so no gradient points towards using the order (the motion-only smoke set stayed at chance).
 """
 from __future__ import annotations
 
@@ -33,11 +36,11 @@ class LSEA(nn.Module):
     @torch.no_grad()
     def _init_near_identity(self) -> None:
         dim = self.linear.in_features
-        nn.init.zeros_(self.temporal_attn.out_proj.weight)
+        nn.init.normal_(self.temporal_attn.out_proj.weight, std=0.02)
         nn.init.zeros_(self.temporal_attn.out_proj.bias)
         self.linear.weight.copy_(torch.eye(dim))
         nn.init.zeros_(self.linear.bias)
-        nn.init.zeros_(self.score.weight)
+        nn.init.normal_(self.score.weight, std=dim ** -0.5)
         nn.init.zeros_(self.score.bias)
         for heads in (self.video_heads, self.text_heads):
             nn.init.normal_(heads.weight, std=0.02)

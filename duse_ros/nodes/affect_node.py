@@ -21,6 +21,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
+from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.io.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
@@ -204,7 +205,7 @@ class AffectNode(LifecycleNode):
 
     def _publish_failure(self) -> None:
         if self._failure:
-            status = diagnostic_status(f"{self.get_name()}: affect pipeline", self.get_fully_qualified_name(),
+            status = diagnostic_status(diag.status_name(self.get_name()), self.get_fully_qualified_name(),
                                        DiagnosticStatus.ERROR, self._failure, {"model": self.p("model")})
             self._diag_pub.publish(diagnostic_array(self, [status]))
 
@@ -417,11 +418,11 @@ class AffectNode(LifecycleNode):
             return
         values: dict[str, object] = {
             "model": self._model.model_id, "untrained": self._model.untrained,
-            "input.image_fps": f"{self._rates['image'].rate_hz():.1f}",
-            "input.audio_chunks_per_s": f"{self._rates['audio'].rate_hz():.1f}",
+            diag.IMAGE_FPS: f"{self._rates['image'].rate_hz():.1f}",
+            diag.AUDIO_CHUNKS_PER_S: f"{self._rates['audio'].rate_hz():.1f}",
         }
         # Who publishes on each input: 0 means a wrong topic name or a QoS mismatch.
-        values.update({f"input.{sub.topic_name.lstrip('/')}.publishers": sub.get_publisher_count() for sub in self._subs})
+        values.update({diag.input_publishers_key(sub.topic_name): sub.get_publisher_count() for sub in self._subs})
         values.update({f"malformed.{k}": v for k, v in sorted(self._malformed.items())})
         values.update({f"qos_incompatible.{k}": v for k, v in sorted(self._qos_incompatible.items())})
         values.update({f"refused.{k}": v for k, v in sorted(self._refused.items())})
@@ -442,7 +443,7 @@ class AffectNode(LifecycleNode):
         # hardware_id names the sensor (the camera's frame_id) or, before the first frame, this node;
         # the model is a value ("model") like the rest.
         hardware = self._frame_id or self.get_fully_qualified_name()
-        status = diagnostic_status(f"{self.get_name()}: affect pipeline", hardware, level, message, values)
+        status = diagnostic_status(diag.status_name(self.get_name()), hardware, level, message, values)
         self._diag_pub.publish(diagnostic_array(self, [status]))
 
 

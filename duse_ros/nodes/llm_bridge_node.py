@@ -23,7 +23,7 @@ from duse_ros.bridge.llm_client import ChatClient, EndpointStats, public_url
 from duse_ros.bridge.people import Sighting, face_score
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import NODE_NAME, PARAMETERS, BridgeSettings
-from duse_ros.bridge.stabiliser import Reading
+from duse_ros.bridge.stabiliser import EmotionSample
 from duse_ros.bridge.worker import LatestOnlyWorker
 from duse_ros.msg import DialoguePrompt, EmotionState, LLMExchange
 from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
@@ -39,12 +39,12 @@ class ConfigError(ValueError):
     """A parameter or the template file is unusable; the node cannot start."""
 
 
-def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> Reading:
+def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> EmotionSample:
     """ValueError when the message cannot be a reading (e.g. confidence out of range)."""
     smoothed = use_smoothed and msg.smoothing_count > 0 and msg.smoothed_label
     label, confidence = (msg.smoothed_label, msg.smoothed_confidence) if smoothed else (msg.label, msg.confidence)
     stamp_ns = stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp)
-    return Reading(stamp_ns=stamp_ns, label=label, confidence=float(confidence),
+    return EmotionSample(stamp_ns=stamp_ns, label=label, confidence=float(confidence),
                    has_reading=msg.modality != EmotionState.MODALITY_NONE, untrained=msg.untrained,
                    frame_id=msg.header.frame_id)
 

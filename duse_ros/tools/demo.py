@@ -33,6 +33,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.affect import settings as affect_settings  # noqa: E402
 from duse_ros.io.demo_stream import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
 from duse_ros.io.rosbag import BagWriter  # noqa: E402
@@ -83,13 +84,13 @@ class DemoPeer:
 
     def _on_diagnostics(self, arr: DiagnosticArray) -> None:
         for status in arr.status:
-            if "affect pipeline" in status.name:
+            if diag.is_affect_status(status.name):
                 self._diagnostics = {kv.key: kv.value for kv in status.values}
 
     def node_matched_inputs(self) -> bool:
         """affect_node's diagnostics count the publishers each of its subscriptions (image, and audio
         for an audio-visual model) has matched."""
-        counts = [v for k, v in self._diagnostics.items() if k.startswith("input.") and k.endswith(".publishers")]
+        counts = [v for k, v in self._diagnostics.items() if diag.is_input_publishers_key(k)]
         return bool(counts) and all(int(v) > 0 for v in counts)
 
     def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:

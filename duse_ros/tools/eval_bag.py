@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages  # noqa: E402
 from duse_ros.io.rosbag import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_INFO, COMPRESSED_IMAGE, LABEL_TOPIC,  # noqa: E402
                                 LABEL_TYPE, NS, ORIGIN_KEY, BagError, BagFile, BagWriter, select_streams)
@@ -145,12 +146,12 @@ class Player:
 
     def _on_diagnostics(self, arr) -> None:
         for status in arr.status:
-            if status.name.endswith("affect pipeline"):
+            if diag.is_affect_status(status.name):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def inputs_matched(self, topics: list[str]) -> bool:
         """affect_node's diagnostics count the publishers its subscriptions have matched."""
-        return all(int(self.diagnostics.get(f"input.{NAMESPACE.strip('/')}/{t}.publishers", 0)) > 0 for t in topics)
+        return all(int(self.diagnostics.get(diag.input_publishers_key(f"{NAMESPACE}/{t}"), 0)) > 0 for t in topics)
 
     def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
         deadline = time.monotonic() + timeout
@@ -237,7 +238,8 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
         ready = player.spin_until(lambda: player.image_pub.get_subscription_count() > 0
                                   and (not uses_audio or player.audio_pub.get_subscription_count() > 0)
                                   and player.node.count_publishers(f"{NAMESPACE}/emotion_state") > 0
-                                  and (args.no_bridge or player.node.count_subscribers(f"{NAMESPACE}/emotion_state") >= 2),
+                                  and (args.no_bridge or (player.node.count_subscribers(f"{NAMESPACE}/emotion_state") >= 2
+                                                          and player.node.count_publishers(f"{NAMESPACE}/dialogue_prompt") > 0)),
                                   args.startup_timeout_s, procs)
         node_topics = ["image_raw/compressed" if compressed else "image_raw"] + (["audio"] if uses_audio else [])
         ready = ready and player.spin_until(lambda: player.inputs_matched(node_topics), args.startup_timeout_s, procs)
@@ -291,7 +293,7 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
         settle(1, args.window_timeout_s)  # the last windows
         replay_s = time.monotonic() - (start_wall or time.monotonic())
         # Final counters: diagnostics that have seen every frame.
-        player.spin_until(lambda: int(player.diagnostics.get("window.frames_in", -1)) >= frames, 5.0, procs)
+        player.spin_until(lambda: int(player.diagnostics.get(diag.FRAMES_IN, -1)) >= frames, 5.0, procs)
         if not args.no_bridge:  # prompts follow their EmotionState; give the last one a moment
             player.spin_until(lambda: False, 0.5, procs)
     finally:
@@ -420,17 +422,17 @@ def run(args: argparse.Namespace) -> dict:
     inference = [s.inference_latency.sec + s.inference_latency.nanosec / NS for s in states if s.modality]
     p50, p95 = percentiles_ms(result["latencies_s"])
     i50, i95 = percentiles_ms(inference)
-    diag = result["diagnostics"]
+    node_values = result["diagnostics"]
     report = {
         "bag": bag_name, "model": args.model, "model_id": model.model_id, "untrained": bool(model.untrained),
         "mode": "realtime" if args.realtime else "as_fast_as_model", "rate": args.rate if args.realtime else None,
         "labels": labels_source, "scored_on": "smoothed_label" if args.smoothed else "label",
         "uar": None, "war": None, "per_class_recall": {}, "support": {},
         "windows": len(result["expected"]), "windows_received": len(states), "dropped": len(result["missing"]),
-        "dropped_by_node_queue": _int(diag.get("inference.dropped_queue_full")),
+        "dropped_by_node_queue": _int(node_values.get(diag.DROPPED_QUEUE_FULL)),
         "windows_scored": 0, "windows_unlabelled": 0, "no_reading": 0,
         "latency_ms_p50": p50, "latency_ms_p95": p95, "inference_ms_p50": i50, "inference_ms_p95": i95,
-        "frames_sent": result["frames"], "frames_received_by_node": _int(diag.get("window.frames_in")),
+        "frames_sent": result["frames"], "frames_received_by_node": _int(node_values.get(diag.FRAMES_IN)),
         "audio_messages_sent": result["audio_messages"], "audio_messages_unconvertible": result["malformed_audio"],
         "dialogue_prompts": len(result["prompts"]), "replay_s": round(result["replay_s"], 3),
         "replay_frames_per_s": round(result["frames"] / result["replay_s"], 2) if result["replay_s"] > 0 else None,
