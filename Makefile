@@ -8,7 +8,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo bench params clean
+.PHONY: setup test demo bench params train-smoke clean
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -25,6 +25,11 @@ bench: setup
 
 params: setup
 	$(PY) -m training.count_params
+
+# The training loop on CPU, no dataset needed: tiny DuSE on a set whose classes differ only in motion.
+# SMOKE_ARGS=--baseline also trains the frame-averaging baseline for comparison.
+train-smoke: setup
+	$(PY) -m training.smoke $(SMOKE_ARGS)
 
 clean:
 	rm -rf build $(VENV) .pytest_cache

@@ -102,8 +102,8 @@ def test_motion_set_frames_carry_no_class_but_their_order_does(motion):
     assert all(sorted(order) == list(range(16)) for order in ORDERS) and len({tuple(o) for o in ORDERS}) == 7
     for e in entries:
         frames, _, _ = read_clip(e.path, 16, train=False, fps=8.0, span_s=2.0)
-        rows = [int(np.argmax(f.sum(axis=(1, 2)))) for f in frames]   # the dot's row in each frame
-        # the dot visits the 16 heights in its class's order (the same 16 heights in every class)
+        rows = [int(np.argmax(f.sum(axis=(1, 2)))) for f in frames]   # the bar's row in each frame
+        # the bar visits the 16 heights in its class's order (the same 16 heights in every class)
         assert np.corrcoef(rows, ORDERS[e.label])[0, 1] > 0.95, (e.label, rows)
 
 

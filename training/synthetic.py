@@ -1,9 +1,9 @@
 """Synthetic datasets that prove the training loop learns what it should, without licensed data.
 
 `make_motion_dataset`: a small set in DFEW's layout whose seven classes differ only in the
-ORDER in which a dot visits the same 16 heights. Every class shows the dot at exactly the same
-16 positions, one per frame (with the same random x, colour and background per clip across
-classes), so a single frame, or any average over frames, carries no information about the class:
+ORDER in which a bar visits the same 16 heights. Every class shows the bar at exactly the same
+16 positions, one per frame (colour, background and noise drawn alike for every class), so a
+single frame, or any average over frames, carries no information about the class:
 a frame-averaging model stays at chance (1/7), and only a model that sees time can do better.
 The motion is vertical, so horizontal flips keep the label.
 
@@ -36,18 +36,17 @@ ORDERS = _orders()
 
 
 def _motion_clip(order: list[int], size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """BGR frames of a dot visiting heights in `order`; x, colour and background drawn by rng."""
-    margin = size * 0.15
+    """BGR frames of a horizontal bar visiting 16 heights in `order`; its colour, the background
+    and the noise are drawn by rng (the same distributions for every class)."""
+    margin = size * 0.1
     heights = margin + np.arange(STEPS) * (size - 2 * margin) / (STEPS - 1)
-    x = rng.uniform(margin, size - margin)
-    colour = rng.uniform(150, 255, 3)
-    background = rng.uniform(30, 90)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    colour = rng.uniform(160, 255, 3)
+    background = rng.uniform(20, 80, 3)
+    rows = np.arange(size, dtype=np.float32)[:, None, None]
     frames = []
     for k in order:
-        blob = np.exp(-((xx - x) ** 2 + (yy - heights[k]) ** 2) / (2 * (size / 16) ** 2))[..., None]
-        noise = rng.normal(0, 8, (size, size, 1))
-        frame = background + noise + blob * (colour - background)
+        bar = np.exp(-((rows - heights[k]) ** 2) / (2 * (size / 20) ** 2))          # (size, 1, 1)
+        frame = background + bar * (colour - background) + rng.normal(0, 6, (size, size, 3))
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))
     return frames
 

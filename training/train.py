@@ -348,6 +348,9 @@ def train(recipe: dict) -> dict:
     fold_train = load_split(data_dir, layout, "train", fold, classes)
     test_entries = load_split(data_dir, layout, "test", fold, classes)
     train_entries, val_entries = stratified_split(fold_train, float(recipe["val_fraction"]), seed)
+    if not val_entries:
+        raise ValueError(f"fold {fold}: no class has two or more training clips, so no validation split can be "
+                         f"carved from its {len(fold_train)} clips")
     leaked = {e.key for e in val_entries + train_entries} & {e.key for e in test_entries}
     if leaked:
         raise ValueError(f"{len(leaked)} clips are in both the training and the test split of fold {fold}, "
