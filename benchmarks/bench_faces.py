@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duse_ros.models import build_model  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
 
@@ -68,7 +68,7 @@ def pipeline_ms_per_window(model_name: str, n: int, seconds: float) -> float:
             readings.append(r)
             if len(readings) >= expected * n:
                 done.set()
-    pipeline = AffectPipeline(build_model(model_name), PipelineConfig(
+    pipeline = AffectPipeline(load_model(model_name), PipelineConfig(
         face_mode="detect", max_faces=n, face_detect_hz=5.0, queue_depth=64, smoothing_window=5),
         on_reading, detector=GridFaces(n))
     rng = np.random.default_rng(0)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.disable(logging.WARNING)
-    model = build_model(args.model).eval()
+    model = load_model(args.model).eval()
     forward_ms(model, 1, True)  # warm-up
     print(f"model {args.model}, torch threads {args.threads}, {args.repeats} rounds, medians")
     print(f"{'faces':>5} | {'forward batched':>15} {'N x one':>9} {'ratio':>6} | "

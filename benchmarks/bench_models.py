@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duse_ros.models import build_model  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
 
 DEFAULT_MODELS = ["fer2013-minixception", "duse-vitb32-normal", "duse-vitb16-normal"]
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.disable(logging.WARNING)  # "random CLIP" warnings: random weights are the point here
-    models = {name: build_model(name).eval() for name in args.models}
+    models = {name: load_model(name).eval() for name in args.models}
     windows = {}
     for name, model in models.items():
         spec = model.input_spec

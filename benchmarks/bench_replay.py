@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
 from duse_ros.io.conversions import audio_chunk_to_mono, compressed_to_rgb  # noqa: E402
 from duse_ros.io.rosbag import NS, BagFile, select_streams  # noqa: E402
-from duse_ros.models import build_model  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
 from duse_ros.tools import eval_bag  # noqa: E402
 from duse_ros.affect.windowing import Windower  # noqa: E402
@@ -39,7 +39,7 @@ from duse_ros.affect.windowing import Windower  # noqa: E402
 
 def model_alone(bag_path: Path, name: str) -> tuple[float, int, int]:
     """(seconds of forward passes, windows, frames) for the bag's windows, batch 1."""
-    model = build_model(name).eval()
+    model = load_model(name).eval()
     spec = model.input_spec
     prep = FramePreprocessor(spec)
     windower = Windower(num_frames=spec.num_frames, use_audio=spec.uses_audio, audio_rate=spec.audio_rate)

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from duse_ros.models.base import AffectModel
+from duse_ros.models.registry import build_model
 
 
 class CheckpointError(ValueError):
@@ -52,8 +53,6 @@ def read_config(json_path: str | Path) -> dict:
 def load_checkpoint(json_path: str | Path, **overrides) -> AffectModel:
     """Build the model a checkpoint config describes and load its trainable weights, checking
     every key and shape."""
-    from duse_ros.models.registry import build_model
-
     json_path = Path(json_path)
     config = read_config(json_path)
     weights_path = (json_path.parent / config.pop("weights")).resolve()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from duse_ros.checkpoint import CheckpointError, save_checkpoint
+from duse_ros.loading import load_model
 from duse_ros.models import build_model, get_config
 from duse_ros.models.clip_backbone import create_frozen_clip, encode_text_prompted
 from duse_ros.models.duse import DuSE
@@ -260,7 +261,7 @@ def test_checkpoint_round_trips_bit_exactly(tmp_path):
     saved = json.loads(path.read_text())
     assert saved["arch"] == "duse" and saved["clip_weights"] == "" and saved["training"] == {"uar": 0.5}
     assert set(load_file(str(tmp_path / "duse_tiny.safetensors"))) == set(model.trainable_state_dict())
-    loaded = build_model(str(path)).eval()
+    loaded = load_model(str(path)).eval()
     assert loaded.checkpoint == str(path) and loaded.untrained  # the CLIP is still random
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a, b), k
@@ -276,25 +277,25 @@ def test_wrong_checkpoints_fail_naming_the_mismatch(tmp_path):
 
     save_file({k: v for k, v in tensors.items() if k != "lsea.score.weight"}, str(weights))
     with pytest.raises(CheckpointError, match=r"missing keys \['lsea.score.weight'\]"):
-        build_model(str(path))
+        load_model(str(path))
     save_file(tensors, str(weights))
 
     config = json.loads(path.read_text())
     (tmp_path / "shape.json").write_text(json.dumps({**config, "n_prompts": 2, "weights": "m.safetensors"}))
     with pytest.raises(CheckpointError, match=r"'prompts.text' has shape \(2, 4, 64\).*expects \(2, 2, 64\)"):
-        build_model(str(tmp_path / "shape.json"))
+        load_model(str(tmp_path / "shape.json"))
     (tmp_path / "deep.json").write_text(json.dumps({**config, "strategy": "deep"}))
     with pytest.raises(CheckpointError, match=r"'prompts.text' has shape \(2, 4, 64\).*expects \(4, 4, 64\)"):
-        build_model(str(tmp_path / "deep.json"))
+        load_model(str(tmp_path / "deep.json"))
     (tmp_path / "avg.json").write_text(json.dumps({**config, "aggregator": "avgpool"}))
     with pytest.raises(CheckpointError, match=r"unexpected keys \['lsea"):
-        build_model(str(tmp_path / "avg.json"))
+        load_model(str(tmp_path / "avg.json"))
     (tmp_path / "arch.json").write_text(json.dumps({**get_config("tiny-random-video"), "weights": "m.safetensors"}))
     with pytest.raises(CheckpointError, match=r"does not match model 'tiny-random-video'.*missing keys \['head.bias'"):
-        build_model(str(tmp_path / "arch.json"))
+        load_model(str(tmp_path / "arch.json"))
     (tmp_path / "noarch.json").write_text(json.dumps({**config, "arch": "dusse"}))
     with pytest.raises(KeyError, match="unknown arch 'dusse'"):
-        build_model(str(tmp_path / "noarch.json"))
+        load_model(str(tmp_path / "noarch.json"))
 
 
 def test_clip_weights_load_from_a_local_file(tmp_path):

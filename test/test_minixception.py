@@ -24,7 +24,7 @@ from ros_harness import NS, NodeProcess, Peer, stamps
 
 from duse_ros.checkpoint import load_checkpoint, save_checkpoint
 from duse_ros.classes import FER2013_NAMES, get_class_set
-from duse_ros.models import build_model
+from duse_ros.loading import load_model
 from duse_ros.models.minixception import FaceExpressionCNN, keras_same_padding
 from duse_ros.weights import (FER2013, WeightsError, converted_path, convert_keras_minixception, install,
                               read_weights_file, sha256_of, source_copy_path)
@@ -41,7 +41,7 @@ def hdf5_bytes() -> bytes:
 
 @pytest.fixture(scope="module")
 def model() -> FaceExpressionCNN:
-    return build_model("fer2013-minixception")
+    return load_model("fer2013-minixception")
 
 
 # ----------------------------------------------------------------------------- padding rule
@@ -166,12 +166,12 @@ def test_window_probability_is_the_mean_over_frames_and_subsets_choose_frames(mo
         mean = model(video).softmax(-1)
     assert per_frame.shape == (2, 16, 7)
     torch.testing.assert_close(mean, per_frame.mean(dim=1), atol=1e-6, rtol=1e-5)
-    subset = build_model("fer2013-minixception", frames_per_window=4)
+    subset = load_model("fer2013-minixception", frames_per_window=4)
     assert subset.frame_indices(16) == [0, 5, 10, 15]
     with torch.no_grad():
         torch.testing.assert_close(subset(video).softmax(-1), per_frame[:, [0, 5, 10, 15]].mean(dim=1), atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="frames_per_window"):
-        build_model("fer2013-minixception", frames_per_window=17)
+        load_model("fer2013-minixception", frames_per_window=17)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -247,7 +247,7 @@ def test_conversion_round_trips_and_matches_the_installed_checkpoint(tmp_path, h
 def test_missing_weights_name_the_command_that_makes_them(tmp_path, monkeypatch):
     monkeypatch.setenv("DUSE_ROS_WEIGHTS", str(tmp_path / "empty"))
     with pytest.raises(WeightsError, match="duse-fetch-weights"):
-        build_model("fer2013-minixception")
+        load_model("fer2013-minixception")
 
 
 # ----------------------------------------------------------------------------- through the node

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from duse_ros.affect.engine import InferenceEngine, Job
-from duse_ros.models import build_model
+from duse_ros.loading import load_model
 from duse_ros.affect.pipeline import MODALITY_AUDIO_VISUAL, MODALITY_VIDEO, AffectPipeline, PipelineConfig
 from duse_ros.timebase import NS
 
@@ -36,7 +36,7 @@ class Sink:
 
 def run(max_faces: int, expected: int, model: str = "tiny-random-video", frames: int = 120, smoothing: int = 3):
     sink = Sink(expected)
-    pipeline = AffectPipeline(build_model(model), PipelineConfig(
+    pipeline = AffectPipeline(load_model(model), PipelineConfig(
         face_mode="detect", max_faces=max_faces, face_detect_hz=5.0, queue_depth=16, smoothing_window=smoothing),
         sink, detector=ThreeFaces())
     jobs = []
@@ -101,7 +101,7 @@ def test_audio_visual_faces_share_the_windows_audio():
 
 @pytest.mark.parametrize("model", ["tiny-random-video", "tiny-random-av"])
 def test_a_job_of_n_clips_equals_n_single_jobs(model):
-    net = build_model(model)
+    net = load_model(model)
     results = []
     engine = InferenceEngine(net, queue_depth=16, max_batch=8, on_result=results.append)
     torch.manual_seed(0)

@@ -16,12 +16,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duse_ros.models import build_model, get_config, list_configs  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
+from duse_ros.models import get_config, list_configs  # noqa: E402
 
 
 def count(name: str) -> dict:
     with torch.device("meta"):
-        model = build_model(name)
+        model = load_model(name)
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
     config = model.config()
     return {

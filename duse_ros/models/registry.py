@@ -45,15 +45,19 @@ def get_config(name: str) -> dict:
         raise KeyError(f"unknown model {name!r}; registered: {list_configs()} (or give a checkpoint .json path)") from None
 
 
-def build_model(name_or_config: str | dict | Path, **overrides) -> AffectModel:
-    """Build a model from a registered name, a config dict, or a checkpoint's JSON path.
+def build_model(name_or_config: str | dict, **overrides) -> AffectModel:
+    """The architecture a registered name or a config dict describes, with its initial weights
+    (random where nothing else is named). Checkpoints and pretrained weights load through
+    `duse_ros.loading.load_model`, which calls this.
 
     `overrides` replace config keys (e.g. `clip_weights=` for a frozen backbone file).
     """
     if isinstance(name_or_config, (str, Path)) and str(name_or_config).endswith(".json"):
-        from ..checkpoint import load_checkpoint
-        return load_checkpoint(name_or_config, **overrides)
+        raise ValueError(f"{name_or_config} is a checkpoint: load it with duse_ros.loading.load_model")
     config = get_config(name_or_config) if isinstance(name_or_config, str) else copy.deepcopy(dict(name_or_config))
+    if config.get("pretrained"):
+        raise ValueError(f"{config.get('name', '?')!r} names pretrained weights ({config['pretrained']!r}): "
+                         "load it with duse_ros.loading.load_model")
     config.update(overrides)
     arch = config.get("arch")
     if arch not in _ARCHS:

@@ -27,7 +27,7 @@ from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.io.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
                                   audio_stamped_to_mono, image_pixels, to_rgb)
 from duse_ros.affect.hri import unmapped
-from duse_ros.models import build_model
+from duse_ros.loading import load_model
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
                                    bound_heap, ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
@@ -136,7 +136,7 @@ class AffectNode(LifecycleNode):
                 torch.set_num_threads(self.p("torch_threads"))
             overrides = {name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights")
                          if self.p(name)}  # frozen-encoder files: only those given replace the model config's
-            self._model = build_model(self.p("model"), **overrides)
+            self._model = load_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
                 self._audio_type = audio_type

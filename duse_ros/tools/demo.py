@@ -168,10 +168,10 @@ def _timeline_png(states: list[EmotionState], t0: float, path: Path) -> None:
 
 def _untrained(model: str, clip_weights: str) -> bool:
     """Whether `model` would run with random weights (a missing weights file is the node's to report)."""
-    from duse_ros.models import build_model
+    from duse_ros.loading import load_model
 
     try:
-        return bool(build_model(model, **({"clip_weights": clip_weights} if clip_weights else {})).untrained)
+        return bool(load_model(model, **({"clip_weights": clip_weights} if clip_weights else {})).untrained)
     except Exception:  # noqa: BLE001 - affect_node says what is wrong with the model, in its log
         return False
 

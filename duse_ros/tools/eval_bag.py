@@ -396,14 +396,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from duse_ros.models import build_model
+    from duse_ros.loading import load_model
     args.model = args.model or default_model()
     with BagFile(args.bag) as bag:
         streams = select_streams(bag, args.image_topic, args.audio_topic)
         # Read every record once before any node starts: a truncated or damaged bag fails here.
         for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
             pass
-        model = build_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+        model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
         classes = list(model.class_names)
         spans, origin, labels_source = _load_spans(bag, args, classes)
         out_dir = args.out or Path("eval_output") / bag.path.name
