@@ -88,6 +88,13 @@ def plot_confusion(scores: Scores, path: str | Path, title: str = "") -> Path:
                     color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
     ax.set_title(title or f"UAR {100 * scores.uar:.1f}%  WAR {100 * scores.war:.1f}%")
     fig.colorbar(image, ax=ax, fraction=0.046, label="recall")
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG (creating its directory) and release it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

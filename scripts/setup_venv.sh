@@ -31,11 +31,11 @@ echo "setup: installing into $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # torchvision matching torch 2.13 is a CUDA build: install it without its deps so it never
-# pulls CUDA torch; duse_ros.torchvision_shim makes it importable on CPU torch.
+# pulls CUDA torch; duse_ros.models.torchvision_shim makes it importable on CPU torch.
 "${PIP[@]}" install -c requirements/constraints.txt -r requirements/base.txt 2>&1 | grep -v "is ignored" || true
 "${PIP[@]}" install -c requirements/constraints.txt --no-deps torchvision==0.28.0 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import torch, rclpy, open_clip" 2>/dev/null \
-  || "$VENV/bin/python" -c "import torch, rclpy; from duse_ros.torchvision_shim import import_open_clip; import_open_clip()" \
+  || "$VENV/bin/python" -c "import torch, rclpy; from duse_ros.models.torchvision_shim import import_open_clip; import_open_clip()" \
   || { echo "setup: the venv's packages do not import; see the pip output above" >&2; exit 1; }
 
 # The ROS wheels' CMake exports name the interpreter paths of the machine that built them.

@@ -90,7 +90,7 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
     node.create_subscription(Clock, "/clock", lambda m: clock.append(_ns(m.clock)), 100)
     out = tmp_path / "eval"
     proc = subprocess.Popen(eval_cmd(tmp_path / "robot", "--model", "tiny-random-av", "--face-mode", "full_frame",
-                                     "--realtime", "--no-bridge", "--out", out),
+                                     "--realtime", "--no-bridge", "--image-subscribers", "2", "--out", out),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         deadline = time.monotonic() + 240
@@ -109,8 +109,11 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
     assert report["windows"] == report["windows_received"] >= 4 and report["dropped"] == 0
     wall = np.array([a for a, _ in arrivals]) - arrivals[0][0]
     stream = (np.array([s for _, s in arrivals]) - arrivals[0][1]) / NS
-    # Paced by the recording (not as fast as possible), within a tolerance for a loaded machine.
-    assert wall[-1] >= 0.95 * stream[-1]
-    assert np.percentile(np.abs(wall - stream), 95) < 0.25
+    # Paced by the recording (slope 1 of arrival time on stream time; as fast as possible would be
+    # near 0), each frame within a tolerance of its due time for a loaded machine. A fit, not the
+    # first frame, sets the offset: one late first arrival must not skew every comparison.
+    slope, offset = np.polyfit(stream, wall, 1)
+    assert 0.9 <= slope <= 1.1, slope
+    assert np.percentile(np.abs(wall - stream - np.median(wall - stream)), 95) < 0.25
     # /clock carried bag time up to the last message.
     assert max(clock) >= info["start_ns"] + int(3.9 * NS) and clock == sorted(clock)

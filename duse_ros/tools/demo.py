@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -40,6 +39,8 @@ from duse_ros.io.rosbag import BagWriter  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
 from duse_ros.nodes.common import stamp_to_ns  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
+from duse_ros.tools.evaluate import plot_timeline  # noqa: E402
+from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
 DEFAULT_MODEL = affect_settings.DEFAULTS["model"]
 MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "video",
@@ -47,19 +48,7 @@ MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "vi
 
 
 def _start(module: str, params: dict[str, object], log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", module, "--ros-args"]
-    for k, v in params.items():
-        args += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return subprocess.Popen(node_command(module, params), stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def _stamp_s(t) -> float:
@@ -129,43 +118,6 @@ class DemoPeer:
             self.pubs[topic].publish(raw)
 
 
-def _timeline_png(states: list[EmotionState], t0: float, path: Path) -> None:
-    """Each window's smoothed class probabilities as a stacked bar at its end time; windows without
-    a reading (no face) hatched, audio-only windows marked under the bars."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    readings = [s for s in states if len(s.probabilities)]
-    if not readings:
-        return
-    names = list(readings[0].class_names)
-    ends = np.array([_stamp_s(s.window_end) - t0 for s in states])
-    width = float(np.median(np.diff(ends))) if len(ends) > 1 else 0.5   # the stride between windows
-    fig, ax = plt.subplots(figsize=(10, 4))
-    colors = plt.cm.tab20(np.linspace(0, 1, 20))[: len(names)]  # distinct for up to 20 classes
-    t = np.array([_stamp_s(s.window_end) - t0 for s in readings])
-    probs = np.array([s.smoothed_probabilities if len(s.smoothed_probabilities) else s.probabilities for s in readings])
-    bottom = np.zeros(len(readings))
-    for k, name in enumerate(names):
-        ax.bar(t, probs[:, k], width=width, bottom=bottom, color=colors[k], label=name, linewidth=0)
-        bottom += probs[:, k]
-    empty = [e for s, e in zip(states, ends) if not len(s.probabilities)]
-    if empty:
-        ax.bar(empty, 1.0, width=width, color="none", edgecolor="0.6", hatch="//", linewidth=0, label="no reading (no face)")
-    audio_only = [e for s, e in zip(states, ends) if s.modality == EmotionState.MODALITY_AUDIO]
-    if audio_only:
-        ax.bar(audio_only, -0.04, width=width, color="k", label="audio-only window")
-    model = readings[0].model_id + (" (UNTRAINED: random weights)" if readings[0].untrained else "")
-    ax.set(xlabel="stream time (s), window end", ylabel="smoothed probability", ylim=(-0.05 if audio_only else 0, 1),
-           title=f"EmotionState timeline: {model}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _untrained(model: str, clip_weights: str) -> bool:
     """Whether `model` would run with random weights (a missing weights file is the node's to report)."""
     from duse_ros.loading import load_model
@@ -233,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             peer.spin_until(lambda: len(peer.states) > last, 2.0, procs)
     finally:
         for p in procs:
-            _stop(p)
+            stop(p)
         with BagWriter(run_dir / "emotion_states") as recorder:
             for s in peer.states:
                 recorder.write("/emotion_state", stamp_to_ns(s.window_end), serialize_message(s),
@@ -241,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         peer.node.destroy_node()
         rclpy.try_shutdown()
 
-    _timeline_png(peer.states, peer.t0 or 0.0, run_dir / "emotion_timeline.png")
+    readings = [st for st in peer.states if len(st.class_names)]
+    if readings:
+        model = readings[0].model_id + (" (UNTRAINED: random weights)" if readings[0].untrained else "")
+        plot_timeline(peer.states, [], list(readings[0].class_names), int((peer.t0 or 0.0) * NS),
+                      run_dir / "emotion_timeline.png", title=f"EmotionState timeline: {model}")
     modalities = Counter(MODALITY.get(s.modality, "?") for s in peer.states)
     untrained = any(s.untrained for s in peer.states)
     print(f"\n{len(peer.states)} EmotionState messages ({', '.join(f'{k}: {v}' for k, v in modalities.items())}), "

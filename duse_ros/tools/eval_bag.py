@@ -48,6 +48,7 @@ from duse_ros.io.rosbag import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_INFO, COM
                                 LABEL_TYPE, NS, ORIGIN_KEY, BagError, BagFile, BagWriter, select_streams)
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
+from duse_ros.tools.processes import node_command, stop  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 
 NAMESPACE = "/duse_eval"
@@ -55,25 +56,6 @@ NAMESPACE = "/duse_eval"
 
 class EvalError(RuntimeError):
     """The replay could not run (a node did not start, ...); the message says why."""
-
-
-def _node_cmd(module: str, params: dict[str, object], extra: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={NAMESPACE}"]
-    for k, v in params.items():
-        cmd += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
-    for kv in extra:
-        cmd += ["-p", kv.replace("=", ":=", 1) if ":=" not in kv else kv]
-    return cmd
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class AudioAdapter:
@@ -218,10 +200,10 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     if args.face_mode:
         node_params["face_mode"] = args.face_mode
     logs = {name: (out_dir / f"{name}.log").open("w") for name in ("affect_node", "llm_bridge_node")}
-    procs = [subprocess.Popen(_node_cmd("duse_ros.nodes.affect_node", node_params, args.param),
+    procs = [subprocess.Popen(node_command("duse_ros.nodes.affect_node", node_params, NAMESPACE, args.param),
                               stdout=logs["affect_node"], stderr=subprocess.STDOUT)]
     if not args.no_bridge:
-        procs.append(subprocess.Popen(_node_cmd("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, []),
+        procs.append(subprocess.Popen(node_command("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, NAMESPACE),
                                       stdout=logs["llm_bridge_node"], stderr=subprocess.STDOUT))
     for proc, name in zip(procs, logs):
         proc.log_path = out_dir / f"{name}.log"
@@ -235,7 +217,7 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     answered: set[int] = set()
     malformed_audio = frames = audio_msgs = 0
     try:
-        ready = player.spin_until(lambda: player.image_pub.get_subscription_count() > 0
+        ready = player.spin_until(lambda: player.image_pub.get_subscription_count() >= args.image_subscribers
                                   and (not uses_audio or player.audio_pub.get_subscription_count() > 0)
                                   and player.node.count_publishers(f"{NAMESPACE}/emotion_state") > 0
                                   and (args.no_bridge or (player.node.count_subscribers(f"{NAMESPACE}/emotion_state") >= 2
@@ -300,7 +282,7 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
         player.close()
         rclpy.try_shutdown()
         for p in procs:
-            _stop(p)
+            stop(p)
         for f in logs.values():
             f.close()
     latencies = [arr - send_time[_end(s)] for s, arr in zip(player.states, player.arrivals) if _end(s) in send_time]
@@ -383,6 +365,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-gap-s", type=float, default=0.5)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="more affect_node parameters")
     ap.add_argument("--no-bridge", action="store_true", help="do not start llm_bridge_node")
+    ap.add_argument("--image-subscribers", type=int, default=1, metavar="N",
+                    help="wait for N subscribers of the replayed images before playing (affect_node, plus "
+                         "any recorder or viewer of your own that must see the first frame)")
     ap.add_argument("--audio-channels", type=int, default=1, help="AudioDataStamped without AudioInfo in the bag")
     ap.add_argument("--audio-rate", type=int, default=16000, help="AudioDataStamped without AudioInfo in the bag")
     ap.add_argument("--audio-format", default="S16LE", help="AudioDataStamped without AudioInfo in the bag")

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from duse_ros.io.labels import Span, SpanIndex
-from duse_ros.metrics import Scores, score
+from duse_ros.metrics import Scores, save_figure, score
 from duse_ros.timebase import NS
 
 NO_READING = "no_reading"
@@ -87,10 +87,12 @@ def plot_timeline(states: Sequence, spans: Sequence[Span], classes: Sequence[str
         a, b = (span.start_ns - origin_ns) / NS, (span.end_ns - origin_ns) / NS
         ax.axvspan(a, b, color=colors.get(span.label, "grey"), alpha=0.18, lw=0)
         ax.text((a + b) / 2, 1.02, span.label, ha="center", va="bottom", fontsize=7, clip_on=False)
-    readings = [s for s in states if s.modality != MODALITY_NONE and len(s.probabilities)]
-    if readings:
-        t = np.array([(stamp_ns(s.window_end) - origin_ns) / NS for s in readings])
-        probs = np.array([list(s.probabilities) for s in readings])
+    ordered = sorted(states, key=lambda s: stamp_ns(s.window_end))
+    if any(s.modality != MODALITY_NONE and len(s.probabilities) for s in ordered):
+        # a window without a reading is a gap in every line, not a straight line across it
+        t = np.array([(stamp_ns(s.window_end) - origin_ns) / NS for s in ordered])
+        probs = np.array([list(s.probabilities) if s.modality != MODALITY_NONE and len(s.probabilities)
+                          else [np.nan] * len(classes) for s in ordered])
         for i, c in enumerate(classes):
             ax.plot(t, probs[:, i], color=colors[c], lw=1.4, marker=".", ms=3, label=c)
     missing = [(stamp_ns(s.window_end) - origin_ns) / NS for s in states if s.modality == MODALITY_NONE]
@@ -99,9 +101,4 @@ def plot_timeline(states: Sequence, spans: Sequence[Span], classes: Sequence[str
     ax.set(xlabel="time from the bag's origin (s)", ylabel="probability", ylim=(-0.05, 1.0))
     ax.set_title(title, pad=16)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
