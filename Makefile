@@ -8,13 +8,18 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo bench params train-smoke clean
+.PHONY: setup test lint demo bench params train-smoke clean
 
 setup:
 	@bash scripts/setup_venv.sh
 
-test: setup
+# The lint runs first: `make test` (and so CI) fails on a lint or format error.
+test: setup lint
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} $(PY) -m pytest test $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 demo: setup
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} $(PY) -m duse_ros.tools.demo $(DEMO_ARGS)

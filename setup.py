@@ -1,5 +1,6 @@
 """pip route for duse_ros's Python package. The messages are built by CMake (colcon on a robot,
 `make setup` on a bare machine); see README."""
+
 from setuptools import find_packages, setup
 
 VERSION = "0.1.0"  # keep equal to package.xml and duse_ros.__version__ (test/test_package_metadata.py)

@@ -46,6 +46,7 @@ Usage: python benchmarks/bench_affect_node.py [--duration 45] [--stream-min 10] 
            [--modes detect full_frame] [--torch-threads N] [--plain-node] [--stock-dds]
            [--skip-latency] [--skip-memory]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,6 +83,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from ros_harness import NodeProcess, qos  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -89,7 +91,6 @@ from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.affect.faces import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
-from ros_harness import NodeProcess, qos  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
@@ -113,20 +114,23 @@ class FrameEcho(Node):
     def __init__(self):
         super().__init__("bench_frame_echo")
         self._pub = self.create_publisher(Header, "frame_echo", qos("reliable", 100))
-        self.create_subscription(Image, "image_raw", lambda msg: self._pub.publish(msg.header),
-                                 sensor_qos("best_effort", 5))
+        self.create_subscription(
+            Image, "image_raw", lambda msg: self._pub.publish(msg.header), sensor_qos("best_effort", 5)
+        )
 
 
 # When each window passes each step (time.time_ns(), the clock the frames are stamped with).
 STAGE_MARKS = ("callback", "process_start", "submitted", "forward_start", "forward_end", "published")
 # Name, from mark, to mark ("stamp": the frame's stamp; "received": this process's callback).
-STAGES = (("in: DDS + executor wait", "stamp", "callback"),
-          ("callback -> window due", "callback", "process_start"),
-          ("crops + preprocess", "process_start", "submitted"),
-          ("queue -> forward", "submitted", "forward_start"),
-          ("forward", "forward_start", "forward_end"),
-          ("result -> published", "forward_end", "published"),
-          ("out: DDS + executor wait", "published", "received"))
+STAGES = (
+    ("in: DDS + executor wait", "stamp", "callback"),
+    ("callback -> window due", "callback", "process_start"),
+    ("crops + preprocess", "process_start", "submitted"),
+    ("queue -> forward", "submitted", "forward_start"),
+    ("forward", "forward_start", "forward_end"),
+    ("result -> published", "forward_end", "published"),
+    ("out: DDS + executor wait", "published", "received"),
+)
 
 
 def run_staged_affect_node() -> None:
@@ -137,7 +141,7 @@ def run_staged_affect_node() -> None:
 
     marks: dict[int, dict[str, int]] = {}
     callbacks: dict[int, int] = {}  # frame stamp -> callback start, recent frames only
-    forward = threading.local()     # the engine worker's latest forward
+    forward = threading.local()  # the engine worker's latest forward
 
     def wrap(cls, name, before=None, after=None):
         original = getattr(cls, name)
@@ -149,6 +153,7 @@ def run_staged_affect_node() -> None:
             if after:
                 after(*args)
             return result
+
         setattr(cls, name, wrapper)
 
     def on_image(msg):
@@ -160,15 +165,23 @@ def run_staged_affect_node() -> None:
         marks.setdefault(window.end_ns, {"callback": callbacks.get(window.end_ns, 0)})[name] = time.time_ns()
 
     def on_published(reading):
-        marks.setdefault(reading.window_end_ns, {}).update(forward_start=getattr(forward, "start", 0),
-                                                           forward_end=getattr(forward, "end", 0),
-                                                           published=time.time_ns())
+        marks.setdefault(reading.window_end_ns, {}).update(
+            forward_start=getattr(forward, "start", 0), forward_end=getattr(forward, "end", 0), published=time.time_ns()
+        )
 
     wrap(affect_node.AffectNode, "_on_image", before=on_image)
-    wrap(pipeline.AffectPipeline, "_process", before=lambda w: mark_window(w, "process_start"),
-         after=lambda w: mark_window(w, "submitted"))
-    wrap(engine.InferenceEngine, "_forward", before=lambda *a: setattr(forward, "start", time.time_ns()),
-         after=lambda *a: setattr(forward, "end", time.time_ns()))
+    wrap(
+        pipeline.AffectPipeline,
+        "_process",
+        before=lambda w: mark_window(w, "process_start"),
+        after=lambda w: mark_window(w, "submitted"),
+    )
+    wrap(
+        engine.InferenceEngine,
+        "_forward",
+        before=lambda *a: setattr(forward, "start", time.time_ns()),
+        after=lambda *a: setattr(forward, "end", time.time_ns()),
+    )
     wrap(affect_node.AffectNode, "_publish_reading", after=on_published)
     atexit.register(lambda: Path(os.environ[STAGES_ENV]).write_text(json.dumps(marks)))
     affect_node.main()
@@ -183,7 +196,7 @@ def make_frames(count: int = 60) -> list[Image]:
     for k in range(count):
         canvas = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
         x = 110 + int(round(40 * math.sin(2 * math.pi * k / count)))
-        canvas[30:450, x:x + 420] = face
+        canvas[30:450, x : x + 420] = face
         msg = Image(height=HEIGHT, width=WIDTH, encoding="bgr8", step=WIDTH * 3, data=canvas.tobytes())
         msg.header.frame_id = "camera"
         frames.append(msg)
@@ -192,10 +205,10 @@ def make_frames(count: int = 60) -> list[Image]:
 
 @dataclass
 class Received:
-    recv_ns: int          # time.time_ns() in this process's callback
-    window_end_ns: int    # EmotionState.window_end, or the echoed frame stamp
-    forward_ns: int       # inference_latency (0 for echoes)
-    has_reading: bool     # False: a no-face state (no forward ran)
+    recv_ns: int  # time.time_ns() in this process's callback
+    window_end_ns: int  # EmotionState.window_end, or the echoed frame stamp
+    forward_ns: int  # inference_latency (0 for echoes)
+    has_reading: bool  # False: a no-face state (no forward ran)
 
 
 class BenchPeer:
@@ -219,7 +232,9 @@ class BenchPeer:
 
     def _on_state(self, msg: EmotionState) -> None:
         recv = time.time_ns()
-        self._add(Received(recv, stamp_to_ns(msg.window_end), stamp_to_ns(msg.inference_latency), len(msg.probabilities) > 0))
+        self._add(
+            Received(recv, stamp_to_ns(msg.window_end), stamp_to_ns(msg.inference_latency), len(msg.probabilities) > 0)
+        )
 
     def _on_echo(self, msg: Header) -> None:
         self._add(Received(time.time_ns(), stamp_to_ns(msg.stamp), 0, True))
@@ -254,16 +269,25 @@ class BenchPeer:
             self.spin(0.05)
 
     def wait_matched_affect_node(self, node: NodeProcess) -> None:
-        self.spin_until(lambda: self.image_pub.get_subscription_count() > 0
-                        and self.node.count_publishers("emotion_state") > 0, 60, "the affect node to subscribe", node)
+        self.spin_until(
+            lambda: self.image_pub.get_subscription_count() > 0 and self.node.count_publishers("emotion_state") > 0,
+            60,
+            "the affect node to subscribe",
+            node,
+        )
         # Our writer seeing the node's reader is half of the match; the node's diagnostics say
         # when its reader sees our writer (frames sent before that are lost).
-        self.spin_until(lambda: (self.counter("image_raw.publishers") or 0) >= 1, 20,
-                        "the node to match this publisher", node)
+        self.spin_until(
+            lambda: (self.counter("image_raw.publishers") or 0) >= 1, 20, "the node to match this publisher", node
+        )
 
     def wait_matched_echo(self, node: NodeProcess, frame: Image) -> None:
-        self.spin_until(lambda: self.image_pub.get_subscription_count() > 0
-                        and self.node.count_publishers("frame_echo") > 0, 30, "the echo node to subscribe", node)
+        self.spin_until(
+            lambda: self.image_pub.get_subscription_count() > 0 and self.node.count_publishers("frame_echo") > 0,
+            30,
+            "the echo node to subscribe",
+            node,
+        )
         deadline = time.monotonic() + 20
         while not self.received:  # the echo's reader has matched once a frame comes back
             if time.monotonic() > deadline or not node.alive():
@@ -286,8 +310,9 @@ def start_affect_node(params: dict[str, object], stages_file: str | None = None)
     if stages_file is None:
         return NodeProcess("duse_ros.nodes.affect_node", params, extra_args=["-r", f"__ns:={NAMESPACE}"])
     os.environ[STAGES_ENV] = stages_file  # NodeProcess hands the environment on
-    return NodeProcess(str(Path(__file__).resolve()), params,
-                       extra_args=["-r", f"__ns:={NAMESPACE}", "--", "--staged-affect-node"])
+    return NodeProcess(
+        str(Path(__file__).resolve()), params, extra_args=["-r", f"__ns:={NAMESPACE}", "--", "--staged-affect-node"]
+    )
 
 
 def start_echo_node() -> NodeProcess:
@@ -333,10 +358,10 @@ class RealTimeRun:
     label: str
     published: int
     wall_s: float
-    late_publishes: int           # frames published more than one period after their slot
-    frames_seen: int | None       # frames the node's callback saw (affect_node diagnostics, or echoes)
-    gap_resets: int | None        # windower resets after > max_gap_s without a frame (lost frames)
-    kept: list[Received]          # after the warm-up
+    late_publishes: int  # frames published more than one period after their slot
+    frames_seen: int | None  # frames the node's callback saw (affect_node diagnostics, or echoes)
+    gap_resets: int | None  # windower resets after > max_gap_s without a frame (lost frames)
+    kept: list[Received]  # after the warm-up
     node_cpu_pct: float
     publisher_cpu_pct: float
     load_before: str
@@ -368,8 +393,15 @@ class RealTimeRun:
         return out
 
 
-def play_real_time(peer: BenchPeer, node: NodeProcess, frames: list[Image], label: str,
-                   duration_s: float, warmup_s: float, last_output_within_s: float) -> RealTimeRun:
+def play_real_time(
+    peer: BenchPeer,
+    node: NodeProcess,
+    frames: list[Image],
+    label: str,
+    duration_s: float,
+    warmup_s: float,
+    last_output_within_s: float,
+) -> RealTimeRun:
     """Publish `duration_s` of 30 fps frames on schedule, stamped at publish, serving callbacks
     between frames; then wait for what the last frames produce."""
     load_before = load_text()
@@ -394,18 +426,33 @@ def play_real_time(peer: BenchPeer, node: NodeProcess, frames: list[Image], labe
     cpu1, own1 = proc_cpu_s(node.proc.pid), own_cpu_s()
     # Wait for the output of the last frames (after lost frames there may be none: then until
     # nothing new has come for 2 s), then one diagnostics period more, for frames_in.
-    peer.spin_until(lambda: (peer.newest_end_ns or 0) >= last_stamp - last_output_within_s * NS
-                    or time.time_ns() - max([r.recv_ns for r in peer.received[-1:]] + [last_stamp]) > 2 * NS,
-                    15, f"{label}: the output of the last frames", node)
+    peer.spin_until(
+        lambda: (
+            (peer.newest_end_ns or 0) >= last_stamp - last_output_within_s * NS
+            or time.time_ns() - max([r.recv_ns for r in peer.received[-1:]] + [last_stamp]) > 2 * NS
+        ),
+        15,
+        f"{label}: the output of the last frames",
+        node,
+    )
     peer.spin_for(1.5)
     kept = [r for r in peer.received if r.window_end_ns >= first_stamp + warmup_s * NS]
     if not any(r.has_reading for r in kept):
         raise RuntimeError(f"{label}: nothing came back after the warm-up:\n{node.output()[-3000:]}")
-    return RealTimeRun(label=label, published=total, wall_s=wall_s, late_publishes=late,
-                       frames_seen=peer.counter(diag.FRAMES_IN), gap_resets=peer.counter(diag.GAP_RESETS),
-                       kept=kept, node_cpu_pct=100 * (cpu1 - cpu0) / wall_s,
-                       publisher_cpu_pct=100 * (own1 - own0) / wall_s,
-                       load_before=load_before, load_after=load_text(), load_high=load_is_high())
+    return RealTimeRun(
+        label=label,
+        published=total,
+        wall_s=wall_s,
+        late_publishes=late,
+        frames_seen=peer.counter(diag.FRAMES_IN),
+        gap_resets=peer.counter(diag.GAP_RESETS),
+        kept=kept,
+        node_cpu_pct=100 * (cpu1 - cpu0) / wall_s,
+        publisher_cpu_pct=100 * (own1 - own0) / wall_s,
+        load_before=load_before,
+        load_after=load_text(),
+        load_high=load_is_high(),
+    )
 
 
 def measure_echo(frames: list[Image], duration_s: float) -> RealTimeRun:
@@ -421,8 +468,9 @@ def measure_echo(frames: list[Image], duration_s: float) -> RealTimeRun:
         node.stop()
 
 
-def measure_affect_node(mode: str, frames: list[Image], duration_s: float, warmup_s: float,
-                        staged: bool) -> RealTimeRun:
+def measure_affect_node(
+    mode: str, frames: list[Image], duration_s: float, warmup_s: float, staged: bool
+) -> RealTimeRun:
     stages_file = tempfile.mkstemp(prefix="duse_bench_stages_", suffix=".json")[1] if staged else None
     node = start_affect_node({"face_mode": mode}, stages_file)
     peer = BenchPeer("best_effort", 5)
@@ -441,18 +489,28 @@ def measure_affect_node(mode: str, frames: list[Image], duration_s: float, warmu
 
 
 def print_real_time(echo: RealTimeRun | None, runs: list[RealTimeRun], torch_threads: str) -> None:
-    print(f"\n== 1. Node overhead, real time: 640x480 bgr8 at 30 fps into the default QoS (best effort, depth 5); "
-          f"model {MODEL} (random weights); torch threads in the node: {torch_threads}")
+    print(
+        f"\n== 1. Node overhead, real time: 640x480 bgr8 at 30 fps into the default QoS (best effort, depth 5); "
+        f"model {MODEL} (random weights); torch threads in the node: {torch_threads}"
+    )
     for r in ([echo] if echo else []) + runs:
-        seen = "" if r.frames_seen is None else \
-            f"; node saw {r.frames_seen} = {r.frames_seen / r.wall_s:.2f} fps ({r.published - r.frames_seen} lost" \
-            + ("" if r.gap_resets is None else f", {r.gap_resets} gap resets") + ")"
-        print(f"\n   {r.label}: published {r.published} frames in {r.wall_s:.1f} s = {r.published / r.wall_s:.2f} fps "
-              f"({r.late_publishes} > 1 period late){seen}")
+        seen = (
+            ""
+            if r.frames_seen is None
+            else f"; node saw {r.frames_seen} = {r.frames_seen / r.wall_s:.2f} fps ({r.published - r.frames_seen} lost"
+            + ("" if r.gap_resets is None else f", {r.gap_resets} gap resets")
+            + ")"
+        )
+        print(
+            f"\n   {r.label}: published {r.published} frames in {r.wall_s:.1f} s = {r.published / r.wall_s:.2f} fps "
+            f"({r.late_publishes} > 1 period late){seen}"
+        )
         kind = "echoes" if r is echo else f"readings, {len(r.kept) - len(r.readings)} no-face states after the warm-up"
-        print(f"   {len(r.readings)} {kind}; node CPU {r.node_cpu_pct:.0f} %, publisher {r.publisher_cpu_pct:.0f} % "
-              f"of a core; {r.load_before} before, {r.load_after} after"
-              + ("  [LOAD ABOVE THE CORE COUNT: rerun before trusting this]" if r.load_high else ""))
+        print(
+            f"   {len(r.readings)} {kind}; node CPU {r.node_cpu_pct:.0f} %, publisher {r.publisher_cpu_pct:.0f} % "
+            f"of a core; {r.load_before} before, {r.load_after} after"
+            + ("  [LOAD ABOVE THE CORE COUNT: rerun before trusting this]" if r.load_high else "")
+        )
         print(f"   {'ms':<28}{'p50':>8}{'p95':>8}{'max':>8}")
         rows = {"frame in -> echo back": r.rows()["e2e to receipt"]} if r is echo else r.rows()
         for name, values in rows.items():
@@ -461,8 +519,10 @@ def print_real_time(echo: RealTimeRun | None, runs: list[RealTimeRun], torch_thr
         if staged:
             print(f"   where the time goes ({len(staged)} windows):")
             for name, start, end in STAGES:
-                print(f"     {name:<26}" + "".join(f"{v:8.2f}" for v in pct(np.array([(s[end] - s[start]) / 1e6
-                                                                                       for s in staged]))))
+                print(
+                    f"     {name:<26}"
+                    + "".join(f"{v:8.2f}" for v in pct(np.array([(s[end] - s[start]) / 1e6 for s in staged])))
+                )
 
 
 def overhead_verdicts(runs: list[RealTimeRun]) -> list[tuple[str, str, bool]]:
@@ -473,8 +533,9 @@ def overhead_verdicts(runs: list[RealTimeRun]) -> list[tuple[str, str, bool]]:
         rows = r.rows()
         name = "overhead to publish" if "overhead to publish" in rows else "overhead to receipt"
         p50, p95, _ = pct(rows[name])
-        out.append((f"{name}, {r.label.split(', ')[-1]}", f"p50 {p50:.2f} ms, p95 {p95:.2f} ms",
-                    p95 < OVERHEAD_P95_TARGET_MS))
+        out.append(
+            (f"{name}, {r.label.split(', ')[-1]}", f"p50 {p50:.2f} ms, p95 {p95:.2f} ms", p95 < OVERHEAD_P95_TARGET_MS)
+        )
     return out
 
 
@@ -493,15 +554,14 @@ class MemoryRun:
     published: int
     frames_seen: int | None
     readings: int
-    no_face: int        # no-face states: far above real time the 5 Hz keyframes fall behind
+    no_face: int  # no-face states: far above real time the 5 Hz keyframes fall behind
     wall_s: float
     dropped_queue_full: int | None
     load_before: str
     load_after: str
 
 
-def measure_memory(frames: list[Image], stream_s: float, early_s: float, lead_s: float,
-                   max_speed: float) -> MemoryRun:
+def measure_memory(frames: list[Image], stream_s: float, early_s: float, lead_s: float, max_speed: float) -> MemoryRun:
     load_before = load_text()
     node = start_affect_node({"face_mode": "detect", "qos.reliability": "reliable", "qos.depth": 100})
     peer = BenchPeer("reliable", 100)
@@ -532,8 +592,9 @@ def measure_memory(frames: list[Image], stream_s: float, early_s: float, lead_s:
             peer.spin(0.02)
             while checkpoints and peer.newest_end_ns is not None and peer.newest_end_ns - base >= checkpoints[0] * NS:
                 mem = proc_status_kb(node.proc.pid)
-                samples.append(MemorySample((peer.newest_end_ns - base) / NS, time.monotonic() - start,
-                                            mem["VmRSS"], mem["VmHWM"]))
+                samples.append(
+                    MemorySample((peer.newest_end_ns - base) / NS, time.monotonic() - start, mem["VmRSS"], mem["VmHWM"])
+                )
                 checkpoints.pop(0)
             if not node.alive():
                 raise RuntimeError(f"affect_node exited mid-stream:\n{node.output()[-3000:]}")
@@ -542,11 +603,17 @@ def measure_memory(frames: list[Image], stream_s: float, early_s: float, lead_s:
                 raise RuntimeError(f"stream stalled at frame {sent}/{total} (newest window at {newest} s of stream)")
         wall_s = time.monotonic() - start
         peer.spin_for(1.5)  # one diagnostics period more, for frames_in
-        return MemoryRun(samples=samples, published=sent, frames_seen=peer.counter(diag.FRAMES_IN),
-                         readings=sum(r.has_reading for r in peer.received),
-                         no_face=sum(not r.has_reading for r in peer.received), wall_s=wall_s,
-                         dropped_queue_full=peer.counter(diag.DROPPED_QUEUE_FULL),
-                         load_before=load_before, load_after=load_text())
+        return MemoryRun(
+            samples=samples,
+            published=sent,
+            frames_seen=peer.counter(diag.FRAMES_IN),
+            readings=sum(r.has_reading for r in peer.received),
+            no_face=sum(not r.has_reading for r in peer.received),
+            wall_s=wall_s,
+            dropped_queue_full=peer.counter(diag.DROPPED_QUEUE_FULL),
+            load_before=load_before,
+            load_after=load_text(),
+        )
     finally:
         peer.close()
         node.stop()
@@ -554,10 +621,14 @@ def measure_memory(frames: list[Image], stream_s: float, early_s: float, lead_s:
 
 def print_memory(r: MemoryRun, early_s: float) -> tuple[str, str, bool]:
     last = r.samples[-1]
-    print(f"\n== 2. Node memory over {last.stream_s / 60:.1f} min of stream (30 fps 640x480, face_mode detect, "
-          f"reliable QoS depth 100), replayed at {last.stream_s / r.wall_s:.1f}x real time")
-    print(f"   published {r.published} frames, node saw {r.frames_seen}; {r.readings} readings and {r.no_face} "
-          f"no-face states; {r.dropped_queue_full} windows dropped by the queue")
+    print(
+        f"\n== 2. Node memory over {last.stream_s / 60:.1f} min of stream (30 fps 640x480, face_mode detect, "
+        f"reliable QoS depth 100), replayed at {last.stream_s / r.wall_s:.1f}x real time"
+    )
+    print(
+        f"   published {r.published} frames, node saw {r.frames_seen}; {r.readings} readings and {r.no_face} "
+        f"no-face states; {r.dropped_queue_full} windows dropped by the queue"
+    )
     print(f"   {r.load_before} before, {r.load_after} after")
     print(f"   {'stream (s)':>10}{'wall (s)':>10}{'VmRSS (MB)':>12}{'VmHWM (MB)':>12}")
     for s in r.samples:
@@ -565,8 +636,10 @@ def print_memory(r: MemoryRun, early_s: float) -> tuple[str, str, bool]:
     early = next(s for s in r.samples if s.stream_s >= early_s)
     growth_hwm = last.hwm_kb / early.hwm_kb - 1
     growth_rss = last.rss_kb / early.rss_kb - 1
-    value = (f"peak {early.hwm_kb / 1024:.1f} MB at {early.stream_s:.0f} s -> {last.hwm_kb / 1024:.1f} MB at "
-             f"{last.stream_s:.0f} s: {100 * growth_hwm:+.2f} % (VmRSS {100 * growth_rss:+.2f} %)")
+    value = (
+        f"peak {early.hwm_kb / 1024:.1f} MB at {early.stream_s:.0f} s -> {last.hwm_kb / 1024:.1f} MB at "
+        f"{last.stream_s:.0f} s: {100 * growth_hwm:+.2f} % (VmRSS {100 * growth_rss:+.2f} %)"
+    )
     print(f"   {value}")
     return "peak RSS growth", value, growth_hwm < RSS_GROWTH_TARGET
 
@@ -588,20 +661,38 @@ def main() -> int:
     ap.add_argument("--modes", nargs="+", default=["detect", "full_frame"], choices=["detect", "full_frame"])
     ap.add_argument("--stream-min", type=float, default=10.0, help="stream time of the memory run, minutes")
     ap.add_argument("--early-min", type=float, default=1.0, help="the memory run's reference point, minutes")
-    ap.add_argument("--lead-s", type=float, default=1.0,
-                    help="memory run: how far (data time) the publisher may run ahead of the newest EmotionState")
-    ap.add_argument("--max-speed", type=float, default=5.0,
-                    help="memory run: at most this many times real time, so that the face thread keeps up and "
-                         "windows carry faces (0: as fast as the node takes frames)")
-    ap.add_argument("--torch-threads", type=int, default=0,
-                    help="OMP_NUM_THREADS for the node (torch's intra-op threads); 0: leave the environment alone")
-    ap.add_argument("--plain-node", action="store_true",
-                    help="latency: run `python -m duse_ros.nodes.affect_node` unwrapped (overhead to receipt only)")
+    ap.add_argument(
+        "--lead-s",
+        type=float,
+        default=1.0,
+        help="memory run: how far (data time) the publisher may run ahead of the newest EmotionState",
+    )
+    ap.add_argument(
+        "--max-speed",
+        type=float,
+        default=5.0,
+        help="memory run: at most this many times real time, so that the face thread keeps up and "
+        "windows carry faces (0: as fast as the node takes frames)",
+    )
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS for the node (torch's intra-op threads); 0: leave the environment alone",
+    )
+    ap.add_argument(
+        "--plain-node",
+        action="store_true",
+        help="latency: run `python -m duse_ros.nodes.affect_node` unwrapped (overhead to receipt only)",
+    )
     ap.add_argument("--stock-dds", action="store_true", help="Fast DDS's default 512 KB SHM segment (frames get lost)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run (~45 s): 4 s floor, 8 s per mode, 40 s of stream; too short for the targets")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (~45 s): 4 s floor, 8 s per mode, 40 s of stream; too short for the targets",
+    )
     args = ap.parse_args()
     if args.quick:
         args.baseline_s, args.duration, args.warmup_s, args.stream_min, args.early_min = 4.0, 8.0, 3.0, 40 / 60, 10 / 60
@@ -611,8 +702,11 @@ def main() -> int:
     dds = "Fast DDS defaults (512 KB SHM segment)" if args.stock_dds else use_large_shm_segment()
 
     t0 = time.monotonic()
-    print(f"affect_node benchmark: domain {os.environ['ROS_DOMAIN_ID']}, namespace {NAMESPACE}; {dds}; {load_text()}"
-          + ("\n[--quick: a smoke run, too short for the targets]" if args.quick else ""), flush=True)
+    print(
+        f"affect_node benchmark: domain {os.environ['ROS_DOMAIN_ID']}, namespace {NAMESPACE}; {dds}; {load_text()}"
+        + ("\n[--quick: a smoke run, too short for the targets]" if args.quick else ""),
+        flush=True,
+    )
     rclpy.init()
     frames = make_frames()
     verdicts: list[tuple[str, str, bool]] = []
@@ -635,8 +729,10 @@ def main() -> int:
             verdicts.append(print_memory(run, args.early_min * 60))
     finally:
         rclpy.try_shutdown()
-    print(f"\n== Summary ({time.monotonic() - t0:.0f} s; {load_text()}; targets: overhead p95 < "
-          f"{OVERHEAD_P95_TARGET_MS:.0f} ms, RSS growth < {100 * RSS_GROWTH_TARGET:.0f} %)")
+    print(
+        f"\n== Summary ({time.monotonic() - t0:.0f} s; {load_text()}; targets: overhead p95 < "
+        f"{OVERHEAD_P95_TARGET_MS:.0f} ms, RSS growth < {100 * RSS_GROWTH_TARGET:.0f} %)"
+    )
     width = max((len(name) for name, _, _ in verdicts), default=0)
     for name, value, passed in verdicts:
         print(f"   {name:<{width}}  {'PASS' if passed else 'FAIL'}  {value}")

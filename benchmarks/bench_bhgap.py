@@ -16,6 +16,7 @@ Encoder weights are random (no files needed): speed does not depend on their val
 Usage: python benchmarks/bench_bhgap.py [--device cpu|cuda] [--repeats N] [--threads N]
                                         [--models bhgap-tiny bhgap-vitb16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,25 +57,33 @@ def bench_model(name: str, device: torch.device, repeats: int) -> dict:
     samples = int(model.config()["span_s"] * 15 / 16 * spec.audio_rate)
     audio = (0.1 * torch.randn(1, samples, generator=gen)).to(device)
     with torch.inference_mode(), amp():
-        fbank = model.frontend(audio).unsqueeze(1)                         # (1, 1, F, 128)
+        fbank = model.frontend(audio).unsqueeze(1)  # (1, 1, F, 128)
         frames = video.flatten(0, 1)
 
         def bare():
             model.visual.forward_features(frames)
             model.audio.forward_features(fbank)
+
         for fn in (bare, lambda: model(video, audio), lambda: model.frontend(audio)):
-            fn()                                                          # warm-up
+            fn()  # warm-up
         t_bare, t_model, t_front = [], [], []
-        for _ in range(repeats):                                          # interleaved: drift hits all alike
+        for _ in range(repeats):  # interleaved: drift hits all alike
             t_bare.append(timed(bare, device))
             t_model.append(timed(lambda: model(video, audio), device))
             t_front.append(timed(lambda: model.frontend(audio), device))
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(v.numel() for v in model.trainable_state_dict().values())
     base, full = statistics.median(t_bare), statistics.median(t_model)
-    return {"name": name, "params": params, "trainable": trainable, "bare": base, "model": full,
-            "ratio": full / base, "min_ratio": min(t_model) / min(t_bare),
-            "front_per_s": statistics.median(t_front) / (samples / spec.audio_rate)}
+    return {
+        "name": name,
+        "params": params,
+        "trainable": trainable,
+        "bare": base,
+        "model": full,
+        "ratio": full / base,
+        "min_ratio": min(t_model) / min(t_bare),
+        "front_per_s": statistics.median(t_front) / (samples / spec.audio_rate),
+    }
 
 
 def bench_scan(device: torch.device, repeats: int) -> str | None:
@@ -91,19 +100,25 @@ def bench_scan(device: torch.device, repeats: int) -> str | None:
     with torch.inference_mode():
         for backend in ("mamba_ssm", "mambapy"):
             selective_scan(x, delta, A, B, C, D, z, bias, backend=backend)
-            times = [timed(lambda: selective_scan(x, delta, A, B, C, D, z, bias, backend=backend), device)
-                     for _ in range(repeats)]
+            times = [
+                timed(lambda: selective_scan(x, delta, A, B, C, D, z, bias, backend=backend), device)
+                for _ in range(repeats)
+            ]
             out[backend] = (statistics.median(times), selective_scan(x, delta, A, B, C, D, z, bias, backend=backend))
     diff = (out["mamba_ssm"][1] - out["mambapy"][1]).abs().max().item()
-    return (f"selective scan (4 x 302 tokens x 512 channels, N=16): mamba_ssm {out['mamba_ssm'][0] * 1e3:.2f} ms, "
-            f"mambapy {out['mambapy'][0] * 1e3:.2f} ms, ratio {out['mambapy'][0] / out['mamba_ssm'][0]:.1f}x, "
-            f"max |diff| {diff:.2e}")
+    return (
+        f"selective scan (4 x 302 tokens x 512 channels, N=16): mamba_ssm {out['mamba_ssm'][0] * 1e3:.2f} ms, "
+        f"mambapy {out['mambapy'][0] * 1e3:.2f} ms, ratio {out['mambapy'][0] / out['mamba_ssm'][0]:.1f}x, "
+        f"max |diff| {diff:.2e}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=None, help="default: 30 for tiny, 3 otherwise on CPU; 30 on CUDA")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="default: 30 for tiny, 3 otherwise on CPU; 30 on CUDA"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--models", nargs="+", default=["bhgap-tiny", "bhgap-vitb16"])
     args = parser.parse_args()
@@ -113,17 +128,23 @@ def main() -> int:
     device = torch.device(args.device)
     precision = "fp16 autocast" if device.type == "cuda" else "fp32"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"BHGap forward / its two bare encoders, one window (16 frames + its audio), {where}, {precision}, random encoders")
-    print(f"{'model':22} {'params':>8} {'trainable':>9} {'encoders':>11} {'BHGap':>11} {'ratio':>6} {'min ratio':>9} "
-          f"{'front end per s audio':>22}")
+    print(
+        f"BHGap forward / its two bare encoders, one window (16 frames + its audio), {where}, {precision}, random encoders"
+    )
+    print(
+        f"{'model':22} {'params':>8} {'trainable':>9} {'encoders':>11} {'BHGap':>11} {'ratio':>6} {'min ratio':>9} "
+        f"{'front end per s audio':>22}"
+    )
     worst = 0.0
     for name in args.models:
         repeats = args.repeats or (30 if device.type == "cuda" or "tiny" in name else 3)
         r = bench_model(name, device, repeats)
         worst = max(worst, r["ratio"])
-        print(f"{r['name']:22} {r['params'] / 1e6:>7.1f}M {r['trainable'] / 1e6:>8.2f}M {r['bare'] * 1e3:>8.1f} ms "
-              f"{r['model'] * 1e3:>8.1f} ms {r['ratio']:>6.3f} {r['min_ratio']:>9.3f} {r['front_per_s'] * 1e3:>19.2f} ms",
-              flush=True)
+        print(
+            f"{r['name']:22} {r['params'] / 1e6:>7.1f}M {r['trainable'] / 1e6:>8.2f}M {r['bare'] * 1e3:>8.1f} ms "
+            f"{r['model'] * 1e3:>8.1f} ms {r['ratio']:>6.3f} {r['min_ratio']:>9.3f} {r['front_per_s'] * 1e3:>19.2f} ms",
+            flush=True,
+        )
     print(f"worst ratio {worst:.3f} (target <= {TARGET:.2f}): {'ok' if worst <= TARGET else 'OVER TARGET'}")
     scan = bench_scan(device, 30) if device.type == "cuda" else None
     print(scan or "CUDA scan comparison: skipped (needs a CUDA device and the 'cuda' extra, mamba-ssm)")

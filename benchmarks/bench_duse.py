@@ -15,6 +15,7 @@ on their values.
 Usage: python benchmarks/bench_duse.py [--device cpu|cuda] [--repeats 3] [--threads N]
                                        [--backbones vitb32 vitb16] [--strategies shallow normal deep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,25 +48,25 @@ def timed(fn, device: torch.device) -> float:
 def bench_backbone(key: str, strategies: list[str], device: torch.device, repeats: int) -> list[tuple]:
     amp = (lambda: torch.autocast("cuda", dtype=torch.float16)) if device.type == "cuda" else contextlib.nullcontext
     models = {s: build_model(f"duse-{key}-{s}").eval().to(device) for s in strategies}
-    clip = models[strategies[0]].clip                      # every model holds the same (seeded) CLIP
+    clip = models[strategies[0]].clip  # every model holds the same (seeded) CLIP
     size = clip.visual.image_size[0]
     frames = torch.randn(16, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     video = frames.unsqueeze(0)
     rows = []
     with torch.inference_mode(), amp():
         fill = {s: timed(m.compute_prompt_state, device) for s, m in models.items()}
-        for m in models.values():                          # warm-up (and the cache fill)
+        for m in models.values():  # warm-up (and the cache fill)
             m(video)
         clip.encode_image(frames)
         bare, duse = [], {s: [] for s in strategies}
-        for _ in range(repeats):                           # interleaved, so drift hits both alike
+        for _ in range(repeats):  # interleaved, so drift hits both alike
             bare.append(timed(lambda: clip.encode_image(frames), device))
             for s, m in models.items():
                 duse[s].append(timed(lambda: m(video), device))
         base = statistics.median(bare)
         for s, m in models.items():
             t = statistics.median(duse[s])
-            best_ratio = min(duse[s]) / min(bare)             # less sensitive to a busy machine
+            best_ratio = min(duse[s]) / min(bare)  # less sensitive to a busy machine
             throughput = {}
             if device.type == "cuda":
                 for batch in (1, 8):
@@ -83,8 +84,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on CPU, 30 on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--backbones", nargs="+", default=["vitb32", "vitb16"], choices=["vitb32", "vitb16", "vitl14"])
-    parser.add_argument("--strategies", nargs="+", default=["shallow", "normal", "deep"],
-                        choices=["shallow", "normal", "deep"])
+    parser.add_argument(
+        "--strategies", nargs="+", default=["shallow", "normal", "deep"], choices=["shallow", "normal", "deep"]
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # "random CLIP" warnings: expected here
     if args.threads:
@@ -93,19 +95,27 @@ def main() -> int:
     repeats = args.repeats or (30 if device.type == "cuda" else 3)
     precision = "fp16 autocast" if device.type == "cuda" else "fp32"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"DuSE forward / bare open_clip encode_image, 16 frames, {name}, {precision}, "
-          f"random-init CLIP, median of {repeats}")
-    header = (f"{'backbone':8} {'strategy':8} {'M':>2} {'encode_image':>13} {'DuSE':>10} {'ratio':>6} "
-              f"{'min ratio':>9} {'cache fill':>11}")
+    print(
+        f"DuSE forward / bare open_clip encode_image, 16 frames, {name}, {precision}, "
+        f"random-init CLIP, median of {repeats}"
+    )
+    header = (
+        f"{'backbone':8} {'strategy':8} {'M':>2} {'encode_image':>13} {'DuSE':>10} {'ratio':>6} "
+        f"{'min ratio':>9} {'cache fill':>11}"
+    )
     if device.type == "cuda":
         header += f" {'win/s b1':>9} {'win/s b8':>9}"
     print(header)
     worst = 0.0
     for key in args.backbones:
-        for key_, s, depth, base, t, ratio, best_ratio, fill, tput in bench_backbone(key, args.strategies, device, repeats):
+        for key_, s, depth, base, t, ratio, best_ratio, fill, tput in bench_backbone(
+            key, args.strategies, device, repeats
+        ):
             worst = max(worst, ratio)
-            line = (f"{key_:8} {s:8} {depth:>2} {base * 1e3:>10.1f} ms {t * 1e3:>7.1f} ms {ratio:>6.3f} "
-                    f"{best_ratio:>9.3f} {fill * 1e3:>8.1f} ms")
+            line = (
+                f"{key_:8} {s:8} {depth:>2} {base * 1e3:>10.1f} ms {t * 1e3:>7.1f} ms {ratio:>6.3f} "
+                f"{best_ratio:>9.3f} {fill * 1e3:>8.1f} ms"
+            )
             if tput:
                 line += f" {tput[1]:>9.1f} {tput[8]:>9.1f}"
             print(line, flush=True)

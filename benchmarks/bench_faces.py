@@ -13,6 +13,7 @@ medians printed with the ratio of N x one face to the batched path:
 Usage: python benchmarks/bench_faces.py [--model fer2013-minixception] [--faces 1 2 4 8]
                                         [--repeats 5] [--seconds 6] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
-
 
 
 class GridFaces:
@@ -53,7 +53,7 @@ def forward_ms(model, n: int, batched: bool) -> float:
             model(clips)
         else:
             for i in range(n):
-                model(clips[i:i + 1])
+                model(clips[i : i + 1])
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -68,9 +68,13 @@ def pipeline_ms_per_window(model_name: str, n: int, seconds: float) -> float:
             readings.append(r)
             if len(readings) >= expected * n:
                 done.set()
-    pipeline = AffectPipeline(load_model(model_name), PipelineConfig(
-        face_mode="detect", max_faces=n, face_detect_hz=5.0, queue_depth=64, smoothing_window=5),
-        on_reading, detector=GridFaces(n))
+
+    pipeline = AffectPipeline(
+        load_model(model_name),
+        PipelineConfig(face_mode="detect", max_faces=n, face_detect_hz=5.0, queue_depth=64, smoothing_window=5),
+        on_reading,
+        detector=GridFaces(n),
+    )
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(4)]
     pipeline.start()
@@ -100,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model).eval()
     forward_ms(model, 1, True)  # warm-up
     print(f"model {args.model}, torch threads {args.threads}, {args.repeats} rounds, medians")
-    print(f"{'faces':>5} | {'forward batched':>15} {'N x one':>9} {'ratio':>6} | "
-          f"{'pipeline/window':>15} {'N x one':>9} {'ratio':>6}")
+    print(
+        f"{'faces':>5} | {'forward batched':>15} {'N x one':>9} {'ratio':>6} | "
+        f"{'pipeline/window':>15} {'N x one':>9} {'ratio':>6}"
+    )
     for n in args.faces:
         batched, separate, pipe, pipe_one = [], [], [], []
         for _ in range(args.repeats):

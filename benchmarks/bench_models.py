@@ -9,6 +9,7 @@ the weight values). The default model's weights come from `make setup` (duse-fet
 Usage: python benchmarks/bench_models.py [--repeats 5] [--threads N]
                                          [--models fer2013-minixception duse-vitb32-normal duse-vitb16-normal]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     windows = {}
     for name, model in models.items():
         spec = model.input_spec
-        windows[name] = torch.randn(1, spec.num_frames, 3, spec.image_size, spec.image_size,
-                                    generator=torch.Generator().manual_seed(0))
+        windows[name] = torch.randn(
+            1, spec.num_frames, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
+        )
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
         for name, model in models.items():  # warm-up: caches, allocator, first-call dispatch
@@ -57,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<24} {'input':>6} {'median ms':>10} {'fastest ms':>11} {'x ' + base:>28}")
     for name, model in models.items():
         median, fastest = statistics.median(times[name]), min(times[name])
-        print(f"{name:<24} {model.input_spec.image_size:>4}px {1e3 * median:10.1f} {1e3 * fastest:11.1f} "
-              f"{median / base_median:28.1f}")
+        print(
+            f"{name:<24} {model.input_spec.image_size:>4}px {1e3 * median:10.1f} {1e3 * fastest:11.1f} "
+            f"{median / base_median:28.1f}"
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ and prints their ratio; then the conversion cost of every encoding at 640x480 an
 
 Usage: python benchmarks/bench_preprocess.py [--repeats 300] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duse_ros.io.conversions import compressed_to_rgb, image_to_rgb  # noqa: E402
-from duse_ros.models.base import InputSpec  # noqa: E402
-from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
+from duse_ros.io.conversions import compressed_to_rgb, image_to_rgb  # noqa: E402
+from duse_ros.models.base import InputSpec  # noqa: E402
+
 HEIGHT, WIDTH = 480, 640
-
-
 
 
 def make_image(encoding: str, step: int, data: bytes, big_endian: bool = False) -> Image:
@@ -41,24 +41,32 @@ def make_image(encoding: str, step: int, data: bytes, big_endian: bool = False) 
 def test_frame() -> np.ndarray:
     """A textured RGB frame (smooth noise at several scales), so codecs and resizers do real work."""
     rng = np.random.default_rng(0)
-    layers = [cv2.resize(rng.standard_normal((HEIGHT // s, WIDTH // s, 3)).astype(np.float32), (WIDTH, HEIGHT),
-                         interpolation=cv2.INTER_CUBIC) * s for s in (1, 4, 16)]
+    layers = [
+        cv2.resize(
+            rng.standard_normal((HEIGHT // s, WIDTH // s, 3)).astype(np.float32),
+            (WIDTH, HEIGHT),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        * s
+        for s in (1, 4, 16)
+    ]
     return cv2.normalize(sum(layers), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
 
 
 def encoded_messages(rgb: np.ndarray) -> dict[str, object]:
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    yuyv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2)                      # (H, W, 2): Y0 U Y1 V ...
-    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)                      # Y plane, then U, then V
-    y, u, v = i420[:HEIGHT], i420[HEIGHT:HEIGHT + HEIGHT // 4].reshape(-1), i420[HEIGHT + HEIGHT // 4:].reshape(-1)
+    yuyv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2)  # (H, W, 2): Y0 U Y1 V ...
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)  # Y plane, then U, then V
+    y, u, v = i420[:HEIGHT], i420[HEIGHT : HEIGHT + HEIGHT // 4].reshape(-1), i420[HEIGHT + HEIGHT // 4 :].reshape(-1)
     vu = np.stack([v, u], axis=1).reshape(HEIGHT // 2, WIDTH)
     uyvy = np.ascontiguousarray(yuyv.reshape(HEIGHT, WIDTH // 2, 4)[..., [1, 0, 3, 2]])
     return {
         "rgb8": make_image("rgb8", WIDTH * 3, rgb.tobytes()),
         "bgr8": make_image("bgr8", WIDTH * 3, bgr.tobytes()),
-        "bgr8 (step padded to 2048)": make_image("bgr8", 2048, np.pad(bgr.reshape(HEIGHT, -1),
-                                                                      ((0, 0), (0, 2048 - WIDTH * 3))).tobytes()),
+        "bgr8 (step padded to 2048)": make_image(
+            "bgr8", 2048, np.pad(bgr.reshape(HEIGHT, -1), ((0, 0), (0, 2048 - WIDTH * 3))).tobytes()
+        ),
         "rgba8": make_image("rgba8", WIDTH * 4, cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA).tobytes()),
         "bgra8": make_image("bgra8", WIDTH * 4, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA).tobytes()),
         "mono8": make_image("mono8", WIDTH, grey.tobytes()),
@@ -69,9 +77,13 @@ def encoded_messages(rgb: np.ndarray) -> dict[str, object]:
         "nv21": make_image("nv21", WIDTH, np.concatenate([y, vu]).tobytes()),
         "bayer_rggb8": make_image("bayer_rggb8", WIDTH, grey.tobytes()),
         "jpeg (q90, CompressedImage)": CompressedImage(
-            format="rgb8; jpeg compressed bgr8", data=cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()),
+            format="rgb8; jpeg compressed bgr8",
+            data=cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(),
+        ),
         "png (level 3, CompressedImage)": CompressedImage(
-            format="rgb8; png compressed bgr8", data=cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()),
+            format="rgb8; png compressed bgr8",
+            data=cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes(),
+        ),
     }
 
 
@@ -98,26 +110,30 @@ def main() -> None:
     preprocess = FramePreprocessor(spec)
 
     cases = {
-        "bare cv2.resize 640x480 -> 224x224 (INTER_AREA)":
-            lambda: cv2.resize(frame_bgr, (224, 224), interpolation=cv2.INTER_AREA),
-        "bare cv2.resize 640x480 -> 224x224 (INTER_LINEAR)":
-            lambda: cv2.resize(frame_bgr, (224, 224), interpolation=cv2.INTER_LINEAR),
+        "bare cv2.resize 640x480 -> 224x224 (INTER_AREA)": lambda: cv2.resize(
+            frame_bgr, (224, 224), interpolation=cv2.INTER_AREA
+        ),
+        "bare cv2.resize 640x480 -> 224x224 (INTER_LINEAR)": lambda: cv2.resize(
+            frame_bgr, (224, 224), interpolation=cv2.INTER_LINEAR
+        ),
         "bgr8 Image -> RGB (image_to_rgb)": lambda: image_to_rgb(bgr_msg),
         "RGB -> (1,3,224,224) normalised (FramePreprocessor)": lambda: preprocess([rgb]),
         "bgr8 Image -> (1,3,224,224) normalised (convert + preprocess)": lambda: preprocess([image_to_rgb(bgr_msg)]),
     }
-    for fn in cases.values():          # warm-up: caches, thread pools, lazy imports
+    for fn in cases.values():  # warm-up: caches, thread pools, lazy imports
         for _ in range(5):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.repeats):      # interleaved, so drift in machine load hits all cases alike
+    for _ in range(args.repeats):  # interleaved, so drift in machine load hits all cases alike
         for name, fn in cases.items():
             samples[name].append(timed(fn))
     median = {name: statistics.median(values) for name, values in samples.items()}
 
-    print(f"duse_ros preprocessing benchmark: {WIDTH}x{HEIGHT} frame, {args.repeats} interleaved repeats, "
-          f"median; cv2 {cv2.__version__} ({cv2.getNumThreads()} threads), torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), image type {type(bgr_msg).__module__}.{type(bgr_msg).__name__}")
+    print(
+        f"duse_ros preprocessing benchmark: {WIDTH}x{HEIGHT} frame, {args.repeats} interleaved repeats, "
+        f"median; cv2 {cv2.__version__} ({cv2.getNumThreads()} threads), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), image type {type(bgr_msg).__module__}.{type(bgr_msg).__name__}"
+    )
     print()
     for name, value in median.items():
         print(f"  {name:<66s} {value * 1e3:8.3f} ms")
@@ -125,8 +141,10 @@ def main() -> None:
     full = median["bgr8 Image -> (1,3,224,224) normalised (convert + preprocess)"]
     print()
     print(f"  ratio (convert + preprocess) / bare cv2.resize INTER_AREA:  {full / base:6.2f}x")
-    print(f"  ratio (convert + preprocess) / bare cv2.resize INTER_LINEAR: "
-          f"{full / median['bare cv2.resize 640x480 -> 224x224 (INTER_LINEAR)']:6.2f}x")
+    print(
+        f"  ratio (convert + preprocess) / bare cv2.resize INTER_LINEAR: "
+        f"{full / median['bare cv2.resize 640x480 -> 224x224 (INTER_LINEAR)']:6.2f}x"
+    )
 
     print()
     print(f"Conversion to RGB uint8 per encoding ({WIDTH}x{HEIGHT}, median of {args.repeats}):")
@@ -145,8 +163,10 @@ def main() -> None:
     repeats = max(20, args.repeats // 10)
     per_window = statistics.median(timed(lambda: preprocess(window)) for _ in range(repeats))
     print()
-    print(f"A {spec.num_frames}-frame window of 640x480 RGB frames -> ({spec.num_frames},3,224,224): "
-          f"{per_window * 1e3:.2f} ms (median of {repeats})")
+    print(
+        f"A {spec.num_frames}-frame window of 640x480 RGB frames -> ({spec.num_frames},3,224,224): "
+        f"{per_window * 1e3:.2f} ms (median of {repeats})"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ The model alone is timed before and after the replay and averaged. The ratio rep
 
 Usage: python benchmarks/bench_replay.py [--models tiny-random-av,fer2013-minixception] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,15 @@ os.environ.setdefault("ROS_DOMAIN_ID", "63")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
+from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
+from duse_ros.affect.windowing import Windower  # noqa: E402
 from duse_ros.io.conversions import audio_chunk_to_mono, compressed_to_rgb  # noqa: E402
+from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
 from duse_ros.io.rosbag import NS, BagFile, select_streams  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
-from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
 from duse_ros.tools import eval_bag  # noqa: E402
-from duse_ros.affect.windowing import Windower  # noqa: E402
 
 
 def model_alone(bag_path: Path, name: str) -> tuple[float, int, int]:
@@ -75,19 +75,36 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         bag = write_demo_bag(Path(tmp) / "stream", DemoScript())
-        print(f"{'model':<24} {'windows':>7} {'replay fps':>11} {'model-alone fps':>16} {'ratio':>6}  "
-              f"{'e2e p50/p95 ms':>15}  dropped")
+        print(
+            f"{'model':<24} {'windows':>7} {'replay fps':>11} {'model-alone fps':>16} {'ratio':>6}  "
+            f"{'e2e p50/p95 ms':>15}  dropped"
+        )
         for i, name in enumerate(args.models.split(",")):
             before_s, windows, frames = model_alone(bag, name)
-            report = eval_bag.run(eval_bag.parse_args([str(bag), "--model", name, "--face-mode", "full_frame",
-                                                       "--out", str(Path(tmp) / f"eval{i}"), "-q",
-                                                       "--param", f"torch_threads={args.threads}"]))
+            report = eval_bag.run(
+                eval_bag.parse_args(
+                    [
+                        str(bag),
+                        "--model",
+                        name,
+                        "--face-mode",
+                        "full_frame",
+                        "--out",
+                        str(Path(tmp) / f"eval{i}"),
+                        "-q",
+                        "--param",
+                        f"torch_threads={args.threads}",
+                    ]
+                )
+            )
             after_s, _, _ = model_alone(bag, name)  # before and after the replay: load drifts on a shared machine
             replay_fps = report["replay_frames_per_s"]
             alone_fps = frames / ((before_s + after_s) / 2)
-            print(f"{name:<24} {report['windows']:>7} {replay_fps:>11.1f} {alone_fps:>16.1f} "
-                  f"{replay_fps / alone_fps:>6.2f}  {report['latency_ms_p50']:>6.1f} / {report['latency_ms_p95']:<6.1f}  "
-                  f"{report['dropped']}  (windows model-alone: {windows})")
+            print(
+                f"{name:<24} {report['windows']:>7} {replay_fps:>11.1f} {alone_fps:>16.1f} "
+                f"{replay_fps / alone_fps:>6.2f}  {report['latency_ms_p50']:>6.1f} / {report['latency_ms_p95']:<6.1f}  "
+                f"{report['dropped']}  (windows model-alone: {windows})"
+            )
 
 
 if __name__ == "__main__":

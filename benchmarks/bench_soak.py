@@ -7,6 +7,7 @@ minute 1 and the last minute (target < 5 %).
     python benchmarks/bench_soak.py                      # 10 minutes at 30 fps, the node's default model
     python benchmarks/bench_soak.py --minutes 2 --model duse-vitb16-normal
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,8 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
-
 
 
 def rss_mb(pid: int) -> float:
@@ -48,12 +47,24 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--model", default="", help="model parameter of the node (default: the node's default)")
-    ap.add_argument("--face-mode", default="full_frame", help="full_frame (default: a synthetic image has no face) or detect")
+    ap.add_argument(
+        "--face-mode", default="full_frame", help="full_frame (default: a synthetic image has no face) or detect"
+    )
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="more node parameters")
     args = ap.parse_args()
 
-    cmd = [sys.executable, "-m", "duse_ros.nodes.affect_node", "--ros-args", "-p", f"face_mode:={args.face_mode}",
-           "-p", "qos.reliability:=reliable", "-p", "qos.depth:=10"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "duse_ros.nodes.affect_node",
+        "--ros-args",
+        "-p",
+        f"face_mode:={args.face_mode}",
+        "-p",
+        "qos.reliability:=reliable",
+        "-p",
+        "qos.depth:=10",
+    ]
     if args.model:
         cmd += ["-p", f"model:={args.model}"]
     for p in args.param:
@@ -89,10 +100,14 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
-    print(f"node pid {node_proc.pid}, log {log.name}; {args.minutes:g} min at {args.fps:g} fps, "
-          f"{args.width}x{args.height} bgr8")
-    print(f"{'min':>4} {'RSS MB':>8} {'windows':>8} {'dropped':>8} {'stale':>6} {'readings':>9} "
-          f"{'age p50 s':>10} {'age p95 s':>10}")
+    print(
+        f"node pid {node_proc.pid}, log {log.name}; {args.minutes:g} min at {args.fps:g} fps, "
+        f"{args.width}x{args.height} bgr8"
+    )
+    print(
+        f"{'min':>4} {'RSS MB':>8} {'windows':>8} {'dropped':>8} {'stale':>6} {'readings':>9} "
+        f"{'age p50 s':>10} {'age p95 s':>10}"
+    )
     period = 1.0 / args.fps
     start = time.monotonic()
     next_frame, next_report, minute = start, start + 60.0, 0
@@ -103,8 +118,9 @@ def main() -> None:
             now = time.monotonic()
             if now >= next_frame:
                 frame = np.roll(base, i % args.width, axis=1)  # a changing picture
-                msg = Image(height=args.height, width=args.width, encoding="bgr8", step=args.width * 3,
-                            data=frame.tobytes())
+                msg = Image(
+                    height=args.height, width=args.width, encoding="bgr8", step=args.width * 3, data=frame.tobytes()
+                )
                 wall = time.time_ns()
                 msg.header.stamp.sec, msg.header.stamp.nanosec = wall // NS, wall % NS
                 msg.header.frame_id = "camera"
@@ -117,10 +133,13 @@ def main() -> None:
                 minute += 1
                 rss = rss_mb(node_proc.pid)
                 rss_by_minute.append(rss)
-                p50, p95 = (np.percentile(ages, [50, 95]) if ages else (float("nan"),) * 2)
-                print(f"{minute:>4} {rss:>8.0f} {diag.get('window.windows_emitted', '?'):>8} "
-                      f"{diag.get('inference.dropped_queue_full', '?'):>8} {diag.get('inference.dropped_stale', '?'):>6} "
-                      f"{readings[0]:>9} {p50:>10.2f} {p95:>10.2f}", flush=True)
+                p50, p95 = np.percentile(ages, [50, 95]) if ages else (float("nan"),) * 2
+                print(
+                    f"{minute:>4} {rss:>8.0f} {diag.get('window.windows_emitted', '?'):>8} "
+                    f"{diag.get('inference.dropped_queue_full', '?'):>8} {diag.get('inference.dropped_stale', '?'):>6} "
+                    f"{readings[0]:>9} {p50:>10.2f} {p95:>10.2f}",
+                    flush=True,
+                )
                 ages.clear()
                 next_report += 60.0
             if node_proc.poll() is not None:
@@ -135,8 +154,10 @@ def main() -> None:
     print(f"frames sent: {i} ({sent_fps:.1f} fps); node exit code {code}")
     if len(rss_by_minute) >= 2:
         growth = (rss_by_minute[-1] - rss_by_minute[0]) / rss_by_minute[0]
-        print(f"RSS minute 1 -> minute {len(rss_by_minute)}: {rss_by_minute[0]:.0f} -> {rss_by_minute[-1]:.0f} MB "
-              f"({growth:+.1%}; target < +5%)")
+        print(
+            f"RSS minute 1 -> minute {len(rss_by_minute)}: {rss_by_minute[0]:.0f} -> {rss_by_minute[-1]:.0f} MB "
+            f"({growth:+.1%}; target < +5%)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ first `--warmup` seconds. Printed: offered fps, delivered fps, and their ratio.
 Usage: python benchmarks/bench_transport.py [--seconds 12] [--warmup 6] [--sizes 640x480 1280x720]
                                             [--rates 15 30] [--kinds raw compressed]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -135,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                     width, height = (int(v) for v in size.split("x"))
                     for fps in args.rates:
                         got = measure(kind, width, height, fps, args.seconds, args.warmup, profile)
-                        print(f"{'large_shm (8MB)' if profile else 'Fast DDS default':<16} {kind:<11} {size:>9} "
-                              f"{fps:8.1f} {got:10.1f} {got / fps:6.2f}", flush=True)
+                        print(
+                            f"{'large_shm (8MB)' if profile else 'Fast DDS default':<16} {kind:<11} {size:>9} "
+                            f"{fps:8.1f} {got:10.1f} {got / fps:6.2f}",
+                            flush=True,
+                        )
     finally:
         rclpy.shutdown()
     return 0

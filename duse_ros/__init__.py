@@ -1,4 +1,5 @@
 """duse_ros: affect sensing for ROS 2 robots (DuSE video and BHGap audio-visual emotion models)."""
+
 from pkgutil import extend_path
 
 # The generated messages (duse_ros.msg) may live in another directory named duse_ros on the

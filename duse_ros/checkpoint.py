@@ -1,8 +1,9 @@
 """Checkpoints: a JSON config beside a safetensors file of the trainable weights. No pickle.
 
-    my_model.json         {"arch": ..., ..., "weights": "my_model.safetensors"}
-    my_model.safetensors  trainable tensors only (frozen backbones load from their own files)
+my_model.json         {"arch": ..., ..., "weights": "my_model.safetensors"}
+my_model.safetensors  trainable tensors only (frozen backbones load from their own files)
 """
+
 from __future__ import annotations
 
 import json

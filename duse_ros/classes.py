@@ -8,6 +8,7 @@ maps straight to a class here:
   which is the output order of the trained default model; `FER2013_NAMES` maps its names to
   duse_ros's vocabulary.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,13 @@ class ClassSet:
 
 # FER2013's label names, in its label order, and the duse_ros class each one is.
 FER2013_NAMES: dict[str, str] = {
-    "angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
-    "sad": "sadness", "surprise": "surprise", "neutral": "neutral",
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "sad": "sadness",
+    "surprise": "surprise",
+    "neutral": "neutral",
 }
 
 _BASIC7 = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
@@ -60,8 +66,19 @@ CLASS_SETS: dict[str, ClassSet] = {
     "fer2013": ClassSet("fer2013", tuple(FER2013_NAMES.values())),
     "mafw": ClassSet(
         "mafw",
-        ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-         "contempt", "anxiety", "helplessness", "disappointment"),
+        (
+            "anger",
+            "disgust",
+            "fear",
+            "happiness",
+            "neutral",
+            "sadness",
+            "surprise",
+            "contempt",
+            "anxiety",
+            "helplessness",
+            "disappointment",
+        ),
     ),
 }
 

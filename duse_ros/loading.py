@@ -10,6 +10,7 @@ It sits above the three owners it dispatches to, so none of them imports another
 and writes safetensors + JSON through the registry, and `duse_ros.weights` finds the converted
 pretrained weights a registered config names with `"pretrained"`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,11 +4,12 @@ UAR (unweighted average recall) is the mean of per-class recalls over the classe
 the labels; WAR (weighted average recall) is plain accuracy. Both are what DFEW, FERV39k and
 MAFW papers report.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -18,12 +19,17 @@ class Scores:
     uar: float
     war: float
     per_class_recall: dict[str, float | None]  # None for a class absent from the labels
-    confusion: np.ndarray                       # (C, C): rows are true classes, columns predictions
+    confusion: np.ndarray  # (C, C): rows are true classes, columns predictions
     support: dict[str, int]
 
     def as_dict(self) -> dict:
-        return {"uar": self.uar, "war": self.war, "per_class_recall": dict(self.per_class_recall),
-                "support": dict(self.support), "confusion": self.confusion.tolist()}
+        return {
+            "uar": self.uar,
+            "war": self.war,
+            "per_class_recall": dict(self.per_class_recall),
+            "support": dict(self.support),
+            "confusion": self.confusion.tolist(),
+        }
 
 
 def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_classes: int) -> np.ndarray:
@@ -48,7 +54,8 @@ def score(labels: Sequence[int], predictions: Sequence[int], class_names: Sequen
     uar = float(recalls[present].mean()) if present.any() else 0.0
     war = float(np.diag(confusion).sum() / support.sum()) if support.sum() else 0.0
     return Scores(
-        uar=uar, war=war,
+        uar=uar,
+        war=war,
         per_class_recall={c: (float(r) if p else None) for c, r, p in zip(class_names, recalls, present)},
         confusion=confusion,
         support={c: int(s) for c, s in zip(class_names, support)},
@@ -68,6 +75,7 @@ def recall_table(scores: Scores) -> str:
 def plot_confusion(scores: Scores, path: str | Path, title: str = "") -> Path:
     """Row-normalised confusion matrix as a PNG (counts in each cell)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -84,8 +92,15 @@ def plot_confusion(scores: Scores, path: str | Path, title: str = "") -> Path:
     ax.set_ylabel("true")
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
-                    color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                color="white" if normalised[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     ax.set_title(title or f"UAR {100 * scores.uar:.1f}%  WAR {100 * scores.war:.1f}%")
     fig.colorbar(image, ax=ax, fraction=0.046, label="recall")
     return save_figure(fig, path)

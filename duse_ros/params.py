@@ -5,11 +5,12 @@ Each node keeps one tuple of specs (duse_ros/affect/settings.py, duse_ros/bridge
 nodes/common.py turns a spec into a ParameterDescriptor (description, range, choices) and
 rejects a value with the reason `check` gives. Adding a parameter is one line in a table.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 Value = bool | int | float | str
 
@@ -19,11 +20,11 @@ class ParameterSpec:
     name: str
     default: Value
     description: str
-    low: float | None = None       # inclusive bounds of a number
+    low: float | None = None  # inclusive bounds of a number
     high: float | None = None
     choices: tuple[str, ...] = ()  # allowed values of a string
-    live: bool = False             # applied at once when set while running
-    read_only: bool = False        # fixed at start-up (no later change can take effect)
+    live: bool = False  # applied at once when set while running
+    read_only: bool = False  # fixed at start-up (no later change can take effect)
 
     def __post_init__(self) -> None:
         reason = self.check(self.default)

@@ -1,6 +1,7 @@
 """The package's data directories (config/, msg/, launch/) wherever duse_ros runs from: a source
 checkout (`make setup` puts the working tree on the path), a colcon install (the ament share
 directory), or a prefix install (`<prefix>/share/duse_ros`)."""
+
 from __future__ import annotations
 
 import sys
@@ -15,6 +16,7 @@ def share_dirs() -> list[Path]:
     dirs = [Path(__file__).resolve().parents[1]]
     try:
         from ament_index_python.packages import get_package_share_directory
+
         dirs.append(Path(get_package_share_directory(PACKAGE_NAME)))
     # ImportError: no ament here; LookupError: package not indexed; OSError: AMENT_PREFIX_PATH unset.
     except (ImportError, LookupError, OSError):

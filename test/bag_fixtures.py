@@ -1,5 +1,6 @@
 """Test inputs for the bag tools: a real video file with sound (PyAV, the bundled portrait and a
 tone), and bags written the way `ros2 bag record` writes them (rosbags, any storage)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +10,18 @@ import cv2
 import numpy as np
 
 from duse_ros.affect.faces import load_sample_face
-from duse_ros.io.rosbag import NS, BagWriter, typestore
+from duse_ros.io.rosbag import BagWriter, typestore
+from duse_ros.timebase import NS
 
 
-def write_video(path: Path, seconds: float = 2.0, fps: int = 15, rate: int = 16000, channels: int = 2,
-                size: tuple[int, int] = (160, 120)) -> np.ndarray:
+def write_video(
+    path: Path,
+    seconds: float = 2.0,
+    fps: int = 15,
+    rate: int = 16000,
+    channels: int = 2,
+    size: tuple[int, int] = (160, 120),
+) -> np.ndarray:
     """An MPEG-4 .mov of the portrait drifting sideways, with a 16-bit PCM tone track (lossless,
     so every sample can be checked). Returns the PCM written, (samples, channels) int16."""
     face = cv2.resize(load_sample_face(), size)
@@ -33,8 +41,9 @@ def write_video(path: Path, seconds: float = 2.0, fps: int = 15, rate: int = 160
     tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
     pcm = np.stack([tone, (tone // 2)], 1) if channels == 2 else tone[:, None]
     for k in range(0, len(pcm), 1000):  # 1000-sample frames: not a divisor of the bag's chunks
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[k:k + 1000].reshape(1, -1)), format="s16",
-                                           layout=audio.layout.name)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(pcm[k : k + 1000].reshape(1, -1)), format="s16", layout=audio.layout.name
+        )
         frame.sample_rate, frame.pts = rate, k
         for packet in audio.encode(frame):
             out.mux(packet)
@@ -46,8 +55,9 @@ def write_video(path: Path, seconds: float = 2.0, fps: int = 15, rate: int = 160
 
 def header(store, ns: int, frame_id: str = "camera"):
     t = store.types
-    return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=ns // NS, nanosec=ns % NS),
-                                    frame_id=frame_id)
+    return t["std_msgs/msg/Header"](
+        stamp=t["builtin_interfaces/msg/Time"](sec=ns // NS, nanosec=ns % NS), frame_id=frame_id
+    )
 
 
 def image_msg(store, ns: int, rgb: np.ndarray, encoding: str):
@@ -68,13 +78,28 @@ def image_msg(store, ns: int, rgb: np.ndarray, encoding: str):
         data, step = packed, w * 2
     else:
         raise ValueError(encoding)
-    return store.types["sensor_msgs/msg/Image"](header=header(store, ns), height=h, width=w, encoding=encoding,
-                                                is_bigendian=0, step=step, data=np.ascontiguousarray(data).reshape(-1))
+    return store.types["sensor_msgs/msg/Image"](
+        header=header(store, ns),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=np.ascontiguousarray(data).reshape(-1),
+    )
 
 
-def write_robot_bag(path: Path, storage: str, image: str = "bgr8", audio: str | None = "audio_stamped",
-                    seconds: float = 3.0, fps: float = 15.0, rate: int = 16000, extra_topics: bool = True,
-                    start_ns: int = 1_750_000_000 * NS) -> dict:
+def write_robot_bag(
+    path: Path,
+    storage: str,
+    image: str = "bgr8",
+    audio: str | None = "audio_stamped",
+    seconds: float = 3.0,
+    fps: float = 15.0,
+    rate: int = 16000,
+    extra_topics: bool = True,
+    start_ns: int = 1_750_000_000 * NS,
+) -> dict:
     """A bag as `ros2 bag record` leaves it on a robot: camera (raw `image` encoding or
     "compressed"), an audio_common microphone (`audio_stamped` = mgonzs13 layout,
     `audio_data_stamped` = ros-drivers layout with AudioInfo), and topics duse_ros does not know
@@ -89,21 +114,29 @@ def write_robot_bag(path: Path, storage: str, image: str = "bgr8", audio: str | 
         if extra_topics:
             tf = t["tf2_msgs/msg/TFMessage"](transforms=[])
             bag.write("/tf", start_ns, tf)
-            odom = t["nav_msgs/msg/Odometry"](header=header(store, start_ns, "odom"), child_frame_id="base_link",
-                                              pose=t["geometry_msgs/msg/PoseWithCovariance"](
-                                                  pose=t["geometry_msgs/msg/Pose"](
-                                                      position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-                                                      orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
-                                                  covariance=np.zeros(36)),
-                                              twist=t["geometry_msgs/msg/TwistWithCovariance"](
-                                                  twist=t["geometry_msgs/msg/Twist"](
-                                                      linear=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
-                                                      angular=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)),
-                                                  covariance=np.zeros(36)))
+            odom = t["nav_msgs/msg/Odometry"](
+                header=header(store, start_ns, "odom"),
+                child_frame_id="base_link",
+                pose=t["geometry_msgs/msg/PoseWithCovariance"](
+                    pose=t["geometry_msgs/msg/Pose"](
+                        position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+                        orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+                    ),
+                    covariance=np.zeros(36),
+                ),
+                twist=t["geometry_msgs/msg/TwistWithCovariance"](
+                    twist=t["geometry_msgs/msg/Twist"](
+                        linear=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                        angular=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                    ),
+                    covariance=np.zeros(36),
+                ),
+            )
             bag.write("/odom", start_ns, odom)
         if audio == "audio_data_stamped":
-            info = t["audio_common_msgs/msg/AudioInfo"](channels=1, sample_rate=rate, sample_format="S16LE",
-                                                         bitrate=16 * rate, coding_format="wave")
+            info = t["audio_common_msgs/msg/AudioInfo"](
+                channels=1, sample_rate=rate, sample_format="S16LE", bitrate=16 * rate, coding_format="wave"
+            )
             bag.write("/audio/audio_info", start_ns, info)
         events = [(start_ns + int(round(i * NS / fps)), "frame", i) for i in range(frames)]
         events += [(start_ns + k * chunk * NS // rate, "audio", k) for k in range(int(seconds * 10))] if audio else []
@@ -113,22 +146,36 @@ def write_robot_bag(path: Path, storage: str, image: str = "bgr8", audio: str | 
                 rgb = np.roll(face, 3 * i, axis=1)
                 if image == "compressed":
                     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                    msg = t["sensor_msgs/msg/CompressedImage"](header=header(store, ns), format="jpeg",
-                                                               data=jpeg.reshape(-1))
+                    msg = t["sensor_msgs/msg/CompressedImage"](
+                        header=header(store, ns), format="jpeg", data=jpeg.reshape(-1)
+                    )
                     bag.write("/camera/color/image_raw/compressed", log_ns, msg)
                 else:
                     bag.write("/camera/color/image_raw", log_ns, image_msg(store, ns, rgb, image))
             else:
-                samples = (0.2 * np.sin(2 * np.pi * 300 * (i * chunk + np.arange(chunk)) / rate) * 32767).astype(np.int16)
+                samples = (0.2 * np.sin(2 * np.pi * 300 * (i * chunk + np.arange(chunk)) / rate) * 32767).astype(
+                    np.int16
+                )
                 if audio == "audio_stamped":
-                    empty = {n: np.zeros(0, d) for n, d in (("float32_data", np.float32), ("int32_data", np.int32),
-                                                             ("int8_data", np.int8), ("uint8_data", np.uint8))}
+                    empty = {
+                        n: np.zeros(0, d)
+                        for n, d in (
+                            ("float32_data", np.float32),
+                            ("int32_data", np.int32),
+                            ("int8_data", np.int8),
+                            ("uint8_data", np.uint8),
+                        )
+                    }
                     data = t["audio_common_msgs/msg/AudioData"](int16_data=samples, **empty)
                     info = t["audio_common_msgs/msg/AudioInfo"](format=8, channels=1, rate=rate, chunk=chunk)
-                    msg = t["audio_common_msgs/msg/AudioStamped"](header=header(store, ns, "mic"),
-                                                                  audio=t["audio_common_msgs/msg/Audio"](audio_data=data, info=info))
+                    msg = t["audio_common_msgs/msg/AudioStamped"](
+                        header=header(store, ns, "mic"),
+                        audio=t["audio_common_msgs/msg/Audio"](audio_data=data, info=info),
+                    )
                 else:
-                    data = t["audio_common_msgs/msg/AudioData"](data=np.frombuffer(samples.astype("<i2").tobytes(), np.uint8))
+                    data = t["audio_common_msgs/msg/AudioData"](
+                        data=np.frombuffer(samples.astype("<i2").tobytes(), np.uint8)
+                    )
                     msg = t["audio_common_msgs/msg/AudioDataStamped"](header=header(store, ns, "mic"), audio=data)
                 bag.write("/audio/audio", log_ns, msg)
     return {"frames": frames, "audio_messages": int(seconds * 10) if audio else 0, "start_ns": start_ns}

@@ -1,5 +1,6 @@
 """Test-wide settings. DDS stays on loopback with a domain id of this run's own, and no test may
 reach a model hub: set before any test module imports rclpy or open_clip."""
+
 import os
 import random
 
@@ -24,6 +25,7 @@ def capture_logs(caplog):
     Importing `launch.logging` (the launch_testing pytest plugin does, on ROS machines) makes
     loggers created afterwards stop propagating to the root logger, where caplog listens; this
     turns propagation back on for the one logger while it is captured."""
+
     @contextmanager
     def capture(name: str, level: int):
         logger = logging.getLogger(name)
@@ -33,7 +35,9 @@ def capture_logs(caplog):
                 yield caplog
         finally:
             logger.propagate = propagate
+
     return capture
+
 
 # Under `colcon test` the launch test runs on its own (add_launch_test in CMakeLists.txt).
 collect_ignore = ["test_launch_pipelines.py"] if os.environ.get("DUSE_ROS_LAUNCH_TEST_SEPARATE") else []

@@ -4,6 +4,7 @@ without the launch packages. Each stand-in keeps its constructor arguments; subs
 what they would resolve, and `LaunchConfiguration.perform` reads the arguments a test gives.
 test_launch_pipelines.py runs the same files under the real launch stack where it is installed.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -37,7 +38,7 @@ class LaunchConfiguration:
         self.name = variable_name
         LaunchConfiguration.created.append(variable_name)
 
-    def perform(self, context: "LaunchContext") -> str:
+    def perform(self, context: LaunchContext) -> str:
         if self.name not in context.arguments:
             raise KeyError(f"launch argument {self.name!r} was never given or declared")
         context.performed.add(self.name)
@@ -69,8 +70,16 @@ class LaunchContext:
 
 NAMES = {
     "launch": ["LaunchDescription", "LaunchContext"],
-    "launch.actions": ["DeclareLaunchArgument", "IncludeLaunchDescription", "OpaqueFunction",
-                       "RegisterEventHandler", "EmitEvent", "LogInfo", "SetEnvironmentVariable", "GroupAction"],
+    "launch.actions": [
+        "DeclareLaunchArgument",
+        "IncludeLaunchDescription",
+        "OpaqueFunction",
+        "RegisterEventHandler",
+        "EmitEvent",
+        "LogInfo",
+        "SetEnvironmentVariable",
+        "GroupAction",
+    ],
     "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution"],
     "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
     "launch_ros.actions": ["Node", "LifecycleNode"],
@@ -79,9 +88,15 @@ NAMES = {
     "launch_ros.events.lifecycle": ["ChangeState"],
 }
 KINDS = {name: _kind(name) for names in NAMES.values() for name in names}
-KINDS.update({"LaunchConfiguration": LaunchConfiguration, "PathJoinSubstitution": PathJoinSubstitution,
-              "FindPackageShare": FindPackageShare, "LaunchDescription": LaunchDescription,
-              "LaunchContext": LaunchContext})
+KINDS.update(
+    {
+        "LaunchConfiguration": LaunchConfiguration,
+        "PathJoinSubstitution": PathJoinSubstitution,
+        "FindPackageShare": FindPackageShare,
+        "LaunchDescription": LaunchDescription,
+        "LaunchContext": LaunchContext,
+    }
+)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ The child says when it reached the state through a pipe: "u" once its node exist
 is active, "f" when the model's forward starts (test-busy-video). Then this process sends the signal and waits for the exit.
 Nothing here may run torch or rclpy before a fork: the children must start clean.
 """
+
 from __future__ import annotations
 
 import gc
@@ -28,9 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
+import slow_model_node  # noqa: E402,F401  (registers the test models)
 from sensor_msgs.msg import Image  # noqa: E402
 
-import slow_model_node  # noqa: E402,F401  (registers the test models)
 from duse_ros.nodes import affect_node  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
 
@@ -41,6 +42,7 @@ FEED_TOPIC = "zygote_feed/image_raw"  # nodes in the "forward" state are remappe
 
 def _announcing(ready_fd: int, state: str) -> type:
     """affect_node's class, writing "u" when constructed (unconfigured) or "a" when activated."""
+
     class Announcing(affect_node.AffectNode):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
@@ -52,6 +54,7 @@ def _announcing(ready_fd: int, state: str) -> type:
             if state == "active":
                 os.write(ready_fd, b"a")
             return result
+
     return Announcing
 
 
@@ -129,8 +132,10 @@ def _serve(request: dict) -> list[dict]:
             os.waitpid(child["pid"], 0)
     for fd in children:
         os.close(fd)
-    return [{"state_reached": c["state_reached"], "returncode": c["returncode"], "exit_s": c.get("exit_s")}
-            for c in children.values()]
+    return [
+        {"state_reached": c["state_reached"], "returncode": c["returncode"], "exit_s": c.get("exit_s")}
+        for c in children.values()
+    ]
 
 
 def _signal(child: dict, name: str) -> None:

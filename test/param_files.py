@@ -1,4 +1,5 @@
 """Reading ROS 2 parameter files the way the nodes see them, for tests that compare them with code."""
+
 from pathlib import Path
 
 import yaml

@@ -1,6 +1,7 @@
 """Child process for test_messages.py: publishes each sample message on its topic once a
 subscriber is matched, then keeps re-publishing until killed (reliable QoS; the parent stops
 listening after it has one of each)."""
+
 import sys
 import time
 

@@ -1,5 +1,6 @@
 """Test harness: a node under test in its own process, and an in-process rclpy peer that plays
 frames/audio with known stamps and collects what the node publishes."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import rclpy
@@ -60,13 +61,20 @@ def _param_text(value: object) -> str:
 
 
 def qos(reliability: str, depth: int = 400) -> QoSProfile:
-    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                      else ReliabilityPolicy.BEST_EFFORT)
+    return QoSProfile(
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+    )
 
 
 def frame_msg(stamp_ns: int, value: int = 100, width: int = 64, height: int = 48, frame_id: str = "camera") -> Image:
-    msg = Image(height=height, width=width, encoding="bgr8", step=width * 3,
-                data=np.full(height * width * 3, value % 256, np.uint8).tobytes())
+    msg = Image(
+        height=height,
+        width=width,
+        encoding="bgr8",
+        step=width * 3,
+        data=np.full(height * width * 3, value % 256, np.uint8).tobytes(),
+    )
     msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
     msg.header.frame_id = frame_id
     return msg
@@ -91,8 +99,9 @@ class Peer:
         self.node.create_subscription(EmotionState, "emotion_state", self.states.append, qos("reliable", 100))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
 
-    def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
-                   node_proc: NodeProcess | None = None) -> None:
+    def spin_until(
+        self, condition: Callable[[], bool], timeout: float, what: str, node_proc: NodeProcess | None = None
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
@@ -103,18 +112,33 @@ class Peer:
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
     def wait_matched(self, node_proc: NodeProcess, audio: bool = False, timeout: float = 20.0) -> None:
-        self.spin_until(lambda: self.image_pub.get_subscription_count() > 0
-                        and (not audio or self.audio_pub.get_subscription_count() > 0)
-                        and self.node.count_publishers("emotion_state") > 0,
-                        timeout, "the affect node to subscribe", node_proc)
+        self.spin_until(
+            lambda: (
+                self.image_pub.get_subscription_count() > 0
+                and (not audio or self.audio_pub.get_subscription_count() > 0)
+                and self.node.count_publishers("emotion_state") > 0
+            ),
+            timeout,
+            "the affect node to subscribe",
+            node_proc,
+        )
         # Our writer seeing the node's reader is half of the match; frames sent before the node's
         # reader has matched our writer are lost. The node's diagnostics report its side.
         topics = ["image_raw"] + (["audio"] if audio else [])
-        self.spin_until(lambda: all(int(self.latest_diagnostics().get(diag.input_publishers_key(t), 0)) >= 1 for t in topics),
-                        timeout, "the affect node to match this publisher", node_proc)
+        self.spin_until(
+            lambda: all(int(self.latest_diagnostics().get(diag.input_publishers_key(t), 0)) >= 1 for t in topics),
+            timeout,
+            "the affect node to match this publisher",
+            node_proc,
+        )
 
-    def play(self, stamps_ns: list[int], make_frame: Callable[[int], Image] | None = None,
-             audio_rate: int = 0, audio_chunk_s: float = 0.1) -> None:
+    def play(
+        self,
+        stamps_ns: list[int],
+        make_frame: Callable[[int], Image] | None = None,
+        audio_rate: int = 0,
+        audio_chunk_s: float = 0.1,
+    ) -> None:
         """Publish frames (and audio chunks covering the same time) in stamp order. Between
         messages the executor is spun once without waiting, so nothing queues up unserviced."""
         make_frame = make_frame or frame_msg
@@ -133,8 +157,10 @@ class Peer:
         for arr in reversed(self.diagnostics):
             for status in arr.status:
                 if diag.is_affect_status(status.name):
-                    return {kv.key: kv.value for kv in status.values} | {"__message": status.message,
-                                                                          "__level": status.level}
+                    return {kv.key: kv.value for kv in status.values} | {
+                        "__message": status.message,
+                        "__level": status.level,
+                    }
         return {}
 
 

@@ -2,6 +2,7 @@
 fixed delay standing in for a large backbone on a small CPU, for the bounded queue test);
 `test-busy-video` does real torch work for a while (the shutdown tests); `test-big-video` carries
 64 MB of extra weights (the lifecycle leak test)."""
+
 import os
 import sys
 import time
@@ -23,7 +24,6 @@ class SlowClassifier(TinyAffectClassifier):
 
 register_arch("test-slow")(SlowClassifier)
 register_config("test-slow-video", {"arch": "test-slow", "class_set": "dfew"})
-
 
 
 class BusyClassifier(TinyAffectClassifier):

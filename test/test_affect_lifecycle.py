@@ -1,6 +1,7 @@
 """affect_node's lifecycle (in-process): 20 configure/activate/deactivate/cleanup cycles with a
 model carrying 64 MB of weights leave RSS and threads flat (cleanup releases the model and its
 buffers), and a failed transition says why."""
+
 from __future__ import annotations
 
 import threading
@@ -8,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import rclpy
+import slow_model_node  # noqa: F401  (registers test-big-video)
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-import slow_model_node  # noqa: F401  (registers test-big-video)
 from duse_ros.nodes.affect_node import AffectNode
 
 CYCLES = 20
@@ -28,9 +29,13 @@ def rss_mb() -> float:
 @pytest.fixture
 def node():
     rclpy.init()
-    made = AffectNode(parameter_overrides=[Parameter("model", value="test-big-video"),
-                                           Parameter("face_mode", value="detect"),
-                                           Parameter("autostart", value=False)])
+    made = AffectNode(
+        parameter_overrides=[
+            Parameter("model", value="test-big-video"),
+            Parameter("face_mode", value="detect"),
+            Parameter("autostart", value=False),
+        ]
+    )
     yield made
     made.close()
     made.destroy_node()
@@ -63,6 +68,7 @@ def test_a_failed_activate_says_why_and_leaves_the_node_inactive(node, capfd, mo
 
     def no_device(*args, **kwargs):
         raise RuntimeError("CUDA error: out of memory (simulated)")
+
     monkeypatch.setattr(node._pipeline.engine.model, "to", no_device)
     assert node.trigger_activate() != SUCCESS
     err = capfd.readouterr().err

@@ -1,12 +1,12 @@
 """affect_node across processes over real Fast DDS: the node runs in a subprocess with a tiny
 random-init model; this process plays frames (and audio) with known stamps and checks what comes
 back. Models here are untrained by design: the tests check stamps, counts and plumbing."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import rclpy
-
 from ros_harness import NS, NodeProcess, Peer, frame_msg, stamps
 
 from duse_ros.affect import diagnostics as diag
@@ -17,8 +17,14 @@ from duse_ros.nodes.common import stamp_to_ns
 NODE = "duse_ros.nodes.affect_node"
 # Deep reliable queues: on a loaded 2-core machine the sensor default (depth 5) may drop frames,
 # which is right on a robot but would blur the exact sampling checks here.
-BASE = {"face_mode": "full_frame", "smoothing_window": 3, "diagnostics_period_s": 0.2, "queue_depth": 8,
-        "qos.reliability": "reliable", "qos.depth": 400}
+BASE = {
+    "face_mode": "full_frame",
+    "smoothing_window": 3,
+    "diagnostics_period_s": 0.2,
+    "queue_depth": 8,
+    "qos.reliability": "reliable",
+    "qos.depth": 400,
+}
 
 
 @pytest.fixture
@@ -36,6 +42,7 @@ def start_node(ros):
         proc = NodeProcess(target, {**BASE, **params})
         procs.append(proc)
         return proc
+
     yield start
     for proc in procs:
         assert proc.stop() == 0, f"node did not exit cleanly:\n{proc.output()[-2000:]}"
@@ -105,10 +112,15 @@ def test_malformed_frame_is_counted_and_the_stream_goes_on(start_node):
         if stamp == bad_stamp:
             msg.data = msg.data[: len(msg.data) // 2]  # shorter than height * step
         return msg
+
     peer.play(played, make_frame=make)
     peer.spin_until(lambda: len(peer.states) >= 3, 20, "windows after the malformed frame", node)
-    peer.spin_until(lambda: peer.latest_diagnostics().get("malformed.image") == "1", 10,
-                    "diagnostics counting one malformed image", node)
+    peer.spin_until(
+        lambda: peer.latest_diagnostics().get("malformed.image") == "1",
+        10,
+        "diagnostics counting one malformed image",
+        node,
+    )
     assert "dropped malformed image" in node.output()
     assert all(bad_stamp != stamp_to_ns(s.window_end) for s in peer.states)
 
@@ -125,14 +137,20 @@ def test_stamps_jumping_backwards_reset_the_buffers(start_node):
 
     def start_of(state) -> int:
         return stamp_to_ns(state.window_start)
-    peer.spin_until(lambda: sum(start_of(s) in set(second) for s in peer.states) >= 2, 20,
-                    "windows after the jump", node)
+
+    peer.spin_until(
+        lambda: sum(start_of(s) in set(second) for s in peer.states) >= 2, 20, "windows after the jump", node
+    )
     origin = ["first" if start_of(s) in set(first) else "second" for s in peer.states]
     assert origin == sorted(origin), "a window from before the jump arrived after one from after it"
     for state, where in zip(peer.states, origin):
         _check_window(state, set(first) if where == "first" else set(second))  # never a mix of both
-    peer.spin_until(lambda: int(peer.latest_diagnostics().get("window.backwards_resets", 0)) >= 1, 10,
-                    "a counted backwards reset", node)
+    peer.spin_until(
+        lambda: int(peer.latest_diagnostics().get("window.backwards_resets", 0)) >= 1,
+        10,
+        "a counted backwards reset",
+        node,
+    )
 
 
 def test_a_stalled_camera_stops_windows_and_is_reported(start_node):
@@ -141,8 +159,9 @@ def test_a_stalled_camera_stops_windows_and_is_reported(start_node):
     peer.wait_matched(node)
     peer.play(stamps(0.0, 75))
     peer.spin_until(lambda: len(peer.states) >= 1, 20, "a window before the stall", node)
-    peer.spin_until(lambda: "stalled" in peer.latest_diagnostics().get("__message", ""), 10,
-                    "diagnostics reporting the stall", node)
+    peer.spin_until(
+        lambda: "stalled" in peer.latest_diagnostics().get("__message", ""), 10, "diagnostics reporting the stall", node
+    )
     count = len(peer.states)
     diag_count = len(peer.diagnostics)
     peer.spin_until(lambda: len(peer.diagnostics) >= diag_count + 3, 10, "more diagnostics while stalled", node)
@@ -162,14 +181,23 @@ def test_slow_model_keeps_the_queue_bounded_and_reports_drops(start_node):
 
     def dropped() -> int:
         return int(peer.latest_diagnostics().get(diag.DROPPED_QUEUE_FULL, 0))
-    peer.spin_until(lambda: peer.latest_diagnostics().get(diag.FRAMES_IN) == str(len(played)), 30,
-                    "the node to take in every frame", node)
+
+    peer.spin_until(
+        lambda: peer.latest_diagnostics().get(diag.FRAMES_IN) == str(len(played)),
+        30,
+        "the node to take in every frame",
+        node,
+    )
     # First window at frame 56 (1.87 s of stream), then one every 15 frames: 21 in 360 frames.
     assert peer.latest_diagnostics()["window.windows_emitted"] == "21"
     peer.spin_until(lambda: dropped() > 0, 20, "dropped windows in diagnostics", node)
     # Every emitted window is either published, dropped, pending (at most queue_depth) or in flight (one).
-    peer.spin_until(lambda: int(peer.latest_diagnostics().get(diag.COMPLETED, 0)) == len(peer.states),
-                    10, "published states to match completed inferences", node)
+    peer.spin_until(
+        lambda: int(peer.latest_diagnostics().get(diag.COMPLETED, 0)) == len(peer.states),
+        10,
+        "published states to match completed inferences",
+        node,
+    )
     values = peer.latest_diagnostics()
     accounted = int(values[diag.COMPLETED]) + int(values[diag.DROPPED_QUEUE_FULL])
     assert int(values["inference.submitted"]) - accounted <= 2
@@ -216,8 +244,9 @@ def test_a_message_that_breaks_the_pipeline_is_counted_and_the_node_goes_on(ros)
 
     from duse_ros.nodes.affect_node import AffectNode
 
-    node = AffectNode(parameter_overrides=[Parameter("model", value="tiny-random-video"),
-                                           Parameter("face_mode", value="full_frame")])
+    node = AffectNode(
+        parameter_overrides=[Parameter("model", value="tiny-random-video"), Parameter("face_mode", value="full_frame")]
+    )
     try:
         real = node._pipeline.add_frame
         calls = []
@@ -227,6 +256,7 @@ def test_a_message_that_breaks_the_pipeline_is_counted_and_the_node_goes_on(ros)
             if len(calls) == 2:
                 raise RuntimeError("simulated failure in a pipeline step")
             real(stamp_ns, rgb)
+
         node._pipeline.add_frame = flaky
         for stamp in stamps(0.0, 3):
             node._on_image(frame_msg(stamp))  # must not raise

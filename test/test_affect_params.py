@@ -1,5 +1,6 @@
 """affect_node's parameters (in-process): descriptors from the table, values refused with the
 reason, configure-time parameters refused while configured, live ones applied at once."""
+
 from __future__ import annotations
 
 import re
@@ -29,6 +30,7 @@ def make_node(ros):
         node = AffectNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         nodes.append(node)
         return node
+
     yield make
     for node in nodes:
         node.close()
@@ -54,17 +56,20 @@ def test_every_parameter_is_described_with_its_range_or_choices(make_node):
         assert d.read_only == spec.read_only
 
 
-@pytest.mark.parametrize("name, value, reason", [
-    # rclpy checks the descriptor's range first ("out of range Min: ..."), the table the rest.
-    ("span_s", -1.0, r"out of range\.? Min: 0.1"),
-    ("queue_depth", 0, r"out of range\.? Min: 1"),
-    ("qos.depth", -1, r"out of range\.? Min: 1"),
-    ("qos.reliability", "sometimes", r"one of best_effort, reliable"),
-    ("face_mode", "bogus", r"one of detect, full_frame"),
-    ("diagnostics_period_s", 0.0, r"out of range\.? Min: 0.05"),
-    ("smoothing_window", 2.5, r"must be int"),
-    ("min_face_fraction", float("nan"), r"out of range|finite"),
-])
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        # rclpy checks the descriptor's range first ("out of range Min: ..."), the table the rest.
+        ("span_s", -1.0, r"out of range\.? Min: 0.1"),
+        ("queue_depth", 0, r"out of range\.? Min: 1"),
+        ("qos.depth", -1, r"out of range\.? Min: 1"),
+        ("qos.reliability", "sometimes", r"one of best_effort, reliable"),
+        ("face_mode", "bogus", r"one of detect, full_frame"),
+        ("diagnostics_period_s", 0.0, r"out of range\.? Min: 0.05"),
+        ("smoothing_window", 2.5, r"must be int"),
+        ("min_face_fraction", float("nan"), r"out of range|finite"),
+    ],
+)
 def test_bad_values_are_refused_with_the_reason_while_active(make_node, name, value, reason):
     node = make_node()
     assert node._pipeline is not None and node._timer is not None  # active
@@ -106,6 +111,7 @@ def test_a_bad_start_up_value_fails_configure_and_says_why(make_node, capfd):
     # Fixed values make it configurable.
     assert _set(node, "span_s", 2.0).successful and _set(node, "face_mode", "full_frame").successful
     from rclpy.lifecycle import TransitionCallbackReturn
+
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
 
 

@@ -1,6 +1,7 @@
 """Audio chunks to float32 mono at the model rate: sample formats, channel mixing, resampling
 quality (frequency, amplitude, anti-aliasing, chunked = one-shot), the three message layouts the
 affect node accepts, and every malformed input raising ConversionError."""
+
 from __future__ import annotations
 
 import array
@@ -10,8 +11,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from duse_ros.io.conversions import (PORTAUDIO_FORMATS, ConversionError, StreamResampler, audio_chunk_to_mono,
-                                  audio_data_stamped_to_mono, audio_stamped_to_mono, audio_to_mono, resample)
+from duse_ros.io.conversions import (
+    PORTAUDIO_FORMATS,
+    ConversionError,
+    StreamResampler,
+    audio_chunk_to_mono,
+    audio_data_stamped_to_mono,
+    audio_stamped_to_mono,
+    audio_to_mono,
+    resample,
+)
 
 # ---- formats and channels ------------------------------------------------------------------
 
@@ -23,12 +32,15 @@ def test_s16le_full_scale():
     np.testing.assert_array_equal(out, [-1.0, -0.5, 0.0, 0.5, 32767 / 32768])
 
 
-@pytest.mark.parametrize("fmt,dtype,values,expected", [
-    ("S32LE", "<i4", [-2**31, 0, 2**30, 2**31 - 1], [-1.0, 0.0, 0.5, (2**31 - 1) / 2**31]),
-    ("F32LE", "<f4", [-1.0, -0.25, 0.0, 0.75], [-1.0, -0.25, 0.0, 0.75]),
-    ("U8", "u1", [0, 64, 128, 255], [-1.0, -0.5, 0.0, 127 / 128]),
-    ("S8", "i1", [-128, -64, 0, 127], [-1.0, -0.5, 0.0, 127 / 128]),
-])
+@pytest.mark.parametrize(
+    "fmt,dtype,values,expected",
+    [
+        ("S32LE", "<i4", [-(2**31), 0, 2**30, 2**31 - 1], [-1.0, 0.0, 0.5, (2**31 - 1) / 2**31]),
+        ("F32LE", "<f4", [-1.0, -0.25, 0.0, 0.75], [-1.0, -0.25, 0.0, 0.75]),
+        ("U8", "u1", [0, 64, 128, 255], [-1.0, -0.5, 0.0, 127 / 128]),
+        ("S8", "i1", [-128, -64, 0, 127], [-1.0, -0.5, 0.0, 127 / 128]),
+    ],
+)
 def test_other_formats(fmt, dtype, values, expected):
     out = audio_to_mono(np.array(values, dtype=dtype).tobytes(), fmt, 1, 16000)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-7)
@@ -49,11 +61,19 @@ def test_little_endian_regardless_of_host():
     assert audio_to_mono(raw, "S16LE", 1, 16000)[0] == 0.5
 
 
-@pytest.mark.parametrize("container", [
-    lambda v: v.tobytes(), lambda v: bytearray(v.tobytes()), lambda v: memoryview(v.tobytes()),
-    lambda v: array.array("B", v.tobytes()), lambda v: np.frombuffer(v.tobytes(), np.uint8),   # raw bytes
-    lambda v: v, lambda v: array.array("h", v.tolist()), lambda v: v.tolist(),                  # sample values
-])
+@pytest.mark.parametrize(
+    "container",
+    [
+        lambda v: v.tobytes(),
+        lambda v: bytearray(v.tobytes()),
+        lambda v: memoryview(v.tobytes()),
+        lambda v: array.array("B", v.tobytes()),
+        lambda v: np.frombuffer(v.tobytes(), np.uint8),  # raw bytes
+        lambda v: v,
+        lambda v: array.array("h", v.tolist()),
+        lambda v: v.tolist(),  # sample values
+    ],
+)
 def test_byte_and_value_containers(container):
     values = np.array([-32768, 0, 16384, -8192], dtype=np.int16)
     out = audio_to_mono(container(values), "S16LE", 1, 16000)
@@ -64,11 +84,11 @@ def test_channels_are_averaged():
     stereo = np.array([[0.5, -0.5], [1.0, 0.0], [0.25, 0.75]], dtype="<f4")
     np.testing.assert_allclose(audio_to_mono(stereo.tobytes(), "F32LE", 2, 16000), [0.0, 0.5, 0.5])
     six = np.arange(12, dtype="<i2").reshape(2, 6) * 1000
-    np.testing.assert_allclose(audio_to_mono(six.tobytes(), "S16LE", 6, 16000),
-                               six.mean(axis=1) / 32768, rtol=1e-6)
+    np.testing.assert_allclose(audio_to_mono(six.tobytes(), "S16LE", 6, 16000), six.mean(axis=1) / 32768, rtol=1e-6)
 
 
 # ---- resampling ----------------------------------------------------------------------------
+
 
 def tone(freq, rate, seconds=1.0, amplitude=0.5):
     t = np.arange(int(rate * seconds)) / rate
@@ -80,14 +100,14 @@ def level_db(signal, freq, rate):
     window = np.hanning(signal.size)
     spectrum = np.abs(np.fft.rfft(signal * window)) / (window.sum() / 2)
     k = int(round(freq * signal.size / rate))
-    return 20 * np.log10(spectrum[max(k - 2, 0):k + 3].max() + 1e-12)
+    return 20 * np.log10(spectrum[max(k - 2, 0) : k + 3].max() + 1e-12)
 
 
 @pytest.mark.parametrize("source", [48000, 44100, 22050, 8000])
 def test_440hz_keeps_frequency_and_amplitude(source):
     out = resample(tone(440, source, 2.0), source, 16000)
     assert out.size == 32000
-    core = out[800:-800]                                   # away from the zero-padded ends
+    core = out[800:-800]  # away from the zero-padded ends
     spectrum = np.abs(np.fft.rfft(core * np.hanning(core.size)))
     peak_hz = np.argmax(spectrum) * 16000 / core.size
     assert abs(peak_hz - 440) < 16000 / core.size
@@ -107,7 +127,7 @@ def test_anti_aliasing_when_going_to_16k(source):
         assert level_db(out, alias, 16000) < -70, (freq, level_db(out, alias, 16000))
     if source == 48000:
         naive = tone(8100, source, 2.0)[::3][1000:-1000]
-        assert level_db(naive, 7900, 16000) > -10     # the 0.5-amplitude alias the filter prevents
+        assert level_db(naive, 7900, 16000) > -10  # the 0.5-amplitude alias the filter prevents
     # The passband is flat to 90 % of 8 kHz; a real 7.9 kHz tone lies in the transition band
     # (7.2-8 kHz) and is attenuated, by design, rather than risking aliases.
     for freq, (low, high) in [(1000, (-6.05, -5.95)), (7000, (-6.1, -5.9)), (7900, (-80, -20))]:
@@ -115,8 +135,9 @@ def test_anti_aliasing_when_going_to_16k(source):
         assert low < level_db(out, freq, 16000) < high, (freq, level_db(out, freq, 16000))
 
 
-@pytest.mark.parametrize("source,target", [(48000, 16000), (44100, 16000), (8000, 16000), (16000, 16000),
-                                           (22050, 16000)])
+@pytest.mark.parametrize(
+    "source,target", [(48000, 16000), (44100, 16000), (8000, 16000), (16000, 16000), (22050, 16000)]
+)
 def test_chunked_stream_equals_one_shot(source, target):
     signal = np.random.default_rng(0).standard_normal(source // 2).astype(np.float32) * 0.1
     whole = resample(signal, source, target)
@@ -131,15 +152,15 @@ def test_chunked_stream_equals_one_shot(source, target):
 def test_one_sample_chunks_and_empty_chunks():
     signal = np.random.default_rng(2).standard_normal(3000).astype(np.float32)
     resampler = StreamResampler(44100, 16000)
-    pieces = [resampler.process(signal[i:i + 1]) for i in range(signal.size)]
+    pieces = [resampler.process(signal[i : i + 1]) for i in range(signal.size)]
     pieces += [resampler.process(np.zeros(0, np.float32)), resampler.flush()]
     np.testing.assert_allclose(np.concatenate(pieces), resample(signal, 44100, 16000), atol=1e-6)
 
 
 def test_stream_lag_is_small_and_flush_resets():
     resampler = StreamResampler(48000, 16000)
-    first = resampler.process(np.zeros(480, np.float32))            # 10 ms in
-    assert 160 - 4 * 16 <= first.size < 160                          # under 4 ms held back
+    first = resampler.process(np.zeros(480, np.float32))  # 10 ms in
+    assert 160 - 4 * 16 <= first.size < 160  # under 4 ms held back
     resampler.flush()
     again = resampler.process(np.zeros(480, np.float32))
     assert again.size == first.size
@@ -155,24 +176,35 @@ def test_audio_to_mono_resamples_and_equal_rates_pass_through():
 
 # ---- malformed input -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,words", [
-    (dict(samples=b"\x00\x01\x02", sample_format="S16LE", channels=1, sample_rate=16000), ["3 bytes", "2-byte"]),
-    (dict(samples=bytes(6), sample_format="S16LE", channels=2, sample_rate=16000), ["3 samples", "channels=2"]),
-    (dict(samples=bytes(12), sample_format="S32LE", channels=2, sample_rate=16000), ["channels=2", "8 bytes"]),
-    (dict(samples=bytes(4), sample_format="S24LE", channels=1, sample_rate=16000), ["sample_format", "S24LE", "S16LE"]),
-    (dict(samples=bytes(4), sample_format="mp3", channels=1, sample_rate=16000), ["sample_format"]),
-    (dict(samples=bytes(4), sample_format="S16LE", channels=0, sample_rate=16000), ["channels", "positive"]),
-    (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=0), ["sample_rate", "positive"]),
-    (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=-48000), ["sample_rate"]),
-    (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=44100.5), ["sample_rate", "integer"]),
-    (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=16000, target_rate=0), ["target_rate"]),
-    (dict(samples=b"", sample_format="S16LE", channels=1, sample_rate=16000), ["empty"]),
-    (dict(samples=np.array([0.0, np.nan], "<f4").tobytes(), sample_format="F32LE", channels=1, sample_rate=16000),
-     ["NaN"]),
-    (dict(samples=[0, 40000], sample_format="S16LE", channels=1, sample_rate=16000), ["outside int16"]),
-    (dict(samples=[0.1, 0.2], sample_format="S16LE", channels=1, sample_rate=16000), ["floats", "integer"]),
-    (dict(samples="abc", sample_format="S16LE", channels=1, sample_rate=16000), ["array of numbers"]),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        (dict(samples=b"\x00\x01\x02", sample_format="S16LE", channels=1, sample_rate=16000), ["3 bytes", "2-byte"]),
+        (dict(samples=bytes(6), sample_format="S16LE", channels=2, sample_rate=16000), ["3 samples", "channels=2"]),
+        (dict(samples=bytes(12), sample_format="S32LE", channels=2, sample_rate=16000), ["channels=2", "8 bytes"]),
+        (
+            dict(samples=bytes(4), sample_format="S24LE", channels=1, sample_rate=16000),
+            ["sample_format", "S24LE", "S16LE"],
+        ),
+        (dict(samples=bytes(4), sample_format="mp3", channels=1, sample_rate=16000), ["sample_format"]),
+        (dict(samples=bytes(4), sample_format="S16LE", channels=0, sample_rate=16000), ["channels", "positive"]),
+        (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=0), ["sample_rate", "positive"]),
+        (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=-48000), ["sample_rate"]),
+        (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=44100.5), ["sample_rate", "integer"]),
+        (dict(samples=bytes(4), sample_format="S16LE", channels=1, sample_rate=16000, target_rate=0), ["target_rate"]),
+        (dict(samples=b"", sample_format="S16LE", channels=1, sample_rate=16000), ["empty"]),
+        (
+            dict(
+                samples=np.array([0.0, np.nan], "<f4").tobytes(), sample_format="F32LE", channels=1, sample_rate=16000
+            ),
+            ["NaN"],
+        ),
+        (dict(samples=[0, 40000], sample_format="S16LE", channels=1, sample_rate=16000), ["outside int16"]),
+        (dict(samples=[0.1, 0.2], sample_format="S16LE", channels=1, sample_rate=16000), ["floats", "integer"]),
+        (dict(samples="abc", sample_format="S16LE", channels=1, sample_rate=16000), ["array of numbers"]),
+    ],
+)
 def test_malformed_audio(kwargs, words):
     with pytest.raises(ConversionError) as caught:
         audio_to_mono(**kwargs)
@@ -181,6 +213,7 @@ def test_malformed_audio(kwargs, words):
 
 
 # ---- message layouts -----------------------------------------------------------------------
+
 
 @dataclass
 class Header:
@@ -191,6 +224,7 @@ class Header:
 @dataclass
 class AudioChunk:
     """duse_ros/msg/AudioChunk's fields."""
+
     sample_rate: int
     channels: int
     sample_format: str
@@ -215,8 +249,9 @@ def test_audio_chunk_adapter():
 def test_audio_chunk_adapter_on_generated_message():
     import duse_ros.msg as msg_module
 
-    msg = msg_module.AudioChunk(sample_rate=48000, channels=2, sample_format=msg_module.AudioChunk.FORMAT_S16LE,
-                                data=stereo_s16(0.1).tobytes())
+    msg = msg_module.AudioChunk(
+        sample_rate=48000, channels=2, sample_format=msg_module.AudioChunk.FORMAT_S16LE, data=stereo_s16(0.1).tobytes()
+    )
     assert audio_chunk_to_mono(msg, 16000).size == 1600
 
 
@@ -242,13 +277,16 @@ def audio_stamped(fmt: int, channels=1, rate=16000, **arrays):
     return SimpleNamespace(header=Header(), audio=SimpleNamespace(audio_data=data, info=info))
 
 
-@pytest.mark.parametrize("fmt,name,values,expected", [
-    (8, "int16_data", [-32768, 16384], [-1.0, 0.5]),
-    (1, "float32_data", [-0.25, 0.5], [-0.25, 0.5]),
-    (2, "int32_data", [-2**31, 2**30], [-1.0, 0.5]),
-    (16, "int8_data", [-128, 64], [-1.0, 0.5]),
-    (32, "uint8_data", [0, 192], [-1.0, 0.5]),
-])
+@pytest.mark.parametrize(
+    "fmt,name,values,expected",
+    [
+        (8, "int16_data", [-32768, 16384], [-1.0, 0.5]),
+        (1, "float32_data", [-0.25, 0.5], [-0.25, 0.5]),
+        (2, "int32_data", [-(2**31), 2**30], [-1.0, 0.5]),
+        (16, "int8_data", [-128, 64], [-1.0, 0.5]),
+        (32, "uint8_data", [0, 192], [-1.0, 0.5]),
+    ],
+)
 def test_audio_stamped_adapter_formats(fmt, name, values, expected):
     assert PORTAUDIO_FORMATS[fmt][1] == name
     out = audio_stamped_to_mono(audio_stamped(fmt, **{name: values}))
@@ -265,7 +303,7 @@ def test_audio_stamped_adapter_malformed():
     with pytest.raises(ConversionError, match=r"int16_data is empty.*float32_data"):
         audio_stamped_to_mono(audio_stamped(8, float32_data=[0.1, 0.2]))
     with pytest.raises(ConversionError, match=r"info.format=4 .*8 \(S16LE\)"):
-        audio_stamped_to_mono(audio_stamped(4, int32_data=[1, 2]))          # paInt24: never published
+        audio_stamped_to_mono(audio_stamped(4, int32_data=[1, 2]))  # paInt24: never published
     with pytest.raises(ConversionError, match="channels=2"):
         audio_stamped_to_mono(audio_stamped(8, channels=2, int16_data=[1, 2, 3]))
     with pytest.raises(ConversionError, match="sample_rate"):

@@ -1,5 +1,6 @@
 """AudioStream (ROS-free): continuous resampling with stamps, restarts, and the input limits that
 keep a hostile chunk from allocating anything."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ import pytest
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.io.conversions import MAX_PHASES, StreamResampler
 from duse_ros.timebase import NS
-
 
 
 def tone(rate: int, seconds: float, hz: float = 440.0, start_s: float = 0.0) -> np.ndarray:

@@ -1,6 +1,7 @@
 """duse-make-bag and the bag I/O behind both tools, without ROS processes: bags from a real video
 with sound read back by two independent readers (rosbags and mcap-ros2-support), bags written the
 way `ros2 bag record` writes them, labels, split and re-label, and bad input."""
+
 from __future__ import annotations
 
 from argparse import Namespace
@@ -17,8 +18,17 @@ from mcap_ros2.decoder import DecoderFactory
 
 from duse_ros.io.conversions import to_rgb
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages, spans_to_messages
-from duse_ros.io.rosbag import (AUDIO_DATA_STAMPED, AUDIO_STAMPED, LABEL_TOPIC, NS, ORIGIN_KEY, BagFile, BagWriter,
-                                select_streams, typestore)
+from duse_ros.io.rosbag import (
+    AUDIO_DATA_STAMPED,
+    AUDIO_STAMPED,
+    LABEL_TOPIC,
+    ORIGIN_KEY,
+    BagFile,
+    BagWriter,
+    select_streams,
+    typestore,
+)
+from duse_ros.timebase import NS
 from duse_ros.tools import eval_bag, make_bag
 from duse_ros.tools.evaluate import NO_READING, score_states
 
@@ -53,7 +63,10 @@ def test_video_with_sound_to_mcap_reads_back_with_rosbags_and_mcap(video, tmp_pa
     with BagFile(bag_dir) as bag:
         assert bag.custom_data[ORIGIN_KEY] == str(ORIGIN)
         assert {t.name: t.msgtype for t in bag.topics.values()} == {
-            "/image_raw": "sensor_msgs/msg/Image", "/audio": "duse_ros/msg/AudioChunk", LABEL_TOPIC: "std_msgs/msg/String"}
+            "/image_raw": "sensor_msgs/msg/Image",
+            "/audio": "duse_ros/msg/AudioChunk",
+            LABEL_TOPIC: "std_msgs/msg/String",
+        }
         assert all(t.qos and t.qos[0].reliability.name == "BEST_EFFORT" for t in bag.topics.values())
         frames = [bag.deserialize(raw, ty) for _, ty, _, raw in bag.messages(["/image_raw"])]
         chunks = [(log, bag.deserialize(raw, ty)) for _, ty, log, raw in bag.messages(["/audio"])]
@@ -67,15 +80,23 @@ def test_video_with_sound_to_mcap_reads_back_with_rosbags_and_mcap(video, tmp_pa
     np.testing.assert_array_equal(audio, pcm)
     assert all(c.sample_rate == 16000 and c.channels == 2 and c.sample_format == "S16LE" for _, c in chunks)
     firsts = np.cumsum([0] + [len(c.data) // 4 for _, c in chunks[:-1]])
-    assert [c.header.stamp.sec * NS + c.header.stamp.nanosec for _, c in chunks] == \
-        [ORIGIN + int(k) * NS // 16000 for k in firsts]
-    assert labels == [(ORIGIN, "happiness"), (ORIGIN + NS, ""), (ORIGIN + 1_200_000_000, "sadness"), (ORIGIN + 2 * NS, "")]
+    assert [c.header.stamp.sec * NS + c.header.stamp.nanosec for _, c in chunks] == [
+        ORIGIN + int(k) * NS // 16000 for k in firsts
+    ]
+    assert labels == [
+        (ORIGIN, "happiness"),
+        (ORIGIN + NS, ""),
+        (ORIGIN + 1_200_000_000, "sadness"),
+        (ORIGIN + 2 * NS, ""),
+    ]
 
     # mcap + mcap-ros2-support: a second reader decodes the same messages from the stored schemas.
     mcap_file = next(bag_dir.glob("*.mcap"))
     seen = {"/image_raw": [], "/audio": [], LABEL_TOPIC: []}
     with mcap_file.open("rb") as f:
-        for _, channel, message, decoded in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+        for _, channel, message, decoded in make_reader(
+            f, decoder_factories=[DecoderFactory()]
+        ).iter_decoded_messages():
             seen[channel.topic].append((message.log_time, decoded))
     assert [m.header.stamp.sec * NS + m.header.stamp.nanosec for _, m in seen["/image_raw"]] == stamps
     assert [t for t, _ in seen["/image_raw"]] == stamps
@@ -93,15 +114,23 @@ def test_video_with_sound_to_mcap_reads_back_with_rosbags_and_mcap(video, tmp_pa
 def test_sqlite3_compressed_and_audio_common_layouts(video, tmp_path, audio_msg):
     path, pcm, times = video
     out = tmp_path / "bag"
-    assert run_make_bag(path, "-o", out, "--storage", "sqlite3", "--compressed", "--label", "neutral",
-                        "--audio-msg", audio_msg) == 0
+    assert (
+        run_make_bag(
+            path, "-o", out, "--storage", "sqlite3", "--compressed", "--label", "neutral", "--audio-msg", audio_msg
+        )
+        == 0
+    )
     assert next(out.glob("*.db3")).is_file()
     with BagFile(out) as bag:
         streams = select_streams(bag)
         assert streams.image.name == "/image_raw/compressed" and streams.image.count == len(times)
         assert streams.audio.msgtype == (AUDIO_STAMPED if audio_msg == "audio_stamped" else AUDIO_DATA_STAMPED)
-        adapter = eval_bag.AudioAdapter(bag, streams.audio.msgtype, streams.audio_info and streams.audio_info.name,
-                                        Namespace(audio_channels=1, audio_rate=8000, audio_format="U8"))
+        adapter = eval_bag.AudioAdapter(
+            bag,
+            streams.audio.msgtype,
+            streams.audio_info and streams.audio_info.name,
+            Namespace(audio_channels=1, audio_rate=8000, audio_format="U8"),
+        )
         chunks = [adapter(raw) for _, _, _, raw in bag.messages([streams.audio.name])]
         first = bag.deserialize(next(bag.messages([streams.image.name]))[3], streams.image.msgtype)
         labels = _labels(bag)
@@ -119,6 +148,7 @@ def test_frames_folder_with_wav_and_one_label(tmp_path):
     for i in (1, 2, 10):  # natural order: 1, 2, 10
         cv2.imwrite(str(frames / f"f{i}.png"), np.full((24, 32, 3), i * 20, np.uint8))
     import wave
+
     samples = (np.arange(8000) % 200 - 100).astype("<i2")
     with wave.open(str(tmp_path / "mic.wav"), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
@@ -159,8 +189,12 @@ def test_clip_list_one_bag_per_clip_and_one_long_bag(tmp_path):
         labels = _labels(bag)
     second = ORIGIN + 6 * NS // 10 + int(1.5 * NS)
     assert stamps[:6] == [ORIGIN + i * NS // 10 for i in range(6)] and stamps[6] == second
-    assert labels == [(ORIGIN, "happiness"), (ORIGIN + 6 * NS // 10, ""), (second, "surprise"),
-                      (second + 6 * NS // 10, "")]
+    assert labels == [
+        (ORIGIN, "happiness"),
+        (ORIGIN + 6 * NS // 10, ""),
+        (second, "surprise"),
+        (second + 6 * NS // 10, ""),
+    ]
 
 
 def test_relabel_and_split_without_replaying(video, tmp_path):
@@ -184,9 +218,16 @@ def test_relabel_and_split_without_replaying(video, tmp_path):
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-@pytest.mark.parametrize("image,audio", [("bgr8", "audio_stamped"), ("rgb8", "audio_data_stamped"),
-                                         ("mono8", None), ("yuv422_yuy2", "audio_stamped"),
-                                         ("compressed", "audio_data_stamped")])
+@pytest.mark.parametrize(
+    "image,audio",
+    [
+        ("bgr8", "audio_stamped"),
+        ("rgb8", "audio_data_stamped"),
+        ("mono8", None),
+        ("yuv422_yuy2", "audio_stamped"),
+        ("compressed", "audio_data_stamped"),
+    ],
+)
 def test_bags_recorded_on_a_robot_are_understood(tmp_path, storage, image, audio):
     info = write_robot_bag(tmp_path / "robot", storage, image, audio)
     with BagFile(tmp_path / "robot") as bag:
@@ -200,8 +241,12 @@ def test_bags_recorded_on_a_robot_are_understood(tmp_path, storage, image, audio
             return
         assert streams.audio.count == info["audio_messages"]
         assert (streams.audio_info is not None) == (audio == "audio_data_stamped")
-        adapter = eval_bag.AudioAdapter(bag, streams.audio.msgtype, streams.audio_info and streams.audio_info.name,
-                                        Namespace(audio_channels=2, audio_rate=44100, audio_format="S32LE"))
+        adapter = eval_bag.AudioAdapter(
+            bag,
+            streams.audio.msgtype,
+            streams.audio_info and streams.audio_info.name,
+            Namespace(audio_channels=2, audio_rate=44100, audio_format="S32LE"),
+        )
         chunks = [adapter(raw) for _, _, _, raw in bag.messages([streams.audio.name])]
     assert all(c is not None and c.sample_rate == 16000 and len(c.data) == 1600 * 4 for c in chunks)
     assert chunks[1].header.stamp.sec * NS + chunks[1].header.stamp.nanosec == info["start_ns"] + NS // 10
@@ -215,7 +260,9 @@ def test_labels_csv_errors_name_the_file_and_line(tmp_path):
         read_labels_csv(bad, classes)
     overlap = tmp_path / "overlap.csv"
     overlap.write_text("0,1.5,happiness\n1.0,2,sadness\n")
-    with pytest.raises(LabelError, match=rf"{overlap}:2: span 1-2 s \(sadness\) overlaps 0-1.5 s \(happiness\) from {overlap}:1"):
+    with pytest.raises(
+        LabelError, match=rf"{overlap}:2: span 1-2 s \(sadness\) overlaps 0-1.5 s \(happiness\) from {overlap}:1"
+    ):
         read_labels_csv(overlap, classes)
     reversed_ = tmp_path / "reversed.csv"
     reversed_.write_text("2,1,happiness\n")
@@ -226,7 +273,11 @@ def test_labels_csv_errors_name_the_file_and_line(tmp_path):
     with pytest.raises(LabelError, match=rf"{garbage}:1: end 'abc' is not a number"):
         read_labels_csv(garbage, classes)
     spans = read_labels_csv(_write(tmp_path / "ok.csv", "1,2,sadness\n0,1,happiness\n3,4,neutral\n"), classes, 10 * NS)
-    assert [(s.start_ns, s.label) for s in spans] == [(10 * NS, "happiness"), (11 * NS, "sadness"), (13 * NS, "neutral")]
+    assert [(s.start_ns, s.label) for s in spans] == [
+        (10 * NS, "happiness"),
+        (11 * NS, "sadness"),
+        (13 * NS, "neutral"),
+    ]
     assert spans_from_messages(spans_to_messages(spans), 20 * NS, "x", classes) == spans
 
 
@@ -254,7 +305,9 @@ def _bag_for_errors(folder: Path, storage: str) -> Path:
 
 
 def _eval_error(bag: Path, capsys, *extra) -> str:
-    assert eval_bag.main([str(bag), "--model", "tiny-random-video", "--out", str(bag.parent / "out"), "-q", *extra]) == 2
+    assert (
+        eval_bag.main([str(bag), "--model", "tiny-random-video", "--out", str(bag.parent / "out"), "-q", *extra]) == 2
+    )
     return capsys.readouterr().err
 
 
@@ -285,8 +338,9 @@ def test_eval_bag_refuses_truncated_corrupt_and_imageless_bags(tmp_path, capsys)
     assert "/chatter (std_msgs/msg/String, 1 messages), /tf (tf2_msgs/msg/TFMessage, 1 messages)" in err
 
     ok = _bag_for_errors(tmp_path / "fine", "mcap")
-    assert "--image-topic /nope is not in the bag; its topics: /camera/color/image_raw/compressed" in \
-        _eval_error(ok, capsys, "--image-topic", "/nope")
+    assert "--image-topic /nope is not in the bag; its topics: /camera/color/image_raw/compressed" in _eval_error(
+        ok, capsys, "--image-topic", "/nope"
+    )
     labels = _write(tmp_path / "labels.csv", "0,1,contempt\n")  # a MAFW class; the model is DFEW's
     assert f"{labels}:1: unknown class 'contempt'" in _eval_error(ok, capsys, "--labels", str(labels))
 
@@ -294,11 +348,18 @@ def test_eval_bag_refuses_truncated_corrupt_and_imageless_bags(tmp_path, capsys)
 def test_scoring_counts_windows_without_a_reading_as_misses():
     def state(start_s, end_s, label, modality=1):
         stamp = lambda s: SimpleNamespace(sec=int(s), nanosec=int(round((s % 1) * NS)))  # noqa: E731
-        return SimpleNamespace(window_start=stamp(start_s), window_end=stamp(end_s), label=label, modality=modality,
-                               smoothed_label="")
+        return SimpleNamespace(
+            window_start=stamp(start_s), window_end=stamp(end_s), label=label, modality=modality, smoothed_label=""
+        )
+
     spans = [Span(0, 4 * NS, "happiness"), Span(4 * NS, 8 * NS, "sadness")]
-    states = [state(0, 2, "happiness"), state(1, 3, "sadness"), state(5, 7, "sadness"), state(5.5, 7.5, "no_face", 0),
-              state(9, 11, "happiness")]  # midpoint 10 s: outside every span
+    states = [
+        state(0, 2, "happiness"),
+        state(1, 3, "sadness"),
+        state(5, 7, "sadness"),
+        state(5.5, 7.5, "no_face", 0),
+        state(9, 11, "happiness"),
+    ]  # midpoint 10 s: outside every span
     scored = score_states(states, spans, ["happiness", "sadness", "neutral"])
     assert scored.unlabelled == 1 and scored.no_reading == 1
     assert scored.predictions == ["happiness", "sadness", "sadness", NO_READING]

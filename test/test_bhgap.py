@@ -1,6 +1,7 @@
 """BHGap on its tiny configs: the audio front end, the scan, the alignment pieces, the three
 modality paths, the zero-gate identity, encoder weight files and checkpoints. Random weights:
 the tests check arithmetic and plumbing, never accuracy."""
+
 from __future__ import annotations
 
 import logging
@@ -52,6 +53,7 @@ def _hand_log_mel(frame: np.ndarray, mels: int = 128) -> np.ndarray:
 
     def mel(f):
         return 1127.0 * math.log(1.0 + f / 700.0)
+
     low, high = mel(20.0), mel(8000.0)
     step = (high - low) / (mels + 1)
     out = np.empty(mels)
@@ -67,11 +69,11 @@ def _hand_log_mel(frame: np.ndarray, mels: int = 128) -> np.ndarray:
 
 def test_log_mel_matches_a_hand_computation_on_a_tone():
     t = np.arange(int(0.2 * RATE)) / RATE
-    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * t) + 0.01).astype(np.float32)   # a DC offset Kaldi removes
-    fbank = log_mel_fbank(torch.from_numpy(tone))[0].numpy()                  # (n, 128)
+    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * t) + 0.01).astype(np.float32)  # a DC offset Kaldi removes
+    fbank = log_mel_fbank(torch.from_numpy(tone))[0].numpy()  # (n, 128)
     assert fbank.shape == (1 + (len(tone) - 400) // 160, 128)
     for index in (0, 7):
-        expected = _hand_log_mel(tone[index * 160: index * 160 + 400])
+        expected = _hand_log_mel(tone[index * 160 : index * 160 + 400])
         np.testing.assert_allclose(fbank[index], expected, atol=2e-3, rtol=1e-4)
     # The tone's energy lands in the filter centred nearest 1 kHz.
     edges = np.linspace(1127 * np.log1p(20 / 700), 1127 * np.log1p(8000 / 700), 130)
@@ -81,7 +83,7 @@ def test_log_mel_matches_a_hand_computation_on_a_tone():
 
 def test_front_end_gives_the_fixed_frame_count_of_the_span_and_normalises():
     config = FbankConfig(span_s=2.0)
-    assert num_frames(config) == 208   # 198 frames in 2 s, rounded up to the 16-row patch height
+    assert num_frames(config) == 208  # 198 frames in 2 s, rounded up to the 16-row patch height
     front = LogMelFrontend(config)
     for seconds in (0.5, 1.875, 2.0, 3.0):
         wave = 0.1 * torch.randn(3, int(seconds * RATE))
@@ -90,7 +92,7 @@ def test_front_end_gives_the_fixed_frame_count_of_the_span_and_normalises():
         raw = log_mel_fbank(wave)
         n = min(raw.shape[1], 208)
         torch.testing.assert_close(out[:, :n], (raw[:, :n] - config.mean) / config.std)
-        if raw.shape[1] < 208:   # padded with log-mel 0, normalised like the rest
+        if raw.shape[1] < 208:  # padded with log-mel 0, normalised like the rest
             assert torch.all(out[:, n:] == (0.0 - config.mean) / config.std)
     assert num_frames(FbankConfig(span_s=3.0)) == 304
     # The model's own front end is the one `frontend_for` builds from its config.
@@ -131,9 +133,17 @@ def test_ssm_block_has_mamba_ssm_parameter_names_and_shapes():
     ssm = SelectiveSSM(d_model=32, d_state=16, d_conv=4, expand=2)
     shapes = {k: tuple(v.shape) for k, v in ssm.state_dict().items()}
     # mamba_ssm.Mamba(d_model=32, d_state=16, d_conv=4, expand=2), no bias: the same keys and shapes.
-    assert shapes == {"in_proj.weight": (128, 32), "conv1d.weight": (64, 1, 4), "conv1d.bias": (64,),
-                      "x_proj.weight": (2 + 32, 64), "dt_proj.weight": (64, 2), "dt_proj.bias": (64,),
-                      "A_log": (64, 16), "D": (64,), "out_proj.weight": (32, 64)}
+    assert shapes == {
+        "in_proj.weight": (128, 32),
+        "conv1d.weight": (64, 1, 4),
+        "conv1d.bias": (64,),
+        "x_proj.weight": (2 + 32, 64),
+        "dt_proj.weight": (64, 2),
+        "dt_proj.bias": (64,),
+        "A_log": (64, 16),
+        "D": (64,),
+        "out_proj.weight": (32, 64),
+    }
     u = torch.randn(2, 9, 32)
     # The shifted multiply-add conv is the module's conv1d (causal: output t sees inputs <= t).
     x = torch.randn(2, 9, 64)
@@ -142,7 +152,7 @@ def test_ssm_block_has_mamba_ssm_parameter_names_and_shapes():
     out = ssm(u)
     u2 = u.clone()
     u2[:, 5:] += 1.0
-    torch.testing.assert_close(ssm(u2)[:, :5], out[:, :5])   # a causal scan: the future changes nothing before it
+    torch.testing.assert_close(ssm(u2)[:, :5], out[:, :5])  # a causal scan: the future changes nothing before it
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
@@ -164,6 +174,7 @@ def test_gradient_reversal_flips_the_numeric_gradient():
 
     def f(x):
         return (w * x.square() + torch.sin(x)).sum()
+
     # Central differences of f (no reversal layer involved).
     eps = 1e-6
     numeric = torch.stack([(f(x0 + eps * e) - f(x0 - eps * e)) / (2 * eps) for e in torch.eye(6, dtype=torch.float64)])
@@ -171,7 +182,7 @@ def test_gradient_reversal_flips_the_numeric_gradient():
     f(reverse_gradient(x, 0.5)).backward()
     torch.testing.assert_close(x.grad, -0.5 * numeric, atol=1e-6, rtol=1e-6)
     y = x0.clone().requires_grad_(True)
-    assert torch.equal(reverse_gradient(y), y)   # identity forward
+    assert torch.equal(reverse_gradient(y), y)  # identity forward
 
 
 def test_mmd_is_zero_for_identical_sets_and_grows_with_a_mean_shift():
@@ -190,7 +201,7 @@ def test_mmd_gradient_in_closed_form_equals_autograd_and_the_refiner_reduces_mmd
     y = torch.randn(2, 12, 6, generator=gen, dtype=torch.float64) + 1.5
     bandwidths = (0.5, 1.0, 2.0)
     scale = torch.cdist(torch.cat([x, y], 1), torch.cat([x, y], 1)).square().mean((1, 2), keepdim=True).detach()
-    auto, = torch.autograd.grad(mmd2(x, y, bandwidths, scale).sum(), x)
+    (auto,) = torch.autograd.grad(mmd2(x, y, bandwidths, scale).sum(), x)
     torch.testing.assert_close(mmd2_grad(x.detach(), y, bandwidths, scale), auto)
     before = mmd2(x.detach(), y, bandwidths)
     moved, after = MMDRefiner(steps=3, step_size=0.5, bandwidths=bandwidths)(x.detach(), y)
@@ -252,7 +263,7 @@ def test_modality_dropout_trains_exactly_the_single_modality_paths():
         m = build_model("bhgap-tiny", modality_dropout=1.0, dropout=0.0)
     finally:
         logging.disable(logging.NOTSET)
-    with torch.no_grad():   # open the gates, so generated prompts matter and must be cut
+    with torch.no_grad():  # open the gates, so generated prompts matter and must be cut
         m.visual_gates.fill_(0.5)
         m.audio_gates.fill_(0.5)
     video, audio = _window(m, batch=6, seed=3)
@@ -311,8 +322,15 @@ def test_no_prompt_ablation_runs_the_frozen_encoders_alone():
 
 def test_registered_configs_and_config_errors():
     names = set(list_configs())
-    assert {"bhgap-vitb16", "bhgap-vitb16-mafw", "bhgap-tiny", "bhgap-vitb16-noprompt", "bhgap-vitb16-noadv",
-            "bhgap-vitb16-nommd", "bhgap-vitb16-noalign"} <= names
+    assert {
+        "bhgap-vitb16",
+        "bhgap-vitb16-mafw",
+        "bhgap-tiny",
+        "bhgap-vitb16-noprompt",
+        "bhgap-vitb16-noadv",
+        "bhgap-vitb16-nommd",
+        "bhgap-vitb16-noalign",
+    } <= names
     base = resolve_config(get_config("bhgap-vitb16"))
     assert base["span_s"] == 2.0 and base["visual_encoder"] == "vit-b16" and base["class_set"] == "dfew"
     with pytest.raises(KeyError, match="'bhgap-tiny': unknown keys \\['colour'\\]"):
@@ -320,13 +338,16 @@ def test_registered_configs_and_config_errors():
     with pytest.raises(ValueError, match="prompting='shallow'"):
         build_model("bhgap-tiny", prompting="shallow")
     with pytest.raises(ValueError, match="same depth"):
-        build_model("bhgap-tiny", audio_encoder={"patch_size": 16, "embed_dim": 32, "depth": 1,
-                                                 "num_heads": 2, "mlp_ratio": 2.0})
+        build_model(
+            "bhgap-tiny",
+            audio_encoder={"patch_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0},
+        )
 
 
 # ------------------------------------------------------------------------ weights and checkpoints
 def test_encoder_weight_files_load_and_are_checked(tmp_path):
     from safetensors.torch import save_file
+
     from duse_ros.models.vit_encoders import build_encoder
 
     logging.disable(logging.WARNING)
@@ -336,23 +357,24 @@ def test_encoder_weight_files_load_and_are_checked(tmp_path):
         # A MAE pre-training checkpoint also carries its decoder: ignored.
         state = {**visual.state_dict(), "decoder_embed.weight": torch.zeros(4, 4), "mask_token": torch.zeros(1, 1, 192)}
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "visual.safetensors"))
-        audio = build_encoder("vit-tiny", (1024, 128), 1)   # AudioMAE's 10 s grid: 64 x 8 patches
+        audio = build_encoder("vit-tiny", (1024, 128), 1)  # AudioMAE's 10 s grid: 64 x 8 patches
         torch.save({"model": audio.state_dict()}, tmp_path / "audio.pth")
 
         m = build_model("bhgap-tiny", visual_weights=str(tmp_path / "visual.safetensors")).eval()
         assert m.model_id == "bhgap-tiny+random-audio" and m.untrained
         x = torch.randn(2, 3, 112, 112)
         torch.testing.assert_close(m.visual.forward_features(x), visual.forward_features(x))
-        both = build_model("bhgap-tiny", visual_weights=str(tmp_path / "visual.safetensors"),
-                           audio_weights=str(tmp_path / "audio.pth"))
+        both = build_model(
+            "bhgap-tiny", visual_weights=str(tmp_path / "visual.safetensors"), audio_weights=str(tmp_path / "audio.pth")
+        )
         assert both.model_id == "bhgap-tiny" and both.random_visual is False and both.random_audio is False
-        assert both.audio.pos_embed.shape == (1, 1 + 13 * 8, 192)    # resampled to the 2 s grid
+        assert both.audio.pos_embed.shape == (1, 1 + 13 * 8, 192)  # resampled to the 2 s grid
         torch.testing.assert_close(both.audio.blocks[1].mlp.fc1.weight, audio.blocks[1].mlp.fc1.weight)
 
         with pytest.raises(FileNotFoundError, match="audio_weights"):
             build_model("bhgap-tiny", audio_weights=str(tmp_path / "nothing.pth"))
         with pytest.raises(ValueError, match="visual.safetensors.*patch_embed.proj.weight"):
-            build_model("bhgap-tiny", audio_weights=str(tmp_path / "visual.safetensors"))   # 3-channel patches
+            build_model("bhgap-tiny", audio_weights=str(tmp_path / "visual.safetensors"))  # 3-channel patches
     finally:
         logging.disable(logging.NOTSET)
 
@@ -373,4 +395,4 @@ def test_checkpoint_round_trip(model, tmp_path):
     video, audio = _window(trained, batch=1)
     with torch.inference_mode():
         torch.testing.assert_close(restored(video, audio), trained(video, audio))
-    assert restored.checkpoint == str(path) and restored.untrained   # encoders are still random
+    assert restored.checkpoint == str(path) and restored.untrained  # encoders are still random

@@ -1,15 +1,15 @@
 """BHGap in affect_node across processes over real Fast DDS: a face (the bundled portrait, found
 by the real Haar detector) with a voice gives audio-visual readings; once the face leaves the
 picture the node keeps publishing from the audio alone. Random weights: plumbing, not accuracy."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 import rclpy
-from sensor_msgs.msg import Image
-
 from ros_harness import NS, NodeProcess, Peer, stamps
+from sensor_msgs.msg import Image
 
 from duse_ros.affect.faces import load_sample_face
 from duse_ros.msg import EmotionState
@@ -17,7 +17,7 @@ from duse_ros.nodes.common import stamp_to_ns
 
 FPS = 15.0
 START_S = 30.0
-FACE_GONE_S = 4.0   # stream time when the face leaves the picture for good
+FACE_GONE_S = 4.0  # stream time when the face leaves the picture for good
 
 
 @pytest.fixture
@@ -46,9 +46,18 @@ def _frame(stamp_ns: int, frames: tuple[np.ndarray, np.ndarray]) -> Image:
 
 
 def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(ros):
-    node = NodeProcess("duse_ros.nodes.affect_node", {
-        "model": "bhgap-tiny", "face_mode": "detect", "smoothing_window": 0, "diagnostics_period_s": 0.2,
-        "queue_depth": 16, "qos.reliability": "reliable", "qos.depth": 400})
+    node = NodeProcess(
+        "duse_ros.nodes.affect_node",
+        {
+            "model": "bhgap-tiny",
+            "face_mode": "detect",
+            "smoothing_window": 0,
+            "diagnostics_period_s": 0.2,
+            "queue_depth": 16,
+            "qos.reliability": "reliable",
+            "qos.depth": 400,
+        },
+    )
     try:
         peer = Peer("reliable")
         peer.wait_matched(node, audio=True, timeout=60)
@@ -59,11 +68,20 @@ def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(
         face_gone_ns = int((START_S + FACE_GONE_S) * NS)
 
         def audio_only_after_face_left() -> bool:
-            return any(s.modality == EmotionState.MODALITY_AUDIO and stamp_to_ns(s.window_start) >= face_gone_ns
-                       for s in peer.states)
-        peer.spin_until(lambda: any(s.modality == EmotionState.MODALITY_AUDIO_VISUAL for s in peer.states)
-                        and audio_only_after_face_left(), 60,
-                        "audio-visual states, then audio-only ones once the face has gone", node)
+            return any(
+                s.modality == EmotionState.MODALITY_AUDIO and stamp_to_ns(s.window_start) >= face_gone_ns
+                for s in peer.states
+            )
+
+        peer.spin_until(
+            lambda: (
+                any(s.modality == EmotionState.MODALITY_AUDIO_VISUAL for s in peer.states)
+                and audio_only_after_face_left()
+            ),
+            60,
+            "audio-visual states, then audio-only ones once the face has gone",
+            node,
+        )
         for state in peer.states:
             assert state.model_id == "bhgap-tiny+random-encoders" and state.untrained
             assert len(state.class_names) == 7 and abs(sum(state.probabilities) - 1.0) < 1e-4

@@ -1,4 +1,5 @@
 """Bridge (ROS-free): prompt events on change, heartbeat and staleness; utterance age; log text."""
+
 import json
 import re
 
@@ -9,7 +10,6 @@ from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import BridgeSettings
 from duse_ros.bridge.stabiliser import REASON_NO_READINGS, UNKNOWN, EmotionSample
 from duse_ros.timebase import NS
-
 
 
 class FakeClock:
@@ -72,8 +72,11 @@ def test_no_readings_for_stale_s_makes_the_state_unknown_once():
     assert bridge.tick() is None
     clock.now += 0.1
     event = bridge.tick()
-    assert (event.reason, event.state.emotion, event.state.unknown_reason) == (REASON_CHANGE, UNKNOWN,
-                                                                               REASON_NO_READINGS)
+    assert (event.reason, event.state.emotion, event.state.unknown_reason) == (
+        REASON_CHANGE,
+        UNKNOWN,
+        REASON_NO_READINGS,
+    )
     assert "no emotion readings" in event.prompt.system
     assert bridge.tick() is None
 

@@ -2,6 +2,7 @@
 
 FakeChatServer is also used by test_llm_bridge_node.py.
 """
+
 import json
 import socket
 import threading
@@ -9,9 +10,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from duse_ros.bridge.llm_client import (ENDPOINT_DISABLED, ENDPOINT_OK, ENDPOINT_UNKNOWN, ERROR_CONNECTION,
-                                        ERROR_HTTP, ERROR_MALFORMED, ERROR_TIMEOUT, ChatClient, EndpointStats,
-                                        LLMConfig, public_url)
+from duse_ros.bridge.llm_client import (
+    ENDPOINT_DISABLED,
+    ENDPOINT_OK,
+    ENDPOINT_UNKNOWN,
+    ERROR_CONNECTION,
+    ERROR_HTTP,
+    ERROR_MALFORMED,
+    ERROR_TIMEOUT,
+    ChatClient,
+    EndpointStats,
+    LLMConfig,
+    public_url,
+)
 
 API_KEY = "sk-test-0123456789-do-not-leak"
 KEY_ENV = "DUSE_TEST_LLM_KEY"
@@ -49,9 +60,17 @@ class FakeChatServer:
                 if self.path != "/v1/chat/completions":
                     self._send(404, b'{"error": "not found"}')
                 elif mode == "ok":
-                    reply = {"id": f"c{number}", "object": "chat.completion",
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": f" reply {number} "},
-                                          "finish_reason": "stop"}]}
+                    reply = {
+                        "id": f"c{number}",
+                        "object": "chat.completion",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": f" reply {number} "},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                    }
                     self._send(200, json.dumps(reply).encode())
                 elif mode == "http500":
                     echo = f"upstream failed for {self.headers.get('Authorization')}"
@@ -143,8 +162,17 @@ def server():
 
 
 def client_for(url: str, **kw) -> ChatClient:
-    config = LLMConfig(**{"base_url": url, "model": "qwen2.5-0.5b-instruct", "api_key_env": KEY_ENV,
-                          "timeout_s": 2.0, "max_retries": 2, "backoff_s": 0.01, **kw})
+    config = LLMConfig(
+        **{
+            "base_url": url,
+            "model": "qwen2.5-0.5b-instruct",
+            "api_key_env": KEY_ENV,
+            "timeout_s": 2.0,
+            "max_retries": 2,
+            "backoff_s": 0.01,
+            **kw,
+        }
+    )
     return ChatClient(config, environ={KEY_ENV: API_KEY})
 
 
@@ -155,7 +183,10 @@ def test_normal_reply(server):
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == f"Bearer {API_KEY}"
     assert request["body"] == {
-        "model": "qwen2.5-0.5b-instruct", "stream": False, "max_tokens": 128, "temperature": 0.7,
+        "model": "qwen2.5-0.5b-instruct",
+        "stream": False,
+        "max_tokens": 128,
+        "temperature": 0.7,
         "messages": [{"role": "system", "content": "be kind"}, {"role": "user", "content": 'The person said "hi"'}],
     }
 
@@ -263,7 +294,7 @@ def test_a_key_echoed_across_the_excerpt_cut_is_redacted(server, start):
     result = client_for(server.base_url, max_retries=0).complete("s", "u")
     assert result.error_kind == ERROR_HTTP and "HTTP 502" in result.error
     for n in range(6, len(API_KEY) + 1):  # no 6-character piece of the key anywhere
-        assert all(API_KEY[i:i + n] not in result.error for i in range(len(API_KEY) - n + 1)), result.error
+        assert all(API_KEY[i : i + n] not in result.error for i in range(len(API_KEY) - n + 1)), result.error
 
 
 def test_a_reply_echoing_the_key_is_redacted(server):

@@ -1,4 +1,5 @@
 """The bridge follows one person among several faces, with hysteresis, and says how many are present."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,8 +1,17 @@
 """Stabilisation on scripted EmotionState sequences: flicker, steady, fade to no-face, hysteresis."""
+
 import pytest
 
-from duse_ros.bridge.stabiliser import (REASON_LOW_CONFIDENCE, REASON_NO_FACE, REASON_NO_READINGS,
-                                        REASON_UNTRAINED, UNKNOWN, EmotionSample, Stabiliser, StabiliserConfig)
+from duse_ros.bridge.stabiliser import (
+    REASON_LOW_CONFIDENCE,
+    REASON_NO_FACE,
+    REASON_NO_READINGS,
+    REASON_UNTRAINED,
+    UNKNOWN,
+    EmotionSample,
+    Stabiliser,
+    StabiliserConfig,
+)
 from duse_ros.timebase import NS
 
 STEP_S = 0.25  # one reading per 250 ms of stream time
@@ -61,7 +70,7 @@ def test_fade_to_no_face_gives_one_unknown_change():
     stab = Stabiliser(config())
     steady = [reading(i, "happiness", 0.85) for i in range(8)]
     fading = [reading(8 + i, "happiness", c) for i, c in enumerate((0.7, 0.6, 0.5, 0.45))]  # still >= min
-    unsure = [reading(12 + i, "happiness", 0.3) for i in range(2)]                          # below min
+    unsure = [reading(12 + i, "happiness", 0.3) for i in range(2)]  # below min
     gone = [reading(14 + i, "no_face") for i in range(12)]
     changes = feed(stab, steady + fading + unsure + gone)
     assert [s.emotion for _, s in changes] == ["happiness", UNKNOWN]
@@ -97,23 +106,23 @@ def test_hysteresis_band_cannot_unseat_or_seat_a_state():
 
 def test_untrained_readings_are_marked_or_ignored():
     marked = Stabiliser(config())
-    (_, state), = feed(marked, [reading(i, "surprise", untrained=True) for i in range(6)])
+    ((_, state),) = feed(marked, [reading(i, "surprise", untrained=True) for i in range(6)])
     assert state.emotion == "surprise" and state.untrained
     ignored = Stabiliser(config(untrained_as_unknown=True))
-    (_, state), = feed(ignored, [reading(i, "surprise", untrained=True) for i in range(6)])
+    ((_, state),) = feed(ignored, [reading(i, "surprise", untrained=True) for i in range(6)])
     assert (state.emotion, state.unknown_reason) == (UNKNOWN, REASON_UNTRAINED)
 
 
 def test_gap_in_stamps_restarts_dwell_and_duration():
     stab = Stabiliser(config(max_gap_s=1.0))
-    before_gap = [reading(i, "anger") for i in range(3)]           # 0.5 s of anger
-    after_gap = [reading(i, "anger") for i in range(20, 23)]        # 4.5 s later, 0.5 s more
-    assert feed(stab, before_gap + after_gap) == []                 # never 1 s without a break
+    before_gap = [reading(i, "anger") for i in range(3)]  # 0.5 s of anger
+    after_gap = [reading(i, "anger") for i in range(20, 23)]  # 4.5 s later, 0.5 s more
+    assert feed(stab, before_gap + after_gap) == []  # never 1 s without a break
     assert stab.gaps == 1
     feed(stab, [reading(i, "anger") for i in range(23, 30)])
     assert stab.state.emotion == "anger"
     feed(stab, [reading(i, "anger") for i in range(60, 62)])
-    assert stab.state.duration_s == pytest.approx(STEP_S)           # restarted at reading 60
+    assert stab.state.duration_s == pytest.approx(STEP_S)  # restarted at reading 60
 
 
 def test_stamps_going_backwards_are_counted_and_restart_the_duration():
@@ -133,7 +142,7 @@ def test_expire_makes_the_state_unknown_once():
     assert (state.emotion, state.unknown_reason) == (UNKNOWN, REASON_NO_READINGS)
     assert stab.expire() is None
     # Readings coming back: a new state after the dwell, as usual.
-    (_, back), = feed(stab, [reading(i, "happiness") for i in range(10, 16)])
+    ((_, back),) = feed(stab, [reading(i, "happiness") for i in range(10, 16)])
     assert back.emotion == "happiness"
     assert back.trend == ("happiness", UNKNOWN, "happiness")
 
@@ -152,8 +161,10 @@ def test_confidence_is_the_mean_of_the_last_dwell_period():
     assert stab.state.confidence == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("field, value", [("min_confidence", 1.5), ("hysteresis", 0.7), ("dwell_s", -1.0),
-                                          ("max_gap_s", 0.0), ("trend_length", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("min_confidence", 1.5), ("hysteresis", 0.7), ("dwell_s", -1.0), ("max_gap_s", 0.0), ("trend_length", 0)],
+)
 def test_bad_config_is_a_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         StabiliserConfig(**{field: value})

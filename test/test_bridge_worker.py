@@ -1,4 +1,5 @@
 """LatestOnlyWorker: one item in flight, the newest pending one supersedes older ones."""
+
 import threading
 
 import pytest

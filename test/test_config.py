@@ -1,4 +1,5 @@
 """The shipped parameter files agree with the node's code defaults."""
+
 from pathlib import Path
 
 from param_files import read_params

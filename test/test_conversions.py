@@ -4,6 +4,7 @@ byte order, and every malformed message raising ConversionError.
 Images are encoded by hand here (numpy channel shuffles, BT.601 formulas, Bayer mosaics) rather
 than with the cv2 calls the converter uses, so a wrong conversion code would show.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.io.conversions import (ConversionError, SUPPORTED_IMAGE_ENCODINGS, compressed_to_rgb, image_to_rgb,
-                                  to_rgb)
+from duse_ros.io.conversions import SUPPORTED_IMAGE_ENCODINGS, ConversionError, compressed_to_rgb, image_to_rgb, to_rgb
 
 
 @dataclass
 class Img:
     """Stand-in with exactly sensor_msgs/Image's payload fields."""
+
     height: int
     width: int
     encoding: str
@@ -30,6 +31,7 @@ class Img:
 @dataclass
 class Comp:
     """Stand-in with sensor_msgs/CompressedImage's payload fields."""
+
     format: str
     data: bytes
 
@@ -42,7 +44,7 @@ def pack(rows: np.ndarray, encoding: str, pad: int = 0, pad_byte: int = 0xAB, **
     """Image message from (H, row_bytes) uint8 rows, each followed by `pad` junk bytes."""
     rows = np.ascontiguousarray(rows).reshape(rows.shape[0], -1).view(np.uint8)
     padded = np.full((rows.shape[0], rows.shape[1] + pad), pad_byte, dtype=np.uint8)
-    padded[:, :rows.shape[1]] = rows
+    padded[:, : rows.shape[1]] = rows
     height = extra.pop("height", rows.shape[0])
     width = extra.pop("width", W)
     return Img(height=height, width=width, encoding=encoding, step=padded.shape[1], data=padded.tobytes(), **extra)
@@ -87,10 +89,15 @@ def test_encoding_name_is_case_and_space_insensitive():
 
 # ---- 16-bit encodings ----------------------------------------------------------------------
 
-MONO16 = np.array([[0, 1, 128, 129, 257, 385],
-                   [386, 32767, 32768, 65407, 65408, 65535],
-                   [4095, 1000, 2000, 3000, 4000, 100],
-                   [12345, 23456, 34567, 45678, 56789, 60000]], dtype=np.uint16)
+MONO16 = np.array(
+    [
+        [0, 1, 128, 129, 257, 385],
+        [386, 32767, 32768, 65407, 65408, 65535],
+        [4095, 1000, 2000, 3000, 4000, 100],
+        [12345, 23456, 34567, 45678, 56789, 60000],
+    ],
+    dtype=np.uint16,
+)
 
 
 def full_range_8bit(values: np.ndarray, bits: int = 16) -> np.ndarray:
@@ -122,8 +129,9 @@ def test_mono16_significant_bits_for_12_bit_sensors():
     assert (saturated == 255).all()
 
 
-@pytest.mark.parametrize("encoding,order", [("rgb16", [0, 1, 2]), ("bgr16", [2, 1, 0]),
-                                            ("rgba16", [0, 1, 2, 3]), ("bgra16", [2, 1, 0, 3])])
+@pytest.mark.parametrize(
+    "encoding,order", [("rgb16", [0, 1, 2]), ("bgr16", [2, 1, 0]), ("rgba16", [0, 1, 2, 3]), ("bgra16", [2, 1, 0, 3])]
+)
 def test_colour_16bit(encoding, order):
     rgb16 = np.random.default_rng(3).integers(0, 65536, (H, W, 3)).astype(np.uint16)
     full = np.concatenate([rgb16, np.full((H, W, 1), 65535, np.uint16)], axis=2)[..., order]
@@ -132,6 +140,7 @@ def test_colour_16bit(encoding, order):
 
 
 # ---- Bayer ---------------------------------------------------------------------------------
+
 
 def bayer_mosaic(colour, pattern: str, height=8, width=8, dtype=np.uint8) -> np.ndarray:
     """Raw sensor image of a uniform colour; `pattern` names the top-left 2x2 block, e.g. 'rggb'."""
@@ -145,7 +154,7 @@ def bayer_mosaic(colour, pattern: str, height=8, width=8, dtype=np.uint8) -> np.
 
 @pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
 def test_bayer_uniform_colour(pattern):
-    colour = (200, 90, 30)   # distinct channels: a wrong pattern swaps red and blue
+    colour = (200, 90, 30)  # distinct channels: a wrong pattern swaps red and blue
     out = image_to_rgb(pack(bayer_mosaic(colour, pattern), f"bayer_{pattern}8", pad=3, width=8))
     np.testing.assert_array_equal(out, np.broadcast_to(np.array(colour, np.uint8), (8, 8, 3)))
     colour16 = (51400, 23130, 7710)  # 200, 90, 30 times 257
@@ -155,6 +164,7 @@ def test_bayer_uniform_colour(pattern):
 
 
 # ---- YUV -----------------------------------------------------------------------------------
+
 
 def bt601_limited(rgb: np.ndarray) -> np.ndarray:
     """RGB -> (Y, U, V) uint8, ITU-R BT.601 video range, the inverse of OpenCV's YUV2RGB_* decoders."""
@@ -166,9 +176,10 @@ def bt601_limited(rgb: np.ndarray) -> np.ndarray:
 
 
 # 2x2 blocks of one colour, so 4:2:2 and 4:2:0 chroma subsampling lose nothing.
-BLOCK_COLOURS = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
-                          [[255, 255, 255], [0, 0, 0], [224, 172, 105]]], dtype=np.uint8)   # last: a skin tone
-YUV_RGB = BLOCK_COLOURS.repeat(2, axis=0).repeat(2, axis=1)     # (4, 6, 3)
+BLOCK_COLOURS = np.array(
+    [[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[255, 255, 255], [0, 0, 0], [224, 172, 105]]], dtype=np.uint8
+)  # last: a skin tone
+YUV_RGB = BLOCK_COLOURS.repeat(2, axis=0).repeat(2, axis=1)  # (4, 6, 3)
 YUV_TOLERANCE = 2  # levels: rounding of Y/U/V to integers here plus OpenCV's fixed-point decode
 
 
@@ -217,37 +228,45 @@ def test_nv12_and_nv21_differ_only_in_chroma_order():
 
 
 def test_every_supported_encoding_is_tested():
-    tested = set(PACKED_8BIT) | set(YUV_CASES) | {"mono8", "mono16", "rgb16", "bgr16", "rgba16", "bgra16"} \
+    tested = (
+        set(PACKED_8BIT)
+        | set(YUV_CASES)
+        | {"mono8", "mono16", "rgb16", "bgr16", "rgba16", "bgra16"}
         | {f"bayer_{p}{d}" for p in ("rggb", "bggr", "gbrg", "grbg") for d in (8, 16)}
+    )
     assert tested == set(SUPPORTED_IMAGE_ENCODINGS)
 
 
 # ---- real sensor_msgs objects --------------------------------------------------------------
 
+
 def test_real_sensor_msgs_image_and_compressed():
     import sensor_msgs.msg as msgs
+
     image = msgs.Image()
     image.height, image.width, image.encoding = H, W, "bgr8"
     padded = np.zeros((H, W * 3 + 10), np.uint8)
-    padded[:, :W * 3] = PACKED_8BIT["bgr8"].reshape(H, -1)
+    padded[:, : W * 3] = PACKED_8BIT["bgr8"].reshape(H, -1)
     image.step = padded.shape[1]
-    image.data = padded.tobytes()           # rclpy stores uint8[] as array.array('B')
+    image.data = padded.tobytes()  # rclpy stores uint8[] as array.array('B')
     np.testing.assert_array_equal(image_to_rgb(image), RGB)
     np.testing.assert_array_equal(to_rgb(image), RGB)
 
-    mono = msgs.Image(height=H, width=W, encoding="mono16", is_bigendian=1, step=W * 2,
-                      data=MONO16.astype(">u2").tobytes())
+    mono = msgs.Image(
+        height=H, width=W, encoding="mono16", is_bigendian=1, step=W * 2, data=MONO16.astype(">u2").tobytes()
+    )
     np.testing.assert_array_equal(image_to_rgb(mono)[..., 2], full_range_8bit(MONO16))
 
-    compressed = msgs.CompressedImage(format="rgb8; png compressed bgr8",
-                                      data=cv2.imencode(".png", RGB[..., ::-1])[1].tobytes())
+    compressed = msgs.CompressedImage(
+        format="rgb8; png compressed bgr8", data=cv2.imencode(".png", RGB[..., ::-1])[1].tobytes()
+    )
     np.testing.assert_array_equal(compressed_to_rgb(compressed), RGB)
     np.testing.assert_array_equal(to_rgb(compressed), RGB)
 
 
 # ---- compressed ----------------------------------------------------------------------------
 
-BIG = cv2.resize(RGB, (64, 48), interpolation=cv2.INTER_NEAREST)   # blocks compress well
+BIG = cv2.resize(RGB, (64, 48), interpolation=cv2.INTER_NEAREST)  # blocks compress well
 
 
 def encoded(ext: str, image: np.ndarray, *params) -> bytes:
@@ -299,24 +318,27 @@ def test_png_stored_in_rgb_order_is_not_swapped():
 GOOD = pack(RGB, "rgb8")
 
 
-@pytest.mark.parametrize("msg,words", [
-    (Img(H, W, "rgb8", W * 3, GOOD.data[:-1]), ["Image.data", "truncated", str(H * W * 3)]),
-    (Img(H, W, "rgb8", W * 3, GOOD.data[:W * 3]), ["Image.data", "truncated"]),
-    (Img(H, W, "rgb8", W * 3, GOOD.data + b"\0"), ["Image.data", "longer"]),
-    (Img(H, W, "rgb8", W * 3 - 1, GOOD.data), ["Image.step", "width * bytes_per_pixel", str(W * 3)]),
-    (Img(H, W, "mono16", W, GOOD.data[:H * W]), ["Image.step", str(W * 2)]),
-    (Img(H, W, "rgb9", W * 3, GOOD.data), ["Image.encoding", "'rgb9'", "Supported"]),
-    (Img(H, W, "16UC1", W * 2, bytes(H * W * 2)), ["Image.encoding", "depth"]),
-    (Img(H, W, "", W * 3, GOOD.data), ["Image.encoding"]),
-    (Img(0, W, "rgb8", W * 3, b""), ["zero size", "height=0"]),
-    (Img(H, 0, "rgb8", 0, b""), ["zero size", "width=0"]),
-    (Img(H, 5, "yuv422", 10, bytes(H * 10)), ["even width", "width=5"]),
-    (Img(3, W, "nv21", W, bytes(W * 4)), ["even height"]),
-    (Img(H, W, "nv21", W, bytes(H * W)), ["Image.data", "height * 3/2 * step", str(H * W * 3 // 2)]),
-    (Img(H, W, "rgb8", W * 3, [300] * (H * W * 3)), ["Image.data", "0..255"]),
-    (Img(H, W, "rgb8", W * 3, np.zeros(H * W * 3, np.float32)), ["Image.data", "uint8"]),
-    (Img(H, W, "rgb8", W * 3, "not bytes"), ["Image.data"]),
-])
+@pytest.mark.parametrize(
+    "msg,words",
+    [
+        (Img(H, W, "rgb8", W * 3, GOOD.data[:-1]), ["Image.data", "truncated", str(H * W * 3)]),
+        (Img(H, W, "rgb8", W * 3, GOOD.data[: W * 3]), ["Image.data", "truncated"]),
+        (Img(H, W, "rgb8", W * 3, GOOD.data + b"\0"), ["Image.data", "longer"]),
+        (Img(H, W, "rgb8", W * 3 - 1, GOOD.data), ["Image.step", "width * bytes_per_pixel", str(W * 3)]),
+        (Img(H, W, "mono16", W, GOOD.data[: H * W]), ["Image.step", str(W * 2)]),
+        (Img(H, W, "rgb9", W * 3, GOOD.data), ["Image.encoding", "'rgb9'", "Supported"]),
+        (Img(H, W, "16UC1", W * 2, bytes(H * W * 2)), ["Image.encoding", "depth"]),
+        (Img(H, W, "", W * 3, GOOD.data), ["Image.encoding"]),
+        (Img(0, W, "rgb8", W * 3, b""), ["zero size", "height=0"]),
+        (Img(H, 0, "rgb8", 0, b""), ["zero size", "width=0"]),
+        (Img(H, 5, "yuv422", 10, bytes(H * 10)), ["even width", "width=5"]),
+        (Img(3, W, "nv21", W, bytes(W * 4)), ["even height"]),
+        (Img(H, W, "nv21", W, bytes(H * W)), ["Image.data", "height * 3/2 * step", str(H * W * 3 // 2)]),
+        (Img(H, W, "rgb8", W * 3, [300] * (H * W * 3)), ["Image.data", "0..255"]),
+        (Img(H, W, "rgb8", W * 3, np.zeros(H * W * 3, np.float32)), ["Image.data", "uint8"]),
+        (Img(H, W, "rgb8", W * 3, "not bytes"), ["Image.data"]),
+    ],
+)
 def test_malformed_images(msg, words):
     with pytest.raises(ConversionError) as caught:
         image_to_rgb(msg)
@@ -328,17 +350,20 @@ JPEG = encoded(".jpg", BIG[..., ::-1])
 PNG = encoded(".png", BIG[..., ::-1])
 
 
-@pytest.mark.parametrize("msg,words", [
-    (Comp("jpeg", b""), ["CompressedImage.data", "empty"]),
-    (Comp("jpeg", b"this is not an image at all"), ["signature", "corrupt"]),
-    (Comp("jpeg", JPEG[: len(JPEG) // 2]), ["JPEG", "truncated or corrupt"]),
-    (Comp("jpeg", JPEG[:40]), ["JPEG", "truncated or corrupt"]),
-    (Comp("png", PNG[: len(PNG) // 2]), ["PNG", "truncated or corrupt"]),
-    (Comp("png", PNG[:60] + bytes(20) + PNG[80:]), ["PNG", "truncated or corrupt"]),
-    (Comp("h264", JPEG), ["'h264'", "jpeg, png"]),
-    (Comp("rgb8; theora compressed", JPEG), ["'theora'"]),
-    (Comp("16UC1; compressedDepth png", PNG), ["compressedDepth", "colour topic"]),
-])
+@pytest.mark.parametrize(
+    "msg,words",
+    [
+        (Comp("jpeg", b""), ["CompressedImage.data", "empty"]),
+        (Comp("jpeg", b"this is not an image at all"), ["signature", "corrupt"]),
+        (Comp("jpeg", JPEG[: len(JPEG) // 2]), ["JPEG", "truncated or corrupt"]),
+        (Comp("jpeg", JPEG[:40]), ["JPEG", "truncated or corrupt"]),
+        (Comp("png", PNG[: len(PNG) // 2]), ["PNG", "truncated or corrupt"]),
+        (Comp("png", PNG[:60] + bytes(20) + PNG[80:]), ["PNG", "truncated or corrupt"]),
+        (Comp("h264", JPEG), ["'h264'", "jpeg, png"]),
+        (Comp("rgb8; theora compressed", JPEG), ["'theora'"]),
+        (Comp("16UC1; compressedDepth png", PNG), ["compressedDepth", "colour topic"]),
+    ],
+)
 def test_malformed_compressed(msg, words):
     with pytest.raises(ConversionError) as caught:
         compressed_to_rgb(msg)

@@ -1,5 +1,6 @@
 """DuSE on the tiny random CLIP (open_clip_configs/DuSE-Tiny.json: 8 image layers of width 96,
 6 text layers of width 64, 32x32 images): every path, the prompting, the caching, checkpoints."""
+
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ def test_logits_shape_through_every_path(name):
     assert model.class_names == ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
     spec = model.input_spec
     assert (spec.num_frames, spec.image_size, spec.uses_video, spec.uses_audio) == (16, 32, True, False)
-    logits = model(video())                                       # train mode
+    logits = model(video())  # train mode
     assert logits.shape == (2, 7) and logits.dtype == torch.float32 and torch.isfinite(logits).all()
     model.eval()
     with torch.inference_mode():
@@ -88,13 +89,19 @@ def test_strategy_prompts_the_right_layers_of_both_towers(strategy, depth, visio
     model = build_model("duse-tiny", strategy=strategy)
     assert model.prompts.text.shape == (depth, N_PROMPTS, 64)
     vision_lengths, text_inputs = [], []
-    hooks = [b.register_forward_pre_hook(lambda m, args: vision_lengths.append(args[0].shape[1]))
-             for b in model.clip.visual.transformer.resblocks]
-    hooks += [b.register_forward_pre_hook(lambda m, args: text_inputs.append(args[0].detach()))
-              for b in model.clip.transformer.resblocks]
+    hooks = [
+        b.register_forward_pre_hook(lambda m, args: vision_lengths.append(args[0].shape[1]))
+        for b in model.clip.visual.transformer.resblocks
+    ]
+    hooks += [
+        b.register_forward_pre_hook(lambda m, args: text_inputs.append(args[0].detach()))
+        for b in model.clip.transformer.resblocks
+    ]
     outputs = []
-    hooks += [b.register_forward_hook(lambda m, args, out: outputs.append(out.detach()))
-              for b in model.clip.transformer.resblocks]
+    hooks += [
+        b.register_forward_hook(lambda m, args, out: outputs.append(out.detach()))
+        for b in model.clip.transformer.resblocks
+    ]
     with torch.no_grad():
         model(video(1))
     for h in hooks:
@@ -108,7 +115,7 @@ def test_strategy_prompts_the_right_layers_of_both_towers(strategy, depth, visio
     P = model.prompts.text.detach()
     assert torch.allclose(text_inputs[0][:, slots], P[0] + model.clip.positional_embedding[slots].detach())
     for j in range(1, 6):
-        rest_equal = torch.equal(text_inputs[j][:, 1 + N_PROMPTS:], outputs[j - 1][:, 1 + N_PROMPTS:])
+        rest_equal = torch.equal(text_inputs[j][:, 1 + N_PROMPTS :], outputs[j - 1][:, 1 + N_PROMPTS :])
         assert rest_equal
         if j < depth:
             assert torch.equal(text_inputs[j][:, slots], P[j].expand_as(text_inputs[j][:, slots]))
@@ -126,13 +133,13 @@ def test_prompt_depth_of_the_named_backbones():
 
 
 def test_one_mlp_makes_the_visual_prompts_of_every_layer():
-    model = perturb_trainables(build_model("duse-tiny-deep"))   # 4 text layers prompted, 5 of 8 image layers
+    model = perturb_trainables(build_model("duse-tiny-deep"))  # 4 text layers prompted, 5 of 8 image layers
     mlp = model.prompts.mlp
     assert [type(m) for m in mlp] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
     assert (mlp[0].in_features, mlp[-1].out_features) == (64, 96)
     with torch.no_grad():
         visual = model.prompts.visual_prompts()
-        expected = mlp[2](F.relu(mlp[0](model.prompts.text)))                   # (M_T, n, 96)
+        expected = mlp[2](F.relu(mlp[0](model.prompts.text)))  # (M_T, n, 96)
     # Image layer i takes the text prompts of the text layer at the same relative depth.
     source = [i * 4 // 5 for i in range(5)]
     assert source == [0, 0, 1, 2, 3]
@@ -142,14 +149,16 @@ def test_one_mlp_makes_the_visual_prompts_of_every_layer():
         assert torch.allclose(visual[i], expected[source[i]])
     # The tokens appended at each image layer are those prompts (the first layer's after ln_pre).
     appended = []
-    hooks = [b.register_forward_pre_hook(lambda m, args: appended.append(args[0][:, -N_PROMPTS:].detach()))
-             for b in model.clip.visual.transformer.resblocks[:5]]
+    hooks = [
+        b.register_forward_pre_hook(lambda m, args: appended.append(args[0][:, -N_PROMPTS:].detach()))
+        for b in model.clip.visual.transformer.resblocks[:5]
+    ]
     with torch.no_grad():
         model(video(2))
         first = model.clip.visual.ln_pre(visual[0])
     for h in hooks:
         h.remove()
-    assert torch.allclose(appended[0], first.repeat(2, 1, 1), atol=1e-5)   # frame t of each clip gets prompt t
+    assert torch.allclose(appended[0], first.repeat(2, 1, 1), atol=1e-5)  # frame t of each clip gets prompt t
     for i in range(1, 5):
         assert torch.allclose(appended[i], visual[i].expand_as(appended[i]))
 
@@ -157,7 +166,7 @@ def test_one_mlp_makes_the_visual_prompts_of_every_layer():
 def test_frame_position_encodings_differ_per_frame():
     model = build_model("duse-tiny")
     with torch.no_grad():
-        first = model.prompts.visual_prompts()[0]                  # (T, n, 96)
+        first = model.prompts.visual_prompts()[0]  # (T, n, 96)
     flat = first.flatten(1)
     distances = torch.cdist(flat, flat) + torch.eye(T)
     assert (distances > 1e-3).all(), "two frames share first-layer prompts"
@@ -171,17 +180,22 @@ def test_unprompted_frames_equal_open_clip_encode_image():
     clip = model.clip
     clips = video(2)
     with torch.no_grad():
-        frames = model.encode_frames(clips)                        # no visual prompts, LSEA bypassed
+        frames = model.encode_frames(clips)  # no visual prompts, LSEA bypassed
         reference = clip.encode_image(clips.flatten(0, 1)).view(2, T, -1)
         assert torch.allclose(frames, reference, atol=1e-5)
-        text = encode_text_prompted(clip, model.token_ids)         # no text prompts
+        text = encode_text_prompted(clip, model.token_ids)  # no text prompts
         assert torch.allclose(text, clip.encode_text(model.token_ids), atol=1e-5)
     assert not torch.allclose(frames, model.encode_frames(clips, model.prompts.visual_prompts()).detach(), atol=1e-3)
 
 
-@pytest.mark.parametrize("name, groups", [("duse-tiny", {"prompts.text", "prompts.mlp", "lsea"}),
-                                          ("duse-tiny-coop", {"prompts.text", "lsea"}),
-                                          ("duse-tiny-avgpool", {"prompts.text", "prompts.mlp"})])
+@pytest.mark.parametrize(
+    "name, groups",
+    [
+        ("duse-tiny", {"prompts.text", "prompts.mlp", "lsea"}),
+        ("duse-tiny-coop", {"prompts.text", "lsea"}),
+        ("duse-tiny-avgpool", {"prompts.text", "prompts.mlp"}),
+    ],
+)
 def test_only_prompts_mlp_and_lsea_get_gradients(name, groups):
     model = build_model(name)
     loss = F.cross_entropy(model(video(2)), torch.tensor([0, 3]))
@@ -329,7 +343,7 @@ def test_clip_weights_load_from_a_local_file(tmp_path):
 def test_random_clip_is_flagged_untrained():
     model = build_model("duse-tiny")
     assert model.untrained and model.random_backbone and model.model_id == "duse-tiny+random-clip"
-    model.untrained = False            # what loading a checkpoint does: the CLIP is still random
+    model.untrained = False  # what loading a checkpoint does: the CLIP is still random
     assert model.untrained
 
 

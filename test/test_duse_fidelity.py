@@ -1,6 +1,7 @@
 """DuSE against the paper, one test per fix (each fails on the behaviour it replaced):
 LSEA's plain dot-product similarity, per-tower prompt depth, an MLP whose prompts are not zeroed
 at init, a frame encoding at token scale that passes ln_pre, and the ablations on ViT-L/14."""
+
 import logging
 
 import torch
@@ -19,9 +20,9 @@ def test_lsea_similarity_is_the_plain_dot_product_of_eq_12():
             p.add_(torch.randn_like(p) * 0.3)
     frames, text = torch.randn(3, 5, 16), torch.randn(7, 16)
     with torch.no_grad():
-        v = lsea.video_heads(lsea.pool(frames)).view(3, 2, 16)            # V_h (B, N, D)
-        f = lsea.text_heads(text).view(7, 2, 16).transpose(0, 1)         # F_h (N, C, D)
-        weights = torch.einsum("bnd,ncd->bnc", v, f).softmax(dim=-1)     # softmax(V_h . F_h), no 1/sqrt(D)
+        v = lsea.video_heads(lsea.pool(frames)).view(3, 2, 16)  # V_h (B, N, D)
+        f = lsea.text_heads(text).view(7, 2, 16).transpose(0, 1)  # F_h (N, C, D)
+        weights = torch.einsum("bnd,ncd->bnc", v, f).softmax(dim=-1)  # softmax(V_h . F_h), no 1/sqrt(D)
         t_o = torch.einsum("bnc,ncd->bnd", weights, f)
         expected = (0.7 * v + 0.3 * t_o).mean(dim=1)
         assert torch.allclose(lsea(frames, text), expected, atol=1e-5)
@@ -29,17 +30,19 @@ def test_lsea_similarity_is_the_plain_dot_product_of_eq_12():
 
 def test_prompt_depth_is_derived_per_tower():
     with torch.device("meta"):
-        model = build_model("duse-vitl14-normal")   # 12 text layers, 24 image layers
-    assert model.prompts.depth == 4                 # a third of the text tower
-    assert model.prompts.vision_depth == 8          # and a third of the image tower, not 4 of 24
+        model = build_model("duse-vitl14-normal")  # 12 text layers, 24 image layers
+    assert model.prompts.depth == 4  # a third of the text tower
+    assert model.prompts.vision_depth == 8  # and a third of the image tower, not 4 of 24
     assert len(model.prompts.visual_prompts()) == 8
 
 
 def test_visual_prompts_are_not_zeroed_at_initialisation():
-    model = build_model("duse-tiny")                # untouched initial weights
+    model = build_model("duse-tiny")  # untouched initial weights
     with torch.no_grad():
-        visual = torch.cat([p.reshape(-1) for p in model.prompts.visual_prompts()[1:]]
-                           + [model.prompts.mlp(model.prompts.text).reshape(-1)])
+        visual = torch.cat(
+            [p.reshape(-1) for p in model.prompts.visual_prompts()[1:]]
+            + [model.prompts.mlp(model.prompts.text).reshape(-1)]
+        )
     assert (visual == 0).float().mean() == 0, "a final ReLU zeroes about half of the visual prompts"
 
 
@@ -51,18 +54,22 @@ def test_frame_encoding_is_at_token_scale_and_passes_ln_pre():
     assert torch.isclose(encoding_norm, token_norm, rtol=1e-4), (encoding_norm, token_norm)
     first_layer_inputs = []
     hook = visual.transformer.resblocks[0].register_forward_pre_hook(
-        lambda m, args: first_layer_inputs.append(args[0].detach()))
+        lambda m, args: first_layer_inputs.append(args[0].detach())
+    )
     with torch.no_grad():
         model(torch.randn(1, 16, 3, 32, 32))
-        expected = visual.ln_pre(model.prompts.visual_prompts()[0])        # (T, n, width)
+        expected = visual.ln_pre(model.prompts.visual_prompts()[0])  # (T, n, width)
     hook.remove()
-    prompts = first_layer_inputs[0][:, -4:]                                # (T, n, width) for the one clip
+    prompts = first_layer_inputs[0][:, -4:]  # (T, n, width) for the one clip
     assert torch.allclose(prompts, expected, atol=1e-5)
 
 
 def test_ablations_are_registered_on_vit_l14_like_the_paper():
-    for name, prompt, aggregator in (("duse-vitl14-coop", "coop", "lsea"), ("duse-vitl14-avgpool", "htpc", "avgpool"),
-                                     ("duse-vitl14-coop-avgpool", "coop", "avgpool")):
+    for name, prompt, aggregator in (
+        ("duse-vitl14-coop", "coop", "lsea"),
+        ("duse-vitl14-avgpool", "htpc", "avgpool"),
+        ("duse-vitl14-coop-avgpool", "coop", "avgpool"),
+    ):
         config = get_config(name)
         assert (config["backbone"], config["prompt"], config["aggregator"]) == ("ViT-L-14", prompt, aggregator)
         with torch.device("meta"):

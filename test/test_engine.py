@@ -3,6 +3,7 @@
 Timing never decides an outcome: a gated model blocks inside its forward until the test
 releases it, so which jobs are pending, dropped or batched is exact.
 """
+
 import logging
 import threading
 import time
@@ -31,8 +32,9 @@ class Collector:
 
     def wait_for(self, n: int) -> list[Result]:
         with self._cond:
-            assert self._cond.wait_for(lambda: len(self.results) >= n, WAIT_S), \
+            assert self._cond.wait_for(lambda: len(self.results) >= n, WAIT_S), (
                 f"got {len(self.results)} results, expected {n}"
+            )
             return list(self.results)
 
 
@@ -87,16 +89,20 @@ def av_model():
 
 def make_job(key, video=True, audio=False, frames=16, size=112, samples=32000):
     g = torch.Generator().manual_seed(key)
-    return Job(key=key,
-               video=torch.randn(frames, 3, size, size, generator=g) if video else None,
-               audio=torch.randn(samples, generator=g) * 0.1 if audio else None,
-               meta={"window": key})
+    return Job(
+        key=key,
+        video=torch.randn(frames, 3, size, size, generator=g) if video else None,
+        audio=torch.randn(samples, generator=g) * 0.1 if audio else None,
+        meta={"window": key},
+    )
 
 
 def direct(model, job) -> np.ndarray:
     with torch.inference_mode():
-        logits = model(video=None if job.video is None else job.video.unsqueeze(0),
-                       audio=None if job.audio is None else job.audio.unsqueeze(0))
+        logits = model(
+            video=None if job.video is None else job.video.unsqueeze(0),
+            audio=None if job.audio is None else job.audio.unsqueeze(0),
+        )
     return torch.softmax(logits.float(), dim=-1)[0].numpy()
 
 
@@ -118,11 +124,15 @@ def engines():
         engine.stop()
 
 
-@pytest.mark.parametrize("name,video,audio", [
-    ("tiny-random-video", True, False),
-    ("tiny-random-av", True, True),
-    ("tiny-random-av", False, True),     # no face in the window: audio only
-], ids=["video", "audio-visual", "audio-only"])
+@pytest.mark.parametrize(
+    "name,video,audio",
+    [
+        ("tiny-random-video", True, False),
+        ("tiny-random-av", True, True),
+        ("tiny-random-av", False, True),  # no face in the window: audio only
+    ],
+    ids=["video", "audio-visual", "audio-only"],
+)
 def test_results_match_a_direct_forward(engines, video_model, av_model, name, video, audio):
     model = video_model if name == "tiny-random-video" else av_model
     engine, sink = engines(model)
@@ -148,7 +158,7 @@ def test_same_structure_jobs_batch_and_match_one_by_one(engines, av_model):
     engine.start()
     jobs = [make_job(k, video=True, audio=True) for k in range(4)]
     engine.submit(jobs[0])
-    gated.wait_entered()                 # the worker holds job 0; 1..3 wait in the queue
+    gated.wait_entered()  # the worker holds job 0; 1..3 wait in the queue
     for job in jobs[1:]:
         assert engine.submit(job)
     gated.release.set()
@@ -201,12 +211,12 @@ def test_full_queue_drops_the_oldest_pending_job(engines, video_model):
     engine, sink = engines(gated, queue_depth=2, max_batch=4)
     engine.start()
     assert engine.submit(make_job(1, frames=2, size=32))
-    gated.wait_entered()                 # job 1 is in the forward
+    gated.wait_entered()  # job 1 is in the forward
     assert engine.submit(make_job(2, frames=2, size=32))
     assert engine.submit(make_job(3, frames=2, size=32))
     snap = engine.stats.snapshot()
     assert (snap.pending, snap.in_flight, snap.dropped_queue_full) == (2, 1, 0)
-    assert engine.submit(make_job(4, frames=2, size=32))   # pushes out job 2
+    assert engine.submit(make_job(4, frames=2, size=32))  # pushes out job 2
     snap = engine.stats.snapshot()
     assert (snap.pending, snap.dropped_queue_full) == (2, 1)
     gated.release.set()
@@ -214,8 +224,15 @@ def test_full_queue_drops_the_oldest_pending_job(engines, video_model):
     assert [r.job.key for r in results] == [1, 3, 4]
     assert gated.batch_sizes == [1, 2]
     snap = engine.stats.snapshot()
-    assert (snap.submitted, snap.completed, snap.dropped_queue_full, snap.dropped_shutdown,
-            snap.errors, snap.pending, snap.in_flight) == (4, 3, 1, 0, 0, 0, 0)
+    assert (
+        snap.submitted,
+        snap.completed,
+        snap.dropped_queue_full,
+        snap.dropped_shutdown,
+        snap.errors,
+        snap.pending,
+        snap.in_flight,
+    ) == (4, 3, 1, 0, 0, 0, 0)
 
 
 def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, video_model, caplog, capture_logs):
@@ -225,7 +242,7 @@ def test_a_failing_forward_gives_error_results_and_the_engine_goes_on(engines, v
     engine.submit(make_job(0, frames=2, size=32))
     gated.wait_entered()
     engine.submit(make_job(1, frames=2, size=32))
-    engine.submit(make_job(2, frames=2, size=32))      # 1 and 2 share the failing forward
+    engine.submit(make_job(2, frames=2, size=32))  # 1 and 2 share the failing forward
     with capture_logs("duse_ros.affect.engine", logging.ERROR):
         gated.release.set()
         results = sink.wait_for(3)
@@ -269,7 +286,7 @@ def test_a_raising_callback_is_counted_and_the_worker_survives(engines, video_mo
     engine.start()
     engine.submit(make_job(0, frames=2, size=32))
     engine.submit(make_job(1, frames=2, size=32))
-    (result,) = sink.wait_for(1)         # results come in order: job 0 was delivered first
+    (result,) = sink.wait_for(1)  # results come in order: job 0 was delivered first
     assert result.job.key == 1
     snap = engine.stats.snapshot()
     assert (snap.completed, snap.callback_errors) == (2, 1)
@@ -278,7 +295,7 @@ def test_a_raising_callback_is_counted_and_the_worker_survives(engines, video_mo
 def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, video_model, caplog, capture_logs):
     gated = GatedModel(video_model)
     engine, sink = engines(gated, queue_depth=2, name="engine-under-test")
-    engine.stop()                        # before start: nothing to do
+    engine.stop()  # before start: nothing to do
     engine.start()
     assert engine.running
     engine.submit(make_job(0, frames=2, size=32))
@@ -291,7 +308,7 @@ def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, vide
     assert not engine.running
     assert engine.submit(make_job(3, frames=2, size=32)) is False
     gated.release.set()
-    (result,) = sink.wait_for(1)         # the forward in flight still delivers
+    (result,) = sink.wait_for(1)  # the forward in flight still delivers
     assert result.job.key == 0
     engine.stop()
     engine.stop()
@@ -299,7 +316,7 @@ def test_stop_drops_pending_finishes_the_forward_and_is_idempotent(engines, vide
     snap = engine.stats.snapshot()
     assert (snap.submitted, snap.completed, snap.dropped_shutdown, snap.pending, snap.in_flight) == (4, 1, 3, 0, 0)
 
-    engine.start()                       # a lifecycle node activates again after deactivating
+    engine.start()  # a lifecycle node activates again after deactivating
     engine.submit(make_job(4, frames=2, size=32))
     assert sink.wait_for(2)[-1].job.key == 4
     engine.stop()
@@ -367,7 +384,7 @@ def test_half_on_cpu_is_ignored_with_a_warning(video_model, caplog, capture_logs
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
 @pytest.mark.parametrize("half,atol", [(False, 1e-4), (True, 2e-2)], ids=["fp32", "fp16-autocast"])
 def test_cuda_matches_cpu(engines, half, atol):
-    model = build_model("tiny-random-av").eval()   # a copy of its own: the engine moves it to the GPU
+    model = build_model("tiny-random-av").eval()  # a copy of its own: the engine moves it to the GPU
     reference = build_model("tiny-random-av").eval()
     engine, sink = engines(model, device="cuda", half=half)
     engine.start(warmup=make_job(100, video=True, audio=True))
@@ -389,7 +406,7 @@ def test_stop_cancels_a_forward_at_its_next_layer(engines, video_model):
     engine, sink = engines(gated, name="engine-cancel")
     engine.start()
     engine.submit(make_job(0, frames=2, size=32))
-    gated.wait_entered()                 # inside the forward, before the inner model's layers
+    gated.wait_entered()  # inside the forward, before the inner model's layers
     stopper = threading.Thread(target=engine.stop, kwargs={"timeout": WAIT_S})
     stopper.start()
     deadline = time.monotonic() + WAIT_S
@@ -402,7 +419,7 @@ def test_stop_cancels_a_forward_at_its_next_layer(engines, video_model):
     snap = engine.stats.snapshot()
     assert (snap.completed, snap.errors, snap.dropped_shutdown, snap.in_flight) == (0, 0, 1, 0)
     assert sink.results == []
-    engine.start()                       # and it runs again afterwards, hooks not doubled
+    engine.start()  # and it runs again afterwards, hooks not doubled
     engine.submit(make_job(1, frames=2, size=32))
     assert sink.wait_for(1)[0].job.key == 1
     assert all(len(m._forward_pre_hooks) == 1 for m in gated.modules())

@@ -1,6 +1,7 @@
 """duse-eval-bag end to end: the real affect_node and llm_bridge_node in their own processes, the
 tool in another, over loopback DDS. Models are tiny and random: the tests check that the report
 agrees with the recorded EmotionStates, that no window is lost, and the replay's timing."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,8 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage
 
 from duse_ros.io.labels import read_labels_csv
-from duse_ros.io.rosbag import LABEL_TOPIC, NS, BagFile
+from duse_ros.io.rosbag import LABEL_TOPIC, BagFile
+from duse_ros.timebase import NS
 from duse_ros.tools.make_bag import DEFAULT_ORIGIN_S
 from duse_ros.tools.make_bag import main as make_bag
 
@@ -41,8 +43,13 @@ def test_report_matches_a_hand_computation_from_the_recorded_states(tmp_path):
     labels.write_text("start,end,label\n0,3.2,happiness\n3.2,4.4,sadness\n4.4,6.0,anger\n")
     assert make_bag([str(video), "-o", str(tmp_path / "bag"), "--labels", str(labels), "-q"]) == 0
     out = tmp_path / "eval"
-    done = subprocess.run(eval_cmd(tmp_path / "bag", "--model", "tiny-random-av", "--face-mode", "full_frame",
-                                   "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        eval_cmd(tmp_path / "bag", "--model", "tiny-random-av", "--face-mode", "full_frame", "--out", out),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:] + (out / "affect_node.log").read_text()[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert (out / "confusion.png").stat().st_size > 0 and (out / "timeline.png").stat().st_size > 0
@@ -84,14 +91,34 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
     rclpy.init()
     node = rclpy.create_node("timing_listener")
     arrivals, clock = [], []
-    node.create_subscription(CompressedImage, "/duse_eval/image_raw/compressed",
-                             lambda m: arrivals.append((time.monotonic(), _ns(m.header.stamp))),
-                             QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(
+        CompressedImage,
+        "/duse_eval/image_raw/compressed",
+        lambda m: arrivals.append((time.monotonic(), _ns(m.header.stamp))),
+        QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE),
+    )
     node.create_subscription(Clock, "/clock", lambda m: clock.append(_ns(m.clock)), 100)
     out = tmp_path / "eval"
-    proc = subprocess.Popen(eval_cmd(tmp_path / "robot", "--model", "tiny-random-av", "--face-mode", "full_frame",
-                                     "--realtime", "--no-bridge", "--image-subscribers", "2", "--out", out),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        eval_cmd(
+            tmp_path / "robot",
+            "--model",
+            "tiny-random-av",
+            "--face-mode",
+            "full_frame",
+            "--realtime",
+            "--no-bridge",
+            "--image-subscribers",
+            "2",
+            "--out",
+            out,
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
     try:
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline:

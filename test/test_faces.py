@@ -1,11 +1,11 @@
 """Face detection (real Haar cascade on a real photo), tracking, crops and thread safety."""
+
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
-
-import cv2
 
 from duse_ros.affect.faces import FaceDetector, FaceTrack, HaarFaceDetector, iou, load_sample_face, square_crop_box
 from duse_ros.affect.windowing import Window
@@ -41,7 +41,7 @@ def test_haar_finds_the_real_face(haar, astronaut):
     assert isinstance(haar, FaceDetector)
     boxes = haar.detect(astronaut)
     assert len(boxes) == 1
-    (x, y, w, h), = boxes
+    ((x, y, w, h),) = boxes
     assert near(centre(boxes[0]), ASTRO_FACE_CENTRE, 12)
     assert 80 <= w <= 120 and 80 <= h <= 120
 
@@ -63,9 +63,12 @@ def test_haar_no_face(haar, astronaut):
     faceless = astronaut.copy()
     faceless[:260] = faceless[:260].mean(axis=(0, 1)).astype(np.uint8)  # head and shoulders painted over
     upside_down = np.ascontiguousarray(np.flipud(astronaut))  # a frontal detector must not fire
-    for img in (faceless, upside_down,
-                rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
-                np.zeros((480, 640, 3), np.uint8)):
+    for img in (
+        faceless,
+        upside_down,
+        rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+        np.zeros((480, 640, 3), np.uint8),
+    ):
         assert haar.detect(img) == []
 
 
@@ -223,13 +226,16 @@ def test_crops_are_views_and_resizable():
     assert all(c.shape == (112, 112, 3) for c in crops)
 
 
-@pytest.mark.parametrize("box,shape,expect", [
-    ((100, 100, 40, 40), (480, 640), (90, 90, 60, 60)),      # margin 0.25 each side: 1.5x, centred
-    ((0, 0, 40, 40), (480, 640), (0, 0, 60, 60)),            # top-left corner: shifted inside
-    ((610, 450, 30, 30), (480, 640), (595, 435, 45, 45)),    # bottom-right corner: shifted inside
-    ((100, 50, 40, 80), (480, 640), (60, 30, 120, 120)),     # tall box: square on the longer side
-    ((0, 0, 400, 460), (480, 640), (0, 0, 480, 480)),        # larger than the image: clamped
-])
+@pytest.mark.parametrize(
+    "box,shape,expect",
+    [
+        ((100, 100, 40, 40), (480, 640), (90, 90, 60, 60)),  # margin 0.25 each side: 1.5x, centred
+        ((0, 0, 40, 40), (480, 640), (0, 0, 60, 60)),  # top-left corner: shifted inside
+        ((610, 450, 30, 30), (480, 640), (595, 435, 45, 45)),  # bottom-right corner: shifted inside
+        ((100, 50, 40, 80), (480, 640), (60, 30, 120, 120)),  # tall box: square on the longer side
+        ((0, 0, 400, 460), (480, 640), (0, 0, 480, 480)),  # larger than the image: clamped
+    ],
+)
 def test_square_crop_box_margins_and_borders(box, shape, expect):
     got = square_crop_box(box, shape, margin=0.25)
     assert got == expect

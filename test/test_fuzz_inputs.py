@@ -1,6 +1,7 @@
 """affect_node under hostile input, across processes over DDS: every malformed kind of Image,
 CompressedImage and AudioChunk we know of, plus extreme values of every numeric field. After each
 kind the node must be alive, still publish for a valid stream, and its RSS must stay bounded."""
+
 from __future__ import annotations
 
 import struct
@@ -10,17 +11,24 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-from sensor_msgs.msg import CompressedImage, Image
-
 from ros_harness import NS, NodeProcess, Peer, audio_msg, frame_msg, qos
+from sensor_msgs.msg import CompressedImage, Image
 
 from duse_ros.affect import diagnostics as diag
 from duse_ros.msg import AudioChunk
 
 NODE = "duse_ros.nodes.affect_node"
-PARAMS = {"model": "tiny-random-av", "face_mode": "full_frame", "span_s": 0.5, "stride_s": 0.5,
-          "diagnostics_period_s": 0.2, "qos.reliability": "reliable", "qos.depth": 100,
-          "queue_depth": 4, "max_image_pixels": 1_000_000}
+PARAMS = {
+    "model": "tiny-random-av",
+    "face_mode": "full_frame",
+    "span_s": 0.5,
+    "stride_s": 0.5,
+    "diagnostics_period_s": 0.2,
+    "qos.reliability": "reliable",
+    "qos.depth": 100,
+    "queue_depth": 4,
+    "max_image_pixels": 1_000_000,
+}
 RSS_GROWTH_MB = 150  # over the node's RSS once it has streamed valid input
 U32, U16, I32 = 2**32 - 1, 2**16 - 1, 2**31 - 1
 
@@ -110,13 +118,14 @@ def raw_kinds(t: int) -> list[tuple[str, list[tuple[str, object]]]]:
         ("uint32 max step", [("frame", image(t, step=U32))]),
         ("step smaller than a row", [("frame", image(t, step=3))]),
         ("big-endian 8-bit", [("frame", image(t, is_bigendian=255))]),
-        ("odd-width yuv422", [("frame", image(t, encoding="yuv422", width=63, step=126,
-                                              data=bytes(126 * 48)))]),
-        ("oversized frame (refused)", [("frame", image(t, width=1500, height=1000, step=4500,
-                                                      data=bytes(4500 * 1000)))]),
+        ("odd-width yuv422", [("frame", image(t, encoding="yuv422", width=63, step=126, data=bytes(126 * 48)))]),
+        (
+            "oversized frame (refused)",
+            [("frame", image(t, width=1500, height=1000, step=4500, data=bytes(4500 * 1000)))],
+        ),
         ("stamp zero", [("frame", frame_msg(0))]),
         ("stamp int32 max", [("frame", _stamped(frame_msg(0), I32 * NS))]),
-        ("stamp int32 min", [("frame", with_stamp(frame_msg(0), -2**31, 0))]),
+        ("stamp int32 min", [("frame", with_stamp(frame_msg(0), -(2**31), 0))]),
         ("nanosec uint32 max", [("frame", with_stamp(frame_msg(0), 5, U32))]),
         ("frame_id change", [("frame", frame_msg(t, frame_id="other_camera"))]),
     ]
@@ -132,8 +141,10 @@ def compressed_kinds(t: int) -> list[tuple[str, list[tuple[str, object]]]]:
         ("compressedDepth format", [("frame", jpeg(t, fmt="16UC1; compressedDepth png"))]),
         ("png claiming 100000 x 100000", [("frame", jpeg(t, png_claiming(100000, 100000), fmt="png"))]),
         ("png claiming uint32 max size", [("frame", jpeg(t, png_claiming(U32, U32), fmt="png"))]),
-        ("jpeg of 1500 x 1000 (refused)",
-         [("frame", jpeg(t, cv2.imencode(".jpg", np.zeros((1000, 1500, 3), np.uint8))[1].tobytes()))]),
+        (
+            "jpeg of 1500 x 1000 (refused)",
+            [("frame", jpeg(t, cv2.imencode(".jpg", np.zeros((1000, 1500, 3), np.uint8))[1].tobytes()))],
+        ),
         ("stamp int32 max", [("frame", jpeg(I32 * NS))]),
     ]
 
@@ -150,8 +161,10 @@ def audio_kinds(t: int) -> list[tuple[str, list[tuple[str, object]]]]:
         ("unknown sample format", [("audio", chunk(t, sample_format="S24BE"))]),
         ("odd byte count", [("audio", chunk(t, data=bytes(3201)))]),
         ("empty data", [("audio", chunk(t, data=b""))]),
-        ("NaN float samples", [("audio", chunk(t, sample_format="F32LE",
-                                                data=np.full(1600, np.nan, "<f4").tobytes()))]),
+        (
+            "NaN float samples",
+            [("audio", chunk(t, sample_format="F32LE", data=np.full(1600, np.nan, "<f4").tobytes()))],
+        ),
         ("10 s chunk (refused)", [("audio", chunk(t, data=bytes(2 * 160000)))]),
         ("stamp int32 max", [("audio", _stamped(chunk(0), I32 * NS))]),
     ]
@@ -177,12 +190,25 @@ def _fuzz(compressed: bool, kinds) -> None:
     try:
         peer = Peer("reliable")
         stream = Stream(peer, node, compressed)
-        peer.spin_until(lambda: (stream.jpeg_pub if compressed else peer.image_pub).get_subscription_count() > 0
-                        and peer.audio_pub.get_subscription_count() > 0, 30, "the node to subscribe", node)
+        peer.spin_until(
+            lambda: (
+                (stream.jpeg_pub if compressed else peer.image_pub).get_subscription_count() > 0
+                and peer.audio_pub.get_subscription_count() > 0
+            ),
+            30,
+            "the node to subscribe",
+            node,
+        )
         topic = "image_raw/compressed" if compressed else "image_raw"
-        peer.spin_until(lambda: int(peer.latest_diagnostics().get(diag.input_publishers_key(topic), 0)) >= 1
-                        and int(peer.latest_diagnostics().get(diag.input_publishers_key("audio"), 0)) >= 1, 30,
-                        "the node to match this peer", node)
+        peer.spin_until(
+            lambda: (
+                int(peer.latest_diagnostics().get(diag.input_publishers_key(topic), 0)) >= 1
+                and int(peer.latest_diagnostics().get(diag.input_publishers_key("audio"), 0)) >= 1
+            ),
+            30,
+            "the node to match this peer",
+            node,
+        )
         stream.burst_brings_a_reading("start-up")
         stream.burst_brings_a_reading("start-up")
         baseline = rss_mb(node.proc.pid)

@@ -1,6 +1,7 @@
 """The package's modules import each other in one direction only: no module reaches, directly or
 through others, back to itself. Imports inside functions count too (they are the usual way a
 circle hides)."""
+
 from __future__ import annotations
 
 import ast
@@ -59,7 +60,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -88,7 +89,12 @@ def test_layers_point_down():
     graph = import_graph()
     models = {m for m in graph if m.startswith("duse_ros.models")}
     for module in models:  # pure PyTorch: nothing above it, no ROS
-        assert all(t.startswith("duse_ros.models") or t in ("duse_ros.classes",) for t in graph[module]), \
-            (module, graph[module])
+        assert all(t.startswith("duse_ros.models") or t in ("duse_ros.classes",) for t in graph[module]), (
+            module,
+            graph[module],
+        )
     for module in (m for m in graph if m.startswith(("duse_ros.affect", "duse_ros.bridge", "duse_ros.io"))):
-        assert not any(t.startswith(("duse_ros.nodes", "duse_ros.tools")) for t in graph[module]), (module, graph[module])
+        assert not any(t.startswith(("duse_ros.nodes", "duse_ros.tools")) for t in graph[module]), (
+            module,
+            graph[module],
+        )

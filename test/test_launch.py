@@ -3,16 +3,17 @@ recording stand-ins (launch_stubs.py), with the arguments a user would give, and
 start (nodes, parameters, remappings, lifecycle events, environment, included files) is checked
 against the repository. test_launch_pipelines.py runs them for real where launch_testing is
 installed."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import launch_stubs as stubs
 import lifecycle_msgs.msg
 import pytest
 from param_files import read_params
 
-import launch_stubs as stubs
 from duse_ros.affect.settings import PARAMETERS as AFFECT_SETTINGS
 from duse_ros.bridge.settings import PARAMETERS as BRIDGE_SETTINGS
 
@@ -42,7 +43,7 @@ def resolve(value, context: stubs.LaunchContext) -> str:
 def local_path(resolved: str) -> Path:
     """<share:duse_ros>/config/x.yaml -> the repo's config/x.yaml (CMake installs both directories)."""
     assert resolved.startswith(SHARE), resolved
-    return ROOT / resolved[len(SHARE):].lstrip("/")
+    return ROOT / resolved[len(SHARE) :].lstrip("/")
 
 
 class Launch:
@@ -54,10 +55,15 @@ class Launch:
         stubs.LaunchConfiguration.created = []
         with stubs.stub_modules():
             self.description = self.module.generate_launch_description()
-        self.declared = {e.args[0] if e.args else e.kwargs["name"]: e
-                         for e in self.description.entities if isinstance(e, stubs.KINDS["DeclareLaunchArgument"])}
-        defaults = {name: resolve(d.kwargs.get("default_value", ""), stubs.LaunchContext({}))
-                    for name, d in self.declared.items()}
+        self.declared = {
+            e.args[0] if e.args else e.kwargs["name"]: e
+            for e in self.description.entities
+            if isinstance(e, stubs.KINDS["DeclareLaunchArgument"])
+        }
+        defaults = {
+            name: resolve(d.kwargs.get("default_value", ""), stubs.LaunchContext({}))
+            for name, d in self.declared.items()
+        }
         # as launch does: declared defaults, unless the including file or the user set a value
         self.context = stubs.LaunchContext({**defaults, **(inherited or {}), **(given or {})})
         self.entities = list(stubs.walk(self.description.entities, self.context))
@@ -106,15 +112,21 @@ class Launch:
 
 
 def test_the_repo_has_the_expected_launch_files():
-    assert {"affect_pipeline.launch.py", "video_pipeline.launch.py", "av_pipeline.launch.py",
-            "full_stack.launch.py"} <= set(LAUNCH_FILES)
+    assert {
+        "affect_pipeline.launch.py",
+        "video_pipeline.launch.py",
+        "av_pipeline.launch.py",
+        "full_stack.launch.py",
+    } <= set(LAUNCH_FILES)
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_every_argument_is_declared_with_a_description_in_the_same_file(name):
     launch = Launch(name)
     assert launch.asked_for, f"{name} reads no launch argument"
-    assert launch.asked_for <= set(launch.declared), f"{name}: undeclared {sorted(launch.asked_for - set(launch.declared))}"
+    assert launch.asked_for <= set(launch.declared), (
+        f"{name}: undeclared {sorted(launch.asked_for - set(launch.declared))}"
+    )
     for arg_name, declared in launch.declared.items():
         assert declared.kwargs.get("description", "").strip(), f"{name}: {arg_name} has no description (--show-args)"
 
@@ -147,8 +159,12 @@ def test_node_executables_are_installed_programs(name):
 
 @pytest.mark.parametrize("name", ["affect_pipeline.launch.py", "video_pipeline.launch.py", "av_pipeline.launch.py"])
 def test_affect_node_is_a_lifecycle_node_whose_topics_follow_the_arguments(name):
-    given = {"image_topic": "/camera/color/image_raw", "audio_topic": "/mic", "emotion_topic": "/emotions",
-             "namespace": "robot1"}
+    given = {
+        "image_topic": "/camera/color/image_raw",
+        "audio_topic": "/mic",
+        "emotion_topic": "/emotions",
+        "namespace": "robot1",
+    }
     launch = Launch(name, given)
     node = launch.node("affect_node")
     assert type(node).__name__ == "LifecycleNode"
@@ -166,12 +182,23 @@ def test_parameter_arguments_override_the_config_only_when_given():
     files, overrides = launch.parameters(launch.node("affect_node"))
     assert files == [f"{SHARE}/config/duse_video.yaml"]
     assert overrides == {"use_sim_time": False, "autostart": False}  # launch drives the lifecycle
-    given = {"model": "duse-tiny", "clip_weights": "/w.pt", "device": "cuda", "image_compressed": "true",
-             "use_sim_time": "true"}
+    given = {
+        "model": "duse-tiny",
+        "clip_weights": "/w.pt",
+        "device": "cuda",
+        "image_compressed": "true",
+        "use_sim_time": "true",
+    }
     launch = Launch("affect_pipeline.launch.py", given)
     _, overrides = launch.parameters(launch.node("affect_node"))
-    assert overrides == {"model": "duse-tiny", "clip_weights": "/w.pt", "device": "cuda",
-                         "image_compressed": True, "use_sim_time": True, "autostart": False}
+    assert overrides == {
+        "model": "duse-tiny",
+        "clip_weights": "/w.pt",
+        "device": "cuda",
+        "image_compressed": True,
+        "use_sim_time": True,
+        "autostart": False,
+    }
     table = {spec.name: spec for spec in AFFECT_SETTINGS}
     for name, value in overrides.items():
         if name != "use_sim_time":
@@ -201,8 +228,9 @@ def test_launch_configures_then_activates_unless_autostart_is_off():
     assert not Launch("affect_pipeline.launch.py", {"autostart": "false"}).of_kind("EmitEvent")
 
 
-@pytest.mark.parametrize("step,start,goal", [("configure", "configuring", "unconfigured"),
-                                              ("activate", "activating", "inactive")])
+@pytest.mark.parametrize(
+    "step,start,goal", [("configure", "configuring", "unconfigured"), ("activate", "activating", "inactive")]
+)
 def test_a_failed_transition_is_reported_and_can_end_launch(step, start, goal):
     handler = _handlers(Launch("affect_pipeline.launch.py"))[(start, goal)]
     assert [type(e).__name__ for e in handler.entities] == ["LogInfo"]
@@ -220,16 +248,20 @@ def test_fast_dds_profile_for_raw_images_by_default_and_overridable():
     assert profile == f"{SHARE}/config/fastdds_large_shm.xml" and local_path(profile).is_file()
     assert "<segment_size>8388608</segment_size>" in local_path(profile).read_text()
     assert Launch("affect_pipeline.launch.py", {"fastdds_profile": "/my/profile.xml"}).node(
-        "affect_node").additional_env == {"FASTDDS_DEFAULT_PROFILES_FILE": "/my/profile.xml"}
+        "affect_node"
+    ).additional_env == {"FASTDDS_DEFAULT_PROFILES_FILE": "/my/profile.xml"}
     assert Launch("affect_pipeline.launch.py", {"fastdds_profile": ""}).node("affect_node").additional_env is None
 
 
-@pytest.mark.parametrize("wrapper,config", [("video_pipeline.launch.py", "duse_video.yaml"),
-                                            ("av_pipeline.launch.py", "av_pipeline.yaml")])
+@pytest.mark.parametrize(
+    "wrapper,config", [("video_pipeline.launch.py", "duse_video.yaml"), ("av_pipeline.launch.py", "av_pipeline.yaml")]
+)
 def test_wrappers_pick_their_config_and_leave_the_model_to_it(wrapper, config):
     launch = Launch(wrapper)
     ((target, passed, _),) = launch.includes
-    assert target == "affect_pipeline.launch.py" and set(passed) == {"config"}  # a model passed down would mask the file's
+    assert target == "affect_pipeline.launch.py" and set(passed) == {
+        "config"
+    }  # a model passed down would mask the file's
     files, overrides = launch.parameters(launch.node("affect_node"))
     assert files == [f"{SHARE}/config/{config}"] and "model" not in overrides
 
@@ -242,8 +274,9 @@ def test_full_stack_declares_and_passes_every_pipeline_argument(pipeline):
     passed_through = set(affect.declared) - {"config"}
     assert passed_through <= set(launch.declared)
     for name in passed_through:
-        assert resolve(launch.declared[name].kwargs["default_value"], stubs.LaunchContext({})) == \
-            resolve(affect.declared[name].kwargs["default_value"], stubs.LaunchContext({})), name
+        assert resolve(launch.declared[name].kwargs["default_value"], stubs.LaunchContext({})) == resolve(
+            affect.declared[name].kwargs["default_value"], stubs.LaunchContext({})
+        ), name
     ((target, passed, _),) = launch.includes
     assert target == f"{pipeline}_pipeline.launch.py"
     assert set(passed) == passed_through and passed["image_topic"] == "/cam"

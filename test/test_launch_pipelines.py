@@ -10,6 +10,7 @@ On a sourced ROS 2 machine pytest's launch_testing plugin runs it like any test 
 launch_testing releases (3.7 checked) have a plugin that pytest >= 9 refuses to load, which stops
 the whole run: use pytest 7 or 8 there.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,20 +25,20 @@ import pytest
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
 
-launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 machines only)")
+pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 machines only)")
 pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 machines only)")
 
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import rclpy  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from ros_harness import NS, frame_msg, qos  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from duse_ros.msg import EmotionState  # noqa: E402
+from launch import LaunchDescription  # noqa: E402
 
 NAMESPACE = "duse_launch_test"
 IMAGE_TOPIC = "/duse_launch_test_camera/image_raw"  # absolute: the image_topic remap, not the namespace
@@ -59,18 +60,22 @@ with open(PARAMS_FILE, "w") as f:
 def generate_test_description(launch_file):
     path = os.path.join(get_package_share_directory("duse_ros"), "launch", launch_file)
     arguments = {"model": MODEL, "config": PARAMS_FILE, "namespace": NAMESPACE, "image_topic": IMAGE_TOPIC}
-    return LaunchDescription([
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=arguments.items()),
-        launch_testing.actions.ReadyToTest(),
-    ])
+    return LaunchDescription(
+        [
+            IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=arguments.items()),
+            launch_testing.actions.ReadyToTest(),
+        ]
+    )
 
 
 def test_runs_under_the_launch_testing_plugin():
     # The launch_testing pytest plugin collects this module as one launch test and never sees this
     # function; pytest collects it only when the plugin is off (`-p no:launch_testing`, or a
     # pytest the plugin cannot load), and then the classes below must not run without a launch.
-    pytest.skip("the launch_testing pytest plugin is not active; run this file with it, "
-                "or as `PYTHONPATH=test launch_test test/test_launch_pipelines.py`")
+    pytest.skip(
+        "the launch_testing pytest plugin is not active; run this file with it, "
+        "or as `PYTHONPATH=test launch_test test/test_launch_pipelines.py`"
+    )
 
 
 class TestRunningPipeline(unittest.TestCase):
@@ -103,8 +108,11 @@ class TestRunningPipeline(unittest.TestCase):
         # Frames at 30 fps of stream time, paced near real time, until the first window comes out
         # (the config's best-effort QoS may lose a few, so the count is not fixed in advance).
         frames = itertools.count()
-        self.spin_until(lambda: states, f"an EmotionState on {EMOTION_TOPIC}",
-                        step=lambda: publisher.publish(frame_msg(int(round((100.0 + next(frames) / FPS) * NS)))))
+        self.spin_until(
+            lambda: states,
+            f"an EmotionState on {EMOTION_TOPIC}",
+            step=lambda: publisher.publish(frame_msg(int(round((100.0 + next(frames) / FPS) * NS)))),
+        )
         state = states[0]
         self.assertEqual(state.model_id, MODEL)  # model:= reached the node through the includes
         self.assertTrue(state.untrained)
@@ -115,9 +123,13 @@ class TestRunningPipeline(unittest.TestCase):
     def test_full_stack_advertises_dialogue_prompt(self, launch_file):
         if launch_file != "full_stack.launch.py":
             self.skipTest("only the full stack starts llm_bridge_node")
-        self.spin_until(lambda: any(info.topic_type == "duse_ros/msg/DialoguePrompt"
-                                    for info in self.node.get_publishers_info_by_topic(PROMPT_TOPIC)),
-                        f"a DialoguePrompt publisher on {PROMPT_TOPIC}")
+        self.spin_until(
+            lambda: any(
+                info.topic_type == "duse_ros/msg/DialoguePrompt"
+                for info in self.node.get_publishers_info_by_topic(PROMPT_TOPIC)
+            ),
+            f"a DialoguePrompt publisher on {PROMPT_TOPIC}",
+        )
 
 
 @launch_testing.post_shutdown_test()

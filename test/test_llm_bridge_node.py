@@ -4,6 +4,7 @@ In-process tests run the bridge node on an executor thread of its own (single-th
 LLM call made on it would stall every callback) and a harness node on another; the last test
 runs the node as `python -m duse_ros.nodes.llm_bridge_node` in a child process.
 """
+
 import os
 import signal
 import subprocess
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import rclpy
-
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -138,10 +138,19 @@ def make_bridge(context, monkeypatch):
 
     def make(**params):
         namespace = f"/bridge_test_{next(_counter)}"
-        params = {"dwell_s": 0.5, "stale_s": 0.0, "heartbeat_s": 0.0, "llm.api_key_env": KEY_ENV,
-                  "llm.max_retries": 1, "llm.backoff_s": 0.05, "diagnostics_period_s": 0.2, **params}
-        node = LLMBridgeNode(context=context, namespace=namespace,
-                             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        params = {
+            "dwell_s": 0.5,
+            "stale_s": 0.0,
+            "heartbeat_s": 0.0,
+            "llm.api_key_env": KEY_ENV,
+            "llm.max_retries": 1,
+            "llm.backoff_s": 0.05,
+            "diagnostics_period_s": 0.2,
+            **params,
+        }
+        node = LLMBridgeNode(
+            context=context, namespace=namespace, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+        )
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
@@ -159,8 +168,12 @@ def make_bridge(context, monkeypatch):
 
 
 def assert_no_key(harness: Harness) -> None:
-    published = [*map(repr, harness.prompts), *map(repr, harness.exchanges), *harness.replies,
-                 *map(repr, harness.diagnostics)]
+    published = [
+        *map(repr, harness.prompts),
+        *map(repr, harness.exchanges),
+        *harness.replies,
+        *map(repr, harness.diagnostics),
+    ]
     assert published and not any(API_KEY in text for text in published)
 
 
@@ -168,8 +181,12 @@ def test_reading_prefers_the_smoothed_label_and_knows_no_face():
     msg = emotion(4, "anger", 0.55)
     msg.smoothed_label, msg.smoothed_confidence, msg.smoothing_count = "neutral", 0.75, 3
     smoothed, raw = reading_from_msg(msg, use_smoothed=True), reading_from_msg(msg, use_smoothed=False)
-    assert (smoothed.label, smoothed.confidence, raw.label, raw.confidence) == ("neutral", 0.75, "anger",
-                                                                                pytest.approx(0.55))
+    assert (smoothed.label, smoothed.confidence, raw.label, raw.confidence) == (
+        "neutral",
+        0.75,
+        "anger",
+        pytest.approx(0.55),
+    )
     assert smoothed.stamp_ns == (T0 + 1) * NS and smoothed.untrained and smoothed.has_reading
     no_face = emotion(5, "no_face")
     no_face.window_end = Time()  # unset: the header stamp stands in
@@ -178,8 +195,10 @@ def test_reading_prefers_the_smoothed_label_and_knows_no_face():
 
 
 def test_reason_constants_match_the_message():
-    assert (core.REASON_CHANGE, core.REASON_HEARTBEAT) == (DialoguePrompt.REASON_CHANGE,
-                                                           DialoguePrompt.REASON_HEARTBEAT)
+    assert (core.REASON_CHANGE, core.REASON_HEARTBEAT) == (
+        DialoguePrompt.REASON_CHANGE,
+        DialoguePrompt.REASON_HEARTBEAT,
+    )
 
 
 def test_without_endpoint_prompts_flow_with_heartbeat_and_no_llm_traffic(make_bridge):
@@ -199,21 +218,25 @@ def test_without_endpoint_prompts_flow_with_heartbeat_and_no_llm_traffic(make_br
     assert change.emotion_duration.nanosec == 2 * STEP_NS and change.header.frame_id == "camera"
     assert "happiness" in change.system_prompt and "untrained model" in change.system_prompt
     assert '"hello there[31m"' in change.user_prompt
-    assert h.wait(lambda: any(d["emotion_states_malformed"] == "1" and d["prompts_heartbeat"] != "0"
-                              for d in h.diagnostics))
+    assert h.wait(
+        lambda: any(d["emotion_states_malformed"] == "1" and d["prompts_heartbeat"] != "0" for d in h.diagnostics)
+    )
     diag = h.diagnostics[-1]
     assert diag["llm_endpoint_state"] == "disabled" and diag["_message"].startswith("prompts only")
     assert diag["stable_emotion"] == "happiness" and diag["emotion_states_received"] == "5"
     assert h.exchanges == [] and h.replies == []
 
 
-@pytest.mark.parametrize("mode, error_kind, endpoint_state", [
-    ("ok", "", "ok"),
-    ("slow", "no answer within", "slow (timeout)"),
-    ("http500", "HTTP 500", "http error"),
-    ("malformed", "not a chat-completions reply", "malformed replies"),
-    ("refused", "cannot reach endpoint", "unreachable"),
-])
+@pytest.mark.parametrize(
+    "mode, error_kind, endpoint_state",
+    [
+        ("ok", "", "ok"),
+        ("slow", "no answer within", "slow (timeout)"),
+        ("http500", "HTTP 500", "http error"),
+        ("malformed", "not a chat-completions reply", "malformed replies"),
+        ("refused", "cannot reach endpoint", "unreachable"),
+    ],
+)
 def test_prompt_stream_goes_on_whatever_the_endpoint_does(make_bridge, mode, error_kind, endpoint_state):
     server = FakeChatServer("hang" if mode == "slow" else mode)
     try:
@@ -230,8 +253,12 @@ def test_prompt_stream_goes_on_whatever_the_endpoint_does(make_bridge, mode, err
         # The endpoint's trouble does not stop the stream: the next emotion is still reported.
         h.publish_steady("happiness", 10)
         assert h.wait(lambda: h.prompt_for("happiness") is not None)
-        assert h.wait(lambda: any(d["llm_endpoint_state"] == endpoint_state and d["llm_requests_ok"]
-                                  == ("2" if mode == "ok" else "0") for d in h.diagnostics))
+        assert h.wait(
+            lambda: any(
+                d["llm_endpoint_state"] == endpoint_state and d["llm_requests_ok"] == ("2" if mode == "ok" else "0")
+                for d in h.diagnostics
+            )
+        )
         if mode == "ok":
             assert h.wait(lambda: h.replies == ["reply 1", "reply 2"])
             assert server.requests[0]["headers"]["Authorization"] == f"Bearer {API_KEY}"
@@ -269,14 +296,28 @@ def test_emotion_states_are_processed_while_the_llm_call_hangs(make_bridge):
 
 def test_bad_parameter_fails_at_start_naming_it(context):
     with pytest.raises(ConfigError, match="min_confidence"):
-        LLMBridgeNode(context=context, namespace=f"/bad_{next(_counter)}",
-                      parameter_overrides=[Parameter("min_confidence", value=1.5)])
+        LLMBridgeNode(
+            context=context,
+            namespace=f"/bad_{next(_counter)}",
+            parameter_overrides=[Parameter("min_confidence", value=1.5)],
+        )
 
 
 def test_node_process_exits_with_a_one_line_error_on_a_missing_template_file():
-    result = subprocess.run([sys.executable, "-m", "duse_ros.nodes.llm_bridge_node", "--ros-args",
-                             "-p", "template_file:=no_such_prompts.yaml"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "duse_ros.nodes.llm_bridge_node",
+            "--ros-args",
+            "-p",
+            "template_file:=no_such_prompts.yaml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("[FATAL] [llm_bridge_node]: config file 'no_such_prompts.yaml' not found")
     assert "Traceback" not in result.stderr
@@ -290,11 +331,35 @@ def bridge_process(tmp_path):
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "duse_ros.nodes.llm_bridge_node", "--ros-args", "-r", "__ns:=/bridge_proc",
-             "-p", f"llm.base_url:={server.base_url}", "-p", f"llm.api_key_env:={KEY_ENV}",
-             "-p", "llm.model:=qwen2.5-0.5b-instruct", "-p", "llm.timeout_s:=30.0", "-p", "dwell_s:=0.5",
-             "-p", "stale_s:=0.0", "-p", "log_prompts:=full", "-p", "diagnostics_period_s:=0.2"],
-            cwd=REPO, env=env, stdout=stdout, stderr=stderr)
+            [
+                sys.executable,
+                "-m",
+                "duse_ros.nodes.llm_bridge_node",
+                "--ros-args",
+                "-r",
+                "__ns:=/bridge_proc",
+                "-p",
+                f"llm.base_url:={server.base_url}",
+                "-p",
+                f"llm.api_key_env:={KEY_ENV}",
+                "-p",
+                "llm.model:=qwen2.5-0.5b-instruct",
+                "-p",
+                "llm.timeout_s:=30.0",
+                "-p",
+                "dwell_s:=0.5",
+                "-p",
+                "stale_s:=0.0",
+                "-p",
+                "log_prompts:=full",
+                "-p",
+                "diagnostics_period_s:=0.2",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
     yield process, server, (out, err, tmp_path / "ros_log")
     server.close()
     if process.poll() is None:  # the test failed before stopping it: stop it cleanly, kill if stuck

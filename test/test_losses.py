@@ -1,4 +1,5 @@
 """Losses over DuSE's similarity logits: focal loss against cross-entropy."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,9 @@ def test_focal_loss_at_gamma_zero_is_cross_entropy():
     logits, target = batch()
     assert torch.allclose(focal_loss(logits, target, gamma=0.0), F.cross_entropy(logits, target), atol=1e-6)
     alpha = torch.linspace(0.5, 2.0, 7)
-    assert torch.allclose(focal_loss(logits, target, gamma=0.0, alpha=alpha),
-                          F.cross_entropy(logits, target, weight=alpha), atol=1e-6)
+    assert torch.allclose(
+        focal_loss(logits, target, gamma=0.0, alpha=alpha), F.cross_entropy(logits, target, weight=alpha), atol=1e-6
+    )
     assert torch.allclose(FocalLoss(gamma=0.0)(logits, target), build_loss("ce")(logits, target), atol=1e-6)
 
 

@@ -1,4 +1,5 @@
 """The generated messages cross a process boundary over real Fast DDS with every field intact."""
+
 import subprocess
 import sys
 import time
@@ -6,16 +7,19 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-
 from msg_samples import samples
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from duse_ros.msg import AudioChunk, EmotionState
 
 
 def test_constants_are_generated():
-    assert (EmotionState.MODALITY_NONE, EmotionState.MODALITY_VIDEO,
-            EmotionState.MODALITY_AUDIO, EmotionState.MODALITY_AUDIO_VISUAL) == (0, 1, 2, 3)
+    assert (
+        EmotionState.MODALITY_NONE,
+        EmotionState.MODALITY_VIDEO,
+        EmotionState.MODALITY_AUDIO,
+        EmotionState.MODALITY_AUDIO_VISUAL,
+    ) == (0, 1, 2, 3)
     assert EmotionState.LABEL_NO_FACE == "no_face"
     assert AudioChunk.FORMAT_F32LE == "F32LE"
 

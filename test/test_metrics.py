@@ -1,4 +1,5 @@
 """UAR, WAR and per-class recall against hand-computed cases."""
+
 import numpy as np
 import pytest
 

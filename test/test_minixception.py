@@ -5,11 +5,11 @@ that reads the original HDF5 arrays in Keras' own layout (channels last, TensorF
 wrong transpose, a symmetric pad or a wrong epsilon shows as a numeric mismatch. The weights come
 from `make setup` (duse-fetch-weights); a missing file fails here, it is not skipped.
 """
+
 from __future__ import annotations
 
 import io
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -19,15 +19,22 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-
 from ros_harness import NS, NodeProcess, Peer, stamps
 
 from duse_ros.checkpoint import load_checkpoint, save_checkpoint
 from duse_ros.classes import FER2013_NAMES, get_class_set
 from duse_ros.loading import load_model
 from duse_ros.models.minixception import FaceExpressionCNN, keras_same_padding
-from duse_ros.weights import (FER2013, WeightsError, converted_path, convert_keras_minixception, install,
-                              read_weights_file, sha256_of, source_copy_path)
+from duse_ros.weights import (
+    FER2013,
+    WeightsError,
+    convert_keras_minixception,
+    converted_path,
+    install,
+    read_weights_file,
+    sha256_of,
+    source_copy_path,
+)
 
 PORTRAIT = Path(__file__).resolve().parents[1] / "duse_ros" / "data" / "astronaut.jpg"
 
@@ -45,21 +52,24 @@ def model() -> FaceExpressionCNN:
 
 
 # ----------------------------------------------------------------------------- padding rule
-@pytest.mark.parametrize("size,kernel,stride,expected", [
-    # TensorFlow "same": out = ceil(size / stride), total = max((out - 1) * stride + kernel - size, 0),
-    # before = total // 2, after = the rest. Worked by hand:
-    (64, 3, 2, (0, 1)),   # out 32, total 62 + 3 - 64 = 1: the odd pixel goes after
-    (30, 3, 2, (0, 1)),   # out 15, total 28 + 3 - 30 = 1
-    (15, 3, 2, (1, 1)),   # out 8,  total 14 + 3 - 15 = 2
-    (8, 3, 2, (0, 1)),    # out 4,  total 6 + 3 - 8 = 1
-    (7, 3, 2, (1, 1)),    # out 4,  total 6 + 3 - 7 = 2
-    (60, 1, 2, (0, 0)),   # out 30, total 58 + 1 - 60 = -1 -> 0
-    (15, 1, 2, (0, 0)),   # out 8,  total 14 + 1 - 15 = 0
-    (5, 3, 1, (1, 1)),    # out 5,  total 4 + 3 - 5 = 2
-    (5, 4, 1, (1, 2)),    # out 5,  total 4 + 4 - 5 = 3: even kernels pad more after
-    (6, 5, 3, (1, 1)),    # out 2,  total 3 + 5 - 6 = 2
-    (7, 5, 3, (2, 2)),    # out 3,  total 6 + 5 - 7 = 4
-])
+@pytest.mark.parametrize(
+    "size,kernel,stride,expected",
+    [
+        # TensorFlow "same": out = ceil(size / stride), total = max((out - 1) * stride + kernel - size, 0),
+        # before = total // 2, after = the rest. Worked by hand:
+        (64, 3, 2, (0, 1)),  # out 32, total 62 + 3 - 64 = 1: the odd pixel goes after
+        (30, 3, 2, (0, 1)),  # out 15, total 28 + 3 - 30 = 1
+        (15, 3, 2, (1, 1)),  # out 8,  total 14 + 3 - 15 = 2
+        (8, 3, 2, (0, 1)),  # out 4,  total 6 + 3 - 8 = 1
+        (7, 3, 2, (1, 1)),  # out 4,  total 6 + 3 - 7 = 2
+        (60, 1, 2, (0, 0)),  # out 30, total 58 + 1 - 60 = -1 -> 0
+        (15, 1, 2, (0, 0)),  # out 8,  total 14 + 1 - 15 = 0
+        (5, 3, 1, (1, 1)),  # out 5,  total 4 + 3 - 5 = 2
+        (5, 4, 1, (1, 2)),  # out 5,  total 4 + 4 - 5 = 3: even kernels pad more after
+        (6, 5, 3, (1, 1)),  # out 2,  total 3 + 5 - 6 = 2
+        (7, 5, 3, (2, 2)),  # out 3,  total 6 + 5 - 7 = 4
+    ],
+)
 def test_keras_same_padding_follows_tensorflows_rule(size, kernel, stride, expected):
     assert keras_same_padding(size, kernel, stride) == expected
 
@@ -69,22 +79,27 @@ def _np_conv(x, kernel, stride=1, same=True, bias=None):
     """Keras Conv2D on (H, W, Cin) with a (kh, kw, Cin, Cout) kernel, TensorFlow padding."""
     kh, kw = kernel.shape[:2]
     if same:
-        (t, b), (l, r) = keras_same_padding(x.shape[0], kh, stride), keras_same_padding(x.shape[1], kw, stride)
-        x = np.pad(x, ((t, b), (l, r), (0, 0)))
+        (top, bottom), (left, right) = (
+            keras_same_padding(x.shape[0], kh, stride),
+            keras_same_padding(x.shape[1], kw, stride),
+        )
+        x = np.pad(x, ((top, bottom), (left, right), (0, 0)))
     win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(0, 1))[::stride, ::stride]  # (H', W', C, kh, kw)
     out = np.einsum("hwcij,ijco->hwo", win, kernel)
     return out + bias if bias is not None else out
 
 
 def _np_depthwise(x, kernel):
-    (t, b), (l, r) = keras_same_padding(x.shape[0], 3, 1), keras_same_padding(x.shape[1], 3, 1)
-    win = np.lib.stride_tricks.sliding_window_view(np.pad(x, ((t, b), (l, r), (0, 0))), (3, 3), axis=(0, 1))
+    (top, bottom), (left, right) = keras_same_padding(x.shape[0], 3, 1), keras_same_padding(x.shape[1], 3, 1)
+    win = np.lib.stride_tricks.sliding_window_view(
+        np.pad(x, ((top, bottom), (left, right), (0, 0))), (3, 3), axis=(0, 1)
+    )
     return np.einsum("hwcij,ijc->hwc", win, kernel[..., 0])
 
 
 def _np_maxpool(x):
-    (t, b), (l, r) = keras_same_padding(x.shape[0], 3, 2), keras_same_padding(x.shape[1], 3, 2)
-    x = np.pad(x, ((t, b), (l, r), (0, 0)), constant_values=-np.inf)
+    (top, bottom), (left, right) = keras_same_padding(x.shape[0], 3, 2), keras_same_padding(x.shape[1], 3, 2)
+    x = np.pad(x, ((top, bottom), (left, right), (0, 0)), constant_values=-np.inf)
     return np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(0, 1))[::2, ::2].max(axis=(-2, -1))
 
 
@@ -93,8 +108,10 @@ def _keras_reference(hdf5: bytes, image: np.ndarray) -> np.ndarray:
     with h5py.File(io.BytesIO(hdf5), "r") as f:
         layers = json.loads(f.attrs["model_config"])["config"]["layers"]
         group = f["model_weights"]
-        weights = {name: [np.asarray(group[name][w], np.float64) for w in group[name].attrs["weight_names"]]
-                   for name in group.attrs["layer_names"].astype(str)}
+        weights = {
+            name: [np.asarray(group[name][w], np.float64) for w in group[name].attrs["weight_names"]]
+            for name in group.attrs["layer_names"].astype(str)
+        }
     out = {"input_1": image[..., None].astype(np.float64)}
     for layer in layers[1:]:
         cls, name, cfg = layer["class_name"], layer["name"], layer["config"]
@@ -162,14 +179,16 @@ def test_model_contract(model):
 def test_window_probability_is_the_mean_over_frames_and_subsets_choose_frames(model):
     video = torch.randn(2, 16, 3, 64, 64)
     with torch.no_grad():
-        per_frame = model.frame_probabilities(video)                    # (2, 16, 7)
+        per_frame = model.frame_probabilities(video)  # (2, 16, 7)
         mean = model(video).softmax(-1)
     assert per_frame.shape == (2, 16, 7)
     torch.testing.assert_close(mean, per_frame.mean(dim=1), atol=1e-6, rtol=1e-5)
     subset = load_model("fer2013-minixception", frames_per_window=4)
     assert subset.frame_indices(16) == [0, 5, 10, 15]
     with torch.no_grad():
-        torch.testing.assert_close(subset(video).softmax(-1), per_frame[:, [0, 5, 10, 15]].mean(dim=1), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            subset(video).softmax(-1), per_frame[:, [0, 5, 10, 15]].mean(dim=1), atol=1e-6, rtol=1e-5
+        )
     with pytest.raises(ValueError, match="frames_per_window"):
         load_model("fer2013-minixception", frames_per_window=17)
 
@@ -201,10 +220,12 @@ def _edited(hdf5: bytes, edit) -> bytes:
 
 def test_conversion_refuses_a_different_layout(hdf5_bytes):
     def valid_pool(config, f):
-        next(l for l in config["config"]["layers"] if l["name"] == "max_pooling2d_2")["config"]["padding"] = "valid"
+        next(layer for layer in config["config"]["layers"] if layer["name"] == "max_pooling2d_2")["config"][
+            "padding"
+        ] = "valid"
 
     def drop_residual(config, f):
-        add = next(l for l in config["config"]["layers"] if l["name"] == "add_3")
+        add = next(layer for layer in config["config"]["layers"] if layer["name"] == "add_3")
         add["inbound_nodes"][0] = add["inbound_nodes"][0][:1]
 
     def wider_head(config, f):
@@ -214,9 +235,11 @@ def test_conversion_refuses_a_different_layout(hdf5_bytes):
         g.create_dataset("conv2d_7_1/bias:0", data=np.zeros(8, np.float32))
         g.attrs["weight_names"] = [b"conv2d_7_1/kernel:0", b"conv2d_7_1/bias:0"]
 
-    for edit, message in ((valid_pool, "layer 'max_pooling2d_2' has padding='valid', expected 'same'"),
-                          (drop_residual, r"layer 'add_3' takes \['max_pooling2d_3'\]"),
-                          (wider_head, r"conv2d_7/kernel of shape \(3, 3, 128, 8\) does not fit net.head.weight")):
+    for edit, message in (
+        (valid_pool, "layer 'max_pooling2d_2' has padding='valid', expected 'same'"),
+        (drop_residual, r"layer 'add_3' takes \['max_pooling2d_3'\]"),
+        (wider_head, r"conv2d_7/kernel of shape \(3, 3, 128, 8\) does not fit net.head.weight"),
+    ):
         with pytest.raises(WeightsError, match=message):
             convert_keras_minixception(_edited(hdf5_bytes, edit), "x", "edited.hdf5")
     with pytest.raises(WeightsError, match="not an HDF5 file"):
@@ -258,7 +281,7 @@ def _portrait_frame(stamp_ns: int):
     face = cv2.imread(str(PORTRAIT))  # BGR
     canvas = np.full((480, 640, 3), 90, np.uint8)
     dx = (stamp_ns // (NS // 30)) % 20
-    canvas[0:480, 60 + dx:60 + dx + 480] = cv2.resize(face, (480, 480))
+    canvas[0:480, 60 + dx : 60 + dx + 480] = cv2.resize(face, (480, 480))
     msg = Image(height=480, width=640, encoding="bgr8", step=640 * 3, data=canvas.tobytes())
     msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
     msg.header.frame_id = "camera"
@@ -268,15 +291,28 @@ def _portrait_frame(stamp_ns: int):
 def test_the_portrait_reads_as_happiness_through_the_node():
     """Camera frames over DDS -> Haar face crops -> the trained CNN -> EmotionState, in another process."""
     rclpy.init()
-    node = NodeProcess("duse_ros.nodes.affect_node", {
-        "face_mode": "detect", "face_detect_hz": 30.0, "smoothing_window": 3, "diagnostics_period_s": 0.2,
-        "queue_depth": 8, "qos.reliability": "reliable", "qos.depth": 400})  # the default model
+    node = NodeProcess(
+        "duse_ros.nodes.affect_node",
+        {
+            "face_mode": "detect",
+            "face_detect_hz": 30.0,
+            "smoothing_window": 3,
+            "diagnostics_period_s": 0.2,
+            "queue_depth": 8,
+            "qos.reliability": "reliable",
+            "qos.depth": 400,
+        },
+    )  # the default model
     try:
         peer = Peer("reliable")
         peer.wait_matched(node, timeout=60)
         peer.play(stamps(10.0, 120), make_frame=_portrait_frame)
-        peer.spin_until(lambda: sum(s.smoothing_count >= 3 for s in peer.states) >= 1, 90,
-                        "a smoothed reading of the portrait", node)
+        peer.spin_until(
+            lambda: sum(s.smoothing_count >= 3 for s in peer.states) >= 1,
+            90,
+            "a smoothed reading of the portrait",
+            node,
+        )
         assert "UNTRAINED" not in node.output()
         readings = [s for s in peer.states if s.face_found]
         assert readings, [s.label for s in peer.states]

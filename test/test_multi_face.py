@@ -1,5 +1,6 @@
 """Several people at once without ROS: one job of N clips per window, one Reading per face with its
 id and box, smoothing per face, and the engine's N-clip jobs equal to N single forwards."""
+
 from __future__ import annotations
 
 import threading
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 from duse_ros.affect.engine import InferenceEngine, Job
-from duse_ros.loading import load_model
 from duse_ros.affect.pipeline import MODALITY_AUDIO_VISUAL, MODALITY_VIDEO, AffectPipeline, PipelineConfig
+from duse_ros.loading import load_model
 from duse_ros.timebase import NS
 
 # Three faces of different sizes at fixed places; the detector lists them in a scrambled order.
@@ -36,9 +37,14 @@ class Sink:
 
 def run(max_faces: int, expected: int, model: str = "tiny-random-video", frames: int = 120, smoothing: int = 3):
     sink = Sink(expected)
-    pipeline = AffectPipeline(load_model(model), PipelineConfig(
-        face_mode="detect", max_faces=max_faces, face_detect_hz=5.0, queue_depth=16, smoothing_window=smoothing),
-        sink, detector=ThreeFaces())
+    pipeline = AffectPipeline(
+        load_model(model),
+        PipelineConfig(
+            face_mode="detect", max_faces=max_faces, face_detect_hz=5.0, queue_depth=16, smoothing_window=smoothing
+        ),
+        sink,
+        detector=ThreeFaces(),
+    )
     jobs = []
     real_submit = pipeline.engine.submit
     pipeline.engine.submit = lambda job: jobs.append(job) or real_submit(job)

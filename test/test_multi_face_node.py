@@ -2,14 +2,14 @@
 trained default model, real Haar detection of the bundled portrait pasted three times. Every
 window brings one EmotionState per face, with distinct ids that stay with the faces and boxes
 where the faces are."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import rclpy
-from sensor_msgs.msg import Image
-
 from ros_harness import NS, NodeProcess, Peer, stamps
+from sensor_msgs.msg import Image
 
 from duse_ros.affect.faces import load_sample_face
 from duse_ros.nodes.common import stamp_to_ns
@@ -24,7 +24,7 @@ def _canvas(dx: int) -> np.ndarray:
     tile = cv2.resize(load_sample_face()[:300], (320, 187))
     canvas = np.full((480, 640, 3), 90, np.uint8)
     for x, y in TILES:
-        canvas[y:y + 187, x + dx:x + dx + 320 - 4] = tile[:, :316]
+        canvas[y : y + 187, x + dx : x + dx + 320 - 4] = tile[:, :316]
     return cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
 
 
@@ -41,9 +41,18 @@ def _frame(stamp_ns: int) -> Image:
 
 def test_three_faces_three_readings_per_window_with_stable_ids():
     rclpy.init()
-    node = NodeProcess("duse_ros.nodes.affect_node", {
-        "max_faces": 3, "face_detect_hz": 5.0, "smoothing_window": 3, "diagnostics_period_s": 0.2,
-        "queue_depth": 8, "qos.reliability": "reliable", "qos.depth": 400})  # the default (trained) model
+    node = NodeProcess(
+        "duse_ros.nodes.affect_node",
+        {
+            "max_faces": 3,
+            "face_detect_hz": 5.0,
+            "smoothing_window": 3,
+            "diagnostics_period_s": 0.2,
+            "queue_depth": 8,
+            "qos.reliability": "reliable",
+            "qos.depth": 400,
+        },
+    )  # the default (trained) model
     try:
         peer = Peer("reliable")
         peer.wait_matched(node, timeout=60)
@@ -54,11 +63,13 @@ def test_three_faces_three_readings_per_window_with_stable_ids():
             for s in peer.states:
                 by_end.setdefault(stamp_to_ns(s.window_end), []).append(s)
             return by_end
-        peer.spin_until(lambda: sum(len(v) == 3 for v in windows().values()) >= 3, 120,
-                        "three windows with three faces each", node)
+
+        peer.spin_until(
+            lambda: sum(len(v) == 3 for v in windows().values()) >= 3, 120, "three windows with three faces each", node
+        )
         assert "ROS4HRI outputs off" in node.output()  # no hri_msgs here: one line says so
         face_of_id: dict[str, int] = {}
-        for end, states in windows().items():
+        for _end, states in windows().items():
             assert len(states) <= 3
             if len(states) < 3:
                 continue
@@ -68,17 +79,21 @@ def test_three_faces_three_readings_per_window_with_stable_ids():
                 assert s.header.stamp == s.window_end
                 roi = s.face_roi
                 centre = (roi.x_offset + roi.width / 2, roi.y_offset + roi.height / 2)
-                nearest = min(range(3), key=lambda i: np.hypot(centre[0] - FACE_CENTRES[i][0],
-                                                              centre[1] - FACE_CENTRES[i][1]))
-                assert np.hypot(centre[0] - FACE_CENTRES[nearest][0], centre[1] - FACE_CENTRES[nearest][1]) < 15, \
-                    (s.face_id, roi)
+                nearest = min(
+                    range(3), key=lambda i: np.hypot(centre[0] - FACE_CENTRES[i][0], centre[1] - FACE_CENTRES[i][1])
+                )
+                assert np.hypot(centre[0] - FACE_CENTRES[nearest][0], centre[1] - FACE_CENTRES[nearest][1]) < 15, (
+                    s.face_id,
+                    roi,
+                )
                 assert 45 <= roi.width <= 80
                 # The same face keeps its id, and no id moves to another face.
                 assert face_of_id.setdefault(s.face_id, nearest) == nearest
                 assert s.model_id == "fer2013-minixception" and s.label == "happiness", (s.label, list(s.probabilities))
             assert sorted(face_of_id[s.face_id] for s in states) == [0, 1, 2]
-        peer.spin_until(lambda: peer.latest_diagnostics().get("face.tracks") == "3", 20,
-                        "diagnostics counting three tracks", node)
+        peer.spin_until(
+            lambda: peer.latest_diagnostics().get("face.tracks") == "3", 20, "diagnostics counting three tracks", node
+        )
         diag = peer.latest_diagnostics()
         assert diag["face.track_births"] == "3" and diag["face.track_deaths"] == "0"
     finally:

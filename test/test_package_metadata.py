@@ -1,4 +1,5 @@
 """setup.py, package.xml, the Python package and the requirements agree with each other."""
+
 import ast
 import re
 import sys
@@ -14,8 +15,13 @@ ROSDEP_TO_PIP = {"python3-numpy": "numpy", "python3-opencv": "opencv-python-head
 
 def _setup_kwargs() -> dict:
     tree = ast.parse((ROOT / "setup.py").read_text())
-    consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
-              for t in n.targets if isinstance(n.value, ast.Constant)}
+    consts = {
+        t.id: n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(n.value, ast.Constant)
+    }
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     out = {}
     for kw in call.keywords:
@@ -39,22 +45,35 @@ def test_versions_agree():
 #   (how a ROS host gets it: a package.xml dependency (ROS package or rosdep key), or None for
 #    requirements/ros_host.txt; the pip distribution a bare machine installs from base.txt).
 DEPENDENCIES: dict[str, tuple[str | None, str]] = {
-    "rclpy": ("rclpy", "ros-rclpy"), "std_msgs": ("std_msgs", "ros-std-msgs"),
-    "sensor_msgs": ("sensor_msgs", "ros-sensor-msgs"), "diagnostic_msgs": ("diagnostic_msgs", "ros-diagnostic-msgs"),
+    "rclpy": ("rclpy", "ros-rclpy"),
+    "std_msgs": ("std_msgs", "ros-std-msgs"),
+    "sensor_msgs": ("sensor_msgs", "ros-sensor-msgs"),
+    "diagnostic_msgs": ("diagnostic_msgs", "ros-diagnostic-msgs"),
     "builtin_interfaces": ("builtin_interfaces", "ros-builtin-interfaces"),
-    "lifecycle_msgs": ("lifecycle_msgs", "ros-lifecycle-msgs"), "rcl_interfaces": ("rcl_interfaces", "ros-rclpy"),
-    "rosgraph_msgs": ("rosgraph_msgs", "ros-rclpy"), "ament_index_python": ("ament_index_python", "ros-rclpy"),
-    "numpy": ("python3-numpy", "numpy"), "cv2": ("python3-opencv", "opencv-python-headless"),
-    "yaml": ("python3-yaml", "pyyaml"), "h5py": ("python3-h5py", "h5py"), "torch": ("python3-torch", "torch"),
-    "timm": ("python3-timm-pip", "open-clip-torch"), "rosbags": ("python3-rosbags-pip", "rosbags"),
-    "tqdm": ("python3-tqdm", "tqdm"), "matplotlib": ("python3-matplotlib", "matplotlib"),
-    "open_clip": (None, "open-clip-torch"), "safetensors": (None, "safetensors"), "mambapy": (None, "mambapy"),
+    "lifecycle_msgs": ("lifecycle_msgs", "ros-lifecycle-msgs"),
+    "rcl_interfaces": ("rcl_interfaces", "ros-rclpy"),
+    "rosgraph_msgs": ("rosgraph_msgs", "ros-rclpy"),
+    "ament_index_python": ("ament_index_python", "ros-rclpy"),
+    "numpy": ("python3-numpy", "numpy"),
+    "cv2": ("python3-opencv", "opencv-python-headless"),
+    "yaml": ("python3-yaml", "pyyaml"),
+    "h5py": ("python3-h5py", "h5py"),
+    "torch": ("python3-torch", "torch"),
+    "timm": ("python3-timm-pip", "open-clip-torch"),
+    "rosbags": ("python3-rosbags-pip", "rosbags"),
+    "tqdm": ("python3-tqdm", "tqdm"),
+    "matplotlib": ("python3-matplotlib", "matplotlib"),
+    "open_clip": (None, "open-clip-torch"),
+    "safetensors": (None, "safetensors"),
+    "mambapy": (None, "mambapy"),
     "av": (None, "av"),
 }
 # Imported only inside a try, with a fallback or a clear error naming the package.
-OPTIONAL = {"mamba_ssm": "CUDA selective scan (setup.py extra 'cuda'); mambapy otherwise",
-            "hri_msgs": "ROS4HRI output and input, off without it",
-            "audio_common_msgs": "imported by name from the audio.type parameter"}
+OPTIONAL = {
+    "mamba_ssm": "CUDA selective scan (setup.py extra 'cuda'); mambapy otherwise",
+    "hri_msgs": "ROS4HRI output and input, off without it",
+    "audio_common_msgs": "imported by name from the audio.type parameter",
+}
 
 
 def _third_party_imports() -> dict[str, set[str]]:
@@ -95,7 +114,8 @@ def test_every_import_is_declared_for_a_ros_host_and_a_bare_machine():
             assert dist in ros_host, f"{module} has no rosdep key: requirements/ros_host.txt must list {dist}"
         assert dist in base, f"make setup (requirements/base.txt) does not install {dist} for {module}"
     assert "rosidl_default_generators" in deps and "rosidl_interface_packages" in {
-        e.text for e in root.iter("member_of_group")}
+        e.text for e in root.iter("member_of_group")
+    }
 
 
 def test_ros_host_requirements_leave_ros_opencv_and_torch_to_rosdep():
@@ -111,13 +131,17 @@ def test_setup_requires_what_package_xml_and_requirements_name():
     for dep in (e.text for e in root if e.tag.endswith("depend")):
         if dep in ROSDEP_TO_PIP:
             assert ROSDEP_TO_PIP[dep].lower() in install, f"package.xml has {dep}, setup.py lacks {ROSDEP_TO_PIP[dep]}"
-    base = {_dist(line) for line in (ROOT / "requirements/base.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")}
+    base = {
+        _dist(line)
+        for line in (ROOT / "requirements/base.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert install <= base, f"setup.py requires what make setup does not install: {install - base}"
     for extra in ("cuda", "train"):
         assert extra in kwargs["extras_require"]
-    pinned = {_dist(line): line for line in (ROOT / "requirements/constraints.txt").read_text().splitlines()
-              if "==" in line}
+    pinned = {
+        _dist(line): line for line in (ROOT / "requirements/constraints.txt").read_text().splitlines() if "==" in line
+    }
     assert pinned["torch"] == "torch==2.13.0" and "torch==2.13.0" in kwargs["install_requires"]
 
 
@@ -137,5 +161,7 @@ def test_pip_package_data_covers_every_bundled_data_file():
     patterns = _setup_kwargs()["package_data"]["duse_ros"]
     pkg = ROOT / "duse_ros"
     covered = {f for pattern in patterns for f in pkg.glob(pattern)}
-    data = {f for f in pkg.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts}
+    data = {
+        f for f in pkg.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts
+    }
     assert data <= covered, f"not installed by pip: {sorted(str(f.relative_to(pkg)) for f in data - covered)}"

@@ -1,15 +1,15 @@
 """AffectPipeline without ROS: windows in, readings out, and preprocessing reused across windows."""
+
 import threading
 
 import numpy as np
 import pytest
 
-from duse_ros.models import build_model
 from duse_ros.affect.pipeline import MODALITY_AUDIO, MODALITY_VIDEO, AffectPipeline, PipelineConfig
 from duse_ros.affect.preprocess import frames_to_tensor
 from duse_ros.affect.windowing import Windower
+from duse_ros.models import build_model
 from duse_ros.timebase import NS
-
 
 
 def _frames(n: int, fps: float = 30.0, shape=(48, 64, 3)):
@@ -40,7 +40,7 @@ def video_pipeline():
 def test_windows_become_readings_in_order(video_pipeline):
     pipeline, collect = video_pipeline
     pipeline.start()
-    frames = _frames(30 * 4)   # 4 s: windows at frames 56, 71, 86, 101, 116
+    frames = _frames(30 * 4)  # 4 s: windows at frames 56, 71, 86, 101, 116
     for stamp, frame in frames:
         pipeline.add_frame(stamp, frame)
     assert collect.done.wait(20), f"only {len(collect.readings)} readings"
@@ -72,7 +72,7 @@ def test_crop_cache_reuses_only_the_exact_box_and_equals_a_fresh_pass(video_pipe
         moved[i] = (9, 8, 32, 32)
     tensor = cache.video(window, moved, version=2)
     assert cache.counters["crops_at_window"] == 3 and cache.counters["crops_reused"] == 29
-    crops = [f[y:y + s, x:x + s] for f, (x, y, s, _) in zip(window.frames, moved)]
+    crops = [f[y : y + s, x : x + s] for f, (x, y, s, _) in zip(window.frames, moved)]
     assert np.array_equal(tensor.numpy(), frames_to_tensor(crops, pipeline.spec).numpy())
     # An answer from an older track version never replaces a newer one.
     cache.video(window, boxes, version=1)
@@ -103,6 +103,7 @@ def test_audio_visual_model_falls_back_on_audio_without_a_face():
     class NoFaces:
         def detect(self, rgb):
             return []
+
     model = build_model("tiny-random-av")
     collect = _Collect(expected=1)
     pipeline = AffectPipeline(model, PipelineConfig(face_mode="detect"), collect, detector=NoFaces())
@@ -140,6 +141,7 @@ def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
     16 crops are ready when it falls due (none made on its critical path), and they are exactly
     the crops of the track's boxes at that moment. A frame that completes a window is never a
     keyframe: at 30 Hz every other frame is one."""
+
     class PixelDetector:  # the face box's x is written into the frame's first pixel
         def __init__(self):
             self.seen = []
@@ -151,16 +153,20 @@ def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
     detector = PixelDetector()
     model = build_model("tiny-random-video")  # random weights: plumbing only
     collect = _Collect(expected=4)
-    pipeline = AffectPipeline(model, PipelineConfig(face_mode="detect", face_detect_hz=detect_hz,
-                                                             queue_depth=32, smoothing_window=0),
-                              collect, detector=detector)
+    pipeline = AffectPipeline(
+        model,
+        PipelineConfig(face_mode="detect", face_detect_hz=detect_hz, queue_depth=32, smoothing_window=0),
+        collect,
+        detector=detector,
+    )
     submitted = []
     real_submit = pipeline.engine.submit
 
     def submit(job):
         expected, found = pipeline.track.crops_for_window(job.meta.window)
-        submitted.append((job.meta.window.end_ns, found, job.video.numpy(),
-                          frames_to_tensor(expected, pipeline.spec).numpy()))
+        submitted.append(
+            (job.meta.window.end_ns, found, job.video.numpy(), frames_to_tensor(expected, pipeline.spec).numpy())
+        )
         return real_submit(job)
 
     pipeline.engine.submit = submit

@@ -1,4 +1,5 @@
 """Frames -> (T, 3, S, S) normalised tensors and audio -> (S,) tensors."""
+
 from __future__ import annotations
 
 import cv2
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from duse_ros.affect.preprocess import FramePreprocessor, audio_tensor, frames_to_tensor, resize_center_crop
 from duse_ros.io.conversions import ConversionError
 from duse_ros.models.base import CLIP_MEAN, CLIP_STD, InputSpec
-from duse_ros.affect.preprocess import FramePreprocessor, audio_tensor, frames_to_tensor, resize_center_crop
 
 SPEC = InputSpec()
 
@@ -42,7 +43,7 @@ def test_custom_spec_size_and_statistics():
 
 def test_channel_order_is_kept():
     frame = np.zeros((224, 224, 3), np.uint8)
-    frame[..., 0] = 255                                   # pure red in RGB
+    frame[..., 0] = 255  # pure red in RGB
     out = frames_to_tensor([frame], SPEC)[0]
     assert out[0].mean() > 1 and out[1].mean() < 0 and out[2].mean() < 0
 
@@ -59,7 +60,7 @@ def test_centre_is_kept_when_shrinking_and_enlarging():
     for h, w in [(480, 640), (90, 70)]:
         frame = np.zeros((h, w, 3), np.uint8)
         cy, cx = h // 2, w // 2
-        frame[cy - h // 10:cy + h // 10, cx - h // 10:cx + h // 10] = 255   # centred square
+        frame[cy - h // 10 : cy + h // 10, cx - h // 10 : cx + h // 10] = 255  # centred square
         out = resize_center_crop(frame, 224)[..., 0].astype(float)
         ys, xs = np.nonzero(out > 127)
         assert abs(ys.mean() - 111.5) < 2 and abs(xs.mean() - 111.5) < 2
@@ -73,25 +74,33 @@ def test_close_to_open_clip_transform():
     from PIL import Image
 
     rng = np.random.default_rng(1)
-    noise = sum(cv2.resize(rng.standard_normal((480 // s, 640 // s, 3)).astype(np.float32), (640, 480),
-                           interpolation=cv2.INTER_CUBIC) * s for s in (1, 4, 16))
+    noise = sum(
+        cv2.resize(
+            rng.standard_normal((480 // s, 640 // s, 3)).astype(np.float32), (640, 480), interpolation=cv2.INTER_CUBIC
+        )
+        * s
+        for s in (1, 4, 16)
+    )
     frame = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     reference = open_clip.image_transform(224, is_train=False)
-    for image in (frame, np.ascontiguousarray(frame[100:220, 300:400])):    # shrunk and enlarged
+    for image in (frame, np.ascontiguousarray(frame[100:220, 300:400])):  # shrunk and enlarged
         expected = reference(Image.fromarray(image))
         got = frames_to_tensor([image], SPEC)[0]
         levels = (got - expected).abs() * torch.tensor(CLIP_STD).view(3, 1, 1) * 255
         assert levels.mean() < 1.5, levels.mean()
 
 
-@pytest.mark.parametrize("frames,words", [
-    ([], ["no frames"]),
-    ([np.zeros((10, 10, 3), np.float32)], ["uint8", "float32"]),
-    ([np.zeros((10, 10), np.uint8)], ["(H, W, 3)", "(10, 10)"]),
-    ([np.zeros((10, 10, 4), np.uint8)], ["(H, W, 3)"]),
-    ([np.zeros((0, 10, 3), np.uint8)], ["zero size"]),
-    (["not an image"], ["(H, W, 3)", "str"]),
-])
+@pytest.mark.parametrize(
+    "frames,words",
+    [
+        ([], ["no frames"]),
+        ([np.zeros((10, 10, 3), np.float32)], ["uint8", "float32"]),
+        ([np.zeros((10, 10), np.uint8)], ["(H, W, 3)", "(10, 10)"]),
+        ([np.zeros((10, 10, 4), np.uint8)], ["(H, W, 3)"]),
+        ([np.zeros((0, 10, 3), np.uint8)], ["zero size"]),
+        (["not an image"], ["(H, W, 3)", "str"]),
+    ],
+)
 def test_bad_frames(frames, words):
     with pytest.raises(ConversionError) as caught:
         frames_to_tensor(frames, SPEC)
@@ -111,11 +120,14 @@ def test_audio_tensor():
     assert audio_tensor(np.zeros(3, np.float64)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("samples,length,words", [
-    (np.zeros((2, 10), np.float32), None, ["1-D"]),
-    (np.array([0.0, np.nan], np.float32), None, ["NaN"]),
-    (np.zeros(10, np.float32), 0, ["length"]),
-])
+@pytest.mark.parametrize(
+    "samples,length,words",
+    [
+        (np.zeros((2, 10), np.float32), None, ["1-D"]),
+        (np.array([0.0, np.nan], np.float32), None, ["NaN"]),
+        (np.zeros(10, np.float32), 0, ["length"]),
+    ],
+)
 def test_audio_tensor_rejects(samples, length, words):
     with pytest.raises(ConversionError) as caught:
         audio_tensor(samples, length=length)

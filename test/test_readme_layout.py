@@ -1,5 +1,6 @@
 """README's "How the code is laid out" lists every module of the package and only paths that
 exist: it is the map a newcomer reads, so it must match `git ls-files`."""
+
 from __future__ import annotations
 
 import re

@@ -2,6 +2,7 @@
 2.x: Expression, IdsList, NormalizedRegionOfInterest2D): expression mapping, valence/arousal,
 the per-face publishers and the tracked list, faces and aligned crops taken from another node,
 and what the node does without hri_msgs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,19 +14,43 @@ import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from duse_ros.classes import CLASS_SETS
 from duse_ros.affect.hri import EXPRESSIONS, ExternalFaces, expression_of, unmapped
-from duse_ros.nodes.hri_io import HriFaceInput, HriOutput, import_hri_msgs
 from duse_ros.affect.pipeline import Reading
 from duse_ros.affect.preprocess import FramePreprocessor
-from duse_ros.models import build_model
 from duse_ros.affect.windowing import Window
+from duse_ros.classes import CLASS_SETS
+from duse_ros.models import build_model
+from duse_ros.nodes.hri_io import HriFaceInput, HriOutput, import_hri_msgs
 from duse_ros.timebase import NS
 
 # hri_msgs/Expression's string constants (upstream msg/Expression.msg).
-HRI_VOCABULARY = {"neutral", "angry", "sad", "happy", "surprised", "disgusted", "scared", "pleading", "vulnerable",
-                  "despaired", "guilty", "disappointed", "embarrassed", "horrified", "skeptical", "annoyed",
-                  "furious", "suspicious", "rejected", "bored", "tired", "asleep", "confused", "amazed", "excited"}
+HRI_VOCABULARY = {
+    "neutral",
+    "angry",
+    "sad",
+    "happy",
+    "surprised",
+    "disgusted",
+    "scared",
+    "pleading",
+    "vulnerable",
+    "despaired",
+    "guilty",
+    "disappointed",
+    "embarrassed",
+    "horrified",
+    "skeptical",
+    "annoyed",
+    "furious",
+    "suspicious",
+    "rejected",
+    "bored",
+    "tired",
+    "asleep",
+    "confused",
+    "amazed",
+    "excited",
+}
 
 
 @dataclass
@@ -86,11 +111,28 @@ def reading(face_id: str, probs, smoothed=None, end_ns: int = 5 * NS) -> Reading
     names = list(CLASS_SETS["dfew"].classes)
     probs = np.asarray(probs, np.float32)
     smoothed = np.zeros(0, np.float32) if smoothed is None else np.asarray(smoothed, np.float32)
-    return Reading(window_index=3, window_start_ns=end_ns - NS, window_end_ns=end_ns, modality=1, class_names=names,
-                   probabilities=probs, label=names[int(np.argmax(probs))], confidence=float(probs.max()),
-                   smoothed_probabilities=smoothed, smoothed_label="", smoothed_confidence=0.0,
-                   smoothing_count=int(smoothed.size > 0), face_found=True, frames_used=16, audio_samples_used=0,
-                   audio_rate=16000, latency_s=0.01, face_id=face_id, face_box=(10, 20, 30, 30), image_size=(640, 480))
+    return Reading(
+        window_index=3,
+        window_start_ns=end_ns - NS,
+        window_end_ns=end_ns,
+        modality=1,
+        class_names=names,
+        probabilities=probs,
+        label=names[int(np.argmax(probs))],
+        confidence=float(probs.max()),
+        smoothed_probabilities=smoothed,
+        smoothed_label="",
+        smoothed_confidence=0.0,
+        smoothing_count=int(smoothed.size > 0),
+        face_found=True,
+        frames_used=16,
+        audio_samples_used=0,
+        audio_rate=16000,
+        latency_s=0.01,
+        face_id=face_id,
+        face_box=(10, 20, 30, 30),
+        image_size=(640, 480),
+    )
 
 
 def one_hot(label: str, weight: float = 1.0):
@@ -138,8 +180,11 @@ def test_each_face_gets_its_expression_topic_and_the_tracked_list_follows_the_fa
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5, 0) and msg.confidence == pytest.approx(0.9)
     smoothed = node.publishers["/humans/faces/f7/expression"].sent[0]
     assert smoothed.expression == "sad" and smoothed.confidence == pytest.approx(0.6), "the smoothed vote speaks"
-    assert set(node.publishers) == {"/humans/faces/tracked", "/humans/faces/f3/expression",
-                                    "/humans/faces/f7/expression"}
+    assert set(node.publishers) == {
+        "/humans/faces/tracked",
+        "/humans/faces/f3/expression",
+        "/humans/faces/f7/expression",
+    }
     out.on_faces(6 * NS, ["f7"], "camera")
     ids = node.publishers["/humans/faces/tracked"].sent[-1]
     assert isinstance(ids, IdsList) and ids.ids == ["f7"] and ids.header.stamp.sec == 6
@@ -158,8 +203,13 @@ def test_with_faces_from_ros4hri_the_tracked_list_is_left_to_the_detector():
 
 # ------------------------------------------------------------------------ inputs
 def aligned(stamp_ns: int, value: int, size: int = 128, bad: bool = False) -> Image:
-    msg = Image(height=size, width=size, encoding="rgb8", step=size * 3,
-                data=np.full(size * size * 3 // (2 if bad else 1), value, np.uint8).tobytes())
+    msg = Image(
+        height=size,
+        width=size,
+        encoding="rgb8",
+        step=size * 3,
+        data=np.full(size * size * 3 // (2 if bad else 1), value, np.uint8).tobytes(),
+    )
     msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
     return msg
 
@@ -171,8 +221,12 @@ def test_faces_ids_and_aligned_crops_from_another_node_make_the_windows_clips():
     node, bad = FakeNode(), []
     hri_in = HriFaceInput(node, HRI, faces, lambda kind, e: bad.append(kind))
     hri_in.on_tracked(IdsList(ids=["abc", "xyz"]))
-    assert {"/humans/faces/abc/aligned", "/humans/faces/abc/roi", "/humans/faces/xyz/aligned",
-            "/humans/faces/xyz/roi"} <= set(node.subscriptions)
+    assert {
+        "/humans/faces/abc/aligned",
+        "/humans/faces/abc/roi",
+        "/humans/faces/xyz/aligned",
+        "/humans/faces/xyz/roi",
+    } <= set(node.subscriptions)
     stamps = [int(k * NS / 30) for k in range(60)]
     for k, t in enumerate(stamps):
         node.subscriptions["/humans/faces/abc/aligned"].callback(aligned(t, 200))
@@ -225,8 +279,12 @@ def test_without_hri_msgs_outputs_are_off_with_one_line_and_ros4hri_faces_fail_c
             node.destroy_node()
         err = capfd.readouterr().err
         assert err.count("ROS4HRI outputs off") == 1 and "hri_msgs" in err
-        node = AffectNode(parameter_overrides=[Parameter("model", value="tiny-random-video"),
-                                               Parameter("face_source", value="ros4hri")])
+        node = AffectNode(
+            parameter_overrides=[
+                Parameter("model", value="tiny-random-video"),
+                Parameter("face_source", value="ros4hri"),
+            ]
+        )
         try:
             assert node._pipeline is None and not node._configured
         finally:

@@ -2,6 +2,7 @@
 included: exit code 0, no traceback, no abort. Children of a fork server (test/node_zygote.py)
 make the 40+ start/stop cycles cheap; each child is still a process of its own that gets a
 real signal and exits through the interpreter's normal shutdown."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = {"model": "test-busy-video", "face_mode": "full_frame", "span_s": 0.5, "stride_s": 0.5,
-          "qos.reliability": "reliable", "qos.depth": 50, "queue_depth": 1, "max_batch": 1}
+PARAMS = {
+    "model": "test-busy-video",
+    "face_mode": "full_frame",
+    "span_s": 0.5,
+    "stride_s": 0.5,
+    "qos.reliability": "reliable",
+    "qos.depth": 50,
+    "queue_depth": 1,
+    "max_batch": 1,
+}
 CYCLES = 20
 SIDE_BY_SIDE = 4  # children run at once: most of a cycle is waiting (discovery, interpreter exit)
 BAD_OUTPUT = ("Traceback", "terminate called", "Aborted", "core dumped", "Fatal Python error")
@@ -22,8 +31,14 @@ BAD_OUTPUT = ("Traceback", "terminate called", "Aborted", "core dumped", "Fatal 
 
 @pytest.fixture(scope="module")
 def zygote():
-    proc = subprocess.Popen([sys.executable, str(ROOT / "test" / "node_zygote.py")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "test" / "node_zygote.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
     assert json.loads(proc.stdout.readline()) == {"ready": True}
 
     def run(state: str, sig: str, logs: list[Path], **params) -> list[dict]:
@@ -31,6 +46,7 @@ def zygote():
         proc.stdin.write(json.dumps(request) + "\n")
         proc.stdin.flush()
         return json.loads(proc.stdout.readline())
+
     yield run
     proc.stdin.close()
     proc.wait(timeout=30)

@@ -1,4 +1,5 @@
 """SoftVoter: sliding-window soft voting over the last K probability vectors."""
+
 import numpy as np
 import pytest
 
@@ -7,8 +8,13 @@ from duse_ros.affect.smoothing import SoftVoter
 
 def test_exact_means_and_sliding():
     v = SoftVoter(3)
-    p = [np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]),
-         np.array([0.5, 0.5, 0.0]), np.array([0.2, 0.2, 0.6])]
+    p = [
+        np.array([1.0, 0.0, 0.0]),
+        np.array([0.0, 1.0, 0.0]),
+        np.array([0.0, 0.0, 1.0]),
+        np.array([0.5, 0.5, 0.0]),
+        np.array([0.2, 0.2, 0.6]),
+    ]
     np.testing.assert_array_equal(v.add(p[0]), [1.0, 0.0, 0.0])
     assert v.count == 1
     np.testing.assert_array_equal(v.add(p[1]), [0.5, 0.5, 0.0])

@@ -7,7 +7,7 @@ from duse_ros.affect.stats import LatencyReservoir, RateMeter
 
 def test_percentiles_on_known_data():
     r = LatencyReservoir(capacity=1000)
-    for v in range(100, 0, -1):          # 1..100, added out of order
+    for v in range(100, 0, -1):  # 1..100, added out of order
         r.add(v)
     p50, p95, p0, p100 = r.percentiles(50, 95, 0, 100)
     # Linear interpolation between closest ranks: rank q/100 * (n - 1) of the sorted samples.
@@ -66,20 +66,20 @@ def test_rate_meter_steady_stream_then_stall():
     clock = FakeClock()
     meter = RateMeter(window_s=2.0, clock=clock)
     assert meter.rate_hz() == 0.0
-    for _ in range(90):                  # 3 s at 30 Hz
+    for _ in range(90):  # 3 s at 30 Hz
         clock.t += 1 / 30
         meter.tick()
     assert meter.rate_hz() == pytest.approx(30.0, abs=0.6)
-    clock.t += 1.0                       # one second of silence: half the window is empty
+    clock.t += 1.0  # one second of silence: half the window is empty
     assert meter.rate_hz() == pytest.approx(15.0, abs=0.6)
-    clock.t += 1.5                       # the whole window is empty: a stalled stream reads 0
+    clock.t += 1.5  # the whole window is empty: a stalled stream reads 0
     assert meter.rate_hz() == 0.0
 
 
 def test_rate_meter_first_window_divides_by_elapsed_time():
     clock = FakeClock()
     meter = RateMeter(window_s=5.0, clock=clock)
-    for _ in range(10):                  # 1 s at 10 Hz, well inside the first window
+    for _ in range(10):  # 1 s at 10 Hz, well inside the first window
         clock.t += 0.1
         meter.tick()
     assert meter.rate_hz() == pytest.approx(10.0)

@@ -1,5 +1,6 @@
 """Face identities over synthetic box sequences (BoxTracker), and several faces per window
 (MultiFaceTrack): crossing paths, a face leaving and coming back, detector misses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,6 +41,7 @@ def test_two_faces_crossing_paths_keep_their_ids():
 
 def _iou(a, b):
     from duse_ros.affect.faces import iou
+
     return iou(a, b)
 
 

@@ -1,4 +1,5 @@
 """The trainer, its data pipeline and its evaluation on tiny synthetic sets (CPU, seconds each)."""
+
 import json
 import logging
 
@@ -10,8 +11,16 @@ from duse_ros.checkpoint import read_config
 from duse_ros.models import build_model
 from training import count_params, crossval, evaluate, train
 from training.augment import ClipAugment
-from training.datasets import (DatasetError, VideoClipDataset, read_annotation, read_audio, read_clip,
-                               sample_frames, segment_indices, stratified_split)
+from training.datasets import (
+    DatasetError,
+    VideoClipDataset,
+    read_annotation,
+    read_audio,
+    read_clip,
+    sample_frames,
+    segment_indices,
+    stratified_split,
+)
 from training.layouts import LAYOUTS, load_split, resolve_layout
 from training.synthetic import ORDERS, make_av_dataset, make_motion_dataset
 
@@ -26,9 +35,29 @@ def motion(tmp_path_factory):
 
 
 def run(motion, out_dir, *extra):
-    return train.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(motion),
-                       "--out-dir", str(out_dir), "--epochs", "1", "--batch-size", "4", "--progress", "false",
-                       "--tensorboard", "false", "--val-fraction", "0.5", "--set", "data.folds=3", *extra])
+    return train.main(
+        [
+            "--config",
+            "training/configs/smoke_motion.yaml",
+            "--data",
+            str(motion),
+            "--out-dir",
+            str(out_dir),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--progress",
+            "false",
+            "--tensorboard",
+            "false",
+            "--val-fraction",
+            "0.5",
+            "--set",
+            "data.folds=3",
+            *extra,
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -91,9 +120,26 @@ def test_missing_clip_is_named_with_its_annotation_line(motion, tmp_path):
     (broken / layout["test_ann"].format(fold=2)).parent.mkdir(parents=True)
     (broken / layout["test_ann"].format(fold=2)).write_text((motion / layout["test_ann"].format(fold=2)).read_text())
     with pytest.raises(DatasetError, match=r"set_2.csv:4: clip .*00999 does not exist"):
-        train.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(broken), "--fold", "2",
-                    "--set", "data.folds=3", "--out-dir", str(tmp_path / "out"), "--epochs", "0",
-                    "--tensorboard", "false", "--val-fraction", "0.3"])
+        train.main(
+            [
+                "--config",
+                "training/configs/smoke_motion.yaml",
+                "--data",
+                str(broken),
+                "--fold",
+                "2",
+                "--set",
+                "data.folds=3",
+                "--out-dir",
+                str(tmp_path / "out"),
+                "--epochs",
+                "0",
+                "--tensorboard",
+                "false",
+                "--val-fraction",
+                "0.3",
+            ]
+        )
 
 
 def test_motion_set_frames_carry_no_class_but_their_order_does(motion):
@@ -102,7 +148,7 @@ def test_motion_set_frames_carry_no_class_but_their_order_does(motion):
     assert all(sorted(order) == list(range(16)) for order in ORDERS) and len({tuple(o) for o in ORDERS}) == 7
     for e in entries:
         frames, _, _ = read_clip(e.path, 16, train=False, fps=8.0, span_s=2.0)
-        rows = [int(np.argmax(f.sum(axis=(1, 2)))) for f in frames]   # the bar's row in each frame
+        rows = [int(np.argmax(f.sum(axis=(1, 2)))) for f in frames]  # the bar's row in each frame
         # the bar visits the 16 heights in its class's order (the same 16 heights in every class)
         assert np.corrcoef(rows, ORDERS[e.label])[0, 1] > 0.95, (e.label, rows)
 
@@ -116,8 +162,8 @@ def test_validation_split_is_stratified_and_never_touches_the_test_split(motion)
         assert {e.key for e in val}.isdisjoint(e.key for e in test)
         assert {e.key for e in val}.isdisjoint(e.key for e in kept)
         assert len(kept) + len(val) == len(fold_train)
-        assert sorted({e.label for e in val}) == list(range(7))      # every class is validated
-        assert stratified_split(fold_train, 0.3, seed=5)[1] == val   # seeded
+        assert sorted({e.label for e in val}) == list(range(7))  # every class is validated
+        assert stratified_split(fold_train, 0.3, seed=5)[1] == val  # seeded
     assert stratified_split(fold_train, 0.3, seed=6)[1] != val
 
 
@@ -166,17 +212,48 @@ def test_seeded_runs_repeat_and_resume_continues_the_same_run(motion, tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
     # One epoch, then resume for the second: the same numbers as the uninterrupted run.
     run(motion, tmp_path / "r", "--epochs", "1")
-    resumed = train.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(motion), "--resume",
-                          "--out-dir", str(tmp_path / "r"), "--epochs", "2", "--batch-size", "4", "--progress",
-                          "false", "--tensorboard", "false", "--val-fraction", "0.5", "--set", "data.folds=3"])
+    resumed = train.main(
+        [
+            "--config",
+            "training/configs/smoke_motion.yaml",
+            "--data",
+            str(motion),
+            "--resume",
+            "--out-dir",
+            str(tmp_path / "r"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--progress",
+            "false",
+            "--tensorboard",
+            "false",
+            "--val-fraction",
+            "0.5",
+            "--set",
+            "data.folds=3",
+        ]
+    )
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in a["history"]]
 
     # The checkpoint carries the span, the recipe and the selection; evaluate.py re-scores it alike.
     config = read_config(tmp_path / "a" / "best.json")
     assert config["span_s"] == 2.0 and config["training"]["span_s"] == 2.0
     assert config["training"]["epoch"] == a["best"]["epoch"]
-    report = evaluate.main(["--checkpoint", str(tmp_path / "a" / "best.json"), "--data", str(motion),
-                            "--workers", "0", "--no-progress", "--out-dir", str(tmp_path / "eval")])
+    report = evaluate.main(
+        [
+            "--checkpoint",
+            str(tmp_path / "a" / "best.json"),
+            "--data",
+            str(motion),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--out-dir",
+            str(tmp_path / "eval"),
+        ]
+    )
     assert (report["uar"], report["war"]) == (a["test"]["uar"], a["test"]["war"])
     assert (tmp_path / "eval" / "test.md").read_text().count("|") > 10
     assert (tmp_path / "eval" / "test_confusion.png").read_bytes()[:4] == b"\x89PNG"
@@ -184,9 +261,28 @@ def test_seeded_runs_repeat_and_resume_continues_the_same_run(motion, tmp_path):
 
 
 def test_crossval_summarises_every_fold(motion, tmp_path, capsys):
-    result = crossval.main(["--config", "training/configs/smoke_motion.yaml", "--data", str(motion),
-                            "--out-dir", str(tmp_path), "--epochs", "0", "--batch-size", "8", "--progress", "false",
-                            "--tensorboard", "false", "--val-fraction", "0.5", "--set", "data.folds=3"])
+    result = crossval.main(
+        [
+            "--config",
+            "training/configs/smoke_motion.yaml",
+            "--data",
+            str(motion),
+            "--out-dir",
+            str(tmp_path),
+            "--epochs",
+            "0",
+            "--batch-size",
+            "8",
+            "--progress",
+            "false",
+            "--tensorboard",
+            "false",
+            "--val-fraction",
+            "0.5",
+            "--set",
+            "data.folds=3",
+        ]
+    )
     assert [r["fold"] for r in result["folds"]] == [1, 2, 3]
     uar = np.array([r["uar"] for r in result["folds"]])
     assert result["uar_mean"] == pytest.approx(uar.mean()) and result["uar_std"] == pytest.approx(uar.std())
@@ -196,7 +292,10 @@ def test_crossval_summarises_every_fold(motion, tmp_path, capsys):
 
 
 def test_count_params_needs_no_weights(capsys):
-    rows = {r["name"]: r for r in count_params.main(["duse-vitb16-normal", "duse-vitl14-normal", "duse-vitb16-coop-avgpool"])}
+    rows = {
+        r["name"]: r
+        for r in count_params.main(["duse-vitb16-normal", "duse-vitl14-normal", "duse-vitb16-coop-avgpool"])
+    }
     b16 = rows["duse-vitb16-normal"]
     assert (b16["M"], b16["M_V"], b16["prompts"], b16["frozen"]) == (4, 4, 4 * 4 * 512, 149_620_737)
     assert b16["mlp"] == (512 * 512 + 512) + (512 * 768 + 768)

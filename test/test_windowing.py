@@ -1,4 +1,5 @@
 """Windower: sampling, stride, stream faults and audio cutting on synthetic stamps (data time only)."""
+
 import threading
 
 import numpy as np
@@ -333,7 +334,7 @@ def test_audio_gap_zero_filled_and_overlap_dropped():
             w.add_audio(s + round(50 * NS / RATE), x[50:] * 0 - 1)
     out = feed(w, [stamp(i, 30) for i in range(60)])
     assert w.counters["audio_gaps"] == 1 and w.counters["audio_overlaps"] == 1
-    (_, win), = out
+    ((_, win),) = out
     exp, _ = expected_cut(win, a0)
     hole = (exp >= 16000) & (exp < 17600)
     np.testing.assert_array_equal(win.audio[~hole], exp[~hole])  # the overlap did not overwrite
@@ -348,7 +349,7 @@ def test_low_audio_coverage_gives_none():
         if c % 3 != 0:  # a third of the audio only
             w.add_audio(s, x)
     out = feed(w, [stamp(i, 30) for i in range(60)])
-    (_, win), = out
+    ((_, win),) = out
     assert win.audio is None and win.audio_start_ns is None
     assert 0.5 < win.audio_coverage < 0.9
     assert w.counters["windows_without_audio"] == 1 and w.counters["audio_low_coverage"] == 1

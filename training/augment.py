@@ -7,11 +7,12 @@ input size); brightness, contrast and saturation are one multiply-add each. The 
 options (the paper names the operations, not their ranges); the defaults are the usual ones for
 face clips.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -24,16 +25,16 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 @dataclass(frozen=True)
 class ClipAugment:
-    crop_scale: tuple[float, float] = (0.7, 1.0)      # area of the crop relative to the frame
+    crop_scale: tuple[float, float] = (0.7, 1.0)  # area of the crop relative to the frame
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio of the crop
-    flip: float = 0.5                                 # probability of a horizontal flip
-    rotation_deg: float = 10.0                        # uniform in +-rotation_deg
-    brightness: float = 0.3                           # factors uniform in [1 - x, 1 + x]
+    flip: float = 0.5  # probability of a horizontal flip
+    rotation_deg: float = 10.0  # uniform in +-rotation_deg
+    brightness: float = 0.3  # factors uniform in [1 - x, 1 + x]
     contrast: float = 0.3
     saturation: float = 0.3
 
     @classmethod
-    def from_dict(cls, options: dict | None) -> "ClipAugment":
+    def from_dict(cls, options: dict | None) -> ClipAugment:
         options = dict(options or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
@@ -80,10 +81,14 @@ class ClipAugment:
         size = int(spec.image_size)
         params = self.draw(*frames[0].shape[:2], rng)
         matrix = self.warp_matrix(params, size)
-        clip = np.stack([cv2.warpAffine(f, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_REFLECT_101) for f in frames]).astype(np.float32)
+        clip = np.stack(
+            [
+                cv2.warpAffine(f, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+                for f in frames
+            ]
+        ).astype(np.float32)
         clip *= params["brightness"]
-        grey = clip @ _LUMA                                            # (T, S, S)
+        grey = clip @ _LUMA  # (T, S, S)
         clip = (clip - grey.mean()) * params["contrast"] + grey.mean()  # one mean for the clip
         grey = (clip @ _LUMA)[..., None]
         clip = (clip - grey) * params["saturation"] + grey

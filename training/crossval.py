@@ -8,6 +8,7 @@ Takes train.py's options. Fold K trains into `<out_dir>/fold<K>/`; the summary g
 population std over the folds). Folds already finished (their summary.json exists) are reused,
 so an interrupted cross-validation restarts where it stopped.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,23 +48,38 @@ def run_folds(recipe: dict) -> dict:
             log.info("fold %d: already trained (%s)", fold, done)
         else:
             run = copy.deepcopy(recipe)
-            run.update(fold=fold, out_dir=str(fold_dir), resume=recipe.get("resume") and (fold_dir / "last.json").is_file())
+            run.update(
+                fold=fold, out_dir=str(fold_dir), resume=recipe.get("resume") and (fold_dir / "last.json").is_file()
+            )
             summary = train(run)
-            if not summary:   # not the main process of a distributed run
+            if not summary:  # not the main process of a distributed run
                 continue
-        rows.append({"fold": fold, "uar": summary["test"]["uar"], "war": summary["test"]["war"],
-                     "checkpoint": summary["checkpoint"]})
+        rows.append(
+            {
+                "fold": fold,
+                "uar": summary["test"]["uar"],
+                "war": summary["test"]["war"],
+                "checkpoint": summary["checkpoint"],
+            }
+        )
     if not rows:
         return {}
     table = summary_table(rows)
     uar, war = np.array([r["uar"] for r in rows]), np.array([r["war"] for r in rows])
-    result = {"folds": rows, "uar_mean": float(uar.mean()), "uar_std": float(uar.std()),
-              "war_mean": float(war.mean()), "war_std": float(war.std())}
+    result = {
+        "folds": rows,
+        "uar_mean": float(uar.mean()),
+        "uar_std": float(uar.std()),
+        "war_mean": float(war.mean()),
+        "war_std": float(war.std()),
+    }
     (out_dir / "crossval.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "crossval.md").write_text(f"# {recipe['model']}: {len(rows)}-fold test scores\n\n{table}\n")
     print(table)
-    print(f"{len(rows)} folds: UAR {100 * result['uar_mean']:.2f} +- {100 * result['uar_std']:.2f}%  "
-          f"WAR {100 * result['war_mean']:.2f} +- {100 * result['war_std']:.2f}%")
+    print(
+        f"{len(rows)} folds: UAR {100 * result['uar_mean']:.2f} +- {100 * result['uar_std']:.2f}%  "
+        f"WAR {100 * result['war_mean']:.2f} +- {100 * result['war_std']:.2f}%"
+    )
     return result
 
 

@@ -22,21 +22,22 @@ frame's time, `audio_s` seconds long (zero-padded at the end). It is read from a
 the clip (`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or else from the video
 file's audio stream with PyAV.
 """
+
 from __future__ import annotations
 
 import re
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from duse_ros.models.base import InputSpec
 from duse_ros.affect.preprocess import FramePreprocessor
+from duse_ros.models.base import InputSpec
 
 from .augment import ClipAugment
 
@@ -44,9 +45,16 @@ FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 # Names the datasets use for the classes of duse_ros.classes (FERV39k writes "Happy", DFEW
 # "happy", MAFW "happiness").
 LABEL_ALIASES = {
-    "happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
-    "disgusted": "disgust", "fearful": "fear", "scared": "fear", "anxious": "anxiety",
-    "helpless": "helplessness", "disappointed": "disappointment",
+    "happy": "happiness",
+    "sad": "sadness",
+    "angry": "anger",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "scared": "fear",
+    "anxious": "anxiety",
+    "helpless": "helplessness",
+    "disappointed": "disappointment",
 }
 
 
@@ -77,9 +85,14 @@ def _label_index(field: str, class_names: Sequence[str] | None, label_base: int)
     return list(class_names).index(name) if name in class_names else None
 
 
-def read_annotation(path: str | Path, root: str | Path | None = None, label_base: int = 1,
-                    class_names: Sequence[str] | None = None, clip_format: str = "{}",
-                    skip_labels: Sequence[int] = ()) -> list[ClipEntry]:
+def read_annotation(
+    path: str | Path,
+    root: str | Path | None = None,
+    label_base: int = 1,
+    class_names: Sequence[str] | None = None,
+    clip_format: str = "{}",
+    skip_labels: Sequence[int] = (),
+) -> list[ClipEntry]:
     """Parse an annotation file. `clip_format` turns the clip field into a path below `root`
     (DFEW: "{:05d}" for its numeric video names); `skip_labels` are raw label values to leave
     out (DFEW's 0 marks clips without a single label)."""
@@ -101,13 +114,17 @@ def read_annotation(path: str | Path, root: str | Path | None = None, label_base
             if header_allowed:
                 header_allowed = False
                 continue
-            raise DatasetError(f"{where}: label {fields[-1]!r} is neither a number nor a class name"
-                               + (f" of {list(class_names)}" if class_names else ""))
+            raise DatasetError(
+                f"{where}: label {fields[-1]!r} is neither a number nor a class name"
+                + (f" of {list(class_names)}" if class_names else "")
+            )
         header_allowed = False
         if fields[-1].lstrip("-").isdigit() and int(fields[-1]) in skip_labels:
             continue
         if class_names is not None and not 0 <= label < len(class_names):
-            raise DatasetError(f"{where}: label {fields[-1]} is outside {label_base}..{label_base + len(class_names) - 1}")
+            raise DatasetError(
+                f"{where}: label {fields[-1]} is outside {label_base}..{label_base + len(class_names) - 1}"
+            )
         clip = fields[0]
         try:
             clip = clip_format.format(int(clip)) if clip.isdigit() else clip_format.format(clip)
@@ -140,8 +157,14 @@ def segment_indices(num_frames: int, segments: int, train: bool, rng: np.random.
     return np.minimum(positions.astype(int), num_frames - 1).tolist()
 
 
-def sample_frames(num_frames: int, segments: int, fps: float, span_s: float | None, train: bool,
-                  rng: np.random.Generator | None = None) -> list[int]:
+def sample_frames(
+    num_frames: int,
+    segments: int,
+    fps: float,
+    span_s: float | None,
+    train: bool,
+    rng: np.random.Generator | None = None,
+) -> list[int]:
     """`segments` frame indices from a window of `span_s` seconds of a clip of `num_frames` frames
     at `fps` (see the module docstring). Short clips (or span None) use every frame's range."""
     window = num_frames if span_s is None else int(min(num_frames, max(1, round(span_s * fps))))
@@ -160,7 +183,9 @@ def _natural_key(name: str) -> list:
 
 
 def frame_files(path: Path) -> list[Path]:
-    files = sorted((f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=lambda f: _natural_key(f.name))
+    files = sorted(
+        (f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=lambda f: _natural_key(f.name)
+    )
     if not files:
         raise DatasetError(f"clip directory {path} has no frames ({sorted(FRAME_SUFFIXES)})")
     return files
@@ -201,8 +226,14 @@ def clip_length(path: Path, fps: float) -> tuple[int, float]:
     return count, float(video_fps) if video_fps and video_fps > 0 else fps
 
 
-def read_clip(path: Path, segments: int, train: bool, rng: np.random.Generator | None = None, fps: float = 25.0,
-              span_s: float | None = None) -> tuple[list[np.ndarray], float, float]:
+def read_clip(
+    path: Path,
+    segments: int,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    fps: float = 25.0,
+    span_s: float | None = None,
+) -> tuple[list[np.ndarray], float, float]:
     """The sampled frames of a clip as (H, W, 3) uint8 RGB arrays, the first sampled frame's time
     (s) and the clip's frame rate."""
     if path.is_dir():
@@ -244,8 +275,9 @@ def read_video_audio(path: Path, rate: int) -> np.ndarray:
     try:
         import av
     except ImportError:
-        raise DatasetError(f"{path}: reading audio from video files needs PyAV (pip install av); "
-                           "or put a .wav beside the clip") from None
+        raise DatasetError(
+            f"{path}: reading audio from video files needs PyAV (pip install av); or put a .wav beside the clip"
+        ) from None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -274,8 +306,8 @@ def read_audio(clip: Path, rate: int) -> np.ndarray:
 def cut_audio(samples: np.ndarray, start_s: float, length: int, rate: int) -> np.ndarray:
     start = int(round(start_s * rate))
     out = np.zeros(length, np.float32)
-    piece = samples[start:start + length]
-    out[:piece.size] = piece
+    piece = samples[start : start + length]
+    out[: piece.size] = piece
     return out
 
 
@@ -286,13 +318,24 @@ class VideoClipDataset(Dataset):
     frame of a clip). Randomness comes from (seed, epoch, index), so a run is repeatable whatever
     the number of loader workers; call `set_epoch` before each epoch."""
 
-    def __init__(self, entries: Sequence[ClipEntry], spec: InputSpec, num_classes: int, train: bool,
-                 fps: float = 25.0, span_s: float | None = None, audio_s: float | None = None,
-                 augment: ClipAugment | None = None, seed: int = 0):
+    def __init__(
+        self,
+        entries: Sequence[ClipEntry],
+        spec: InputSpec,
+        num_classes: int,
+        train: bool,
+        fps: float = 25.0,
+        span_s: float | None = None,
+        audio_s: float | None = None,
+        augment: ClipAugment | None = None,
+        seed: int = 0,
+    ):
         bad = [e for e in entries if not 0 <= e.label < num_classes]
         if bad:
-            raise DatasetError(f"{len(bad)} clips have labels outside 0..{num_classes - 1} "
-                               f"(after label_base), e.g. {bad[0].source or bad[0].path} -> {bad[0].label}")
+            raise DatasetError(
+                f"{len(bad)} clips have labels outside 0..{num_classes - 1} "
+                f"(after label_base), e.g. {bad[0].source or bad[0].path} -> {bad[0].label}"
+            )
         self.entries = list(entries)
         self.spec = spec
         self.preprocess = FramePreprocessor(spec)
@@ -328,7 +371,9 @@ class VideoClipDataset(Dataset):
         return item
 
 
-def stratified_split(entries: Sequence[ClipEntry], fraction: float, seed: int) -> tuple[list[ClipEntry], list[ClipEntry]]:
+def stratified_split(
+    entries: Sequence[ClipEntry], fraction: float, seed: int
+) -> tuple[list[ClipEntry], list[ClipEntry]]:
     """(train, validation) carved from a training fold: `fraction` of each class (at least one
     clip of every class with two or more), chosen by `seed`. Order within each part is kept."""
     if not 0.0 < fraction < 1.0:

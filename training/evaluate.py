@@ -9,10 +9,10 @@ The dataset layout, frame rate and clip span come from the recipe that trained t
 (scores, confusion, support), `<split>.md` (the per-class recall table, like the DuSE paper's
 Table II) and `<split>_confusion.png`. train.py writes the same for its test fold.
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duse_ros.checkpoint import read_config  # noqa: E402
-from duse_ros.metrics import recall_table, score  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
+from duse_ros.metrics import recall_table, score  # noqa: E402
 from training.datasets import VideoClipDataset, check_entries  # noqa: E402
 from training.layouts import load_split, resolve_layout  # noqa: E402
 from training.train import pick_device, predict, write_report  # noqa: E402
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("data."):
             raise SystemExit(f"--set expects data.KEY=VALUE, got {item!r}")
-        data[key[len("data."):]] = yaml.safe_load(value)
+        data[key[len("data.") :]] = yaml.safe_load(value)
     layout = resolve_layout(data)
     fold = args.fold if args.fold is not None else int(training.get("fold", 1))
 
@@ -74,17 +74,34 @@ def main(argv: list[str] | None = None) -> dict:
     entries = load_split(args.data, layout, args.split, fold, classes)
     check_entries(entries)
     span_s = recipe.get("span_s", model.config().get("span_s"))
-    dataset = VideoClipDataset(entries, model.input_spec, len(classes), train=False, fps=float(layout["fps"]),
-                               span_s=span_s, audio_s=recipe.get("audio_s") or training.get("span_s"))
+    dataset = VideoClipDataset(
+        entries,
+        model.input_spec,
+        len(classes),
+        train=False,
+        fps=float(layout["fps"]),
+        span_s=span_s,
+        audio_s=recipe.get("audio_s") or training.get("span_s"),
+    )
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     amp = device.type == "cuda" and not args.no_amp
     labels, predictions, _ = predict(model, loader, device, amp, not args.no_progress, args.split)
     scores = score(labels, predictions, classes)
     out_dir = Path(args.out_dir) if args.out_dir else checkpoint.parent / f"eval_{args.split}_fold{fold}"
     title = f"{model.model_id}, fold {fold}, {args.split}"
-    report = write_report(scores, out_dir, args.split, title,
-                          extra={"checkpoint": str(checkpoint), "data": str(args.data), "fold": fold,
-                                 "layout": layout, "clips": len(dataset)})
+    report = write_report(
+        scores,
+        out_dir,
+        args.split,
+        title,
+        extra={
+            "checkpoint": str(checkpoint),
+            "data": str(args.data),
+            "fold": fold,
+            "layout": layout,
+            "clips": len(dataset),
+        },
+    )
     print(recall_table(scores))
     print(f"{args.split} fold {fold}: UAR {100 * scores.uar:.2f}%  WAR {100 * scores.war:.2f}%  -> {out_dir}")
     return report

@@ -15,6 +15,7 @@ line (`--set data.train_ann=...`), for copies that were unpacked or re-extracted
   their audio) in `data/clips/`, `<clip>` with or without its extension (`clip_format`).
 - generic: `set_{fold}/train.txt` and `set_{fold}/test.txt` beside the clips (the synthetic sets).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,26 +26,48 @@ from .datasets import ClipEntry, DatasetError, read_annotation
 
 LAYOUTS: dict[str, dict] = {
     "dfew": {
-        "class_set": "dfew", "folds": 5, "label_base": 1, "skip_labels": [0], "fps": 30.0,
+        "class_set": "dfew",
+        "folds": 5,
+        "label_base": 1,
+        "skip_labels": [0],
+        "fps": 30.0,
         "train_ann": "EmoLabel_DataSplit/train(single-labeled)/set_{fold}.csv",
         "test_ann": "EmoLabel_DataSplit/test(single-labeled)/set_{fold}.csv",
-        "clip_root": "Clip/clip_224x224", "clip_format": "{:05d}",
+        "clip_root": "Clip/clip_224x224",
+        "clip_format": "{:05d}",
     },
     "ferv39k": {
-        "class_set": "ferv39k", "folds": 0, "label_base": 0, "skip_labels": [], "fps": 30.0,
-        "train_ann": "EmoLabel/train_All.csv", "test_ann": "EmoLabel/test_All.csv",
-        "clip_root": "2_ClipsforFaceCrop", "clip_format": "{}",
+        "class_set": "ferv39k",
+        "folds": 0,
+        "label_base": 0,
+        "skip_labels": [],
+        "fps": 30.0,
+        "train_ann": "EmoLabel/train_All.csv",
+        "test_ann": "EmoLabel/test_All.csv",
+        "clip_root": "2_ClipsforFaceCrop",
+        "clip_format": "{}",
     },
     "mafw": {
-        "class_set": "mafw", "folds": 5, "label_base": 1, "skip_labels": [], "fps": 25.0,
+        "class_set": "mafw",
+        "folds": 5,
+        "label_base": 1,
+        "skip_labels": [],
+        "fps": 25.0,
         "train_ann": "Train & Test Set/single/no_caption/set_{fold}/train.txt",
         "test_ann": "Train & Test Set/single/no_caption/set_{fold}/test.txt",
-        "clip_root": "data/clips", "clip_format": "{}",
+        "clip_root": "data/clips",
+        "clip_format": "{}",
     },
     "generic": {
-        "class_set": "dfew", "folds": 5, "label_base": 1, "skip_labels": [], "fps": 8.0,
-        "train_ann": "set_{fold}/train.txt", "test_ann": "set_{fold}/test.txt",
-        "clip_root": ".", "clip_format": "{}",
+        "class_set": "dfew",
+        "folds": 5,
+        "label_base": 1,
+        "skip_labels": [],
+        "fps": 8.0,
+        "train_ann": "set_{fold}/train.txt",
+        "test_ann": "set_{fold}/test.txt",
+        "clip_root": ".",
+        "clip_format": "{}",
     },
 }
 
@@ -71,9 +94,16 @@ def load_split(data_dir: str | Path, layout: dict, split: str, fold: int, class_
         raise DatasetError(f"{layout.get('layout')}: fold {fold} is outside 1..{layout['folds']}")
     expected = list(get_class_set(layout["class_set"]).classes)
     if list(class_names) != expected:
-        raise DatasetError(f"the model's classes {list(class_names)} are not the {layout['class_set']} "
-                           f"class set {expected} that this layout's labels index")
+        raise DatasetError(
+            f"the model's classes {list(class_names)} are not the {layout['class_set']} "
+            f"class set {expected} that this layout's labels index"
+        )
     annotation = data_dir / layout[f"{split}_ann"].format(fold=fold)
-    return read_annotation(annotation, data_dir / layout["clip_root"], label_base=int(layout["label_base"]),
-                           class_names=class_names, clip_format=layout["clip_format"],
-                           skip_labels=[int(v) for v in layout["skip_labels"]])
+    return read_annotation(
+        annotation,
+        data_dir / layout["clip_root"],
+        label_base=int(layout["label_base"]),
+        class_names=class_names,
+        clip_format=layout["clip_format"],
+        skip_labels=[int(v) for v in layout["skip_labels"]],
+    )

@@ -12,6 +12,7 @@ exactly one modality: a class colour in the video with noise for audio, or a cla
 audio with grey noise for video. Either modality alone is right on about half of the clips; a
 model that uses both can be right on nearly all.
 """
+
 from __future__ import annotations
 
 import wave
@@ -28,7 +29,7 @@ def _orders() -> list[list[int]]:
     up = list(range(STEPS))
     there_back = up[0::2] + up[1::2][::-1]
     two_sweeps = up[0::2] + up[1::2]
-    zigzag = [v for pair in zip(up[:STEPS // 2], up[::-1][:STEPS // 2]) for v in pair]
+    zigzag = [v for pair in zip(up[: STEPS // 2], up[::-1][: STEPS // 2]) for v in pair]
     return [up, up[::-1], there_back, there_back[::-1], two_sweeps, two_sweeps[::-1], zigzag]
 
 
@@ -45,20 +46,21 @@ def _motion_clip(order: list[int], size: int, rng: np.random.Generator) -> list[
     rows = np.arange(size, dtype=np.float32)[:, None, None]
     frames = []
     for k in order:
-        bar = np.exp(-((rows - heights[k]) ** 2) / (2 * (size / 20) ** 2))          # (size, 1, 1)
+        bar = np.exp(-((rows - heights[k]) ** 2) / (2 * (size / 20) ** 2))  # (size, 1, 1)
         frame = background + bar * (colour - background) + rng.normal(0, 6, (size, size, 3))
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))
     return frames
 
 
-def make_motion_dataset(root: str | Path, clips_per_class: int = 40, size: int = 48, folds: int = 5,
-                        seed: int = 0) -> Path:
+def make_motion_dataset(
+    root: str | Path, clips_per_class: int = 40, size: int = 48, folds: int = 5, seed: int = 0
+) -> Path:
     """Write the motion-only set in DFEW's layout under `root` (frames at 8 fps: a clip is 2 s)
     and return `root`. Clip k of each class goes to test fold (k % folds) + 1."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     clip_dir = root / "Clip" / "clip_224x224"
-    rows: list[tuple[int, int, int]] = []   # (video id, label 1..7, fold)
+    rows: list[tuple[int, int, int]] = []  # (video id, label 1..7, fold)
     video_id = 0
     for k in range(clips_per_class):
         for label, order in enumerate(ORDERS):
@@ -86,14 +88,22 @@ def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
         f.writeframes(pcm.tobytes())
 
 
-def make_av_dataset(root: str | Path, clips_per_class: int = 24, num_classes: int = 7, size: int = 48,
-                    rate: int = 16000, seconds: float = 2.0, folds: int = 5, seed: int = 0) -> Path:
+def make_av_dataset(
+    root: str | Path,
+    clips_per_class: int = 24,
+    num_classes: int = 7,
+    size: int = 48,
+    rate: int = 16000,
+    seconds: float = 2.0,
+    folds: int = 5,
+    seed: int = 0,
+) -> Path:
     """Write the audio-visual set (generic layout, 8 fps frames + `<clip>.wav`) and return `root`.
     Even-numbered clips of a class carry it in the video, odd ones in the audio."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     hues = np.linspace(0, 180, num_classes, endpoint=False)
-    tones = 220.0 * 2 ** (np.arange(num_classes) / 2)           # half an octave apart
+    tones = 220.0 * 2 ** (np.arange(num_classes) / 2)  # half an octave apart
     t = np.arange(int(seconds * rate)) / rate
     rows: list[tuple[str, int, int]] = []
     for k in range(clips_per_class):
@@ -109,8 +119,9 @@ def make_av_dataset(root: str | Path, clips_per_class: int = 24, num_classes: in
                 hsv[..., 2] = rng.integers(80, 200, (size, size))
                 cv2.imwrite(str(folder / f"{i + 1:05d}.png"), cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))
             noise = rng.normal(0, 0.1, t.size)
-            audio = noise + (0.5 * np.sin(2 * np.pi * tones[label] * t + rng.uniform(0, 2 * np.pi))
-                             if not in_video else 0.0)
+            audio = noise + (
+                0.5 * np.sin(2 * np.pi * tones[label] * t + rng.uniform(0, 2 * np.pi)) if not in_video else 0.0
+            )
             write_wav(root / f"{name}.wav", audio, rate)
             rows.append((name, label + 1, k % folds + 1))
     for fold in range(1, folds + 1):

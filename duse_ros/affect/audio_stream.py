@@ -10,6 +10,7 @@ Input sizes what gets allocated, so input is bounded before anything is: a chunk
 rate lies outside [min_rate, max_rate] or that lasts longer than `max_chunk_s` is refused
 (`AudioRefused`, counted in `refused`) before it is decoded or resampled.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -18,7 +19,6 @@ import numpy as np
 
 from duse_ros.io.conversions import StreamResampler
 from duse_ros.timebase import NS
-
 
 
 class AudioRefused(ValueError):
@@ -30,8 +30,14 @@ class AudioRefused(ValueError):
 
 
 class AudioStream:
-    def __init__(self, target_rate: int, max_drift_s: float = 0.05, min_rate: int = 1000,
-                 max_rate: int = 384000, max_chunk_s: float = 2.0):
+    def __init__(
+        self,
+        target_rate: int,
+        max_drift_s: float = 0.05,
+        min_rate: int = 1000,
+        max_rate: int = 384000,
+        max_chunk_s: float = 2.0,
+    ):
         self.target_rate = int(target_rate)
         self.max_drift_ns = int(max_drift_s * NS)
         self.min_rate, self.max_rate, self.max_chunk_s = int(min_rate), int(max_rate), float(max_chunk_s)
@@ -39,20 +45,26 @@ class AudioStream:
         self.refused: Counter[str] = Counter()
         self._resampler: StreamResampler | None = None
         self._origin_ns = 0
-        self._inputs = 0    # input samples since the origin
-        self._outputs = 0   # output samples since the origin
+        self._inputs = 0  # input samples since the origin
+        self._outputs = 0  # output samples since the origin
 
     def check(self, sample_rate: int, frames: int) -> None:
         """Refuse (AudioRefused, counted) a chunk of `frames` samples per channel at `sample_rate`
         that lies outside the limits; call it before decoding the chunk."""
         if not self.min_rate <= sample_rate <= self.max_rate:
             self.refused["sample_rate"] += 1
-            raise AudioRefused("sample_rate", f"sample_rate {sample_rate} Hz is outside the accepted "
-                                              f"{self.min_rate}..{self.max_rate} Hz (audio.min_sample_rate/max_sample_rate)")
+            raise AudioRefused(
+                "sample_rate",
+                f"sample_rate {sample_rate} Hz is outside the accepted "
+                f"{self.min_rate}..{self.max_rate} Hz (audio.min_sample_rate/max_sample_rate)",
+            )
         if frames > self.max_chunk_s * sample_rate:
             self.refused["chunk_too_long"] += 1
-            raise AudioRefused("chunk_too_long", f"chunk of {frames} samples at {sample_rate} Hz lasts "
-                                                 f"{frames / sample_rate:.3g} s, more than audio.max_chunk_s = {self.max_chunk_s:g} s")
+            raise AudioRefused(
+                "chunk_too_long",
+                f"chunk of {frames} samples at {sample_rate} Hz lasts "
+                f"{frames / sample_rate:.3g} s, more than audio.max_chunk_s = {self.max_chunk_s:g} s",
+            )
 
     def push(self, stamp_ns: int, mono: np.ndarray, sample_rate: int) -> tuple[int, np.ndarray]:
         """Add one chunk of float32 mono at `sample_rate` stamped at its first sample; returns

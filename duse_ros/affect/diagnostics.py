@@ -1,6 +1,7 @@
 """The names affect_node uses on /diagnostics, defined once for the node and for everything that
 reads them (the demo, the bag tools, tests and benchmarks). Keys are `<group>.<counter>` strings;
 the pipeline's own groups (`window.`, `inference.`, `face.`, `pipeline.`) come from its stages."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -25,6 +25,7 @@ Threading:
 Precision: on CUDA with `half=True` the forward runs under `torch.autocast("cuda", float16)`;
 on CPU it is always fp32 (`half` is ignored with one warning). Softmax is taken in fp32.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,36 +33,37 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from duse_ros.models.base import AffectModel, ModelOutput
 from duse_ros.affect.stats import LatencyReservoir
+from duse_ros.models.base import AffectModel, ModelOutput
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Job:
-    key: int                          # the caller's id (e.g. the window index)
-    video: torch.Tensor | None        # (T, 3, H, W) float32, preprocessed, or (N, T, 3, H, W): N clips
-                                      # (faces) of one window; None: audio only
-    audio: torch.Tensor | None        # (S,) float32 mono waveform, shared by a job's clips; None: video only
-    meta: Any = None                  # passed through to the Result untouched
-    deadline: float | None = None     # time.monotonic() after which the job is skipped, not run
+    key: int  # the caller's id (e.g. the window index)
+    video: torch.Tensor | None  # (T, 3, H, W) float32, preprocessed, or (N, T, 3, H, W): N clips
+    # (faces) of one window; None: audio only
+    audio: torch.Tensor | None  # (S,) float32 mono waveform, shared by a job's clips; None: video only
+    meta: Any = None  # passed through to the Result untouched
+    deadline: float | None = None  # time.monotonic() after which the job is skipped, not run
 
 
 @dataclass
 class Result:
     job: Job
-    probabilities: np.ndarray         # (C,) float32 softmax in the model's class order, (N, C) for a job of
-                                      # N clips; empty on error
-    latency_s: float                  # wall time of the forward of this job's batch
-    batch_size: int                   # jobs in that forward
-    error: str | None = None          # "ExceptionType: message" when the forward failed
+    probabilities: np.ndarray  # (C,) float32 softmax in the model's class order, (N, C) for a job of
+    # N clips; empty on error
+    latency_s: float  # wall time of the forward of this job's batch
+    batch_size: int  # jobs in that forward
+    error: str | None = None  # "ExceptionType: message" when the forward failed
 
 
 @dataclass(frozen=True)
@@ -70,18 +72,18 @@ class EngineSnapshot:
     errors, dropped_queue_full or dropped_shutdown, or is still pending/in flight."""
 
     submitted: int
-    completed: int                    # delivered with probabilities
-    errors: int                       # delivered with an error (the forward raised or gave non-finite values)
-    dropped_queue_full: int           # pushed out of the queue by a newer job
-    dropped_shutdown: int             # pending at stop(), cancelled in flight by stop(), or submitted while stopped
-    dropped_stale: int                # past their deadline when the worker reached them (max_window_age_s)
-    callback_errors: int              # on_result raised
+    completed: int  # delivered with probabilities
+    errors: int  # delivered with an error (the forward raised or gave non-finite values)
+    dropped_queue_full: int  # pushed out of the queue by a newer job
+    dropped_shutdown: int  # pending at stop(), cancelled in flight by stop(), or submitted while stopped
+    dropped_stale: int  # past their deadline when the worker reached them (max_window_age_s)
+    callback_errors: int  # on_result raised
     pending: int
     in_flight: int
-    latency_p50_s: float | None       # per forward (batch), over the most recent forwards
+    latency_p50_s: float | None  # per forward (batch), over the most recent forwards
     latency_p95_s: float | None
     device: str
-    half: bool                        # fp16 autocast actually in use
+    half: bool  # fp16 autocast actually in use
     batch_histogram: dict[int, int] = field(default_factory=dict)  # batch size -> forwards run
 
 
@@ -111,11 +113,19 @@ class EngineStats:
         with self._lock:
             c = self._counts
             return EngineSnapshot(
-                submitted=c["submitted"], completed=c["completed"], errors=c["errors"],
-                dropped_queue_full=c["dropped_queue_full"], dropped_shutdown=c["dropped_shutdown"],
+                submitted=c["submitted"],
+                completed=c["completed"],
+                errors=c["errors"],
+                dropped_queue_full=c["dropped_queue_full"],
+                dropped_shutdown=c["dropped_shutdown"],
                 dropped_stale=c["dropped_stale"],
-                callback_errors=c["callback_errors"], pending=c["pending"], in_flight=c["in_flight"],
-                latency_p50_s=p50, latency_p95_s=p95, device=self._device, half=self._half,
+                callback_errors=c["callback_errors"],
+                pending=c["pending"],
+                in_flight=c["in_flight"],
+                latency_p50_s=p50,
+                latency_p95_s=p95,
+                device=self._device,
+                half=self._half,
                 batch_histogram=dict(sorted(self._batches.items())),
             )
 
@@ -138,11 +148,14 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(
             f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
             f"CUDA build: {torch.version.cuda or 'none'}): set device to 'cpu' or 'auto', "
-            "or install a CUDA build of torch on a machine with an NVIDIA driver")
+            "or install a CUDA build of torch on a machine with an NVIDIA driver"
+        )
     count = torch.cuda.device_count()
     index = torch.cuda.current_device() if dev.index is None else dev.index
     if index >= count:
-        raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s): use cuda:0..cuda:{count - 1}")
+        raise ValueError(
+            f"device {device!r} requested but this machine has {count} CUDA device(s): use cuda:0..cuda:{count - 1}"
+        )
     return torch.device("cuda", index)
 
 
@@ -152,16 +165,19 @@ class ForwardCancelled(Exception):
 
 def _structure(job: Job) -> tuple:
     """Jobs with equal structure can share one forward."""
+
     def describe(t: torch.Tensor | None, dims: int):
         return None if t is None else (tuple(t.shape[-dims:]), t.dtype)
+
     return describe(job.video, 4), describe(job.audio, 1)
 
 
 def _validate(job: Job) -> None:
     if job.video is None and job.audio is None:
         raise ValueError(f"job {job.key}: needs video or audio, got neither")
-    if job.video is not None and (job.video.dim() not in (4, 5) or job.video.shape[-3] != 3
-                                  or job.video.dim() == 5 and job.video.shape[0] < 1):
+    if job.video is not None and (
+        job.video.dim() not in (4, 5) or job.video.shape[-3] != 3 or job.video.dim() == 5 and job.video.shape[0] < 1
+    ):
         raise ValueError(f"job {job.key}: video must be (T, 3, H, W) or (N, T, 3, H, W), got {tuple(job.video.shape)}")
     if job.audio is not None and job.audio.dim() != 1:
         raise ValueError(f"job {job.key}: audio must be (S,), got {tuple(job.audio.shape)}")
@@ -197,9 +213,16 @@ class InferenceEngine:
     on_result: required, called on the worker thread.
     """
 
-    def __init__(self, model: AffectModel, device: str = "cpu", half: bool = False,
-                 queue_depth: int = 2, max_batch: int = 4,
-                 on_result: Callable[[Result], None] | None = None, name: str = "duse-engine"):
+    def __init__(
+        self,
+        model: AffectModel,
+        device: str = "cpu",
+        half: bool = False,
+        queue_depth: int = 2,
+        max_batch: int = 4,
+        on_result: Callable[[Result], None] | None = None,
+        name: str = "duse-engine",
+    ):
         if on_result is None or not callable(on_result):
             raise TypeError("on_result is required: a callable taking a Result (called on the worker thread)")
         if queue_depth < 1:
@@ -210,7 +233,9 @@ class InferenceEngine:
         self.device = resolve_device(device)
         self.half = bool(half) and self.device.type == "cuda"
         if half and not self.half:
-            log.warning("half precision requested on %s: ignored, running fp32 (fp16 autocast is CUDA only)", self.device)
+            log.warning(
+                "half precision requested on %s: ignored, running fp32 (fp16 autocast is CUDA only)", self.device
+            )
         self.queue_depth, self.max_batch = int(queue_depth), int(max_batch)
         self.name = name
         self.stats = EngineStats(device=str(self.device), half=self.half)
@@ -300,8 +325,11 @@ class InferenceEngine:
             return
         thread.join(timeout)
         if thread.is_alive():
-            log.warning("%s: a forward is still running %.1f s after stop(); its results will still be delivered",
-                        self.name, timeout)
+            log.warning(
+                "%s: a forward is still running %.1f s after stop(); its results will still be delivered",
+                self.name,
+                timeout,
+            )
         else:
             with self._cond:
                 if self._thread is thread:
@@ -381,7 +409,7 @@ class InferenceEngine:
             if probs is None:
                 job_probs = empty
             elif job.video is not None and job.video.dim() == 5:
-                job_probs = probs[row:row + n].copy()
+                job_probs = probs[row : row + n].copy()
             else:
                 job_probs = probs[row].copy()
             row += n
@@ -390,8 +418,12 @@ class InferenceEngine:
                 self._on_result(result)
             except Exception:  # noqa: BLE001  (a broken callback must not kill the worker)
                 self.stats.add("callback_errors")
-                self._log_once("callback", "%s: on_result raised for job %s (later failures are counted, not logged)",
-                               self.name, job.key)
+                self._log_once(
+                    "callback",
+                    "%s: on_result raised for job %s (later failures are counted, not logged)",
+                    self.name,
+                    job.key,
+                )
 
     def _log_once(self, kind: str, msg: str, *args) -> None:
         if not self._logged[kind]:

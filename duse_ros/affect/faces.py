@@ -18,6 +18,7 @@
 Never a guess presented as a face reading: when fewer than `min_face_fraction` of a window's
 frames have a box within `max_age_s`, `crops_for_window` returns ([], False).
 """
+
 from __future__ import annotations
 
 import os
@@ -68,9 +69,15 @@ class HaarFaceDetector:
     `detect` takes a lock, so sharing one is correct but serial.
     """
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", detect_width: int = 320,
-                 min_size_frac: float = 0.1, scale_factor: float = 1.1, min_neighbors: int = 5,
-                 equalize: bool = False):
+    def __init__(
+        self,
+        cascade: str = "haarcascade_frontalface_default.xml",
+        detect_width: int = 320,
+        min_size_frac: float = 0.1,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        equalize: bool = False,
+    ):
         import cv2
 
         path = cascade if os.path.isfile(cascade) else os.path.join(cv2.data.haarcascades, cascade)
@@ -99,16 +106,16 @@ class HaarFaceDetector:
         scale = 1.0
         if self.detect_width and w > self.detect_width:
             scale = self.detect_width / w
-            grey = cv2.resize(grey, (self.detect_width, max(1, round(h * scale))),
-                              interpolation=cv2.INTER_AREA)
+            grey = cv2.resize(grey, (self.detect_width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         if self.equalize:
             grey = cv2.equalizeHist(grey)
         side = max(1, int(self.min_size_frac * min(grey.shape)))
         with self._lock:
-            found = self._cascade.detectMultiScale(grey, scaleFactor=self.scale_factor,
-                                                   minNeighbors=self.min_neighbors, minSize=(side, side))
+            found = self._cascade.detectMultiScale(
+                grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+            )
         boxes: list[Box] = []
-        for x, y, bw, bh in (found if len(found) else []):
+        for x, y, bw, bh in found if len(found) else []:
             x0, y0 = round(x / scale), round(y / scale)
             x1, y1 = min(w, round((x + bw) / scale)), min(h, round((y + bh) / scale))
             if x1 > x0 and y1 > y0:
@@ -144,7 +151,7 @@ def square_crop_box(box: Box, image_shape: tuple[int, ...], margin: float = 0.25
 def crop(frame: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
     """Slice (a view, no copy) and optionally resize to size x size."""
     x, y, w, h = box
-    out = frame[y:y + h, x:x + w]
+    out = frame[y : y + h, x : x + w]
     if size:
         import cv2
 
@@ -152,8 +159,9 @@ def crop(frame: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
     return out
 
 
-def choose_face(boxes: list[Box], prev: tuple[float, ...] | None, iou_threshold: float = 0.3,
-                keep_area_ratio: float = 0.5) -> Box | None:
+def choose_face(
+    boxes: list[Box], prev: tuple[float, ...] | None, iou_threshold: float = 0.3, keep_area_ratio: float = 0.5
+) -> Box | None:
     """The one face to follow: the largest, unless one overlapping `prev` (the followed face's
     recent box) by IoU >= iou_threshold has at least keep_area_ratio of the largest's area."""
     if not boxes:
@@ -168,8 +176,9 @@ def choose_face(boxes: list[Box], prev: tuple[float, ...] | None, iou_threshold:
     return largest
 
 
-def window_crop_boxes(window: "Window", boxes: list[Box | None], margin: float,
-                      min_face_fraction: float) -> list[Box] | None:
+def window_crop_boxes(
+    window: Window, boxes: list[Box | None], margin: float, min_face_fraction: float
+) -> list[Box] | None:
     """One square crop box per window frame from the face boxes at its stamps (a frame without
     one takes the nearest frame's), or None when fewer than min_face_fraction of them have one."""
     have = [i for i, b in enumerate(boxes) if b is not None]
@@ -196,9 +205,18 @@ class FaceTrack:
     may be called from different threads; detection runs outside the track's state lock.
     """
 
-    def __init__(self, detector: FaceDetector, margin: float = 0.25, max_age_s: float = 0.5,
-                 smoothing: float = 0.5, *, history_s: float = 5.0, max_keyframes: int = 256,
-                 iou_threshold: float = 0.3, keep_area_ratio: float = 0.5):
+    def __init__(
+        self,
+        detector: FaceDetector,
+        margin: float = 0.25,
+        max_age_s: float = 0.5,
+        smoothing: float = 0.5,
+        *,
+        history_s: float = 5.0,
+        max_keyframes: int = 256,
+        iou_threshold: float = 0.3,
+        keep_area_ratio: float = 0.5,
+    ):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         self.detector = detector
@@ -216,8 +234,12 @@ class FaceTrack:
         self._boxes: deque[tuple[float, float, float, float] | None] = deque(maxlen=max_keyframes)
         self._version = 0  # +1 on every change of the keyframes (update, reset)
         self.counters: dict[str, int] = {
-            "detections": 0, "detections_with_face": 0, "detections_multi_face": 0,
-            "track_resets": 0, "windows_with_face": 0, "windows_without_face": 0,
+            "detections": 0,
+            "detections_with_face": 0,
+            "detections_multi_face": 0,
+            "track_resets": 0,
+            "windows_with_face": 0,
+            "windows_without_face": 0,
             "late_keyframes": 0,
         }
 
@@ -311,8 +333,13 @@ class FaceTrack:
         near = min(cand, key=lambda j: abs(stamps[j] - t))
         if abs(stamps[near] - t) > self._max_age_ns or boxes[near] is None:
             return None
-        if before is not None and after is not None and boxes[before] is not None \
-                and boxes[after] is not None and stamps[after] - stamps[before] <= 2 * self._max_age_ns:
+        if (
+            before is not None
+            and after is not None
+            and boxes[before] is not None
+            and boxes[after] is not None
+            and stamps[after] - stamps[before] <= 2 * self._max_age_ns
+        ):
             t0, t1 = stamps[before], stamps[after]
             a = (t - t0) / (t1 - t0)
             return tuple((1 - a) * p + a * q for p, q in zip(boxes[before], boxes[after]))
@@ -335,11 +362,11 @@ class FaceTrack:
         """The square crop box (with margin, inside an image of that shape) at each stamp, or
         None where the track has no box; and the track's version they were read at."""
         boxes, version = self._boxes_and_version(stamps_ns)
-        return [None if b is None else square_crop_box(b, shape, self.margin)
-                for b, shape in zip(boxes, shapes)], version
+        return [
+            None if b is None else square_crop_box(b, shape, self.margin) for b, shape in zip(boxes, shapes)
+        ], version
 
-    def crop_boxes_for_window(self, window: "Window", min_face_fraction: float = 0.5
-                              ) -> tuple[list[Box] | None, int]:
+    def crop_boxes_for_window(self, window: Window, min_face_fraction: float = 0.5) -> tuple[list[Box] | None, int]:
         """One square crop box per window frame (see `crops_for_window`), or None when fewer
         than min_face_fraction of the frames have a box; and the track's version."""
         boxes, version = self._boxes_and_version(window.stamps_ns)
@@ -348,8 +375,9 @@ class FaceTrack:
             self.counters["windows_with_face" if crop_boxes else "windows_without_face"] += 1
         return crop_boxes, version
 
-    def crops_for_window(self, window: "Window", min_face_fraction: float = 0.5,
-                         size: int | None = None) -> tuple[list[np.ndarray], bool]:
+    def crops_for_window(
+        self, window: Window, min_face_fraction: float = 0.5, size: int | None = None
+    ) -> tuple[list[np.ndarray], bool]:
         """One square crop (with margin, inside the image) per window frame, from the track's box
         at that frame's stamp. Frames of a window with a face whose own stamp has no box use the
         box of the nearest frame that has one. Returns (crops, True), or ([], False) when fewer
@@ -367,8 +395,8 @@ class WindowFace:
 
     face_id: int
     crop_boxes: list[Box]  # one square crop box per window frame
-    face_box: Box          # the face's own box at the newest window frame that has one
-    version: int           # the tracker's version the boxes were read at
+    face_box: Box  # the face's own box at the newest window frame that has one
+    version: int  # the tracker's version the boxes were read at
 
 
 class MultiFaceTrack:
@@ -388,9 +416,19 @@ class MultiFaceTrack:
     largest first. Thread-safe like FaceTrack: `update` on the face thread, lookups elsewhere.
     """
 
-    def __init__(self, detector: FaceDetector | None, max_faces: int = 1, margin: float = 0.25,
-                 max_age_s: float = 0.5, smoothing: float = 0.5, lifetime_s: float = 1.0, *,
-                 history_s: float = 5.0, iou_threshold: float = 0.3, keep_area_ratio: float = 0.5):
+    def __init__(
+        self,
+        detector: FaceDetector | None,
+        max_faces: int = 1,
+        margin: float = 0.25,
+        max_age_s: float = 0.5,
+        smoothing: float = 0.5,
+        lifetime_s: float = 1.0,
+        *,
+        history_s: float = 5.0,
+        iou_threshold: float = 0.3,
+        keep_area_ratio: float = 0.5,
+    ):
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         self.detector = detector
@@ -399,8 +437,14 @@ class MultiFaceTrack:
         self.max_age_s = float(max_age_s)
         self._max_age_ns = int(round(self.max_age_s * NS))
         self._history_ns = int(round(float(history_s) * NS))
-        self._face_args = dict(margin=margin, max_age_s=max_age_s, smoothing=smoothing, history_s=history_s,
-                               iou_threshold=iou_threshold, keep_area_ratio=keep_area_ratio)
+        self._face_args = dict(
+            margin=margin,
+            max_age_s=max_age_s,
+            smoothing=smoothing,
+            history_s=history_s,
+            iou_threshold=iou_threshold,
+            keep_area_ratio=keep_area_ratio,
+        )
         self.iou_threshold, self.keep_area_ratio = float(iou_threshold), float(keep_area_ratio)
         self.ids = BoxTracker(lifetime_s=lifetime_s)
         self._faces: dict[int, FaceTrack] = {}  # keyframes of live and recently ended faces
@@ -410,9 +454,16 @@ class MultiFaceTrack:
         self._lock = threading.Lock()
         self._detect_lock = threading.Lock()
         self.counters: dict[str, int] = {
-            "detections": 0, "detections_with_face": 0, "detections_multi_face": 0, "track_resets": 0,
-            "windows_with_face": 0, "windows_without_face": 0, "late_keyframes": 0,
-            "tracks": 0, "track_births": 0, "track_deaths": 0,
+            "detections": 0,
+            "detections_with_face": 0,
+            "detections_multi_face": 0,
+            "track_resets": 0,
+            "windows_with_face": 0,
+            "windows_without_face": 0,
+            "late_keyframes": 0,
+            "tracks": 0,
+            "track_births": 0,
+            "track_deaths": 0,
         }
 
     # ------------------------------------------------------------------ keyframes
@@ -430,8 +481,7 @@ class MultiFaceTrack:
         self._count_tracks()
 
     def _count_tracks(self) -> None:
-        self.counters.update(tracks=len(self.ids.live_ids), track_births=self.ids.births,
-                             track_deaths=self.ids.deaths)
+        self.counters.update(tracks=len(self.ids.live_ids), track_births=self.ids.births, track_deaths=self.ids.deaths)
 
     def _select(self, boxes: list[Box], stamp_ns: int) -> list[Box]:
         if self.max_faces == 1:
@@ -442,7 +492,7 @@ class MultiFaceTrack:
                 prev = box if stamp_ns - seen_ns <= self._max_age_ns else None
             chosen = choose_face(boxes, prev, self.iou_threshold, self.keep_area_ratio)
             return [] if chosen is None else [chosen]
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:self.max_faces]
+        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[: self.max_faces]
 
     def update(self, stamp_ns: int, rgb: np.ndarray) -> dict[int, Box]:
         """Detect on this frame and record the keyframe; {face id: its (smoothed) box}."""
@@ -477,8 +527,11 @@ class MultiFaceTrack:
                 if face_id not in found:
                     self._faces[face_id].record(stamp_ns, [])  # missed on this keyframe
             live = set(self.ids.live_ids)
-            for face_id in [f for f, face in self._faces.items()
-                            if f not in live and (face.last_keyframe_ns or 0) < stamp_ns - self._history_ns]:
+            for face_id in [
+                f
+                for f, face in self._faces.items()
+                if f not in live and (face.last_keyframe_ns or 0) < stamp_ns - self._history_ns
+            ]:
                 del self._faces[face_id], self._born[face_id]
             self._count_tracks()
             return found
@@ -489,8 +542,9 @@ class MultiFaceTrack:
         with self._lock:
             return list(self._faces)
 
-    def crop_boxes(self, stamps_ns: list[int], shapes: list[tuple[int, ...]],
-                   face_id: int) -> tuple[list[Box | None], int]:
+    def crop_boxes(
+        self, stamps_ns: list[int], shapes: list[tuple[int, ...]], face_id: int
+    ) -> tuple[list[Box | None], int]:
         """FaceTrack.crop_boxes for one face (all None for a face that is gone), and the version."""
         with self._lock:
             face, version = self._faces.get(face_id), self._version
@@ -498,7 +552,7 @@ class MultiFaceTrack:
                 return [None] * len(stamps_ns), version
             return face.crop_boxes(stamps_ns, shapes)[0], version
 
-    def faces_for_window(self, window: "Window", min_face_fraction: float = 0.5) -> list[WindowFace]:
+    def faces_for_window(self, window: Window, min_face_fraction: float = 0.5) -> list[WindowFace]:
         """The faces this window shows (see the class docstring), largest first."""
         out = []
         with self._lock:
@@ -512,12 +566,13 @@ class MultiFaceTrack:
                     newest = next(b for b in reversed(boxes) if b is not None)
                     out.append(WindowFace(face_id, crop_boxes, newest, version))
             out.sort(key=lambda f: (-f.face_box[2] * f.face_box[3], f.face_id))
-            out = out[:self.max_faces]
+            out = out[: self.max_faces]
             self.counters["windows_with_face" if out else "windows_without_face"] += 1
         return out
 
-    def crops_for_window(self, window: "Window", min_face_fraction: float = 0.5,
-                         size: int | None = None) -> tuple[list[np.ndarray], bool]:
+    def crops_for_window(
+        self, window: Window, min_face_fraction: float = 0.5, size: int | None = None
+    ) -> tuple[list[np.ndarray], bool]:
         """FaceTrack.crops_for_window for the window's largest face."""
         faces = self.faces_for_window(window, min_face_fraction)
         if not faces:
@@ -527,8 +582,9 @@ class MultiFaceTrack:
 
 def load_sample_face() -> np.ndarray:
     """The bundled public-domain portrait (duse_ros/data/astronaut.jpg) as RGB uint8, 512x512."""
-    import cv2
     from pathlib import Path
+
+    import cv2
 
     path = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -15,6 +15,7 @@
   by the source image's stamp; a window of the camera stream takes, for each tracked face, the
   crop of each of its frames' stamps.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,7 +33,7 @@ EXPRESSIONS: dict[str, str] = {
     "surprise": "surprised",
     "disgust": "disgusted",
     "fear": "scared",
-    "contempt": "skeptical",        # hri_msgs has no contempt; the one-sided sneer reads as scepticism
+    "contempt": "skeptical",  # hri_msgs has no contempt; the one-sided sneer reads as scepticism
     "anxiety": "scared",
     "helplessness": "vulnerable",
     "disappointment": "disappointed",
@@ -94,11 +95,16 @@ class ExternalFaces:
         self.max_faces = int(max_faces)
         self._lock = threading.Lock()
         self._tracked: list[str] = []
-        self._crops: dict[str, dict[int, np.ndarray]] = {}   # id -> stamp -> (3, S, S) float32
+        self._crops: dict[str, dict[int, np.ndarray]] = {}  # id -> stamp -> (3, S, S) float32
         self._rois: dict[str, dict[int, tuple[float, float, float, float]]] = {}  # normalised xmin, ymin, xmax, ymax
         self._first_ns: dict[str, int] = {}
-        self.counters = {"tracks": 0, "crops_in": 0, "crops_untracked": 0,
-                         "windows_with_face": 0, "windows_without_face": 0}
+        self.counters = {
+            "tracks": 0,
+            "crops_in": 0,
+            "crops_untracked": 0,
+            "windows_with_face": 0,
+            "windows_without_face": 0,
+        }
 
     def reset(self) -> None:
         with self._lock:
@@ -151,8 +157,10 @@ class ExternalFaces:
                 have = [i for i, s in enumerate(picked) if s is not None]
                 if not have or len(have) < min_face_fraction * n:
                     continue
-                arrays = [crops[picked[i] if picked[i] is not None else picked[min(have, key=lambda j: abs(j - i))]]
-                          for i in range(n)]
+                arrays = [
+                    crops[picked[i] if picked[i] is not None else picked[min(have, key=lambda j: abs(j - i))]]
+                    for i in range(n)
+                ]
                 box = None
                 rois = self._rois.get(face_id)
                 if rois:
@@ -163,7 +171,7 @@ class ExternalFaces:
                 out.append((face_id, box, torch.from_numpy(np.stack(arrays))))
             self.counters["windows_with_face" if out else "windows_without_face"] += 1
         out.sort(key=lambda f: -(f[1][2] * f[1][3] if f[1] else 0))
-        return out[:self.max_faces]
+        return out[: self.max_faces]
 
 
 def _prune(by_stamp: dict, cutoff: int) -> None:

@@ -19,13 +19,14 @@ cropped and smoothed on its own; one window's faces go to the model as one job o
 forward, the audio shared), and each comes back as a Reading with its face id and box. With
 `face_source="ros4hri"` faces, ids and aligned crops come from another node (`external`).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,11 +35,11 @@ from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.engine import InferenceEngine, Job, Result
 from duse_ros.affect.faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack, crop
 from duse_ros.affect.hri import ExternalFaces
-from duse_ros.models.base import AffectModel
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.smoothing import SoftVoters
 from duse_ros.affect.stats import LatencyReservoir
 from duse_ros.affect.windowing import Window, Windower
+from duse_ros.models.base import AffectModel
 from duse_ros.timebase import NS
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 # Values of Reading.modality; equal to duse_ros/msg/EmotionState's MODALITY_* constants.
 MODALITY_NONE, MODALITY_VIDEO, MODALITY_AUDIO, MODALITY_AUDIO_VISUAL = 0, 1, 2, 3
 LABEL_NO_FACE = "no_face"
-
 
 
 _D = affect_settings.DEFAULTS
@@ -98,7 +98,7 @@ class Reading:
     window_end_ns: int
     modality: int
     class_names: list[str]
-    probabilities: np.ndarray          # empty for MODALITY_NONE
+    probabilities: np.ndarray  # empty for MODALITY_NONE
     label: str
     confidence: float
     smoothed_probabilities: np.ndarray  # empty when smoothing is off or no reading
@@ -109,9 +109,9 @@ class Reading:
     frames_used: int
     audio_samples_used: int
     audio_rate: int
-    latency_s: float                   # model forward time (0 for MODALITY_NONE)
-    face_id: str = ""                  # the face read ("" : none, or the whole frame in full_frame mode)
-    face_box: Box | None = None        # its box (x, y, w, h) in the source image at the window's end
+    latency_s: float  # model forward time (0 for MODALITY_NONE)
+    face_id: str = ""  # the face read ("" : none, or the whole frame in full_frame mode)
+    face_box: Box | None = None  # its box (x, y, w, h) in the source image at the window's end
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the source image
 
 
@@ -214,8 +214,7 @@ class _CropCache:
         self._entries: dict[int, dict[object, list]] = {}  # stamp -> {track: [box, version, array]}
         # Crops preprocessed: on a frame's arrival, by the face thread after a keyframe, and on a
         # window's critical path (a miss); crops a window found ready.
-        self.counters = {"crops_on_arrival": 0, "crops_after_keyframe": 0, "crops_at_window": 0,
-                         "crops_reused": 0}
+        self.counters = {"crops_on_arrival": 0, "crops_after_keyframe": 0, "crops_at_window": 0, "crops_reused": 0}
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -256,8 +255,7 @@ class _CropCache:
                 self.counters["crops_on_arrival"] += 1
                 self._store(stamp, frame, box, version, array, track)
 
-    def refresh(self, since_ns: int, boxes_of: Callable[[list[int], list[tuple]], tuple[list, int]],
-                track=0) -> None:
+    def refresh(self, since_ns: int, boxes_of: Callable[[list[int], list[tuple]], tuple[list, int]], track=0) -> None:
         """Re-crop the track's entries from `since_ns` on whose box `boxes_of(stamps, shapes)` changed."""
         with self._lock:
             recent = sorted((t, f, self._box(t, track)) for t, f in self._frames.items() if t >= since_ns)
@@ -294,10 +292,15 @@ class _CropCache:
 
 
 class AffectPipeline:
-    def __init__(self, model: AffectModel, config: PipelineConfig,
-                 on_reading: Callable[[Reading], None], detector: FaceDetector | None = None,
-                 stamp_age: Callable[[int], float | None] | None = None,
-                 on_faces: Callable[[int, list[str]], None] | None = None):
+    def __init__(
+        self,
+        model: AffectModel,
+        config: PipelineConfig,
+        on_reading: Callable[[Reading], None],
+        detector: FaceDetector | None = None,
+        stamp_age: Callable[[int], float | None] | None = None,
+        on_faces: Callable[[int, list[str]], None] | None = None,
+    ):
         """stamp_age(stamp_ns): how old data of that stamp is now, in seconds, or None when the
         caller's clock cannot tell; it lets max_window_age_s count transport delay too.
         on_faces(stamp_ns, face ids): the faces tracked after each keyframe (own detection only),
@@ -309,8 +312,12 @@ class AffectPipeline:
         self.spec = model.input_spec
         self.on_reading = on_reading
         self.windower = Windower(
-            num_frames=self.spec.num_frames, span_s=config.span_s, stride_s=config.stride_s,
-            max_gap_s=config.max_gap_s, use_audio=self.spec.uses_audio, audio_rate=self.spec.audio_rate,
+            num_frames=self.spec.num_frames,
+            span_s=config.span_s,
+            stride_s=config.stride_s,
+            max_gap_s=config.max_gap_s,
+            use_audio=self.spec.uses_audio,
+            audio_rate=self.spec.audio_rate,
         )
         self.voter = SoftVoters(config.smoothing_window, max_keys=2 * config.max_faces + 1)  # per face
         self._voter_lock = threading.Lock()
@@ -318,18 +325,32 @@ class AffectPipeline:
         self.external: ExternalFaces | None = None
         self._keyframer: _FaceKeyframer | None = None
         if config.face_mode == "detect" and config.face_source == "ros4hri":
-            self.external = ExternalFaces(FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS),
-                                          max_faces=config.max_faces)
+            self.external = ExternalFaces(
+                FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS), max_faces=config.max_faces
+            )
         elif config.face_mode == "detect":
-            self.track = MultiFaceTrack(detector or HaarFaceDetector(detect_width=config.face_detect_width),
-                                        max_faces=config.max_faces, margin=config.face_margin,
-                                        lifetime_s=config.face_lifetime_s)
-        self.engine = InferenceEngine(model, device=config.device, half=config.half,
-                                      queue_depth=config.queue_depth, max_batch=config.max_batch,
-                                      on_result=self._on_result)
-        self.counters = {"no_face_windows": 0, "no_face_skipped": 0, "audio_only_windows": 0,
-                         "windows_unusable": 0, "readings": 0}
-        self.end_to_end = LatencyReservoir(1024)   # window complete -> reading made (s)
+            self.track = MultiFaceTrack(
+                detector or HaarFaceDetector(detect_width=config.face_detect_width),
+                max_faces=config.max_faces,
+                margin=config.face_margin,
+                lifetime_s=config.face_lifetime_s,
+            )
+        self.engine = InferenceEngine(
+            model,
+            device=config.device,
+            half=config.half,
+            queue_depth=config.queue_depth,
+            max_batch=config.max_batch,
+            on_result=self._on_result,
+        )
+        self.counters = {
+            "no_face_windows": 0,
+            "no_face_skipped": 0,
+            "audio_only_windows": 0,
+            "windows_unusable": 0,
+            "readings": 0,
+        }
+        self.end_to_end = LatencyReservoir(1024)  # window complete -> reading made (s)
         self._last_epoch = 0
         self._crops = _CropCache(FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS))
 
@@ -396,8 +417,9 @@ class AffectPipeline:
             self._on_faces(stamp_ns, [face_label(f) for f in self.track.ids.live_ids])
         since = stamp_ns - 2 * int(self.track.max_age_s * NS)
         for face_id in self.track.face_ids():
-            self._crops.refresh(since, lambda stamps, shapes, f=face_id: self.track.crop_boxes(stamps, shapes, f),
-                                track=face_id)
+            self._crops.refresh(
+                since, lambda stamps, shapes, f=face_id: self.track.crop_boxes(stamps, shapes, f), track=face_id
+            )
 
     def add_audio(self, stamp_ns: int, samples: np.ndarray) -> None:
         """Buffer mono float32 samples at the model's rate (stamp = first sample)."""
@@ -435,8 +457,10 @@ class AffectPipeline:
         if self.track is None:
             full = self._full_box(window.frames[-1])
             return [("", full, self._crops.video(window, [self._full_box(f) for f in window.frames], 0))]
-        return [(face_label(f.face_id), f.face_box, self._crops.video(window, f.crop_boxes, f.version, track=f.face_id))
-                for f in self.track.faces_for_window(window, self.config.min_face_fraction)]
+        return [
+            (face_label(f.face_id), f.face_box, self._crops.video(window, f.crop_boxes, f.version, track=f.face_id))
+            for f in self.track.faces_for_window(window, self.config.min_face_fraction)
+        ]
 
     def _process(self, window: Window) -> None:
         faces = self._window_faces(window)
@@ -444,7 +468,7 @@ class AffectPipeline:
         audio = window.audio if self.spec.uses_audio else None
         video = None
         if len(faces) == 1:
-            video = faces[0][2]                           # (T, 3, S, S): one face, as ever
+            video = faces[0][2]  # (T, 3, S, S): one face, as ever
         elif faces:
             video = torch.stack([clip for _, _, clip in faces])  # (N, T, 3, S, S): one job, one forward
         if video is not None and audio is not None:
@@ -461,9 +485,15 @@ class AffectPipeline:
             self.counters["no_face_windows"] += 1
         now = time.monotonic()
         meta = _WindowMeta(window, face_found, modality, now, [(face_id, box) for face_id, box, _ in faces])
-        self.engine.submit(Job(window.index, video,
-                               None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)), meta,
-                               deadline=self._deadline(window.end_ns, now)))
+        self.engine.submit(
+            Job(
+                window.index,
+                video,
+                None if audio is None else torch.from_numpy(np.ascontiguousarray(audio)),
+                meta,
+                deadline=self._deadline(window.end_ns, now),
+            )
+        )
 
     def _deadline(self, end_ns: int, now: float) -> float | None:
         """Monotonic time after which the window is too old to be worth a forward."""
@@ -481,15 +511,28 @@ class AffectPipeline:
         if self.config.no_face_policy == "skip":
             self.counters["no_face_skipped"] += 1
             return
-        self.on_reading(Reading(
-            window_index=window.index, window_start_ns=window.start_ns, window_end_ns=window.end_ns,
-            modality=MODALITY_NONE, class_names=list(self.model.class_names),
-            probabilities=np.zeros(0, np.float32), label=LABEL_NO_FACE, confidence=0.0,
-            smoothed_probabilities=np.zeros(0, np.float32), smoothed_label="", smoothed_confidence=0.0,
-            smoothing_count=0, face_found=False, frames_used=0, audio_samples_used=0,
-            audio_rate=self.spec.audio_rate, latency_s=0.0,
-            image_size=_image_size(window),
-        ))
+        self.on_reading(
+            Reading(
+                window_index=window.index,
+                window_start_ns=window.start_ns,
+                window_end_ns=window.end_ns,
+                modality=MODALITY_NONE,
+                class_names=list(self.model.class_names),
+                probabilities=np.zeros(0, np.float32),
+                label=LABEL_NO_FACE,
+                confidence=0.0,
+                smoothed_probabilities=np.zeros(0, np.float32),
+                smoothed_label="",
+                smoothed_confidence=0.0,
+                smoothing_count=0,
+                face_found=False,
+                frames_used=0,
+                audio_samples_used=0,
+                audio_rate=self.spec.audio_rate,
+                latency_s=0.0,
+                image_size=_image_size(window),
+            )
+        )
 
     def _on_result(self, result: Result) -> None:
         meta: _WindowMeta = result.job.meta
@@ -512,17 +555,30 @@ class AffectPipeline:
                 s_best = int(np.argmax(smoothed))
                 smoothed, s_label, s_conf = smoothed.astype(np.float32), names[s_best], float(smoothed[s_best])
             self.counters["readings"] += 1
-            self.on_reading(Reading(
-                window_index=w.index, window_start_ns=w.start_ns, window_end_ns=w.end_ns,
-                modality=meta.modality, class_names=names, probabilities=probs,
-                label=names[best], confidence=float(probs[best]),
-                smoothed_probabilities=smoothed, smoothed_label=s_label, smoothed_confidence=s_conf,
-                smoothing_count=count, face_found=meta.face_found,
-                frames_used=w.num_frames if result.job.video is not None else 0,
-                audio_samples_used=0 if result.job.audio is None else int(result.job.audio.shape[-1]),
-                audio_rate=self.spec.audio_rate, latency_s=result.latency_s,
-                face_id=face_id, face_box=box, image_size=_image_size(w),
-            ))
+            self.on_reading(
+                Reading(
+                    window_index=w.index,
+                    window_start_ns=w.start_ns,
+                    window_end_ns=w.end_ns,
+                    modality=meta.modality,
+                    class_names=names,
+                    probabilities=probs,
+                    label=names[best],
+                    confidence=float(probs[best]),
+                    smoothed_probabilities=smoothed,
+                    smoothed_label=s_label,
+                    smoothed_confidence=s_conf,
+                    smoothing_count=count,
+                    face_found=meta.face_found,
+                    frames_used=w.num_frames if result.job.video is not None else 0,
+                    audio_samples_used=0 if result.job.audio is None else int(result.job.audio.shape[-1]),
+                    audio_rate=self.spec.audio_rate,
+                    latency_s=result.latency_s,
+                    face_id=face_id,
+                    face_box=box,
+                    image_size=_image_size(w),
+                )
+            )
 
     # -------------------------------------------------------------- diagnostics
     def diagnostics(self) -> dict[str, object]:
@@ -537,13 +593,20 @@ class AffectPipeline:
             out.update({f"face.{k}": v for k, v in self.track.counters.items()})
             if self._keyframer is not None:
                 out["face.keyframes_skipped"] = self._keyframer.skipped
-        out.update({
-            "inference.device": snap.device, "inference.half": snap.half,
-            "inference.submitted": snap.submitted, "inference.completed": snap.completed,
-            "inference.errors": snap.errors, "inference.dropped_queue_full": snap.dropped_queue_full,
-            "inference.dropped_shutdown": snap.dropped_shutdown, "inference.dropped_stale": snap.dropped_stale,
-            "inference.latency_p50_ms": _ms(snap.latency_p50_s), "inference.latency_p95_ms": _ms(snap.latency_p95_s),
-        })
+        out.update(
+            {
+                "inference.device": snap.device,
+                "inference.half": snap.half,
+                "inference.submitted": snap.submitted,
+                "inference.completed": snap.completed,
+                "inference.errors": snap.errors,
+                "inference.dropped_queue_full": snap.dropped_queue_full,
+                "inference.dropped_shutdown": snap.dropped_shutdown,
+                "inference.dropped_stale": snap.dropped_stale,
+                "inference.latency_p50_ms": _ms(snap.latency_p50_s),
+                "inference.latency_p95_ms": _ms(snap.latency_p95_s),
+            }
+        )
         p50, p95 = self.end_to_end.percentiles(50, 95)
         out["pipeline.window_to_reading_p50_ms"] = _ms(p50)
         out["pipeline.window_to_reading_p95_ms"] = _ms(p95)

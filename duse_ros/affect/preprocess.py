@@ -14,9 +14,10 @@ INTER_LINEAR 2.03, INTER_CUBIC 2.79; a 100x120 crop enlarged: INTER_CUBIC 1.02, 
 Cutting the centre square first and resizing only it would be cheaper, but it shifts the crop
 by up to half a pixel and more than doubles that difference, so the geometry is torchvision's.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -43,7 +44,7 @@ def resize_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
         interpolation = cv2.INTER_AREA if short > size else cv2.INTER_CUBIC
         frame = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
     top, left = int(round((new_h - size) / 2)), int(round((new_w - size) / 2))
-    return np.ascontiguousarray(frame[top:top + size, left:left + size])
+    return np.ascontiguousarray(frame[top : top + size, left : left + size])
 
 
 class FramePreprocessor:
@@ -60,7 +61,7 @@ class FramePreprocessor:
     def __call__(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         if len(frames) == 0:
             raise ConversionError("no frames to preprocess")
-        batch = np.stack([resize_center_crop(frame, self.size) for frame in frames])   # (T, S, S, 3) uint8
+        batch = np.stack([resize_center_crop(frame, self.size) for frame in frames])  # (T, S, S, 3) uint8
         out = np.empty((batch.shape[0], 3, self.size, self.size), dtype=np.float32)
         # One multiply-add per channel over all frames, in numpy: single-threaded on purpose.
         # The same op in torch uses the process-wide intra-op pool, which the inference worker

@@ -9,6 +9,7 @@ for a video model) adds nothing, so it neither counts nor dilutes the mean. A ve
 differs from the previous ones (the class set changed) starts the vote over by itself
 (counted in `shape_resets`); call `reset()` on a stream reset.
 """
+
 from __future__ import annotations
 
 from collections import deque

@@ -4,12 +4,13 @@ Both hold bounded memory however long the node runs, and both are safe to update
 thread (a subscription callback, the inference worker) while another reads them (the
 diagnostics timer).
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

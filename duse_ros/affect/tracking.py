@@ -13,12 +13,13 @@ has gone unseen for longer than `lifetime_s` of stamp time. A face is only misse
 that looked: after a stall of the detector, a face found again where it was keeps its id. Ids count up from 1 for the tracker's whole life and
 are never given twice, not even after `reset()`.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from duse_ros.timebase import NS
 
+from duse_ros.timebase import NS
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
@@ -35,7 +36,7 @@ def _iou(a, b) -> float:
 class _Track:
     face_id: int
     box: tuple[float, float, float, float]  # last matched box
-    seen_ns: int                             # stamp of that box
+    seen_ns: int  # stamp of that box
     born_ns: int
     velocity: tuple[float, float] = (0.0, 0.0)  # centre motion, pixels per second
     matches: int = 1
@@ -47,8 +48,14 @@ class _Track:
 
 
 class BoxTracker:
-    def __init__(self, lifetime_s: float = 1.0, min_iou: float = 0.2, max_centre_shift: float = 0.6,
-                 max_size_ratio: float = 1.6, velocity_smoothing: float = 0.5):
+    def __init__(
+        self,
+        lifetime_s: float = 1.0,
+        min_iou: float = 0.2,
+        max_centre_shift: float = 0.6,
+        max_size_ratio: float = 1.6,
+        velocity_smoothing: float = 0.5,
+    ):
         if not lifetime_s > 0:
             raise ValueError(f"lifetime_s must be > 0, got {lifetime_s}")
         self.lifetime_s = float(lifetime_s)
@@ -110,8 +117,7 @@ class BoxTracker:
                 ids[i] = fid
                 taken.add(fid)
                 self._match(self._tracks[fid], boxes[i], stamp_ns)
-        dead = [fid for fid, t in self._tracks.items()
-                if fid not in taken and stamp_ns - t.seen_ns > self._lifetime_ns]
+        dead = [fid for fid, t in self._tracks.items() if fid not in taken and stamp_ns - t.seen_ns > self._lifetime_ns]
         for fid in dead:
             del self._tracks[fid]
         self.deaths += len(dead)

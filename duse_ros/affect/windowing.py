@@ -67,43 +67,44 @@ Memory
 Thread safety: every public method takes the instance's lock, so frames and audio may be added
 from different threads.
 """
+
 from __future__ import annotations
 
 import math
 import threading
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
 from duse_ros.timebase import NS
 
-
 COUNTER_NAMES = (
-    "frames_in",              # frames handed to add_frame
-    "frames_buffered",        # frames accepted into the buffer
-    "duplicate_stamps",       # frames dropped: same stamp as the newest
-    "out_of_order_drops",     # frames dropped: slightly older than the newest (reorder tolerance)
-    "backwards_resets",       # resets of everything: a frame stamp went backwards
-    "gap_resets",             # frame-buffer resets: a forward jump longer than max_gap_s
-    "manual_resets",          # reset() calls
-    "count_evictions",        # frames dropped by the max_frames bound (stream faster than expected)
-    "windows_emitted",        # windows returned by poll()
-    "windows_incomplete",     # a window was due but the buffer no longer reached the span (count bound)
-    "windows_with_repeats",   # windows that use a frame twice (slow stream or a hole in the span)
-    "stride_skips",           # grid points passed without a window (a hole in the stream)
-    "audio_chunks_in",        # chunks handed to add_audio
-    "audio_empty_chunks",     # chunks with no samples (ignored)
-    "audio_backwards_resets", # audio-buffer resets: a chunk started before the previous one
-    "audio_overlaps",         # chunks overlapping the buffered audio (overlapping head dropped)
-    "audio_gaps",             # chunks starting after the end of the buffered audio (hole left)
-    "audio_chunks_evicted",   # chunks dropped by the time/count bound
-    "windows_with_audio",     # windows returned with audio
+    "frames_in",  # frames handed to add_frame
+    "frames_buffered",  # frames accepted into the buffer
+    "duplicate_stamps",  # frames dropped: same stamp as the newest
+    "out_of_order_drops",  # frames dropped: slightly older than the newest (reorder tolerance)
+    "backwards_resets",  # resets of everything: a frame stamp went backwards
+    "gap_resets",  # frame-buffer resets: a forward jump longer than max_gap_s
+    "manual_resets",  # reset() calls
+    "count_evictions",  # frames dropped by the max_frames bound (stream faster than expected)
+    "windows_emitted",  # windows returned by poll()
+    "windows_incomplete",  # a window was due but the buffer no longer reached the span (count bound)
+    "windows_with_repeats",  # windows that use a frame twice (slow stream or a hole in the span)
+    "stride_skips",  # grid points passed without a window (a hole in the stream)
+    "audio_chunks_in",  # chunks handed to add_audio
+    "audio_empty_chunks",  # chunks with no samples (ignored)
+    "audio_backwards_resets",  # audio-buffer resets: a chunk started before the previous one
+    "audio_overlaps",  # chunks overlapping the buffered audio (overlapping head dropped)
+    "audio_gaps",  # chunks starting after the end of the buffered audio (hole left)
+    "audio_chunks_evicted",  # chunks dropped by the time/count bound
+    "windows_with_audio",  # windows returned with audio
     "windows_without_audio",  # windows returned with audio None although audio was requested
-    "audio_low_coverage",     # ... of which: some audio, but coverage < min_audio_coverage
-    "audio_zero_filled",      # windows with audio whose holes were filled with zeros
-    "audio_waits",            # windows held back waiting for audio
-    "pending_dropped",        # held-back windows discarded by a reset
+    "audio_low_coverage",  # ... of which: some audio, but coverage < min_audio_coverage
+    "audio_zero_filled",  # windows with audio whose holes were filled with zeros
+    "audio_waits",  # windows held back waiting for audio
+    "pending_dropped",  # held-back windows discarded by a reset
 )
 
 
@@ -111,17 +112,17 @@ COUNTER_NAMES = (
 class Window:
     """T frames (and the matching audio) of one model window."""
 
-    index: int                      # 0, 1, 2, ... per Windower since creation (not reset by resets)
-    stamps_ns: list[int]            # T frame stamps (source header stamps, ns), ascending (non-decreasing if repeats)
-    frames: list[np.ndarray]        # T frames as given to add_frame (not copied)
-    start_ns: int                   # first frame stamp
-    end_ns: int                     # last frame stamp == the newest frame when the window was due
+    index: int  # 0, 1, 2, ... per Windower since creation (not reset by resets)
+    stamps_ns: list[int]  # T frame stamps (source header stamps, ns), ascending (non-decreasing if repeats)
+    frames: list[np.ndarray]  # T frames as given to add_frame (not copied)
+    start_ns: int  # first frame stamp
+    end_ns: int  # last frame stamp == the newest frame when the window was due
     audio: np.ndarray | None = None  # float32 mono samples of [start_ns, end_ns) at audio_rate
     audio_rate: int = 16000
     audio_start_ns: int | None = None  # exact time of audio[0] (within half a sample of start_ns)
-    audio_coverage: float = 0.0     # fraction of the audio span that real samples covered (0 when none)
-    repeated_frames: int = 0        # how many of the T frames repeat the previous one
-    reset_epoch: int = 0            # number of buffer resets before this window (any reason)
+    audio_coverage: float = 0.0  # fraction of the audio span that real samples covered (0 when none)
+    repeated_frames: int = 0  # how many of the T frames repeat the previous one
+    reset_epoch: int = 0  # number of buffer resets before this window (any reason)
 
     @property
     def num_frames(self) -> int:
@@ -140,13 +141,25 @@ def _round_div(num: int, den: int) -> int:
 class Windower:
     """Ring buffers of frames and audio cut into model windows; see the module docstring."""
 
-    def __init__(self, num_frames: int = 16, span_s: float = 2.0, stride_s: float = 0.5,
-                 max_gap_s: float = 0.5, use_audio: bool = False, audio_rate: int = 16000,
-                 min_audio_coverage: float = 0.9, buffer_s: float | None = None, *,
-                 max_frames: int | None = None, reorder_tolerance_s: float = 0.0,
-                 audio_jitter_s: float = 0.01, audio_wait_s: float = 0.3,
-                 audio_buffer_s: float | None = None, max_audio_s: float = 30.0,
-                 max_audio_chunks: int = 4096):
+    def __init__(
+        self,
+        num_frames: int = 16,
+        span_s: float = 2.0,
+        stride_s: float = 0.5,
+        max_gap_s: float = 0.5,
+        use_audio: bool = False,
+        audio_rate: int = 16000,
+        min_audio_coverage: float = 0.9,
+        buffer_s: float | None = None,
+        *,
+        max_frames: int | None = None,
+        reorder_tolerance_s: float = 0.0,
+        audio_jitter_s: float = 0.01,
+        audio_wait_s: float = 0.3,
+        audio_buffer_s: float | None = None,
+        max_audio_s: float = 30.0,
+        max_audio_chunks: int = 4096,
+    ):
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if not span_s > 0 or not stride_s > 0 or not max_gap_s > 0:
@@ -165,14 +178,16 @@ class Windower:
         self.buffer_s = float(buffer_s) if buffer_s is not None else self.span_s + 0.25
         if self.buffer_s < self.span_s * (self.num_frames - 1) / self.num_frames:
             raise ValueError(f"buffer_s={self.buffer_s} is shorter than the window ({self.span_s} s)")
-        self.max_frames = int(max_frames) if max_frames is not None else \
-            max(4 * self.num_frames, math.ceil(self.buffer_s * 120))
+        self.max_frames = (
+            int(max_frames) if max_frames is not None else max(4 * self.num_frames, math.ceil(self.buffer_s * 120))
+        )
         self.reorder_tolerance_s = float(reorder_tolerance_s)
         self.audio_jitter_s = float(audio_jitter_s)
         # A window may wait for its audio at most this long (data time), and less than a stride.
         self.audio_wait_s = max(0.0, min(float(audio_wait_s), 0.9 * self.stride_s))
-        self.audio_buffer_s = float(audio_buffer_s) if audio_buffer_s is not None else \
-            self.buffer_s + self.audio_wait_s + 1.0
+        self.audio_buffer_s = (
+            float(audio_buffer_s) if audio_buffer_s is not None else self.buffer_s + self.audio_wait_s + 1.0
+        )
         self.max_audio_s = max(float(max_audio_s), self.audio_buffer_s)
         self.max_audio_chunks = int(max_audio_chunks)
 
@@ -186,8 +201,9 @@ class Windower:
         self._audio_keep_samples = int(round(self.audio_buffer_s * self.audio_rate))
         self._audio_max_samples = int(round(self.max_audio_s * self.audio_rate))
         # Offsets of the T target stamps before the newest frame: (T - 1 - k) * span / T.
-        self._offsets_ns = [_round_div((self.num_frames - 1 - k) * self._span_ns, self.num_frames)
-                            for k in range(self.num_frames)]
+        self._offsets_ns = [
+            _round_div((self.num_frames - 1 - k) * self._span_ns, self.num_frames) for k in range(self.num_frames)
+        ]
 
         self.counters: dict[str, int] = {name: 0 for name in COUNTER_NAMES}
         self.last_reset_reason: str | None = None
@@ -313,9 +329,16 @@ class Windower:
         if repeats:
             self.counters["windows_with_repeats"] += 1
         sel = [stamps[i] for i in picked]
-        w = Window(index=self._next_index, stamps_ns=sel, frames=[self._frames[i] for i in picked],
-                   start_ns=sel[0], end_ns=sel[-1], audio_rate=self.audio_rate,
-                   repeated_frames=repeats, reset_epoch=self.reset_epoch)
+        w = Window(
+            index=self._next_index,
+            stamps_ns=sel,
+            frames=[self._frames[i] for i in picked],
+            start_ns=sel[0],
+            end_ns=sel[-1],
+            audio_rate=self.audio_rate,
+            repeated_frames=repeats,
+            reset_epoch=self.reset_epoch,
+        )
         self._next_index += 1
         return w
 
@@ -389,7 +412,7 @@ class Windower:
                     self.counters["audio_gaps"] += 1
                 elif end is not None:  # pos < end: overlap; keep what we have, drop the head
                     self.counters["audio_overlaps"] += 1
-                    x = x[end - pos:]
+                    x = x[end - pos :]
                     pos = end
                     if x.size == 0:
                         return
@@ -404,8 +427,9 @@ class Windower:
             if self._stamps:
                 ref = min(self._audio_end, self._sample_index(self._stamps[-1]))
                 cutoff = max(cutoff, ref - self._audio_keep_samples)
-            while self._chunks and (self._chunks[0][0] + self._chunks[0][1].size <= cutoff
-                                    or len(self._chunks) > self.max_audio_chunks):
+            while self._chunks and (
+                self._chunks[0][0] + self._chunks[0][1].size <= cutoff or len(self._chunks) > self.max_audio_chunks
+            ):
                 _, old = self._chunks.popleft()
                 self._audio_samples -= old.size
                 self.counters["audio_chunks_evicted"] += 1
@@ -442,7 +466,7 @@ class Windower:
             a = max(pos, s0)
             b = min(pos + x.size, s1)
             if b > a:
-                out[a - s0:b - s0] = x[a - pos:b - pos]
+                out[a - s0 : b - s0] = x[a - pos : b - pos]
                 covered += b - a
         start = self._audio_t0_ns + _round_div(s0 * NS, self.audio_rate)
         return out, start, covered / n

@@ -5,19 +5,20 @@ each returned PromptEvent is one DialoguePrompt to publish (and maybe one LLM re
 `clock` is monotonic seconds, used only for what has no source stamp: staleness, heartbeat and
 utterance age. Emotion timing (dwell, duration) comes from the readings' stamps.
 """
+
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .people import PersonSelector, Sighting
 from .prompts import Prompt, PromptTemplates, build_prompt
 from .settings import BridgeSettings
 from .stabiliser import UNKNOWN, EmotionSample, Stabiliser, StableState
 
-REASON_CHANGE = "change"        # DialoguePrompt.REASON_CHANGE
+REASON_CHANGE = "change"  # DialoguePrompt.REASON_CHANGE
 REASON_HEARTBEAT = "heartbeat"  # DialoguePrompt.REASON_HEARTBEAT
 
 _MAX_TICK_PERIOD_S = 0.5
@@ -31,13 +32,15 @@ class PromptEvent:
 
 
 class Bridge:
-    def __init__(self, settings: BridgeSettings, templates: PromptTemplates,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: BridgeSettings, templates: PromptTemplates, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.templates = templates
         self.stabiliser = Stabiliser(settings.stabiliser)
-        self.people = PersonSelector(settings.person, settings.person_margin, settings.person_switch_s,
-                                     forget_s=settings.stabiliser.max_gap_s)
+        self.people = PersonSelector(
+            settings.person, settings.person_margin, settings.person_switch_s, forget_s=settings.stabiliser.max_gap_s
+        )
         self.other_people_readings = 0  # readings about faces the bridge does not follow
         self._clock = clock
         self._last_reading_at = clock()  # the node's start counts as the last sign of life
@@ -73,8 +76,12 @@ class Bridge:
                 return self._event(expired, REASON_CHANGE)
         state = self.stabiliser.state
         heartbeat_s = self.settings.heartbeat_s
-        if state is not None and heartbeat_s > 0 and self._last_prompt_at is not None \
-                and now - self._last_prompt_at >= heartbeat_s:
+        if (
+            state is not None
+            and heartbeat_s > 0
+            and self._last_prompt_at is not None
+            and now - self._last_prompt_at >= heartbeat_s
+        ):
             return self._event(state, REASON_HEARTBEAT)
         return None
 
@@ -83,8 +90,9 @@ class Bridge:
         self.prompts[reason] += 1
         # Faces in view: those the affect node read lately, or one for a known reading without face ids.
         present = self.people.present() or int(state.emotion != UNKNOWN)
-        prompt = build_prompt(self.templates, state, self._fresh_utterance(), self.settings.max_utterance_chars,
-                              people_present=present)
+        prompt = build_prompt(
+            self.templates, state, self._fresh_utterance(), self.settings.max_utterance_chars, people_present=present
+        )
         return PromptEvent(state, prompt, reason)
 
     def _fresh_utterance(self) -> str | None:

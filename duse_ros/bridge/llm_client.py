@@ -5,6 +5,7 @@ The API key is read once from the environment variable the config names and goes
 Authorization header only; every error text passes through `redact` before anyone sees it.
 A call never raises for endpoint trouble: it returns a ChatResult that says what went wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import Callable, Mapping
 
 # Error kinds (ChatResult.error_kind) and the endpoint states they leave behind.
 ERROR_TIMEOUT = "timeout"
@@ -26,25 +27,26 @@ ERROR_HTTP = "http"
 ERROR_MALFORMED = "malformed"
 
 _MAX_RESPONSE_BYTES = 1 << 20
-_MAX_ERROR_TEXT = 300            # characters of a server's answer quoted in an error
-_MAX_ERROR_BODY = 64 * 1024      # bytes of an error body read (and redacted) before it is cut
+_MAX_ERROR_TEXT = 300  # characters of a server's answer quoted in an error
+_MAX_ERROR_BODY = 64 * 1024  # bytes of an error body read (and redacted) before it is cut
 # Credentials a server may echo whatever the key: an Authorization header's value (any), and a
 # bearer token (token-like: "bearer of bad news" in a reply stays).
 _CREDENTIALS = re.compile(
     r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)[^\s\"',;}]+"
-    r"|(bearer\s+)[A-Za-z0-9._~+/=-]{12,}")
+    r"|(bearer\s+)[A-Za-z0-9._~+/=-]{12,}"
+)
 _MAX_BACKOFF_S = 30.0
 _RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    base_url: str = ""                     # ends in /v1; empty: no calls
-    model: str = ""                        # the served model name; empty: field left out
+    base_url: str = ""  # ends in /v1; empty: no calls
+    model: str = ""  # the served model name; empty: field left out
     api_key_env: str = "DUSE_LLM_API_KEY"  # environment variable holding the key; empty: no key
-    timeout_s: float = 10.0                # per attempt
-    max_retries: int = 2                   # attempts = 1 + max_retries
-    backoff_s: float = 0.5                 # wait before retry n: backoff_s * 2**(n-1)
+    timeout_s: float = 10.0  # per attempt
+    max_retries: int = 2  # attempts = 1 + max_retries
+    backoff_s: float = 0.5  # wait before retry n: backoff_s * 2**(n-1)
     max_tokens: int = 128
     temperature: float = 0.7
 
@@ -53,8 +55,10 @@ class LLMConfig:
             parts = urllib.parse.urlsplit(self.base_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 # The value itself is not echoed: a malformed URL may still hold credentials.
-                raise ValueError(f"llm.base_url must be an http(s) URL with a host, such as "
-                                 f"http://127.0.0.1:8000/v1 (got scheme {parts.scheme!r}, host {parts.hostname!r})")
+                raise ValueError(
+                    f"llm.base_url must be an http(s) URL with a host, such as "
+                    f"http://127.0.0.1:8000/v1 (got scheme {parts.scheme!r}, host {parts.hostname!r})"
+                )
         if self.timeout_s <= 0:
             raise ValueError(f"llm.timeout_s must be > 0, got {self.timeout_s}")
         if self.max_retries < 0:
@@ -74,9 +78,9 @@ class LLMConfig:
 @dataclass(frozen=True)
 class ChatResult:
     success: bool
-    reply: str        # the assistant's text; "" on failure
-    error: str        # "" on success; redacted
-    error_kind: str   # "" on success, else one of ERROR_*
+    reply: str  # the assistant's text; "" on failure
+    error: str  # "" on success; redacted
+    error_kind: str  # "" on success, else one of ERROR_*
     attempts: int
     latency_s: float  # wall time over all attempts and backoffs
 
@@ -127,8 +131,13 @@ class ChatClient:
                     break
         return _CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
 
-    def complete(self, system: str, user: str, keep_trying: Callable[[], bool] = lambda: True,
-                 cancel: threading.Event | None = None) -> ChatResult:
+    def complete(
+        self,
+        system: str,
+        user: str,
+        keep_trying: Callable[[], bool] = lambda: True,
+        cancel: threading.Event | None = None,
+    ) -> ChatResult:
         """One chat completion with bounded retries. `keep_trying() -> False` (a newer prompt is
         waiting) or `cancel` (shutdown) stops further attempts."""
         body = json.dumps(self._request_body(system, user)).encode("utf-8")
@@ -147,8 +156,9 @@ class ChatClient:
                 return self._failure(failure.kind, message, attempts, start)
             backoff = min(self.config.backoff_s * 2 ** (attempts - 1), _MAX_BACKOFF_S)
             if not keep_trying() or cancel.wait(backoff) or not keep_trying():
-                return self._failure(failure.kind, f"{message} (no retry: a newer prompt is waiting or the node stops)",
-                                     attempts, start)
+                return self._failure(
+                    failure.kind, f"{message} (no retry: a newer prompt is waiting or the node stops)", attempts, start
+                )
 
     @staticmethod
     def _failure(kind: str, error: str, attempts: int, start: float) -> ChatResult:
@@ -178,8 +188,9 @@ class ChatClient:
                 raw = _read_limited(response, deadline)
         except urllib.error.HTTPError as exc:
             detail = _excerpt(self.redact(_decode(_read_error_body(exc))))
-            raise _AttemptError(ERROR_HTTP, f"HTTP {exc.code} {exc.reason}: {detail}".rstrip(": "),
-                                exc.code in _RETRYABLE_HTTP) from None
+            raise _AttemptError(
+                ERROR_HTTP, f"HTTP {exc.code} {exc.reason}: {detail}".rstrip(": "), exc.code in _RETRYABLE_HTTP
+            ) from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
                 raise _AttemptError(ERROR_TIMEOUT, f"no answer within {timeout:g} s", True) from None
@@ -203,8 +214,11 @@ def _read_limited(response, deadline: float) -> bytes:
         chunks.append(chunk)
     missing = getattr(response, "length", None)  # bytes of Content-Length not received
     if missing:
-        raise _AttemptError(ERROR_CONNECTION, f"the connection closed {missing} bytes short of the "
-                                              f"announced Content-Length ({size} received)", True)
+        raise _AttemptError(
+            ERROR_CONNECTION,
+            f"the connection closed {missing} bytes short of the announced Content-Length ({size} received)",
+            True,
+        )
     return b"".join(chunks)
 
 
@@ -220,8 +234,11 @@ def _parse_reply(raw: bytes, redact: Callable[[str], str]) -> str:
         data = json.loads(raw)
         content = data["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise _AttemptError(ERROR_MALFORMED, f"not a chat-completions reply ({type(exc).__name__}): "
-                                             f"{_excerpt(redact(_decode(raw)))}", False) from None
+        raise _AttemptError(
+            ERROR_MALFORMED,
+            f"not a chat-completions reply ({type(exc).__name__}): {_excerpt(redact(_decode(raw)))}",
+            False,
+        ) from None
     if not isinstance(content, str) or not content.strip():
         raise _AttemptError(ERROR_MALFORMED, f"reply has no text content: {_excerpt(redact(_decode(raw)))}", False)
     return content.strip()
@@ -239,7 +256,7 @@ def _excerpt(text: str) -> str:
 
 # Endpoint states for diagnostics.
 ENDPOINT_DISABLED = "disabled"  # no llm.base_url: prompts only
-ENDPOINT_UNKNOWN = "unknown"    # no request finished yet
+ENDPOINT_UNKNOWN = "unknown"  # no request finished yet
 ENDPOINT_OK = "ok"
 _ENDPOINT_STATE_BY_ERROR = {
     ERROR_TIMEOUT: "slow (timeout)",

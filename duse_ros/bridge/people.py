@@ -11,10 +11,12 @@ the followed face has not been seen for `forget_s`. Readings about no face in pa
 (face_id "": full-frame mode, audio-only, no face at all) always pass. `present()` counts the
 faces seen within `forget_s` of the newest reading.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 from ..timebase import NS
 
 RULES = ("largest", "most_central")

@@ -15,6 +15,7 @@ A template file holds (see config/prompts_en.yaml):
     emotion_names: {happiness: ..., ...}   (optional; labels not listed are used as they are)
     trend_separator: " -> "                (optional)
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,9 @@ import yaml
 from ..share import share_dirs
 from .stabiliser import UNKNOWN, UNKNOWN_REASONS, StableState
 
-
-_SYSTEM_FIELDS = frozenset({"emotion", "confidence_pct", "duration_s", "trend", "untrained_note", "unknown_reason",
-                            "people_present"})
+_SYSTEM_FIELDS = frozenset(
+    {"emotion", "confidence_pct", "duration_s", "trend", "untrained_note", "unknown_reason", "people_present"}
+)
 _USER_FIELDS = frozenset({"emotion", "utterance"})
 # template key -> (placeholders it may use, placeholders it must use)
 _TEMPLATES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -59,9 +60,9 @@ class Prompt:
 class PromptTemplates:
     path: Path
     language: str
-    templates: dict[str, str]          # keys of _TEMPLATES
+    templates: dict[str, str]  # keys of _TEMPLATES
     untrained_note: str
-    unknown_reasons: dict[str, str]    # every one of UNKNOWN_REASONS
+    unknown_reasons: dict[str, str]  # every one of UNKNOWN_REASONS
     emotion_names: dict[str, str]
     trend_separator: str
 
@@ -97,8 +98,9 @@ def load_templates(path: str | Path) -> PromptTemplates:
     for key, (allowed, required) in _TEMPLATES.items():
         used = set(_PLACEHOLDER.findall(templates[key]))
         if used - allowed:
-            raise TemplateError(f"{path}: key {key!r} uses unknown placeholders {sorted(used - allowed)}; "
-                                f"allowed: {sorted(allowed)}")
+            raise TemplateError(
+                f"{path}: key {key!r} uses unknown placeholders {sorted(used - allowed)}; allowed: {sorted(allowed)}"
+            )
         if required - used:
             raise TemplateError(f"{path}: key {key!r} must contain {sorted('{' + r + '}' for r in required - used)}")
     unknown_reasons = mapping("unknown_reasons", required=True)
@@ -137,8 +139,13 @@ def sanitize_utterance(text: str, max_chars: int) -> str:
     return cleaned
 
 
-def build_prompt(templates: PromptTemplates, state: StableState, utterance: str | None,
-                 max_utterance_chars: int, people_present: int = 1) -> Prompt:
+def build_prompt(
+    templates: PromptTemplates,
+    state: StableState,
+    utterance: str | None,
+    max_utterance_chars: int,
+    people_present: int = 1,
+) -> Prompt:
     """`utterance`: the latest user speech, raw (None or blank: none). `people_present`: faces the
     camera sees now ({people_present} in the system templates)."""
     known = state.emotion != UNKNOWN

@@ -3,10 +3,11 @@
 config/llm_bridge.yaml holds the same defaults (a test checks that they agree); the node declares
 these parameters and hands their values to BridgeSettings.from_parameters, which validates them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..params import ParameterSpec, check_all
 from .llm_client import LLMConfig
@@ -24,46 +25,102 @@ _RO = {"read_only": True}  # needs a restart: topics, templates and the endpoint
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     P("emotion_topic", "emotion_state", "EmotionState input topic", **_RO),
-    P("emotion_reliability", "reliable", "QoS reliability of the EmotionState subscription",
-      choices=RELIABILITY, **_RO),
+    P(
+        "emotion_reliability",
+        "reliable",
+        "QoS reliability of the EmotionState subscription",
+        choices=RELIABILITY,
+        **_RO,
+    ),
     P("prompt_topic", "dialogue_prompt", "DialoguePrompt output topic", **_RO),
-    P("utterance_topic", "user_utterance",
-      "std_msgs/String input with the user's latest speech; empty: not subscribed", **_RO),
+    P(
+        "utterance_topic",
+        "user_utterance",
+        "std_msgs/String input with the user's latest speech; empty: not subscribed",
+        **_RO,
+    ),
     P("reply_topic", "llm_reply", "std_msgs/String output with the LLM's reply", **_RO),
     P("exchange_topic", "llm_exchange", "LLMExchange output: each request and its outcome", **_RO),
     P("language", "en", "template language; picks prompts_<language>.yaml when template_file is empty", **_RO),
-    P("template_file", "", "prompt template YAML: a path, or a file name looked up in the package's config dirs; "
-                           "empty: prompts_<language>.yaml", **_RO),
+    P(
+        "template_file",
+        "",
+        "prompt template YAML: a path, or a file name looked up in the package's config dirs; "
+        "empty: prompts_<language>.yaml",
+        **_RO,
+    ),
     P("person", "largest", "whom to follow when several faces are read: largest | most_central | a face id", **_RO),
     P("person_margin", 0.25, "another face must score this much better (relative) to take over", 0.0, 100.0, **_RO),
-    P("person_switch_s", 1.5, "... for this long (EmotionState stamps) before the bridge switches",
-      0.0, 3600.0, **_RO),
-    P("use_smoothed", True, "use EmotionState's smoothed label and confidence when the affect node smooths",
-      live=True),
+    P("person_switch_s", 1.5, "... for this long (EmotionState stamps) before the bridge switches", 0.0, 3600.0, **_RO),
+    P("use_smoothed", True, "use EmotionState's smoothed label and confidence when the affect node smooths", live=True),
     P("min_confidence", 0.4, "readings below this count as an unknown emotion", 0.0, 1.0, live=True),
-    P("hysteresis", 0.1, "a label other than the current one needs min_confidence + hysteresis to count",
-      0.0, 1.0, live=True),
-    P("dwell_s", 1.5, "seconds (EmotionState stamps) a new emotion must hold before it is reported",
-      0.0, 3600.0, live=True),
-    P("max_gap_s", 2.0, "a gap in EmotionState stamps longer than this restarts dwell and duration",
-      0.001, 3600.0, live=True),
-    P("stale_s", 5.0, "no EmotionState for this long (node clock): the emotion becomes unknown; 0: never",
-      0.0, 86400.0, live=True),
+    P(
+        "hysteresis",
+        0.1,
+        "a label other than the current one needs min_confidence + hysteresis to count",
+        0.0,
+        1.0,
+        live=True,
+    ),
+    P(
+        "dwell_s",
+        1.5,
+        "seconds (EmotionState stamps) a new emotion must hold before it is reported",
+        0.0,
+        3600.0,
+        live=True,
+    ),
+    P(
+        "max_gap_s",
+        2.0,
+        "a gap in EmotionState stamps longer than this restarts dwell and duration",
+        0.001,
+        3600.0,
+        live=True,
+    ),
+    P(
+        "stale_s",
+        5.0,
+        "no EmotionState for this long (node clock): the emotion becomes unknown; 0: never",
+        0.0,
+        86400.0,
+        live=True,
+    ),
     P("trend_length", 4, "stable emotions listed in the trend, newest last", 1, 100, **_RO),
-    P("untrained_readings", "mark",
-      "readings from untrained (random) weights: mark (say so in the prompt) or unknown (ignore them)",
-      choices=UNTRAINED_READINGS, live=True),
-    P("heartbeat_s", 10.0, "re-publish the current prompt after this long without a change; 0: never",
-      0.0, 86400.0, live=True),
+    P(
+        "untrained_readings",
+        "mark",
+        "readings from untrained (random) weights: mark (say so in the prompt) or unknown (ignore them)",
+        choices=UNTRAINED_READINGS,
+        live=True,
+    ),
+    P(
+        "heartbeat_s",
+        10.0,
+        "re-publish the current prompt after this long without a change; 0: never",
+        0.0,
+        86400.0,
+        live=True,
+    ),
     P("max_utterance_chars", 300, "longer utterances are cut to this many characters", 1, 100000, live=True),
-    P("utterance_max_age_s", 30.0, "an utterance older than this is left out of prompts; 0: no limit",
-      0.0, 86400.0, live=True),
+    P(
+        "utterance_max_age_s",
+        30.0,
+        "an utterance older than this is left out of prompts; 0: no limit",
+        0.0,
+        86400.0,
+        live=True,
+    ),
     P("log_prompts", "summary", "log each published prompt", choices=LOG_PROMPTS, live=True),
     P("diagnostics_period_s", 1.0, "period of the /diagnostics status", 0.05, 3600.0, **_RO),
     P("llm.base_url", "", "OpenAI-compatible base URL ending in /v1; empty: no LLM calls", **_RO),
     P("llm.model", "", "model name the endpoint serves; empty: left out of the request", **_RO),
-    P("llm.api_key_env", "DUSE_LLM_API_KEY",
-      "name of the environment variable holding the API key; empty or unset: no key", **_RO),
+    P(
+        "llm.api_key_env",
+        "DUSE_LLM_API_KEY",
+        "name of the environment variable holding the API key; empty or unset: no key",
+        **_RO,
+    ),
     P("llm.timeout_s", 10.0, "seconds per request attempt", 0.01, 3600.0, **_RO),
     P("llm.max_retries", 2, "retries after a timeout, connection error or HTTP 408/429/5xx", 0, 100, **_RO),
     P("llm.backoff_s", 0.5, "wait before the first retry, doubled for each further one", 0.0, 60.0, **_RO),
@@ -100,7 +157,7 @@ class BridgeSettings:
     llm: LLMConfig
 
     @classmethod
-    def from_parameters(cls, values: Mapping[str, object]) -> "BridgeSettings":
+    def from_parameters(cls, values: Mapping[str, object]) -> BridgeSettings:
         """Validated settings; ValueError names the parameter at fault."""
         v = check_all(PARAMETERS, values)  # types, ranges and choices, naming the parameter
         if v["diagnostics_period_s"] <= 0:
@@ -150,4 +207,3 @@ class BridgeSettings:
                 temperature=float(v["llm.temperature"]),
             ),
         )
-

@@ -11,11 +11,13 @@ Rules, all measured on the readings' own stamps (EmotionState.window_end), never
 - A gap in stamps longer than `max_gap_s`, or a stamp that goes backwards (a bag that loops, a
   clock reset), drops the challenger and restarts the state's duration.
 """
+
 from __future__ import annotations
 
 import math
 from collections import deque
 from dataclasses import dataclass, field
+
 from ..timebase import NS
 
 UNKNOWN = "unknown"
@@ -36,10 +38,11 @@ _MAX_SUPPORT = 512
 @dataclass(frozen=True)
 class EmotionSample:
     """One EmotionState reduced to what the stabiliser needs."""
-    stamp_ns: int        # window_end of the reading
-    label: str           # class label; "" or LABEL_NO_FACE when no reading was made
-    confidence: float    # 0..1
-    has_reading: bool    # False for MODALITY_NONE
+
+    stamp_ns: int  # window_end of the reading
+    label: str  # class label; "" or LABEL_NO_FACE when no reading was made
+    confidence: float  # 0..1
+    has_reading: bool  # False for MODALITY_NONE
     untrained: bool = False
     frame_id: str = ""
 
@@ -52,13 +55,13 @@ class EmotionSample:
 
 @dataclass(frozen=True)
 class StableState:
-    emotion: str                 # a class label or UNKNOWN
-    confidence: float            # mean over supporting readings of the last dwell period; 0 for UNKNOWN
-    since_ns: int                # stamp of the first reading of this stretch
-    latest_ns: int               # stamp of the latest supporting reading
-    trend: tuple[str, ...]       # recent states, oldest first, ending with this one
-    unknown_reason: str = ""     # one of UNKNOWN_REASONS when emotion is UNKNOWN
-    untrained: bool = False      # the latest supporting reading came from random weights
+    emotion: str  # a class label or UNKNOWN
+    confidence: float  # mean over supporting readings of the last dwell period; 0 for UNKNOWN
+    since_ns: int  # stamp of the first reading of this stretch
+    latest_ns: int  # stamp of the latest supporting reading
+    trend: tuple[str, ...]  # recent states, oldest first, ending with this one
+    unknown_reason: str = ""  # one of UNKNOWN_REASONS when emotion is UNKNOWN
+    untrained: bool = False  # the latest supporting reading came from random weights
     frame_id: str = ""
 
     @property
@@ -91,6 +94,7 @@ class StabiliserConfig:
 @dataclass
 class _Stretch:
     """Consecutive readings supporting one label (the state's, or a challenger's)."""
+
     label: str
     since_ns: int
     latest_ns: int
@@ -138,8 +142,9 @@ class Stabiliser:
             self._state.add(reading, unknown_reason)
             return None
         if self._challenger is None or self._challenger.label != label:
-            self._challenger = _Stretch(label, reading.stamp_ns, reading.stamp_ns, unknown_reason,
-                                        reading.untrained, reading.frame_id)
+            self._challenger = _Stretch(
+                label, reading.stamp_ns, reading.stamp_ns, unknown_reason, reading.untrained, reading.frame_id
+            )
         self._challenger.add(reading, unknown_reason)
         if self._challenger.latest_ns - self._challenger.since_ns >= self.config.dwell_s * NS:
             return self._promote(self._challenger)
@@ -147,13 +152,17 @@ class Stabiliser:
 
     def expire(self) -> StableState | None:
         """The readings stopped arriving: the state becomes UNKNOWN (no_readings) at once."""
-        if self._state is not None and self._state.label == UNKNOWN \
-                and self._state.unknown_reason == REASON_NO_READINGS:
+        if (
+            self._state is not None
+            and self._state.label == UNKNOWN
+            and self._state.unknown_reason == REASON_NO_READINGS
+        ):
             return None
         stamp = self._last_stamp_ns
         # Before any reading there is no stamp to start from: the stretch starts at the first one.
-        return self._promote(_Stretch(UNKNOWN, stamp or 0, stamp or 0, REASON_NO_READINGS, False, "",
-                                      stamped=stamp is not None))
+        return self._promote(
+            _Stretch(UNKNOWN, stamp or 0, stamp or 0, REASON_NO_READINGS, False, "", stamped=stamp is not None)
+        )
 
     def _check_continuity(self, stamp_ns: int) -> None:
         last, self._last_stamp_ns = self._last_stamp_ns, stamp_ns

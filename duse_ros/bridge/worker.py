@@ -4,17 +4,23 @@ Submitting while an item is pending replaces it (the older one is superseded and
 the item in flight is not interrupted, but `has_pending()` lets it stop retrying early. The
 submitting thread (the ROS executor) never waits on the handler.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 
 
 class LatestOnlyWorker(Generic[Item]):
-    def __init__(self, handle: Callable[[Item], None], on_error: Callable[[BaseException], None],
-                 name: str = "latest-only-worker") -> None:
+    def __init__(
+        self,
+        handle: Callable[[Item], None],
+        on_error: Callable[[BaseException], None],
+        name: str = "latest-only-worker",
+    ) -> None:
         self._handle = handle
         self._on_error = on_error
         self._cond = threading.Condition()

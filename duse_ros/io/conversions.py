@@ -20,6 +20,7 @@ audio_common, ROS 2 branch) and audio_common_msgs/AudioStamped (mgonzs13 audio_c
 Every malformed input raises `ConversionError` (a ValueError) whose message names the field, what
 was expected and what came.
 """
+
 from __future__ import annotations
 
 import array
@@ -41,11 +42,12 @@ class ConversionError(ValueError):
 # Raw images
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _ImageLayout:
-    channels: int          # channels of the array view (2 for packed 4:2:2, 1 for 4:2:0 planes)
+    channels: int  # channels of the array view (2 for packed 4:2:2, 1 for 4:2:0 planes)
     bytes_per_channel: int  # 1 or 2
-    code: int | None       # cv2.cvtColor code to RGB; None: the bytes are RGB already
+    code: int | None  # cv2.cvtColor code to RGB; None: the bytes are RGB already
     planar_420: bool = False
 
     @property
@@ -113,8 +115,9 @@ def _byte_buffer(data: Any, field: str) -> np.ndarray:
         if values.size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255):
             raise ConversionError(f"{field} must hold byte values 0..255; got a list with values outside that range")
         return values.astype(np.uint8).reshape(-1)
-    raise ConversionError(f"{field} must be bytes, array.array('B'), a uint8 numpy array or a list of bytes; "
-                          f"got {type(data).__name__}")
+    raise ConversionError(
+        f"{field} must be bytes, array.array('B'), a uint8 numpy array or a list of bytes; got {type(data).__name__}"
+    )
 
 
 def _scale_16_to_8(image: np.ndarray, significant_bits: int) -> np.ndarray:
@@ -137,15 +140,18 @@ def image_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
     encoding = str(msg.encoding).strip().lower()
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
-        raise ConversionError(f"Image has zero size: height={height}, width={width} (encoding {msg.encoding!r}); "
-                              "the driver published an empty frame")
+        raise ConversionError(
+            f"Image has zero size: height={height}, width={width} (encoding {msg.encoding!r}); "
+            "the driver published an empty frame"
+        )
     layout = _IMAGE_LAYOUTS.get(encoding)
     if layout is None:
         hint = _NO_COLOUR_HINT.get(encoding, "")
         raise ConversionError(
             f"Image.encoding {msg.encoding!r} is not supported"
             + (f": it is {hint}" if hint else "")
-            + f". Supported: {', '.join(SUPPORTED_IMAGE_ENCODINGS)}")
+            + f". Supported: {', '.join(SUPPORTED_IMAGE_ENCODINGS)}"
+        )
     if not 1 <= significant_bits <= 16:
         raise ConversionError(f"significant_bits must be in 1..16; got {significant_bits}")
 
@@ -153,12 +159,14 @@ def image_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
     if step < row_bytes:
         raise ConversionError(
             f"Image.step={step} is smaller than width * bytes_per_pixel = {width} * {layout.bytes_per_pixel} "
-            f"= {row_bytes} for encoding {encoding!r}")
+            f"= {row_bytes} for encoding {encoding!r}"
+        )
     rows = height
     if layout.planar_420:
         if height % 2 or width % 2:
             raise ConversionError(
-                f"Image of encoding {encoding!r} needs an even height and width; got {height}x{width}")
+                f"Image of encoding {encoding!r} needs an even height and width; got {height}x{width}"
+            )
         rows = height * 3 // 2
     elif layout.channels == 2 and width % 2:
         raise ConversionError(f"Image of encoding {encoding!r} (4:2:2) needs an even width; got width={width}")
@@ -169,7 +177,8 @@ def image_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
         verdict = "truncated" if buf.size < expected else "longer than its header says"
         raise ConversionError(
             f"Image.data has {buf.size} bytes but {what} = {expected} (height={height}, step={step}, "
-            f"encoding {encoding!r}): the message is {verdict}")
+            f"encoding {encoding!r}): the message is {verdict}"
+        )
 
     # Row view: (rows, row_bytes) over the buffer, padding skipped, no copy.
     plane = buf.reshape(rows, step)[:, :row_bytes]
@@ -213,7 +222,8 @@ def _check_format_codec(fmt: str) -> None:
     if words and words[0] not in _CODEC_ALIASES:
         raise ConversionError(
             f"CompressedImage.format {fmt!r} names codec {words[0]!r}; duse_ros decodes jpeg, png and tiff. "
-            "Publish the camera with image_transport's 'compressed' transport or as a raw Image")
+            "Publish the camera with image_transport's 'compressed' transport or as a raw Image"
+        )
 
 
 def compressed_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
@@ -227,7 +237,8 @@ def compressed_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
     if "compresseddepth" in fmt:
         raise ConversionError(
             f"CompressedImage.format {msg.format!r} is a compressedDepth (depth) image: subscribe to the "
-            "camera's colour topic, e.g. .../image_raw/compressed")
+            "camera's colour topic, e.g. .../image_raw/compressed"
+        )
     _check_format_codec(fmt)
     buf = _byte_buffer(msg.data, "CompressedImage.data")
     if buf.size == 0:
@@ -237,12 +248,14 @@ def compressed_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
     if found is None:
         raise ConversionError(
             f"CompressedImage.data ({buf.size} bytes, format {msg.format!r}) does not start with a JPEG, PNG "
-            f"or TIFF signature (first bytes {head.hex(' ')}): the data is corrupt or in another codec")
+            f"or TIFF signature (first bytes {head.hex(' ')}): the data is corrupt or in another codec"
+        )
     image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ConversionError(
             f"CompressedImage.data ({buf.size} bytes) starts like {found.upper()} but cannot be decoded "
-            f"(format {msg.format!r}): the image is truncated or corrupt")
+            f"(format {msg.format!r}): the image is truncated or corrupt"
+        )
     if image.dtype == np.uint16:
         image = _scale_16_to_8(image, significant_bits)
     elif image.dtype != np.uint8:
@@ -273,9 +286,9 @@ def image_pixels(msg: Any) -> int:
     if head.startswith(b"\xff\xd8"):
         i = 2
         while i + 9 <= len(head) and head[i] == 0xFF:
-            marker, length = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+            marker, length = head[i + 1], int.from_bytes(head[i + 2 : i + 4], "big")
             if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                return int.from_bytes(head[i + 5:i + 7], "big") * int.from_bytes(head[i + 7:i + 9], "big")
+                return int.from_bytes(head[i + 5 : i + 7], "big") * int.from_bytes(head[i + 7 : i + 9], "big")
             i += 2 + length
     return 0
 
@@ -287,12 +300,14 @@ def to_rgb(msg: Any) -> np.ndarray:
     if hasattr(msg, "format"):
         return compressed_to_rgb(msg)
     raise ConversionError(
-        f"{type(msg).__name__} is neither an Image (no 'encoding') nor a CompressedImage (no 'format')")
+        f"{type(msg).__name__} is neither an Image (no 'encoding') nor a CompressedImage (no 'format')"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Audio
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _SampleFormat:
@@ -318,7 +333,8 @@ def _sample_format(name: Any) -> _SampleFormat:
     if key not in _SAMPLE_FORMATS:
         raise ConversionError(
             f"sample_format {name!r} is not supported; use one of {', '.join(SUPPORTED_SAMPLE_FORMATS)} "
-            "(little-endian, interleaved)")
+            "(little-endian, interleaved)"
+        )
     return _SAMPLE_FORMATS[key]
 
 
@@ -339,15 +355,18 @@ def _decode_samples(samples: Any, fmt: _SampleFormat, source: str) -> np.ndarray
     raw little-endian encoding. Any other array or list holds sample values (e.g. the typed
     int16_data/float32_data arrays of audio_common_msgs/AudioStamped).
     """
-    raw = isinstance(samples, (bytes, bytearray, memoryview)) \
-        or (isinstance(samples, array.array) and samples.typecode == "B") \
+    raw = (
+        isinstance(samples, (bytes, bytearray, memoryview))
+        or (isinstance(samples, array.array) and samples.typecode == "B")
         or (isinstance(samples, np.ndarray) and samples.dtype == np.uint8)
+    )
     if raw:
         buf = _byte_buffer(samples, source)
         size = fmt.dtype.itemsize
         if buf.size % size:
             raise ConversionError(
-                f"{source} has {buf.size} bytes, not a multiple of the {size}-byte sample size of {fmt.dtype.str}")
+                f"{source} has {buf.size} bytes, not a multiple of the {size}-byte sample size of {fmt.dtype.str}"
+            )
         return np.frombuffer(buf, dtype=fmt.dtype).astype(fmt.dtype.newbyteorder("="), copy=False)
     try:
         values = np.asarray(samples)
@@ -355,7 +374,8 @@ def _decode_samples(samples: Any, fmt: _SampleFormat, source: str) -> np.ndarray
         raise ConversionError(f"{source} is not an array of samples: {error}") from None
     if values.dtype == object or values.dtype.kind not in "iuf" or values.ndim > 1:
         raise ConversionError(
-            f"{source} must be a flat array of numbers; got dtype {values.dtype}, shape {values.shape}")
+            f"{source} must be a flat array of numbers; got dtype {values.dtype}, shape {values.shape}"
+        )
     values = values.reshape(-1)
     if fmt.dtype.kind in "iu":
         if values.dtype.kind == "f":
@@ -364,12 +384,20 @@ def _decode_samples(samples: Any, fmt: _SampleFormat, source: str) -> np.ndarray
         if values.size and (values.min() < info.min or values.max() > info.max):
             raise ConversionError(
                 f"{source} holds values in [{values.min()}, {values.max()}], "
-                f"outside {fmt.dtype.name} [{info.min}, {info.max}]")
+                f"outside {fmt.dtype.name} [{info.min}, {info.max}]"
+            )
     return values.astype(fmt.dtype.newbyteorder("="), copy=False)
 
 
-def audio_to_mono(samples: Any, sample_format: Any, channels: Any, sample_rate: Any,
-                  target_rate: Any = None, *, source: str = "audio data") -> np.ndarray:
+def audio_to_mono(
+    samples: Any,
+    sample_format: Any,
+    channels: Any,
+    sample_rate: Any,
+    target_rate: Any = None,
+    *,
+    source: str = "audio data",
+) -> np.ndarray:
     """Interleaved audio as float32 mono in [-1, 1] at `target_rate` (at `sample_rate` when None).
 
     `sample_format`: S16LE, S32LE, F32LE, U8 (offset binary, 128 = silence) or S8; int16, int32,
@@ -389,7 +417,8 @@ def audio_to_mono(samples: Any, sample_format: Any, channels: Any, sample_rate: 
         raise ConversionError(
             f"{source} has {values.size} samples ({values.size * fmt.dtype.itemsize} bytes), not a multiple of "
             f"channels={channels} (frames of {channels * fmt.dtype.itemsize} bytes): the chunk is cut mid-frame "
-            "or channels is wrong")
+            "or channels is wrong"
+        )
     if fmt.dtype.kind == "f":
         finite = np.isfinite(values)
         if not finite.all():
@@ -411,7 +440,7 @@ def audio_to_mono(samples: Any, sample_format: Any, channels: Any, sample_rate: 
 # 7.2 kHz, >= 80 dB down from 8 kHz, 303 taps per output sample.
 PASSBAND_FRACTION = 0.90
 STOPBAND_ATTENUATION_DB = 80.0
-_BLOCK = 1024      # outputs computed per gather in StreamResampler.process
+_BLOCK = 1024  # outputs computed per gather in StreamResampler.process
 # Filter phases at most: the filter holds ~100 taps per phase, so rates whose exact ratio to the
 # target needs more (16000/1000003 would need 1e8 taps, 400 MB) use the nearest ratio within it.
 # Every common rate (8k..192k, 11.025k multiples) to 16 kHz is exact within 640 phases.
@@ -428,8 +457,10 @@ def _bounded_ratio(source_rate: int, target_rate: int) -> Fraction:
     else:
         ratio = 1 / Fraction(source_rate, target_rate).limit_denominator(MAX_PHASES)
     if ratio == 0 or max(ratio.numerator, ratio.denominator) > MAX_PHASES:  # beyond 1:MAX_PHASES
-        raise ConversionError(f"sample_rate {source_rate} Hz to {target_rate} Hz is a ratio beyond "
-                              f"1:{MAX_PHASES}; resample the source nearer the target rate")
+        raise ConversionError(
+            f"sample_rate {source_rate} Hz to {target_rate} Hz is a ratio beyond "
+            f"1:{MAX_PHASES}; resample the source nearer the target rate"
+        )
     return ratio
 
 
@@ -437,19 +468,19 @@ def _bounded_ratio(source_rate: int, target_rate: int) -> Fraction:
 def _polyphase_taps(up: int, down: int) -> tuple[np.ndarray, int]:
     """Per-phase taps (up, K) float32, reversed for a dot product with the input window in time
     order, and the prototype filter's half length at the upsampled rate."""
-    nyquist = 0.5 / max(up, down)                       # lower Nyquist, cycles per upsampled sample
+    nyquist = 0.5 / max(up, down)  # lower Nyquist, cycles per upsampled sample
     transition = (1.0 - PASSBAND_FRACTION) * nyquist
     cutoff = nyquist - transition / 2
     atten = STOPBAND_ATTENUATION_DB
-    beta = 0.1102 * (atten - 8.7)                       # Kaiser's formulas (Oppenheim & Schafer 7.6)
+    beta = 0.1102 * (atten - 8.7)  # Kaiser's formulas (Oppenheim & Schafer 7.6)
     length = int(math.ceil((atten - 7.95) / (2.285 * 2 * math.pi * transition))) + 1
     half = length // 2
     n = np.arange(-half, half + 1, dtype=np.float64)
     prototype = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(2 * half + 1, beta)
-    prototype *= up / prototype.sum()                   # unit DC gain after zero-stuffing by `up`
+    prototype *= up / prototype.sum()  # unit DC gain after zero-stuffing by `up`
     taps_per_phase = -(-prototype.size // up)
     padded = np.zeros(taps_per_phase * up)
-    padded[:prototype.size] = prototype
+    padded[: prototype.size] = prototype
     # phase p, tap k multiplies x[base - k]; reversed so row p dots x[base-K+1 .. base]
     phases = padded.reshape(taps_per_phase, up).T[:, ::-1]
     return np.ascontiguousarray(phases, dtype=np.float32), half
@@ -481,12 +512,12 @@ class StreamResampler:
     def _reset(self) -> None:
         width = self._taps.shape[1]
         self._buffer = np.zeros(width - 1, dtype=np.float32)  # zeros before the first sample
-        self._buffer_start = -(width - 1)                    # absolute index of _buffer[0]
+        self._buffer_start = -(width - 1)  # absolute index of _buffer[0]
         self._next_output = 0
         self._inputs = 0
 
     def _base(self, n: int) -> int:
-        return (n * self.down + self._half) // self.up      # newest input sample output n needs
+        return (n * self.down + self._half) // self.up  # newest input sample output n needs
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Resample the next chunk of float mono samples; returns every output now computable."""
@@ -496,21 +527,22 @@ class StreamResampler:
         self._buffer = np.concatenate([self._buffer, samples])
         self._inputs += samples.size
         newest = self._buffer_start + self._buffer.size - 1
-        end = ((newest + 1) * self.up - self._half - 1) // self.down + 1   # outputs with base(n) <= newest
+        end = ((newest + 1) * self.up - self._half - 1) // self.down + 1  # outputs with base(n) <= newest
         first = self._next_output
         out = np.empty(max(0, end - first), dtype=np.float32)
         width = self._taps.shape[1]
         if out.size == 0:
             return out
-        windows = np.lib.stride_tricks.sliding_window_view(self._buffer, width)   # view, no copy
+        windows = np.lib.stride_tricks.sliding_window_view(self._buffer, width)  # view, no copy
         # Output n = dot(input window ending at base(n), taps of phase p(n)): gathered in blocks of
         # outputs (a few MB at most), one einsum each, no per-sample Python loop.
         for block in range(first, end, self._block):
             n = np.arange(block, min(block + self._block, end), dtype=np.int64)
             p = n * self.down + self._half
             starts = p // self.up - (width - 1) - self._buffer_start
-            out[block - first:block - first + n.size] = np.einsum(
-                "ij,ij->i", windows[starts], self._taps[p % self.up])
+            out[block - first : block - first + n.size] = np.einsum(
+                "ij,ij->i", windows[starts], self._taps[p % self.up]
+            )
         self._next_output = max(end, first)
         keep_from = self._base(self._next_output) - (width - 1) - self._buffer_start
         if keep_from > 0:
@@ -543,14 +575,23 @@ def resample(samples: np.ndarray, sample_rate: Any, target_rate: Any) -> np.ndar
 
 # ---- message adapters ----------------------------------------------------------------------
 
+
 def audio_chunk_to_mono(msg: Any, target_rate: Any = None) -> np.ndarray:
     """duse_ros/msg/AudioChunk (sample_rate, channels, sample_format, data) to float32 mono."""
-    return audio_to_mono(msg.data, msg.sample_format, msg.channels, msg.sample_rate, target_rate,
-                         source="AudioChunk.data")
+    return audio_to_mono(
+        msg.data, msg.sample_format, msg.channels, msg.sample_rate, target_rate, source="AudioChunk.data"
+    )
 
 
-def audio_data_stamped_to_mono(msg: Any, *, channels: Any, sample_rate: Any, sample_format: Any = "S16LE",
-                               coding_format: str = "wave", target_rate: Any = None) -> np.ndarray:
+def audio_data_stamped_to_mono(
+    msg: Any,
+    *,
+    channels: Any,
+    sample_rate: Any,
+    sample_format: Any = "S16LE",
+    coding_format: str = "wave",
+    target_rate: Any = None,
+) -> np.ndarray:
     """audio_common_msgs/AudioDataStamped (ros-drivers audio_common, ROS 2 branch) to float32 mono.
 
     The message holds only `header` and `audio.data` (uint8[]); the format comes from the
@@ -562,19 +603,21 @@ def audio_data_stamped_to_mono(msg: Any, *, channels: Any, sample_rate: Any, sam
     if coding not in ("wave", "wav", "raw", "pcm", ""):
         raise ConversionError(
             f"AudioInfo.coding_format {coding_format!r}: duse_ros needs raw PCM; start audio_capture with "
-            "format:=wave (its default is mp3)")
-    return audio_to_mono(msg.audio.data, sample_format, channels, sample_rate, target_rate,
-                         source="AudioDataStamped.audio.data")
+            "format:=wave (its default is mp3)"
+        )
+    return audio_to_mono(
+        msg.audio.data, sample_format, channels, sample_rate, target_rate, source="AudioDataStamped.audio.data"
+    )
 
 
 # PortAudio sample-format flags used by mgonzs13/audio_common's AudioInfo.format, and the
 # AudioData array each one fills (audio_capturer_node.cpp).
 PORTAUDIO_FORMATS: dict[int, tuple[str, str]] = {
-    1: ("F32LE", "float32_data"),   # paFloat32
-    2: ("S32LE", "int32_data"),     # paInt32
-    8: ("S16LE", "int16_data"),     # paInt16
-    16: ("S8", "int8_data"),        # paInt8
-    32: ("U8", "uint8_data"),       # paUInt8
+    1: ("F32LE", "float32_data"),  # paFloat32
+    2: ("S32LE", "int32_data"),  # paInt32
+    8: ("S16LE", "int16_data"),  # paInt16
+    16: ("S8", "int8_data"),  # paInt8
+    32: ("U8", "uint8_data"),  # paUInt8
 }
 
 
@@ -590,13 +633,16 @@ def audio_stamped_to_mono(msg: Any, target_rate: Any = None) -> np.ndarray:
     if fmt not in PORTAUDIO_FORMATS:
         known = ", ".join(f"{code} ({name})" for code, (name, _) in PORTAUDIO_FORMATS.items())
         raise ConversionError(
-            f"AudioStamped.audio.info.format={fmt} is not a supported PortAudio format; expected one of {known}")
+            f"AudioStamped.audio.info.format={fmt} is not a supported PortAudio format; expected one of {known}"
+        )
     sample_format, field = PORTAUDIO_FORMATS[fmt]
     values = getattr(msg.audio.audio_data, field)
     if len(values) == 0:
         filled = [name for _, name in PORTAUDIO_FORMATS.values() if len(getattr(msg.audio.audio_data, name, ())) > 0]
         raise ConversionError(
             f"AudioStamped.audio.audio_data.{field} is empty although info.format={fmt} selects it"
-            + (f"; data is in {', '.join(filled)}" if filled else ""))
-    return audio_to_mono(values, sample_format, info.channels, info.rate, target_rate,
-                         source=f"AudioStamped.audio.audio_data.{field}")
+            + (f"; data is in {', '.join(filled)}" if filled else "")
+        )
+    return audio_to_mono(
+        values, sample_format, info.channels, info.rate, target_rate, source=f"AudioStamped.audio.audio_data.{field}"
+    )

@@ -7,11 +7,12 @@
 
 Reading and writing any bag (and the typestore) live in `duse_ros.io.rosbag`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -47,7 +48,7 @@ def demo_frame(t: float, script: DemoScript, face: np.ndarray) -> np.ndarray:
     portrait = cv2.resize(face[:400, 56:456], (side, side), interpolation=cv2.INTER_AREA)
     x = int((w - side) / 2 + 20 * np.sin(2 * np.pi * 0.2 * t))
     y = (h - side) // 2
-    frame[y:y + side, x:x + side] = portrait
+    frame[y : y + side, x : x + side] = portrait
     return frame
 
 
@@ -61,8 +62,12 @@ def demo_audio(t0: float, n: int, rate: int) -> np.ndarray:
     return (0.2 * voice * envelope).astype(np.float32)
 
 
-def write_demo_bag(path: str | Path, script: DemoScript = DemoScript(), start_ns: int = 1_700_000_000 * NS,
-                   frame_id: str = "camera_optical_frame") -> Path:
+def write_demo_bag(
+    path: str | Path,
+    script: DemoScript = DemoScript(),
+    start_ns: int = 1_700_000_000 * NS,
+    frame_id: str = "camera_optical_frame",
+) -> Path:
     """Write the demo stream to `path` (a new rosbag2 directory, MCAP storage)."""
     path = Path(path)
     store = typestore()
@@ -82,16 +87,23 @@ def write_demo_bag(path: str | Path, script: DemoScript = DemoScript(), start_ns
         for t, kind in sorted(events):
             ns = start_ns + int(round(t * NS))
             if kind == "frame":
-                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(demo_frame(t, script, face), cv2.COLOR_RGB2BGR),
-                                        [cv2.IMWRITE_JPEG_QUALITY, 85])
+                ok, jpeg = cv2.imencode(
+                    ".jpg", cv2.cvtColor(demo_frame(t, script, face), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+                )
                 assert ok
-                msg = CompressedImage(header=header(ns, frame_id), format="rgb8; jpeg compressed bgr8",
-                                      data=jpeg.reshape(-1))
+                msg = CompressedImage(
+                    header=header(ns, frame_id), format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1)
+                )
                 writer.write(cam, ns, store.serialize_cdr(msg, msg.__msgtype__))
             else:
                 pcm = (demo_audio(t, chunk, script.audio_rate) * 32767).astype("<i2")
-                msg = AudioChunk(header=header(ns, "microphone"), sample_rate=script.audio_rate, channels=1,
-                                 sample_format="S16LE", data=np.frombuffer(pcm.tobytes(), np.uint8))
+                msg = AudioChunk(
+                    header=header(ns, "microphone"),
+                    sample_rate=script.audio_rate,
+                    channels=1,
+                    sample_format="S16LE",
+                    data=np.frombuffer(pcm.tobytes(), np.uint8),
+                )
                 writer.write(mic, ns, store.serialize_cdr(msg, msg.__msgtype__))
     return path
 

@@ -14,15 +14,16 @@ file and the line.
 A window is labelled by the span that holds its midpoint (first to last frame stamp); windows whose
 midpoint falls in no span are not scored.
 """
+
 from __future__ import annotations
 
 import csv
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
-from duse_ros.timebase import NS
 
+from duse_ros.timebase import NS
 
 
 class LabelError(ValueError):
@@ -31,8 +32,8 @@ class LabelError(ValueError):
 
 @dataclass(frozen=True)
 class Span:
-    start_ns: int   # bag time
-    end_ns: int     # exclusive
+    start_ns: int  # bag time
+    end_ns: int  # exclusive
     label: str
 
 
@@ -46,8 +47,9 @@ def _seconds(text: str, where: str, field: str) -> float:
     return value
 
 
-def check_spans(spans: Sequence[Span], classes: Iterable[str] | None, source: str,
-                where: Sequence[str] | None = None) -> list[Span]:
+def check_spans(
+    spans: Sequence[Span], classes: Iterable[str] | None, source: str, where: Sequence[str] | None = None
+) -> list[Span]:
     """Sorted spans; LabelError on an empty or reversed span, an unknown class or an overlap."""
     known = None if classes is None else list(classes)
     where = list(where) if where is not None else [source] * len(spans)
@@ -59,9 +61,11 @@ def check_spans(spans: Sequence[Span], classes: Iterable[str] | None, source: st
     order = sorted(range(len(spans)), key=lambda i: spans[i].start_ns)
     for a, b in zip(order, order[1:]):
         if spans[b].start_ns < spans[a].end_ns:
-            raise LabelError(f"{where[b]}: span {spans[b].start_ns / NS:g}-{spans[b].end_ns / NS:g} s "
-                             f"({spans[b].label}) overlaps {spans[a].start_ns / NS:g}-{spans[a].end_ns / NS:g} s "
-                             f"({spans[a].label}) from {where[a]}")
+            raise LabelError(
+                f"{where[b]}: span {spans[b].start_ns / NS:g}-{spans[b].end_ns / NS:g} s "
+                f"({spans[b].label}) overlaps {spans[a].start_ns / NS:g}-{spans[a].end_ns / NS:g} s "
+                f"({spans[a].label}) from {where[a]}"
+            )
     return [spans[i] for i in order]
 
 
@@ -100,8 +104,9 @@ def spans_to_messages(spans: Sequence[Span]) -> list[tuple[int, str]]:
     return events
 
 
-def spans_from_messages(events: Sequence[tuple[int, str]], end_ns: int, source: str,
-                        classes: Iterable[str] | None = None) -> list[Span]:
+def spans_from_messages(
+    events: Sequence[tuple[int, str]], end_ns: int, source: str, classes: Iterable[str] | None = None
+) -> list[Span]:
     """The inverse of `spans_to_messages`; a last open span ends at `end_ns` (the bag's end)."""
     spans = []
     ordered = sorted(events)

@@ -15,11 +15,12 @@ Label spans live in a bag as `std_msgs/msg/String` on `LABEL_TOPIC`: a message a
 each span carries the class name, and an empty string ends a span that is not followed directly
 by the next one. The log time of the message is the span boundary.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -27,15 +28,13 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from duse_ros.share import share_dirs, share_path
-from duse_ros.timebase import NS
-
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 AUDIO_CHUNK = "duse_ros/msg/AudioChunk"
-AUDIO_DATA_STAMPED = "audio_common_msgs/msg/AudioDataStamped"    # ros-drivers/audio_common
-AUDIO_STAMPED = "audio_common_msgs/msg/AudioStamped"             # mgonzs13/audio_common
+AUDIO_DATA_STAMPED = "audio_common_msgs/msg/AudioDataStamped"  # ros-drivers/audio_common
+AUDIO_STAMPED = "audio_common_msgs/msg/AudioStamped"  # mgonzs13/audio_common
 AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
 AUDIO_TYPES = (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_STAMPED)
 LABEL_TYPE = "std_msgs/msg/String"
@@ -49,12 +48,14 @@ AUDIO_COMMON_LAYOUTS: dict[str, dict[str, str]] = {
     "ros-drivers": {  # ros-drivers/audio_common (ROS 2 branch); the format lives on AudioInfo
         "audio_common_msgs/msg/AudioData": "uint8[] data\n",
         AUDIO_DATA_STAMPED: "std_msgs/Header header\naudio_common_msgs/AudioData audio\n",
-        AUDIO_INFO: ("uint8 channels\nuint32 sample_rate\nstring sample_format\nuint32 bitrate\n"
-                     "string coding_format\n"),
+        AUDIO_INFO: (
+            "uint8 channels\nuint32 sample_rate\nstring sample_format\nuint32 bitrate\nstring coding_format\n"
+        ),
     },
     "mgonzs13": {  # mgonzs13/audio_common; the format travels in every message
-        "audio_common_msgs/msg/AudioData": ("float32[] float32_data\nint32[] int32_data\nint16[] int16_data\n"
-                                            "int8[] int8_data\nuint8[] uint8_data\n"),
+        "audio_common_msgs/msg/AudioData": (
+            "float32[] float32_data\nint32[] int32_data\nint16[] int16_data\nint8[] int8_data\nuint8[] uint8_data\n"
+        ),
         AUDIO_INFO: "int32 format\nint32 channels\nint32 rate\nint32 chunk\n",
         "audio_common_msgs/msg/Audio": "audio_common_msgs/AudioData audio_data\naudio_common_msgs/AudioInfo info\n",
         AUDIO_STAMPED: "std_msgs/Header header\naudio_common_msgs/Audio audio\n",
@@ -95,11 +96,17 @@ _INFINITE = _qos_time(2147483647, 4294967295)  # what rosbag2 writes for an unse
 
 def offered_qos(reliable: bool = False, depth: int = 10) -> Qos:
     """A publisher's offered QoS as `ros2 bag record` stores it (sensor data: best effort)."""
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth,
-               reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-               durability=QosDurability.VOLATILE, deadline=_INFINITE, lifespan=_INFINITE,
-               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_INFINITE,
-               avoid_ros_namespace_conventions=False)
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=depth,
+        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        durability=QosDurability.VOLATILE,
+        deadline=_INFINITE,
+        lifespan=_INFINITE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_INFINITE,
+        avoid_ros_namespace_conventions=False,
+    )
 
 
 class BagWriter:
@@ -122,7 +129,8 @@ class BagWriter:
         """Declare a topic; `qos` (the profiles a recorded publisher offered) defaults to sensor data's."""
         if topic not in self._connections:
             self._connections[topic] = self._writer.add_connection(
-                topic, msgtype, typestore=self.store, offered_qos_profiles=list(qos) or [offered_qos(reliable)])
+                topic, msgtype, typestore=self.store, offered_qos_profiles=list(qos) or [offered_qos(reliable)]
+            )
 
     def write(self, topic: str, log_ns: int, msg, msgtype: str | None = None) -> None:
         msgtype = msgtype or msg.__msgtype__
@@ -133,7 +141,7 @@ class BagWriter:
     def close(self) -> None:
         self._writer.close()
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -151,7 +159,9 @@ class TopicInfo:
 def _describe(topics: dict[str, TopicInfo]) -> str:
     if not topics:
         return "no topics at all"
-    return ", ".join(f"{t.name} ({t.msgtype}, {t.count} messages)" for t in sorted(topics.values(), key=lambda t: t.name))
+    return ", ".join(
+        f"{t.name} ({t.msgtype}, {t.count} messages)" for t in sorted(topics.values(), key=lambda t: t.name)
+    )
 
 
 class BagFile:
@@ -167,11 +177,13 @@ class BagFile:
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as e:  # rosbags raises several types for damaged files
-            raise BagError(f"{self.path}: cannot open the bag ({type(e).__name__}: {e}); "
-                           "is it truncated, or still being recorded?") from None
-        self.topics = {c.topic: TopicInfo(c.topic, c.msgtype, c.msgcount,
-                                          tuple(getattr(c.ext, "offered_qos_profiles", ()) or ()))
-                       for c in self._reader.connections}
+            raise BagError(
+                f"{self.path}: cannot open the bag ({type(e).__name__}: {e}); is it truncated, or still being recorded?"
+            ) from None
+        self.topics = {
+            c.topic: TopicInfo(c.topic, c.msgtype, c.msgcount, tuple(getattr(c.ext, "offered_qos_profiles", ()) or ()))
+            for c in self._reader.connections
+        }
         self.start_ns, self.end_ns = int(self._reader.start_time), int(self._reader.end_time)
         self.custom_data = self._custom_data()
         self.store = self._typestore()
@@ -205,7 +217,9 @@ class BagFile:
         try:
             store.register(stored)
         except Exception as e:  # noqa: BLE001 - e.g. a stored definition contradicting a standard type
-            raise BagError(f"{self.path}: its stored message definitions conflict with the standard ones ({e})") from None
+            raise BagError(
+                f"{self.path}: its stored message definitions conflict with the standard ones ({e})"
+            ) from None
         return store
 
     def describe_topics(self) -> str:
@@ -220,8 +234,10 @@ class BagFile:
             for conn, log_ns, raw in self._reader.messages(connections=wanted):
                 yield conn.topic, conn.msgtype, int(log_ns), bytes(raw)
         except Exception as e:  # a file cut short or damaged mid-way
-            raise BagError(f"{self.path}: reading stopped on a damaged record ({type(e).__name__}: {e}); "
-                           "the bag is truncated or corrupt") from None
+            raise BagError(
+                f"{self.path}: reading stopped on a damaged record ({type(e).__name__}: {e}); "
+                "the bag is truncated or corrupt"
+            ) from None
 
     def deserialize(self, raw: bytes, msgtype: str):
         try:
@@ -232,7 +248,7 @@ class BagFile:
     def close(self) -> None:
         self._reader.close()
 
-    def __enter__(self) -> "BagFile":
+    def __enter__(self) -> BagFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -243,7 +259,7 @@ class BagFile:
 class Streams:
     image: TopicInfo
     audio: TopicInfo | None
-    audio_info: TopicInfo | None   # AudioInfo beside an AudioDataStamped stream
+    audio_info: TopicInfo | None  # AudioInfo beside an AudioDataStamped stream
     labels: TopicInfo | None
 
 
@@ -257,17 +273,21 @@ def _pick(bag: BagFile, kinds: tuple[str, ...], wanted: str | None, what: str, f
         return topic
     found = [t for t in bag.topics.values() if t.msgtype in kinds and t.count > 0]
     if len(found) > 1:
-        raise BagError(f"{bag.path}: several {what} topics ({', '.join(sorted(t.name for t in found))}); "
-                       f"choose one with {flag}")
+        raise BagError(
+            f"{bag.path}: several {what} topics ({', '.join(sorted(t.name for t in found))}); choose one with {flag}"
+        )
     return found[0] if found else None
 
 
-def select_streams(bag: BagFile, image_topic: str | None = None, audio_topic: str | None = None,
-                   label_topic: str = LABEL_TOPIC) -> Streams:
+def select_streams(
+    bag: BagFile, image_topic: str | None = None, audio_topic: str | None = None, label_topic: str = LABEL_TOPIC
+) -> Streams:
     image = _pick(bag, IMAGE_TYPES, image_topic, "image", "--image-topic")
     if image is None:
-        raise BagError(f"{bag.path}: no sensor_msgs/msg/Image or CompressedImage topic with messages; "
-                       f"its topics: {bag.describe_topics()}")
+        raise BagError(
+            f"{bag.path}: no sensor_msgs/msg/Image or CompressedImage topic with messages; "
+            f"its topics: {bag.describe_topics()}"
+        )
     audio = _pick(bag, AUDIO_TYPES, audio_topic, "audio", "--audio-topic")
     info = None
     if audio is not None and audio.msgtype == AUDIO_DATA_STAMPED:

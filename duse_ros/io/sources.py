@@ -4,13 +4,14 @@ clip list, and WAV files. Each frame comes with its time on the input's own time
 Video files are read with PyAV (FFmpeg), which gives every frame's presentation time and the audio
 track; a file PyAV cannot open is read with OpenCV (frame times from CAP_PROP_POS_MSEC, no audio).
 """
+
 from __future__ import annotations
 
 import re
 import wave
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -64,7 +65,9 @@ def _read_rgb(path: Path) -> np.ndarray:
 def frames_folder(path: str | Path, fps: float) -> Source:
     """Frames in natural name order (frame_2 before frame_10), at `fps`."""
     path = Path(path)
-    files = sorted((f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=lambda f: _natural_key(f.name))
+    files = sorted(
+        (f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=lambda f: _natural_key(f.name)
+    )
     if not files:
         raise SourceError(f"{path}: no frames ({', '.join(FRAME_SUFFIXES)})")
     if not fps > 0:
@@ -73,11 +76,13 @@ def frames_folder(path: str | Path, fps: float) -> Source:
     def frames():
         for i, f in enumerate(files):
             yield i / fps, _read_rgb(f)
+
     return Source(path.name, frames, info={"frames": len(files), "fps": fps})
 
 
 def _pyav_audio(path: Path) -> Audio | None:
     import av
+
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
@@ -100,6 +105,7 @@ def video_file(path: str | Path, with_audio: bool = True) -> Source:
     path = Path(path)
     try:
         import av
+
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise SourceError(f"{path}: no video stream")
@@ -112,6 +118,7 @@ def video_file(path: str | Path, with_audio: bool = True) -> Source:
                 for i, frame in enumerate(c.decode(stream)):
                     t = float(frame.time) if frame.time is not None else i / float(rate or 30)
                     yield t, frame.to_ndarray(format="rgb24")
+
         return Source(path.stem, frames, audio, info={"reader": "pyav", "fps": float(rate) if rate else None})
     except SourceError:
         raise
@@ -132,6 +139,7 @@ def video_file(path: str | Path, with_audio: bool = True) -> Source:
                     yield cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             finally:
                 cap.release()
+
         return Source(path.stem, frames, None, info={"reader": "opencv"})
 
 
@@ -166,8 +174,9 @@ def open_input(path: str | Path, fps: float = 30.0, with_audio: bool = True) -> 
     return frames_folder(path, fps) if path.is_dir() else video_file(path, with_audio)
 
 
-def read_clip_list(path: str | Path, class_names: list[str], root: str | Path | None = None,
-                   label_base: int = 1) -> list[tuple[Path, str]]:
+def read_clip_list(
+    path: str | Path, class_names: list[str], root: str | Path | None = None, label_base: int = 1
+) -> list[tuple[Path, str]]:
     """DFEW/MAFW-style annotation lines `<clip> [<frame count>] <label>` (spaces or commas): the
     clip is a frames folder or a video file relative to `root` (default: the list's folder); the
     label is a class index counted from `label_base` (DFEW, MAFW: 1) or a class name."""
@@ -185,8 +194,10 @@ def read_clip_list(path: str | Path, class_names: list[str], root: str | Path | 
         if label.lstrip("-").isdigit():
             index = int(label) - label_base
             if not 0 <= index < len(class_names):
-                raise SourceError(f"{at}: label {label} is outside {label_base}..{label_base + len(class_names) - 1} "
-                                  f"for classes {', '.join(class_names)}")
+                raise SourceError(
+                    f"{at}: label {label} is outside {label_base}..{label_base + len(class_names) - 1} "
+                    f"for classes {', '.join(class_names)}"
+                )
             label = class_names[index]
         elif label not in class_names:
             if not clips and label.lower() in ("label", "labels", "class", "emotion"):

@@ -24,6 +24,7 @@ Fixed size: the frame count is that of `span_s` seconds of audio, rounded up to 
 the end. Normalisation: (x - mean) / std with AudioSet's statistics as AudioMAE uses them
 (mean -4.2677393, std 2 x 4.5689974).
 """
+
 from __future__ import annotations
 
 import math
@@ -46,9 +47,9 @@ class FbankConfig:
     frame_shift_ms: float = 10.0
     preemphasis: float = 0.97
     low_freq: float = 20.0
-    high_freq: float = 0.0            # <= 0: Nyquist + high_freq (Kaldi's convention)
-    span_s: float = 2.0               # the clip span the fixed frame count is derived from
-    frame_multiple: int = 16          # frame count rounded up to this (the audio patch height)
+    high_freq: float = 0.0  # <= 0: Nyquist + high_freq (Kaldi's convention)
+    span_s: float = 2.0  # the clip span the fixed frame count is derived from
+    frame_multiple: int = 16  # frame count rounded up to this (the audio patch height)
     mean: float = AUDIOSET_FBANK_MEAN
     std: float = AUDIOSET_FBANK_STD
 
@@ -71,7 +72,7 @@ class FbankConfig:
 
     @property
     def n_fft(self) -> int:
-        return 1 << (self.window_samples - 1).bit_length()   # next power of two: 400 -> 512
+        return 1 << (self.window_samples - 1).bit_length()  # next power of two: 400 -> 512
 
     @property
     def span_samples(self) -> int:
@@ -105,30 +106,34 @@ def mel_filterbank(config: FbankConfig) -> torch.Tensor:
     if not 0.0 <= config.low_freq < high <= nyquist:
         raise ValueError(f"FbankConfig: need 0 <= low_freq < high_freq <= Nyquist, got {config.low_freq}, {high}")
     n_bins = config.n_fft // 2
-    mel_low, mel_high = _mel(torch.tensor(config.low_freq, dtype=torch.float64)), _mel(torch.tensor(high, dtype=torch.float64))
+    mel_low, mel_high = (
+        _mel(torch.tensor(config.low_freq, dtype=torch.float64)),
+        _mel(torch.tensor(high, dtype=torch.float64)),
+    )
     delta = (mel_high - mel_low) / (config.num_mel_bins + 1)
-    edges = mel_low + delta * torch.arange(config.num_mel_bins + 2, dtype=torch.float64)   # (M + 2,)
-    left, center, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]             # (M, 1)
+    edges = mel_low + delta * torch.arange(config.num_mel_bins + 2, dtype=torch.float64)  # (M + 2,)
+    left, center, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (M, 1)
     fft_mel = _mel(torch.arange(n_bins, dtype=torch.float64) * config.sample_rate / config.n_fft)[None]  # (1, n_bins)
     up = (fft_mel - left) / (center - left)
     down = (right - fft_mel) / (right - center)
-    weights = torch.clamp(torch.minimum(up, down), min=0.0)                                # (M, n_bins)
-    return F.pad(weights, (0, 1)).float()                                                  # (M, n_bins + 1)
+    weights = torch.clamp(torch.minimum(up, down), min=0.0)  # (M, n_bins)
+    return F.pad(weights, (0, 1)).float()  # (M, n_bins + 1)
 
 
 def _power_frames(waveform: torch.Tensor, config: FbankConfig) -> torch.Tensor:
     """(B, S) -> (B, n, n_fft // 2 + 1) power spectra of Kaldi's frames."""
-    frames = waveform.unfold(-1, config.window_samples, config.hop_samples)    # (B, n, W)
-    frames = frames - frames.mean(dim=-1, keepdim=True)                        # remove DC offset
-    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)          # x[-1] := x[0]
+    frames = waveform.unfold(-1, config.window_samples, config.hop_samples)  # (B, n, W)
+    frames = frames - frames.mean(dim=-1, keepdim=True)  # remove DC offset
+    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # x[-1] := x[0]
     frames = frames - config.preemphasis * previous
     window = torch.hann_window(config.window_samples, periodic=False, dtype=frames.dtype, device=frames.device)
-    spectrum = torch.fft.rfft(frames * window, n=config.n_fft)                 # (B, n, n_fft / 2 + 1)
+    spectrum = torch.fft.rfft(frames * window, n=config.n_fft)  # (B, n, n_fft / 2 + 1)
     return spectrum.real.square() + spectrum.imag.square()
 
 
-def log_mel_fbank(waveform: torch.Tensor, config: FbankConfig = FbankConfig(),
-                  filterbank: torch.Tensor | None = None) -> torch.Tensor:
+def log_mel_fbank(
+    waveform: torch.Tensor, config: FbankConfig = FbankConfig(), filterbank: torch.Tensor | None = None
+) -> torch.Tensor:
     """Raw (unpadded, unnormalised) Kaldi log-mel: (S,) or (B, S) float -> (B, n, num_mel_bins),
     n = 1 + (S - window) // hop. Computed in float32 whatever the input dtype."""
     if waveform.dim() == 1:
@@ -136,8 +141,10 @@ def log_mel_fbank(waveform: torch.Tensor, config: FbankConfig = FbankConfig(),
     if waveform.dim() != 2:
         raise ValueError(f"waveform must be (S,) or (B, S), got shape {tuple(waveform.shape)}")
     if waveform.shape[-1] < config.window_samples:
-        raise ValueError(f"waveform of {waveform.shape[-1]} samples is shorter than one frame "
-                         f"({config.window_samples} samples at {config.sample_rate} Hz)")
+        raise ValueError(
+            f"waveform of {waveform.shape[-1]} samples is shorter than one frame "
+            f"({config.window_samples} samples at {config.sample_rate} Hz)"
+        )
     with torch.autocast(waveform.device.type, enabled=False):
         if filterbank is None:
             filterbank = mel_filterbank(config).to(waveform.device)
@@ -157,28 +164,33 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("filterbank", mel_filterbank(config), persistent=False)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        fbank = log_mel_fbank(waveform, self.config, self.filterbank)          # (B, n, M)
+        fbank = log_mel_fbank(waveform, self.config, self.filterbank)  # (B, n, M)
         n = fbank.shape[1]
         if n < self.num_frames:
-            fbank = F.pad(fbank, (0, 0, 0, self.num_frames - n))               # log-mel 0, as AudioMAE pads
+            fbank = F.pad(fbank, (0, 0, 0, self.num_frames - n))  # log-mel 0, as AudioMAE pads
         else:
-            fbank = fbank[:, :self.num_frames]
+            fbank = fbank[:, : self.num_frames]
         return (fbank - self.config.mean) / self.config.std
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"{c.sample_rate} Hz, {c.num_mel_bins} mels, {c.frame_length_ms:g}/{c.frame_shift_ms:g} ms, "
-                f"{self.num_frames} frames ({c.span_s:g} s)")
+        return (
+            f"{c.sample_rate} Hz, {c.num_mel_bins} mels, {c.frame_length_ms:g}/{c.frame_shift_ms:g} ms, "
+            f"{self.num_frames} frames ({c.span_s:g} s)"
+        )
 
 
 def frontend_for(model_config: dict) -> LogMelFrontend:
     """The front end of a BHGap model config (registered name resolved by the caller, or a
     checkpoint's JSON dict): its span_s, fbank_mean/fbank_std and the audio patch height."""
     from .vit_encoders import encoder_config
+
     audio = encoder_config(model_config.get("audio_encoder", "vit-b16"))
-    return LogMelFrontend(FbankConfig(
-        span_s=float(model_config.get("span_s", 2.0)),
-        mean=float(model_config.get("fbank_mean", AUDIOSET_FBANK_MEAN)),
-        std=float(model_config.get("fbank_std", AUDIOSET_FBANK_STD)),
-        frame_multiple=int(audio["patch_size"]),
-    ))
+    return LogMelFrontend(
+        FbankConfig(
+            span_s=float(model_config.get("span_s", 2.0)),
+            mean=float(model_config.get("fbank_mean", AUDIOSET_FBANK_MEAN)),
+            std=float(model_config.get("fbank_std", AUDIOSET_FBANK_STD)),
+            frame_multiple=int(audio["patch_size"]),
+        )
+    )

@@ -7,6 +7,7 @@ Inputs (all float32, already preprocessed by `duse_ros.affect.preprocess`):
 - audio: (B, S) mono waveform at `input_spec.audio_rate`; None for video-only models.
 Output: class logits (B, C) in the order of `class_names`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -24,6 +24,7 @@ gives); without them they are random and the model says so (`untrained`, model i
 Auxiliary losses (`forward_with_aux`): "adversarial" (critic loss + gradient penalty, x adv_weight)
 and "mmd" (x mmd_weight), over the clips that have both modalities.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,19 +46,19 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 DEFAULTS: dict = {
-    "visual_encoder": "vit-b16",     # a name in vit_encoders.ENCODERS, or a dict of its keys
+    "visual_encoder": "vit-b16",  # a name in vit_encoders.ENCODERS, or a dict of its keys
     "audio_encoder": "vit-b16",
-    "visual_weights": "",            # file of the frozen visual ViT (e.g. MAE-Face ViT-B/16); "" = random
-    "audio_weights": "",             # file of the frozen audio ViT (e.g. AudioMAE ViT-B/16); "" = random
+    "visual_weights": "",  # file of the frozen visual ViT (e.g. MAE-Face ViT-B/16); "" = random
+    "audio_weights": "",  # file of the frozen audio ViT (e.g. AudioMAE ViT-B/16); "" = random
     "image_size": 224,
     "num_frames": 16,
-    "span_s": 2.0,                   # clip span trained on; fixes the fbank frame count
-    "image_mean": IMAGENET_MEAN,     # MAE's normalisation of RGB in [0, 1]
+    "span_s": 2.0,  # clip span trained on; fixes the fbank frame count
+    "image_mean": IMAGENET_MEAN,  # MAE's normalisation of RGB in [0, 1]
     "image_std": IMAGENET_STD,
     "fbank_mean": AUDIOSET_FBANK_MEAN,
     "fbank_std": AUDIOSET_FBANK_STD,
-    "prompting": "deep",             # "deep": SSM prompts at every layer | "none" (ablation: frozen encoders only)
-    "generator_dim": 256,            # width of the prompt generator's SSM
+    "prompting": "deep",  # "deep": SSM prompts at every layer | "none" (ablation: frozen encoders only)
+    "generator_dim": 256,  # width of the prompt generator's SSM
     "d_state": 16,
     "d_conv": 4,
     "expand": 2,
@@ -65,16 +66,16 @@ DEFAULTS: dict = {
     "fusion_depth": 3,
     "fusion_heads": 8,
     "dropout": 0.1,
-    "align_rank": 8,                 # rank r of the coupling Gamma = U V^T
-    "adversarial": True,             # macro alignment loss (ablation: False)
+    "align_rank": 8,  # rank r of the coupling Gamma = U V^T
+    "adversarial": True,  # macro alignment loss (ablation: False)
     "adv_weight": 0.2,
     "gp_weight": 10.0,
-    "mmd": True,                     # micro alignment: refinement and its loss (ablation: False)
+    "mmd": True,  # micro alignment: refinement and its loss (ablation: False)
     "mmd_weight": 0.1,
     "mmd_steps": 3,
     "mmd_step_size": 0.5,
     "mmd_bandwidths": [0.25, 0.5, 1.0, 2.0, 4.0],
-    "modality_dropout": 0.1,         # training: per clip, drop one modality at this rate
+    "modality_dropout": 0.1,  # training: per clip, drop one modality at this rate
     "class_set": "dfew",
     "seed": 0,
 }
@@ -97,8 +98,18 @@ def resolve_config(config: dict) -> dict:
 
     for key in ("visual_encoder", "audio_encoder"):
         check(isinstance(config[key], dict) or config[key] in ENCODERS, key, f"one of {sorted(ENCODERS)} or a dict")
-    for key in ("image_size", "num_frames", "generator_dim", "d_state", "d_conv", "expand", "fusion_dim",
-                "fusion_depth", "fusion_heads", "align_rank"):
+    for key in (
+        "image_size",
+        "num_frames",
+        "generator_dim",
+        "d_state",
+        "d_conv",
+        "expand",
+        "fusion_dim",
+        "fusion_depth",
+        "fusion_heads",
+        "align_rank",
+    ):
         check(isinstance(config[key], int) and config[key] >= 1, key, "a positive integer")
     check(isinstance(config["mmd_steps"], int) and config["mmd_steps"] >= 0, "mmd_steps", "an integer >= 0")
     for key in ("span_s", "fbank_std", "mmd_step_size"):
@@ -109,13 +120,16 @@ def resolve_config(config: dict) -> dict:
     check(0.0 <= float(config["modality_dropout"]) <= 1.0, "modality_dropout", "a number in [0, 1]")
     check(config["prompting"] in PROMPTING, "prompting", f"one of {PROMPTING}")
     check(config["fusion_dim"] % config["fusion_heads"] == 0, "fusion_heads", "a divisor of fusion_dim")
-    check(len(config["mmd_bandwidths"]) >= 1 and all(float(b) > 0 for b in config["mmd_bandwidths"]),
-          "mmd_bandwidths", "a non-empty list of numbers > 0")
+    check(
+        len(config["mmd_bandwidths"]) >= 1 and all(float(b) > 0 for b in config["mmd_bandwidths"]),
+        "mmd_bandwidths",
+        "a non-empty list of numbers > 0",
+    )
     for key in ("image_mean", "image_std"):
         check(len(config[key]) == 3, key, "three numbers (R, G, B)")
     check(config["class_set"] in CLASS_SETS, "class_set", f"one of {sorted(CLASS_SETS)}")
     for key in ("image_mean", "image_std", "mmd_bandwidths"):
-        config[key] = [float(v) for v in config[key]]   # JSON round trips give lists
+        config[key] = [float(v) for v in config[key]]  # JSON round trips give lists
     return {"arch": arch, "name": name, **config}
 
 
@@ -135,34 +149,51 @@ class BHGap(AffectModel):
             torch.random.default_generator.manual_seed(config["seed"])
             self.frontend = frontend_for(config)
             self.visual = build_encoder(config["visual_encoder"], (size, size), in_chans=3)
-            self.audio = build_encoder(config["audio_encoder"],
-                                       (self.frontend.num_frames, self.frontend.config.num_mel_bins), in_chans=1)
+            self.audio = build_encoder(
+                config["audio_encoder"], (self.frontend.num_frames, self.frontend.config.num_mel_bins), in_chans=1
+            )
             depth = len(self.visual.blocks)
             if len(self.audio.blocks) != depth:
-                raise ValueError(f"BHGap config {config['name']!r}: the encoders must have the same depth, "
-                                 f"got visual {depth} and audio {len(self.audio.blocks)}")
+                raise ValueError(
+                    f"BHGap config {config['name']!r}: the encoders must have the same depth, "
+                    f"got visual {depth} and audio {len(self.audio.blocks)}"
+                )
             dv, da, h = self.visual.embed_dim, self.audio.embed_dim, config["fusion_dim"]
             if config["prompting"] == "deep":
-                self.visual_prompts = nn.Parameter(torch.randn(depth, dv) * dv ** -0.5)   # p_v[i]
-                self.audio_prompts = nn.Parameter(torch.randn(depth, da) * da ** -0.5)    # p_a[i]
+                self.visual_prompts = nn.Parameter(torch.randn(depth, dv) * dv**-0.5)  # p_v[i]
+                self.audio_prompts = nn.Parameter(torch.randn(depth, da) * da**-0.5)  # p_a[i]
                 self.visual_gates = nn.Parameter(torch.zeros(depth))
                 self.audio_gates = nn.Parameter(torch.zeros(depth))
                 self.generators = nn.ModuleList(
-                    SSMPromptGenerator(dv, da, config["generator_dim"], config["d_state"], config["d_conv"], config["expand"])
-                    for _ in range(depth))
+                    SSMPromptGenerator(
+                        dv, da, config["generator_dim"], config["d_state"], config["d_conv"], config["expand"]
+                    )
+                    for _ in range(depth)
+                )
             else:
                 self.generators = None
             self.visual_proj = nn.Sequential(nn.Linear(dv, h), nn.LayerNorm(h))
             self.audio_proj = nn.Sequential(nn.Linear(da, h), nn.LayerNorm(h))
             audio_tokens = self.audio.patch_embed.num_patches
-            self.macro = LowRankAdversarialAlign(h, frames, audio_tokens, config["align_rank"],
-                                                 adversarial=config["adversarial"])
-            self.micro = (MMDRefiner(config["mmd_steps"], config["mmd_step_size"], config["mmd_bandwidths"])
-                          if config["mmd"] else None)
-            self.type_embed = nn.Parameter(torch.randn(2, h) * 0.02)                     # video, audio
+            self.macro = LowRankAdversarialAlign(
+                h, frames, audio_tokens, config["align_rank"], adversarial=config["adversarial"]
+            )
+            self.micro = (
+                MMDRefiner(config["mmd_steps"], config["mmd_step_size"], config["mmd_bandwidths"])
+                if config["mmd"]
+                else None
+            )
+            self.type_embed = nn.Parameter(torch.randn(2, h) * 0.02)  # video, audio
             self.time_embed = nn.Parameter(torch.randn(frames, h) * 0.02)
-            layer = nn.TransformerEncoderLayer(h, config["fusion_heads"], 4 * h, config["dropout"], activation="gelu",
-                                               batch_first=True, norm_first=True)
+            layer = nn.TransformerEncoderLayer(
+                h,
+                config["fusion_heads"],
+                4 * h,
+                config["dropout"],
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
             self.fusion = nn.TransformerEncoder(layer, config["fusion_depth"], enable_nested_tensor=False)
             self.head = nn.Sequential(nn.LayerNorm(h), nn.Linear(h, len(self.class_names)))
             if config["visual_weights"]:
@@ -172,12 +203,21 @@ class BHGap(AffectModel):
         random = [kind for kind, r in (("visual", self.random_visual), ("audio", self.random_audio)) if r]
         suffix = "+random-encoders" if len(random) == 2 else "".join(f"+random-{k}" for k in random)
         self.model_id = config["name"] + suffix
-        self.input_spec = InputSpec(num_frames=frames, image_size=size, mean=tuple(config["image_mean"]),
-                                    std=tuple(config["image_std"]), uses_video=True, uses_audio=True,
-                                    audio_rate=self.frontend.config.sample_rate)
+        self.input_spec = InputSpec(
+            num_frames=frames,
+            image_size=size,
+            mean=tuple(config["image_mean"]),
+            std=tuple(config["image_std"]),
+            uses_video=True,
+            uses_audio=True,
+            audio_rate=self.frontend.config.sample_rate,
+        )
         if random:
-            log.warning("%s: no %s given, those encoders are random: the model is untrained",
-                        self.model_id, " or ".join(f"{k}_weights" for k in random))
+            log.warning(
+                "%s: no %s given, those encoders are random: the model is untrained",
+                self.model_id,
+                " or ".join(f"{k}_weights" for k in random),
+            )
 
     # `untrained` stays True while an encoder is random, whatever checkpoint the rest came from.
     @property
@@ -193,7 +233,7 @@ class BHGap(AffectModel):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.visual.eval()   # frozen: no dropout or drop-path while the rest trains
+        self.visual.eval()  # frozen: no dropout or drop-path while the rest trains
         self.audio.eval()
         return self
 
@@ -205,13 +245,17 @@ class BHGap(AffectModel):
         if video is not None:
             expected = (spec.num_frames, 3, spec.image_size, spec.image_size)
             if video.dim() != 5 or tuple(video.shape[1:]) != expected:
-                raise ValueError(f"{self.model_id} expects video shaped (B, {', '.join(map(str, expected))}), "
-                                 f"got {tuple(video.shape)}")
+                raise ValueError(
+                    f"{self.model_id} expects video shaped (B, {', '.join(map(str, expected))}), "
+                    f"got {tuple(video.shape)}"
+                )
         if audio is not None:
             window = self.frontend.config.window_samples
             if audio.dim() != 2 or audio.shape[1] < window:
-                raise ValueError(f"{self.model_id} expects audio shaped (B, S) with S >= {window} samples "
-                                 f"at {spec.audio_rate} Hz, got {tuple(audio.shape)}")
+                raise ValueError(
+                    f"{self.model_id} expects audio shaped (B, S) with S >= {window} samples "
+                    f"at {spec.audio_rate} Hz, got {tuple(audio.shape)}"
+                )
         if video is not None and audio is not None and video.shape[0] != audio.shape[0]:
             raise ValueError(f"{self.model_id}: video batch {video.shape[0]} != audio batch {audio.shape[0]}")
         return (video if video is not None else audio).shape[0]
@@ -229,14 +273,19 @@ class BHGap(AffectModel):
         return has_video, has_audio
 
     # ---- encoders with deep prompting ------------------------------------------------------
-    def encode(self, video: torch.Tensor | None, fbank: torch.Tensor | None,
-               has_video: torch.Tensor | None = None, has_audio: torch.Tensor | None = None):
+    def encode(
+        self,
+        video: torch.Tensor | None,
+        fbank: torch.Tensor | None,
+        has_video: torch.Tensor | None = None,
+        has_audio: torch.Tensor | None = None,
+    ):
         """video (B, T, 3, S, S), fbank (B, F, M) (either may be None) -> final-norm tokens of the
         visual encoder (B, T, 1 + Nv, Dv) and of the audio encoder (B, 1 + Na, Da), or None.
         has_video / has_audio (B,): a clip without one gets no prompts generated from it."""
         b = (video if video is not None else fbank).shape[0]
-        xv = embed(self.visual, video.flatten(0, 1)) if video is not None else None     # (B*T, 1 + Nv, Dv)
-        xa = embed(self.audio, fbank.unsqueeze(1)) if fbank is not None else None       # (B, 1 + Na, Da)
+        xv = embed(self.visual, video.flatten(0, 1)) if video is not None else None  # (B*T, 1 + Nv, Dv)
+        xa = embed(self.audio, fbank.unsqueeze(1)) if fbank is not None else None  # (B, 1 + Na, Da)
         for i in range(len(self.visual.blocks)):
             if xv is not None:
                 xv = self.visual.blocks[i](xv)
@@ -244,9 +293,9 @@ class BHGap(AffectModel):
                 xa = self.audio.blocks[i](xa)
             if self.generators is None:
                 continue
-            pv, pa = self.visual_prompts[i], self.audio_prompts[i]                      # (Dv,), (Da,)
+            pv, pa = self.visual_prompts[i], self.audio_prompts[i]  # (Dv,), (Da,)
             if xv is not None and xa is not None:
-                gv, ga = self.generators[i](xv.view(b, -1, *xv.shape[1:]), xa)          # (B, Dv), (B, Da)
+                gv, ga = self.generators[i](xv.view(b, -1, *xv.shape[1:]), xa)  # (B, Dv), (B, Da)
                 if has_audio is not None:
                     gv = gv * has_audio.to(gv.dtype).unsqueeze(1)
                 if has_video is not None:
@@ -256,7 +305,7 @@ class BHGap(AffectModel):
                 shift = (torch.tanh(self.visual_gates[i]) * pv).to(xv.dtype).expand(b, -1)  # (B, Dv)
                 xv = (xv.view(b, -1, *xv.shape[1:]) + shift[:, None, None]).flatten(0, 1)
             if xa is not None:
-                shift = (torch.tanh(self.audio_gates[i]) * pa).to(xa.dtype).expand(b, -1)   # (B, Da)
+                shift = (torch.tanh(self.audio_gates[i]) * pa).to(xa.dtype).expand(b, -1)  # (B, Da)
                 xa = xa + shift[:, None]
         visual = self.visual.norm(xv).view(b, -1, *xv.shape[1:]) if xv is not None else None
         audio = self.audio.norm(xa) if xa is not None else None
@@ -267,10 +316,10 @@ class BHGap(AffectModel):
         cfg = self._config
         both = (has_video & has_audio).float()
         aux: dict[str, torch.Tensor] = {}
-        v = self.visual_proj(visual[:, :, 1:].mean(dim=2)) if visual is not None else None   # (B, T, H)
+        v = self.visual_proj(visual[:, :, 1:].mean(dim=2)) if visual is not None else None  # (B, T, H)
         a = None
         if audio is not None:
-            a = self.macro(self.audio_proj(audio[:, 1:]))                                # (B, T, H)
+            a = self.macro(self.audio_proj(audio[:, 1:]))  # (B, T, H)
             if v is not None and with_aux and cfg["adversarial"]:
                 aux["adversarial"] = cfg["adv_weight"] * self.macro.loss(v, a, both, cfg["gp_weight"])
             if v is not None and self.micro is not None:
@@ -285,7 +334,7 @@ class BHGap(AffectModel):
         if a is not None:
             parts.append(a + self.type_embed[1] + self.time_embed)
             keep.append(has_audio[:, None].expand(-1, a.shape[1]))
-        tokens, keep = torch.cat(parts, dim=1), torch.cat(keep, dim=1)                   # (B, L, H), (B, L)
+        tokens, keep = torch.cat(parts, dim=1), torch.cat(keep, dim=1)  # (B, L, H), (B, L)
         fused = self.fusion(tokens, src_key_padding_mask=~keep)
         return self.head(masked_token_mean(fused, keep)), aux
 
@@ -293,7 +342,7 @@ class BHGap(AffectModel):
         batch = self._check_inputs(video, audio)
         device = (video if video is not None else audio).device
         has_video, has_audio = self._modality_masks(batch, video, audio, device)
-        fbank = self.frontend(audio) if audio is not None else None                      # (B, F, 128)
+        fbank = self.frontend(audio) if audio is not None else None  # (B, F, 128)
         visual, audio_tokens = self.encode(video, fbank, has_video, has_audio)
         return self._classify(visual, audio_tokens, has_video, has_audio, with_aux)
 
@@ -324,8 +373,17 @@ _register("bhgap-vitb16-noadv", adversarial=False)
 _register("bhgap-vitb16-nommd", mmd=False)
 _register("bhgap-vitb16-noalign", adversarial=False, mmd=False)
 # Tiny random encoders for tests and the CPU demo: every path of the model, in milliseconds.
-_TINY = {"visual_encoder": "vit-tiny", "audio_encoder": "vit-tiny", "image_size": 112, "generator_dim": 32,
-         "fusion_dim": 64, "fusion_depth": 1, "fusion_heads": 2, "align_rank": 4, "d_state": 8}
+_TINY = {
+    "visual_encoder": "vit-tiny",
+    "audio_encoder": "vit-tiny",
+    "image_size": 112,
+    "generator_dim": 32,
+    "fusion_dim": 64,
+    "fusion_depth": 1,
+    "fusion_heads": 2,
+    "align_rank": 4,
+    "d_state": 8,
+}
 _register("bhgap-tiny", **_TINY)
 _register("bhgap-tiny-mafw", **_TINY, class_set="mafw")
 _register("bhgap-tiny-noprompt", **_TINY, prompting="none")

@@ -10,13 +10,14 @@ model hub. Extra open_clip configurations ship in `open_clip_configs/`: `DuSE-Ti
 random CLIP for tests (its towers differ in width and depth on purpose, so a mix-up of the two
 fails loudly).
 """
+
 from __future__ import annotations
 
 import functools
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -47,12 +48,14 @@ def clip_config(backbone: str) -> dict:
     vision, text = config.get("vision_cfg", {}), config.get("text_cfg", {})
     foreign = [key for key in ("timm_model_name", "hf_model_name", "hf_tokenizer_name") if key in {**vision, **text}]
     if foreign or config.get("custom_text") or isinstance(vision.get("layers"), (list, tuple)):
-        raise ValueError(f"open_clip model {backbone!r} is not a plain ViT CLIP ({', '.join(foreign) or 'custom towers'}); "
-                         "DuSE supports open_clip's own ViT + text transformer, e.g. ViT-B-32, ViT-B-16, ViT-L-14")
+        raise ValueError(
+            f"open_clip model {backbone!r} is not a plain ViT CLIP ({', '.join(foreign) or 'custom towers'}); "
+            "DuSE supports open_clip's own ViT + text transformer, e.g. ViT-B-32, ViT-B-16, ViT-L-14"
+        )
     return config
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tokenizer(backbone: str):
     """open_clip's tokenizer for `backbone` (built once per process: reading the BPE vocabulary takes ~0.1 s)."""
     clip_config(backbone)
@@ -67,8 +70,9 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())
 
 
-def create_frozen_clip(backbone: str, weights: str = "", quick_gelu: bool = False,
-                       image_size: int | None = None) -> nn.Module:
+def create_frozen_clip(
+    backbone: str, weights: str = "", quick_gelu: bool = False, image_size: int | None = None
+) -> nn.Module:
     """Build open_clip's CLIP `backbone` ("ViT-B-16", ...), load `weights` (a file path; "" keeps
     open_clip's random init) and freeze it. Tensors go to the current default device, so
     `with torch.device("meta"):` builds a weightless model for parameter counts.
@@ -104,15 +108,16 @@ def create_frozen_clip(backbone: str, weights: str = "", quick_gelu: bool = Fals
     return clip.requires_grad_(False).eval()
 
 
-def encode_image_prompted(visual: nn.Module, images: torch.Tensor,
-                          prompts: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
+def encode_image_prompted(
+    visual: nn.Module, images: torch.Tensor, prompts: Sequence[torch.Tensor | None] = ()
+) -> torch.Tensor:
     """open_clip's `VisionTransformer.forward`, block by block, with prompt tokens.
 
     images: (N, 3, H, W). prompts[i] (None, (n, width) or (N, n, width)) is appended to the
     token sequence before block i and its outputs are dropped after it; blocks past the end of
     `prompts` run unprompted. Returns the projected image features (N, embed_dim).
     """
-    x = visual._embeds(images)                                   # (N, 1 + grid², width)
+    x = visual._embeds(images)  # (N, 1 + grid², width)
     for i, block in enumerate(visual.transformer.resblocks):
         p = prompts[i] if i < len(prompts) else None
         if p is None:
@@ -120,13 +125,14 @@ def encode_image_prompted(visual: nn.Module, images: torch.Tensor,
             continue
         n = p.shape[-2]
         p = p.to(x.dtype).expand(x.shape[0], n, x.shape[-1])
-        x = block(torch.cat([x, p], dim=1))[:, :-n]              # (N, 1 + grid², width)
+        x = block(torch.cat([x, p], dim=1))[:, :-n]  # (N, 1 + grid², width)
     pooled, _ = visual._pool(x)
     return pooled @ visual.proj if visual.proj is not None else pooled
 
 
-def encode_text_prompted(clip: nn.Module, token_ids: torch.Tensor,
-                         prompts: Sequence[torch.Tensor | None] = (), start: int = 1) -> torch.Tensor:
+def encode_text_prompted(
+    clip: nn.Module, token_ids: torch.Tensor, prompts: Sequence[torch.Tensor | None] = (), start: int = 1
+) -> torch.Tensor:
     """open_clip's `CLIP.encode_text`, block by block, with prompt tokens in reserved slots.
 
     token_ids: (C, L), with n placeholder slots at [start, start + n). prompts[0] (n, width)
@@ -136,19 +142,20 @@ def encode_text_prompted(clip: nn.Module, token_ids: torch.Tensor,
     """
     open_clip = open_clip_module()
     cast_dtype = clip.transformer.get_cast_dtype()
-    x = clip.token_embedding(token_ids).to(cast_dtype)           # (C, L, width)
+    x = clip.token_embedding(token_ids).to(cast_dtype)  # (C, L, width)
     for i, block in enumerate(clip.transformer.resblocks):
         p = prompts[i] if i < len(prompts) else None
         if p is not None:
             n = p.shape[-2]
             p = p.to(x.dtype).expand(x.shape[0], n, x.shape[-1])
-            x = torch.cat([x[:, :start], p, x[:, start + n:]], dim=1)
+            x = torch.cat([x[:, :start], p, x[:, start + n :]], dim=1)
         if i == 0:
             x = x + clip.positional_embedding.to(x.dtype)
         x = block(x, attn_mask=clip.attn_mask)
     x = clip.ln_final(x)
-    x = open_clip.transformer.text_global_pool(x, token_ids, clip.text_pool_type,
-                                               eos_token_id=getattr(clip, "text_eos_id", None))
+    x = open_clip.transformer.text_global_pool(
+        x, token_ids, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None)
+    )
     if clip.text_projection is None:
         return x
     return clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection

@@ -19,6 +19,7 @@ moved or cast, autocast is switched, or the model goes back to train mode.
 Ablations: `prompt="coop"` replaces HTPC with CoOp's text-only prompts (no visual prompts, no
 MLP); `aggregator="avgpool"` replaces LSEA with the mean over frames.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,20 +40,20 @@ log = logging.getLogger(__name__)
 TEMPLATE = "{name}: a face with {description}."
 
 DEFAULTS: dict = {
-    "backbone": "ViT-B-16",   # open_clip model name
-    "clip_weights": "",       # path of an open_clip checkpoint file; "" = random CLIP (untrained)
-    "quick_gelu": True,       # True for OpenAI's CLIP weights (the paper's), False for LAION's
-    "prompt": "htpc",         # "htpc" | "coop" (ablation: text-only prompts)
-    "strategy": "normal",     # prompted layers: "shallow" (input only) | "normal" (1/3) | "deep" (2/3)
-    "n_prompts": 4,           # n, learnable tokens per prompted layer
-    "aggregator": "lsea",     # "lsea" | "avgpool" (ablation)
-    "n_heads": 4,             # N, LSEA's text-attention heads
-    "beta": 0.7,              # LSEA's mix of V_o and the attended text features
-    "class_set": "dfew",      # see duse_ros.classes
-    "image_size": None,       # None = the backbone's own
+    "backbone": "ViT-B-16",  # open_clip model name
+    "clip_weights": "",  # path of an open_clip checkpoint file; "" = random CLIP (untrained)
+    "quick_gelu": True,  # True for OpenAI's CLIP weights (the paper's), False for LAION's
+    "prompt": "htpc",  # "htpc" | "coop" (ablation: text-only prompts)
+    "strategy": "normal",  # prompted layers: "shallow" (input only) | "normal" (1/3) | "deep" (2/3)
+    "n_prompts": 4,  # n, learnable tokens per prompted layer
+    "aggregator": "lsea",  # "lsea" | "avgpool" (ablation)
+    "n_heads": 4,  # N, LSEA's text-attention heads
+    "beta": 0.7,  # LSEA's mix of V_o and the attended text features
+    "class_set": "dfew",  # see duse_ros.classes
+    "image_size": None,  # None = the backbone's own
     "num_frames": 16,
-    "span_s": 2.0,            # seconds the num_frames frames span (training sampled them so; the node should too)
-    "seed": 0,                # random init of the trainable weights (and of CLIP without weights)
+    "span_s": 2.0,  # seconds the num_frames frames span (training sampled them so; the node should too)
+    "seed": 0,  # random init of the trainable weights (and of CLIP without weights)
 }
 PROMPTS = ("htpc", "coop")
 AGGREGATORS = ("lsea", "avgpool")
@@ -77,11 +78,17 @@ def resolve_config(config: dict) -> dict:
     for key in ("n_prompts", "n_heads", "num_frames"):
         check(isinstance(config[key], int) and config[key] >= 1, key, "a positive integer")
     check(0.0 <= float(config["beta"]) <= 1.0, "beta", "a number in [0, 1]")
-    check(config["image_size"] is None or (isinstance(config["image_size"], int) and config["image_size"] > 0),
-          "image_size", "a positive integer or null")
+    check(
+        config["image_size"] is None or (isinstance(config["image_size"], int) and config["image_size"] > 0),
+        "image_size",
+        "a positive integer or null",
+    )
     check(config["strategy"] in STRATEGIES, "strategy", f"one of {sorted(STRATEGIES)}")
-    check(config["span_s"] is None or (isinstance(config["span_s"], (int, float)) and config["span_s"] > 0),
-          "span_s", "a positive number of seconds or null")
+    check(
+        config["span_s"] is None or (isinstance(config["span_s"], (int, float)) and config["span_s"] > 0),
+        "span_s",
+        "a positive number of seconds or null",
+    )
     check(config["class_set"] in CLASS_SETS, "class_set", f"one of {sorted(CLASS_SETS)}")
     return {"arch": arch, "name": name, **config}
 
@@ -90,15 +97,17 @@ def class_token_ids(backbone: str, class_names: list[str], descriptions: list[st
     """(C, context_length) token ids: start token, n zero placeholder slots, the class text, end token."""
     tokenize = tokenizer(backbone)
     texts = [TEMPLATE.format(name=c, description=d) for c, d in zip(class_names, descriptions)]
-    ids = tokenize(texts)                                         # (C, L): SOT, words, EOT, zero padding
+    ids = tokenize(texts)  # (C, L): SOT, words, EOT, zero padding
     length = ids.shape[1]
-    used = ids.argmax(dim=1) + 1                                  # up to the end token (the largest id)
+    used = ids.argmax(dim=1) + 1  # up to the end token (the largest id)
     for text, n in zip(texts, used.tolist()):
         if n + n_prompts > length:  # (a truncated text also lands here: its end token is at L - 1)
-            raise ValueError(f"class text {text!r} takes {n} tokens; with {n_prompts} prompts it does not fit "
-                             f"the text encoder's {length}: shorten its description in duse_ros/classes.py")
+            raise ValueError(
+                f"class text {text!r} takes {n} tokens; with {n_prompts} prompts it does not fit "
+                f"the text encoder's {length}: shorten its description in duse_ros/classes.py"
+            )
     slots = torch.zeros(len(texts), n_prompts, dtype=ids.dtype)
-    return torch.cat([ids[:, :1], slots, ids[:, 1:length - n_prompts]], dim=1)
+    return torch.cat([ids[:, :1], slots, ids[:, 1 : length - n_prompts]], dim=1)
 
 
 def _token_scale(positional_embedding: torch.Tensor) -> float:
@@ -121,8 +130,12 @@ class DuSE(AffectModel):
         # The same random weights in every process; the caller's RNG state is restored after.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(config["seed"])
-            self.clip = create_frozen_clip(config["backbone"], config["clip_weights"],
-                                           quick_gelu=config["quick_gelu"], image_size=config["image_size"])
+            self.clip = create_frozen_clip(
+                config["backbone"],
+                config["clip_weights"],
+                quick_gelu=config["quick_gelu"],
+                image_size=config["image_size"],
+            )
             text_width = self.clip.transformer.width
             vision_width = self.clip.visual.transformer.width
             embed_dim = self.clip.visual.output_dim
@@ -130,10 +143,15 @@ class DuSE(AffectModel):
             # layers, 8 of 24 image layers).
             text_depth = prompt_depth(config["strategy"], self.clip.transformer.layers)
             vision_depth = prompt_depth(config["strategy"], self.clip.visual.transformer.layers)
-            self.prompts = HTPC(text_depth, config["n_prompts"], text_width,
-                                vision_width if config["prompt"] == "htpc" else None, config["num_frames"],
-                                vision_depth=vision_depth,
-                                frame_encoding_scale=_token_scale(self.clip.visual.positional_embedding))
+            self.prompts = HTPC(
+                text_depth,
+                config["n_prompts"],
+                text_width,
+                vision_width if config["prompt"] == "htpc" else None,
+                config["num_frames"],
+                vision_depth=vision_depth,
+                frame_encoding_scale=_token_scale(self.clip.visual.positional_embedding),
+            )
             self.lsea = LSEA(embed_dim, config["n_heads"], config["beta"]) if config["aggregator"] == "lsea" else None
         config["image_size"] = int(self.clip.visual.image_size[0])
         self._config = config
@@ -141,15 +159,19 @@ class DuSE(AffectModel):
         class_set = get_class_set(config["class_set"])
         self.class_names = list(class_set.classes)
         self.model_id = config["name"] + ("+random-clip" if self.random_backbone else "")
-        self.input_spec = InputSpec(num_frames=config["num_frames"], image_size=config["image_size"],
-                                    uses_video=True, uses_audio=False)
+        self.input_spec = InputSpec(
+            num_frames=config["num_frames"], image_size=config["image_size"], uses_video=True, uses_audio=False
+        )
         with torch.device("cpu"):
-            token_ids = class_token_ids(config["backbone"], self.class_names, class_set.descriptions(),
-                                        config["n_prompts"])
+            token_ids = class_token_ids(
+                config["backbone"], self.class_names, class_set.descriptions(), config["n_prompts"]
+            )
         self.register_buffer("token_ids", token_ids, persistent=False)
         self.invalidate_cache()
         if self.random_backbone:
-            log.warning("%s: no clip_weights given, CLIP is randomly initialised: the model is untrained", self.model_id)
+            log.warning(
+                "%s: no clip_weights given, CLIP is randomly initialised: the model is untrained", self.model_id
+            )
 
     # `untrained` stays True while CLIP is random, whatever checkpoint the trainable weights came from.
     @property
@@ -187,8 +209,10 @@ class DuSE(AffectModel):
 
     def _cache_key(self) -> tuple:
         if self._cache_inputs is None:  # everything the cached state is computed from (~30 us to check)
-            self._cache_inputs = [*self.prompts.parameters(),
-                                  *(p for name, p in self.clip.named_parameters() if not name.startswith("visual."))]
+            self._cache_inputs = [
+                *self.prompts.parameters(),
+                *(p for name, p in self.clip.named_parameters() if not name.startswith("visual.")),
+            ]
         device_type = self.token_ids.device.type
         autocast = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type)
         return autocast, tuple(_version(t) for t in self._cache_inputs)
@@ -240,8 +264,9 @@ class DuSE(AffectModel):
         size = self.input_spec.image_size
         expected = (self.input_spec.num_frames, 3, size, size)
         if video.dim() != 5 or tuple(video.shape[1:]) != expected:
-            raise ValueError(f"{self.model_id} expects video shaped (B, {', '.join(map(str, expected))}), "
-                             f"got {tuple(video.shape)}")
+            raise ValueError(
+                f"{self.model_id} expects video shaped (B, {', '.join(map(str, expected))}), got {tuple(video.shape)}"
+            )
         text_features, visual_prompts = self.prompt_state()
         frames = self.encode_frames(video, visual_prompts)
         return self.similarity_logits(self.aggregate(frames, text_features), text_features)
@@ -264,8 +289,14 @@ for _key, _backbone in (("vitb32", "ViT-B-32"), ("vitb16", "ViT-B-16"), ("vitl14
 for _key, _backbone in (("vitl14", "ViT-L-14"), ("vitb16", "ViT-B-16")):
     _register(f"duse-{_key}-coop", backbone=_backbone, prompt="coop", strategy="shallow", image_size=224)
     _register(f"duse-{_key}-avgpool", backbone=_backbone, aggregator="avgpool", image_size=224)
-    _register(f"duse-{_key}-coop-avgpool", backbone=_backbone, prompt="coop", strategy="shallow",
-              aggregator="avgpool", image_size=224)
+    _register(
+        f"duse-{_key}-coop-avgpool",
+        backbone=_backbone,
+        prompt="coop",
+        strategy="shallow",
+        aggregator="avgpool",
+        image_size=224,
+    )
 # Tiny random CLIP (open_clip_configs/DuSE-Tiny.json) for tests: each path of the model.
 _TINY = {"backbone": "DuSE-Tiny", "quick_gelu": False, "image_size": 32}
 _register("duse-tiny", **_TINY)

@@ -16,6 +16,7 @@ would swamp tokens whose norm is well under 1.
 Without the visual branch (`vision_width=None`) the same module is CoOp's text-only prompts,
 the ablation that replaces HTPC.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,7 @@ def sinusoidal_encoding(positions: int, dim: int) -> torch.Tensor:
     """(positions, dim): sin on even channels, cos on odd ones, wavelengths up to 10000 (Vaswani et al.)."""
     position = torch.arange(positions, dtype=torch.float32)[:, None]
     rate = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-    angle = position * rate                                      # (positions, ceil(dim / 2))
+    angle = position * rate  # (positions, ceil(dim / 2))
     encoding = torch.zeros(positions, dim)
     encoding[:, 0::2] = torch.sin(angle)
     encoding[:, 1::2] = torch.cos(angle[:, : dim // 2])
@@ -46,16 +47,23 @@ def sinusoidal_encoding(positions: int, dim: int) -> torch.Tensor:
 
 
 class HTPC(nn.Module):
-    def __init__(self, text_depth: int, n_prompts: int, text_width: int, vision_width: int | None,
-                 num_frames: int, vision_depth: int | None = None, frame_encoding_scale: float = 1.0):
+    def __init__(
+        self,
+        text_depth: int,
+        n_prompts: int,
+        text_width: int,
+        vision_width: int | None,
+        num_frames: int,
+        vision_depth: int | None = None,
+        frame_encoding_scale: float = 1.0,
+    ):
         super().__init__()
         self.text = nn.Parameter(torch.randn(text_depth, n_prompts, text_width) * 0.02)  # P_0..P_{M_T-1}
         if vision_width is None:
             self.mlp = None
             self.vision_depth = 0
         else:
-            self.mlp = nn.Sequential(nn.Linear(text_width, text_width), nn.ReLU(),
-                                     nn.Linear(text_width, vision_width))
+            self.mlp = nn.Sequential(nn.Linear(text_width, text_width), nn.ReLU(), nn.Linear(text_width, vision_width))
             self.vision_depth = vision_depth or text_depth
             encoding = sinusoidal_encoding(num_frames, vision_width)
             encoding *= frame_encoding_scale / encoding.norm(dim=-1).mean()
@@ -77,6 +85,6 @@ class HTPC(nn.Module):
         (n, vision_width). Empty for CoOp prompts."""
         if self.mlp is None:
             return []
-        visual = self.mlp(self.text)[self.source_layer]           # (M_V, n, vision_width)
+        visual = self.mlp(self.text)[self.source_layer]  # (M_V, n, vision_width)
         first = visual[0] + self.frame_encoding[:, None, :].to(visual.dtype)
         return [first, *visual[1:].unbind(0)]

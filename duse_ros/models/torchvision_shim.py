@@ -5,6 +5,7 @@ compiled ops library did not load (CPU torch + CUDA torchvision). Declaring the 
 first lets torchvision's transforms and models import; its compiled ops (nms, roi_align,
 decode_jpeg) stay unavailable, and duse_ros does not use them.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -10,6 +10,7 @@ are ignored, and a position embedding for another grid (AudioMAE's 10 s 1024 x 1
 visual encoder trained at another size) is resampled to this encoder's grid. A missing tensor
 or a wrong shape is an error naming the file and the key.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,9 @@ def encoder_config(name_or_config: str | dict) -> dict:
     """A named shape from ENCODERS, or a dict with the same keys (checked)."""
     if isinstance(name_or_config, str):
         if name_or_config not in ENCODERS:
-            raise KeyError(f"unknown encoder {name_or_config!r}; known: {sorted(ENCODERS)} (or a dict of {sorted(ENCODERS['vit-b16'])})")
+            raise KeyError(
+                f"unknown encoder {name_or_config!r}; known: {sorted(ENCODERS)} (or a dict of {sorted(ENCODERS['vit-b16'])})"
+            )
         return dict(ENCODERS[name_or_config])
     config = dict(name_or_config)
     missing = sorted(set(ENCODERS["vit-b16"]) - set(config))
@@ -59,9 +62,17 @@ def build_encoder(config: str | dict, img_size: tuple[int, int], in_chans: int) 
         if side % c["patch_size"]:
             raise ValueError(f"encoder input {img_size} is not a multiple of its patch size {c['patch_size']}")
     encoder = VisionTransformer(
-        img_size=img_size, patch_size=c["patch_size"], in_chans=in_chans, num_classes=0,
-        embed_dim=c["embed_dim"], depth=c["depth"], num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"],
-        qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), global_pool="token",
+        img_size=img_size,
+        patch_size=c["patch_size"],
+        in_chans=in_chans,
+        num_classes=0,
+        embed_dim=c["embed_dim"],
+        depth=c["depth"],
+        num_heads=c["num_heads"],
+        mlp_ratio=c["mlp_ratio"],
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        global_pool="token",
     )
     return encoder.requires_grad_(False).eval()
 
@@ -77,18 +88,21 @@ def embed(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         return load_file(str(path))
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickled code, a corrupt file: say which file
-        raise ValueError(f"encoder weights {str(path)!r} cannot be read as a tensor file "
-                         f"(torch.load with weights_only=True): {type(e).__name__}: {e}") from None
+        raise ValueError(
+            f"encoder weights {str(path)!r} cannot be read as a tensor file "
+            f"(torch.load with weights_only=True): {type(e).__name__}: {e}"
+        ) from None
     for key in ("model", "state_dict", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise ValueError(f"encoder weights {str(path)!r} hold a {type(obj).__name__}, not a state dict")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items() if torch.is_tensor(v)}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items() if torch.is_tensor(v)}
 
 
 def _resample_pos_embed(pos: torch.Tensor, encoder: nn.Module, source: str) -> torch.Tensor:
@@ -122,18 +136,24 @@ def load_encoder_weights(encoder: nn.Module, path: str, what: str) -> None:
     optional = {k for k in expected if k.startswith("norm.")}
     missing = sorted(k for k in expected if k not in tensors and k not in optional)
     if missing:
-        raise ValueError(f"{source} lacks encoder tensors {missing[:6]}{' ...' if len(missing) > 6 else ''} "
-                         f"({len(missing)} of {len(expected)})")
+        raise ValueError(
+            f"{source} lacks encoder tensors {missing[:6]}{' ...' if len(missing) > 6 else ''} "
+            f"({len(missing)} of {len(expected)})"
+        )
     for key, ref in expected.items():
-        if key == "pos_embed" and key in tensors:   # another grid is resampled, once the rest fits
+        if key == "pos_embed" and key in tensors:  # another grid is resampled, once the rest fits
             continue
         if key in tensors and tuple(tensors[key].shape) != tuple(ref.shape):
-            raise ValueError(f"{source}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
-                             f"the encoder expects {tuple(ref.shape)} (check the encoder config)")
+            raise ValueError(
+                f"{source}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
+                f"the encoder expects {tuple(ref.shape)} (check the encoder config)"
+            )
     unused = sorted(k for k in tensors if k not in expected and not k.startswith(_IGNORED_PREFIXES))
     if unused:
-        raise ValueError(f"{source} holds tensors this encoder does not have: {unused[:6]}"
-                         f"{' ...' if len(unused) > 6 else ''}: is it the right kind of checkpoint?")
+        raise ValueError(
+            f"{source} holds tensors this encoder does not have: {unused[:6]}"
+            f"{' ...' if len(unused) > 6 else ''}: is it the right kind of checkpoint?"
+        )
     if "pos_embed" in tensors:
         tensors["pos_embed"] = _resample_pos_embed(tensors["pos_embed"], encoder, source)
     absent = sorted(optional - set(tensors))

@@ -6,6 +6,7 @@ starts inference, deactivate stops both. With `autostart` (default) it walks its
     ros2 run duse_ros affect_node --ros-args -p model:=duse-vitb16-normal -p clip_weights:=/models/ViT-B-16.pt
     python -m duse_ros.nodes.affect_node --ros-args --params-file config/duse_video.yaml
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,23 +25,42 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
-from duse_ros.io.conversions import (ConversionError, audio_chunk_to_mono, audio_data_stamped_to_mono,
-                                  audio_stamped_to_mono, image_pixels, to_rgb)
 from duse_ros.affect.hri import unmapped
-from duse_ros.loading import load_model
-from duse_ros.msg import AudioChunk, EmotionState
-from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
-                                   bound_heap, ns_to_stamp, release_memory, run_node, seconds_to_duration, sensor_qos,
-                                   stamp_to_ns)
-from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import LatencyReservoir, RateMeter
+from duse_ros.io.conversions import (
+    ConversionError,
+    audio_chunk_to_mono,
+    audio_data_stamped_to_mono,
+    audio_stamped_to_mono,
+    image_pixels,
+    to_rgb,
+)
+from duse_ros.loading import load_model
+from duse_ros.msg import AudioChunk, EmotionState
+from duse_ros.nodes.common import (
+    bound_heap,
+    check_parameter_changes,
+    declare_table,
+    diagnostic_array,
+    diagnostic_status,
+    ns_to_stamp,
+    release_memory,
+    run_node,
+    seconds_to_duration,
+    sensor_qos,
+    stamp_to_ns,
+)
+from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
 
 # Every parameter, its default, range and meaning: duse_ros/affect/settings.py (one table).
 DEFAULTS = affect_settings.DEFAULTS
 
-AUDIO_TYPES = ("duse_ros/msg/AudioChunk", "audio_common_msgs/msg/AudioDataStamped",
-               "audio_common_msgs/msg/AudioStamped")
+AUDIO_TYPES = (
+    "duse_ros/msg/AudioChunk",
+    "audio_common_msgs/msg/AudioDataStamped",
+    "audio_common_msgs/msg/AudioStamped",
+)
 WARN_THROTTLE_S = 5.0
 MAX_PLAUSIBLE_AGE_S = 3600.0
 
@@ -50,8 +70,10 @@ def _import_msg(type_name: str):
     try:
         return getattr(importlib.import_module(f"{package}.msg"), name)
     except (ImportError, AttributeError):
-        raise ValueError(f"audio.type {type_name!r}: message package {package!r} is not installed "
-                         f"(install ros-$ROS_DISTRO-{package.replace('_', '-')} or use duse_ros/msg/AudioChunk)") from None
+        raise ValueError(
+            f"audio.type {type_name!r}: message package {package!r} is not installed "
+            f"(install ros-$ROS_DISTRO-{package.replace('_', '-')} or use duse_ros/msg/AudioChunk)"
+        ) from None
 
 
 class AffectNode(LifecycleNode):
@@ -82,7 +104,7 @@ class AffectNode(LifecycleNode):
         self._hri_msgs = import_hri_msgs()
         self._hri_out: HriOutput | None = None
         self._hri_in: HriFaceInput | None = None
-        self._failure = ""          # why the last lifecycle transition failed ("" when it did not)
+        self._failure = ""  # why the last lifecycle transition failed ("" when it did not)
         self._failure_timer = None
         if self.get_parameter("autostart").value:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -94,11 +116,15 @@ class AffectNode(LifecycleNode):
     # ------------------------------------------------------------------ parameters
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Every value against the table; a configure-time parameter only while unconfigured."""
+
         def refuse(spec) -> str:
             if self._configured and not spec.live:
-                return (f"parameter {spec.name!r} takes effect at configure: run lifecycle deactivate "
-                        "(if active) and cleanup, set it, then configure")
+                return (
+                    f"parameter {spec.name!r} takes effect at configure: run lifecycle deactivate "
+                    "(if active) and cleanup, set it, then configure"
+                )
             return ""
+
         result = check_parameter_changes(affect_settings.BY_NAME, params, refuse)
         if not result.successful:
             self.get_logger().warning(f"parameter change refused: {result.reason}")
@@ -126,24 +152,28 @@ class AffectNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._parameter_errors:
-            self._report_failure("configure", "invalid parameters (set valid values, then configure): "
-                                 + "; ".join(self._parameter_errors.values()))
+            self._report_failure(
+                "configure",
+                "invalid parameters (set valid values, then configure): " + "; ".join(self._parameter_errors.values()),
+            )
             return TransitionCallbackReturn.FAILURE
         try:
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
             audio_type = self.p("audio.type")
             if self.p("torch_threads"):
                 torch.set_num_threads(self.p("torch_threads"))
-            overrides = {name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights")
-                         if self.p(name)}  # frozen-encoder files: only those given replace the model config's
+            overrides = {
+                name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights") if self.p(name)
+            }  # frozen-encoder files: only those given replace the model config's
             self._model = load_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
                 self._audio_type = audio_type
             if config.face_source == "ros4hri" and self._hri_msgs is None:
                 raise ValueError(f"face_source 'ros4hri' needs hri_msgs: {HRI_PACKAGE_HINT}")
-            self._pipeline = AffectPipeline(self._model, config, self._publish_reading, stamp_age=self._stamp_age_s,
-                                            on_faces=self._on_faces)
+            self._pipeline = AffectPipeline(
+                self._model, config, self._publish_reading, stamp_age=self._stamp_age_s, on_faces=self._on_faces
+            )
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
             self._report_failure("configure", f"{type(e).__name__}: {e}", traceback.format_exc())
             self._release()
@@ -156,14 +186,18 @@ class AffectNode(LifecycleNode):
         self.get_logger().info(
             f"model {self._model.model_id} ({len(self._model.class_names)} classes, "
             f"{'audio-visual' if spec.uses_audio else 'video'}, {spec.num_frames} frames at {spec.image_size}px) "
-            f"on {config.device}; checkpoint: {self._model.checkpoint or 'none'}")
+            f"on {config.device}; checkpoint: {self._model.checkpoint or 'none'}"
+        )
         if self._model.untrained:
-            self.get_logger().warning(f"{self._model.model_id} has UNTRAINED (random) weights: its readings mean nothing")
+            self.get_logger().warning(
+                f"{self._model.model_id} has UNTRAINED (random) weights: its readings mean nothing"
+            )
         trained_span = self._model.config().get("span_s")  # the clip span the model's frames were sampled over
         if trained_span and abs(float(trained_span) - config.span_s) > 1e-3:
             self.get_logger().warning(
                 f"span_s mismatch: {self._model.model_id} was trained on 16 frames over {float(trained_span):g} s, "
-                f"this node spreads them over span_s={config.span_s:g} s; set span_s:={float(trained_span):g} to match")
+                f"this node spreads them over span_s={config.span_s:g} s; set span_s:={float(trained_span):g} to match"
+            )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -173,22 +207,34 @@ class AffectNode(LifecycleNode):
             if self.p("image_compressed"):
                 # image_transport's convention: the compressed stream is `<base>/compressed` of the
                 # (remapped) base topic, so `-r image_raw:=/camera/color/image_raw` moves both.
-                self._subscribe(CompressedImage, f"{self.resolve_topic_name('image_raw')}/compressed", self._on_image, qos)
+                self._subscribe(
+                    CompressedImage, f"{self.resolve_topic_name('image_raw')}/compressed", self._on_image, qos
+                )
             else:
                 self._subscribe(Image, "image_raw", self._on_image, qos)
             if self._pipeline.external is not None:
-                self._hri_in = HriFaceInput(self, self._hri_msgs, self._pipeline.external, self._malformed_input,
-                                            self.p("qos.reliability"), self.p("qos.depth"))
+                self._hri_in = HriFaceInput(
+                    self,
+                    self._hri_msgs,
+                    self._pipeline.external,
+                    self._malformed_input,
+                    self.p("qos.reliability"),
+                    self.p("qos.depth"),
+                )
             if self._model.input_spec.uses_audio:
                 self._audio_stream = AudioStream(
-                    self._model.input_spec.audio_rate, min_rate=self._live["audio.min_sample_rate"],
-                    max_rate=self._live["audio.max_sample_rate"], max_chunk_s=self._live["audio.max_chunk_s"])
+                    self._model.input_spec.audio_rate,
+                    min_rate=self._live["audio.min_sample_rate"],
+                    max_rate=self._live["audio.max_sample_rate"],
+                    max_chunk_s=self._live["audio.max_chunk_s"],
+                )
                 self._subscribe(self._audio_msg_type, "audio", self._on_audio, qos)
             self._last_frame_wall = None
             self._timer = self.create_timer(self._live["diagnostics_period_s"], self._publish_diagnostics)
         except Exception as e:  # noqa: BLE001 - stay inactive and say why
-            self._report_failure("activate", f"on device {self.p('device')!r}: {type(e).__name__}: {e}",
-                                 traceback.format_exc())
+            self._report_failure(
+                "activate", f"on device {self.p('device')!r}: {type(e).__name__}: {e}", traceback.format_exc()
+            )
             self._teardown_stream()
             return TransitionCallbackReturn.FAILURE
         self._clear_failure()
@@ -205,8 +251,13 @@ class AffectNode(LifecycleNode):
 
     def _publish_failure(self) -> None:
         if self._failure:
-            status = diagnostic_status(diag.status_name(self.get_name()), self.get_fully_qualified_name(),
-                                       DiagnosticStatus.ERROR, self._failure, {"model": self.p("model")})
+            status = diagnostic_status(
+                diag.status_name(self.get_name()),
+                self.get_fully_qualified_name(),
+                DiagnosticStatus.ERROR,
+                self._failure,
+                {"model": self.p("model")},
+            )
             self._diag_pub.publish(diagnostic_array(self, [status]))
 
     def _clear_failure(self) -> None:
@@ -269,25 +320,31 @@ class AffectNode(LifecycleNode):
             f"a publisher on {self.resolve_topic_name(topic)} has QoS incompatible with this subscription "
             f"(policy {info.last_policy_kind.name}, qos.reliability={self.p('qos.reliability')}): "
             "camera drivers often publish best_effort; set qos.reliability to match the publisher",
-            throttle_duration_sec=WARN_THROTTLE_S)
+            throttle_duration_sec=WARN_THROTTLE_S,
+        )
 
     def _malformed_input(self, kind: str, error: Exception) -> None:
         self._malformed[kind] += 1
-        self.get_logger().warning(f"dropped malformed {kind} message ({self._malformed[kind]} so far): {error}",
-                               throttle_duration_sec=WARN_THROTTLE_S)
+        self.get_logger().warning(
+            f"dropped malformed {kind} message ({self._malformed[kind]} so far): {error}",
+            throttle_duration_sec=WARN_THROTTLE_S,
+        )
 
     def _refuse(self, kind: str, reason: str) -> None:
         self._refused[kind] += 1
-        self.get_logger().warning(f"refused {kind} ({self._refused[kind]} so far): {reason}",
-                                  throttle_duration_sec=WARN_THROTTLE_S)
+        self.get_logger().warning(
+            f"refused {kind} ({self._refused[kind]} so far): {reason}", throttle_duration_sec=WARN_THROTTLE_S
+        )
 
     def _on_image(self, msg) -> None:
         self._rates["image"].tick()
         self._last_frame_wall = time.monotonic()
         pixels = image_pixels(msg)
         if pixels > self._live["max_image_pixels"]:
-            self._refuse("image_too_large", f"a frame of {pixels} pixels, more than max_image_pixels = "
-                                            f"{self._live['max_image_pixels']}")
+            self._refuse(
+                "image_too_large",
+                f"a frame of {pixels} pixels, more than max_image_pixels = {self._live['max_image_pixels']}",
+            )
             return
         try:
             rgb = to_rgb(msg)
@@ -295,8 +352,11 @@ class AffectNode(LifecycleNode):
             self._malformed_input("image", e)
             return
         if rgb.shape[0] * rgb.shape[1] > self._live["max_image_pixels"]:  # a codec whose header was not read
-            self._refuse("image_too_large", f"a frame of {rgb.shape[1]}x{rgb.shape[0]} pixels, more than "
-                                            f"max_image_pixels = {self._live['max_image_pixels']}")
+            self._refuse(
+                "image_too_large",
+                f"a frame of {rgb.shape[1]}x{rgb.shape[0]} pixels, more than "
+                f"max_image_pixels = {self._live['max_image_pixels']}",
+            )
             return
         self._frame_id = msg.header.frame_id
         self._guarded("image", self._pipeline.add_frame, stamp_to_ns(msg.header.stamp), rgb)
@@ -317,8 +377,12 @@ class AffectNode(LifecycleNode):
                 mono, rate = audio_chunk_to_mono(msg), int(msg.sample_rate)
             elif audio_type == AUDIO_TYPES[1]:
                 rate = self.p("audio.sample_rate")
-                mono = audio_data_stamped_to_mono(msg, channels=self.p("audio.channels"), sample_rate=rate,
-                                                  sample_format=self.p("audio.sample_format"))
+                mono = audio_data_stamped_to_mono(
+                    msg,
+                    channels=self.p("audio.channels"),
+                    sample_rate=rate,
+                    sample_format=self.p("audio.sample_format"),
+                )
             else:
                 mono, rate = audio_stamped_to_mono(msg), int(msg.audio.info.rate)
         except ConversionError as e:
@@ -339,7 +403,9 @@ class AffectNode(LifecycleNode):
         if self._audio_type == AUDIO_TYPES[1]:
             return int(self.p("audio.sample_rate")), len(msg.audio.data) // max(1, int(self.p("audio.channels")))
         data = msg.audio.audio_data
-        longest = max(len(getattr(data, f)) for f in ("float32_data", "int32_data", "int16_data", "int8_data", "uint8_data"))
+        longest = max(
+            len(getattr(data, f)) for f in ("float32_data", "int32_data", "int16_data", "int8_data", "uint8_data")
+        )
         return int(msg.audio.info.rate), longest // max(1, int(msg.audio.info.channels))
 
     def _guarded(self, kind: str, step, *args) -> None:
@@ -349,8 +415,11 @@ class AffectNode(LifecycleNode):
             step(*args)
         except Exception as e:  # noqa: BLE001 - one bad message must not end the executor
             self._malformed[f"{kind}_pipeline_error"] += 1
-            self.get_logger().error(f"{kind} message broke the pipeline ({self._malformed[f'{kind}_pipeline_error']} "
-                                    f"so far): {type(e).__name__}: {e}", throttle_duration_sec=WARN_THROTTLE_S)
+            self.get_logger().error(
+                f"{kind} message broke the pipeline ({self._malformed[f'{kind}_pipeline_error']} "
+                f"so far): {type(e).__name__}: {e}",
+                throttle_duration_sec=WARN_THROTTLE_S,
+            )
 
     # ------------------------------------------------------------------ output
     def _publish_reading(self, r: Reading) -> None:
@@ -397,13 +466,16 @@ class AffectNode(LifecycleNode):
         if not self.p("ros4hri_output") or config.face_mode != "detect":
             return
         if self._hri_msgs is None:
-            self.get_logger().info(f"ROS4HRI outputs off: {HRI_PACKAGE_HINT} "
-                                   "(EmotionState still carries face_id and face_roi)")
+            self.get_logger().info(
+                f"ROS4HRI outputs off: {HRI_PACKAGE_HINT} (EmotionState still carries face_id and face_roi)"
+            )
             return
         missing = unmapped(self._model.class_names)
         if missing:
-            self.get_logger().warning(f"ROS4HRI outputs off: {self._model.model_id}'s classes {missing} have no "
-                                      "hri_msgs/Expression counterpart (duse_ros/affect/hri.py EXPRESSIONS)")
+            self.get_logger().warning(
+                f"ROS4HRI outputs off: {self._model.model_id}'s classes {missing} have no "
+                "hri_msgs/Expression counterpart (duse_ros/affect/hri.py EXPRESSIONS)"
+            )
             return
         self._hri_out = HriOutput(self, self._hri_msgs, publish_tracked=config.face_source == "own")
 
@@ -417,7 +489,8 @@ class AffectNode(LifecycleNode):
         if self._pipeline is None:
             return
         values: dict[str, object] = {
-            "model": self._model.model_id, "untrained": self._model.untrained,
+            "model": self._model.model_id,
+            "untrained": self._model.untrained,
             diag.IMAGE_FPS: f"{self._rates['image'].rate_hz():.1f}",
             diag.AUDIO_CHUNKS_PER_S: f"{self._rates['audio'].rate_hz():.1f}",
         }

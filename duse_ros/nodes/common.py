@@ -1,4 +1,5 @@
 """Small rclpy helpers the duse_ros nodes share: stamps, QoS from parameters, diagnostics, main()."""
+
 from __future__ import annotations
 
 import ctypes
@@ -6,7 +7,7 @@ import ctypes.util
 import gc
 import signal
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import rclpy
 from builtin_interfaces.msg import Duration, Time
@@ -20,7 +21,6 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from duse_ros.params import ParameterSpec
 from duse_ros.timebase import NS
-
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -81,8 +81,9 @@ def declare_table(node: Node, specs: Iterable[ParameterSpec]) -> dict[str, str]:
     return errors
 
 
-def check_parameter_changes(specs: dict[str, ParameterSpec], params: list[Parameter],
-                            refuse: Callable[[ParameterSpec], str] = lambda spec: "") -> SetParametersResult:
+def check_parameter_changes(
+    specs: dict[str, ParameterSpec], params: list[Parameter], refuse: Callable[[ParameterSpec], str] = lambda spec: ""
+) -> SetParametersResult:
     """An on-set callback's answer: each value checked against its spec, and `refuse(spec)` (for
     example: not live while active) may add a reason of its own."""
     for param in params:
@@ -121,7 +122,7 @@ def bound_heap() -> None:
 def _load_libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim  # glibc only
+        _ = libc.malloc_trim  # glibc only: AttributeError elsewhere
         return libc
     except (OSError, AttributeError):
         return None
@@ -137,10 +138,14 @@ def diagnostic_array(node: Node, statuses: Iterable[DiagnosticStatus]) -> Diagno
     return msg
 
 
-def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
-                      values: dict[str, object]) -> DiagnosticStatus:
+def diagnostic_status(
+    name: str, hardware_id: str, level: bytes, message: str, values: dict[str, object]
+) -> DiagnosticStatus:
     return DiagnosticStatus(
-        level=level, name=name, message=message, hardware_id=hardware_id,
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
         values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
     )
 

@@ -6,17 +6,18 @@ arousal, float32 confidence}; IdsList {std_msgs/Header header, string[] ids};
 NormalizedRegionOfInterest2D {std_msgs/Header header, float32 xmin, ymin, xmax, ymax, c}. The
 mapping of duse_ros classes to the expression vocabulary and to valence/arousal is duse_ros/affect/hri.py.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from sensor_msgs.msg import Image
 
-from duse_ros.io.conversions import ConversionError, to_rgb
 from duse_ros.affect.hri import FACES_TRACKED, ExternalFaces, expression_of, face_topic
-from duse_ros.nodes.common import ns_to_stamp, sensor_qos, stamp_to_ns
 from duse_ros.affect.pipeline import Reading
+from duse_ros.io.conversions import ConversionError, to_rgb
+from duse_ros.nodes.common import ns_to_stamp, sensor_qos, stamp_to_ns
 
 HRI_PACKAGE_HINT = "the hri_msgs package (ros-$ROS_DISTRO-hri-msgs) is not installed"
 
@@ -58,7 +59,9 @@ class HriOutput:
         self._depth = qos_depth
         self._lock = threading.Lock()
         self._expression: dict[str, object] = {}
-        self._tracked_pub = node.create_publisher(messages.IdsList, FACES_TRACKED, qos_depth) if publish_tracked else None
+        self._tracked_pub = (
+            node.create_publisher(messages.IdsList, FACES_TRACKED, qos_depth) if publish_tracked else None
+        )
         self.published = 0
 
     def on_reading(self, reading: Reading, frame_id: str) -> None:
@@ -68,7 +71,8 @@ class HriOutput:
             pub = self._expression.get(reading.face_id)
             if pub is None:
                 pub = self._expression[reading.face_id] = self._node.create_publisher(
-                    self._msgs.Expression, face_topic(reading.face_id, "expression"), self._depth)
+                    self._msgs.Expression, face_topic(reading.face_id, "expression"), self._depth
+                )
         pub.publish(fill_expression(self._msgs.Expression(), reading, frame_id))
         self.published += 1
 
@@ -97,8 +101,15 @@ class HriFaceInput:
     /humans/faces/<id>/aligned crops (and /roi boxes, when published) go to `faces`. Subscriptions
     follow the tracked list. `on_bad(kind, error)` counts a malformed message."""
 
-    def __init__(self, node, messages, faces: ExternalFaces, on_bad: Callable[[str, Exception], None],
-                 reliability: str = "best_effort", depth: int = 5):
+    def __init__(
+        self,
+        node,
+        messages,
+        faces: ExternalFaces,
+        on_bad: Callable[[str, Exception], None],
+        reliability: str = "best_effort",
+        depth: int = 5,
+    ):
         self._node, self._msgs, self.faces, self._on_bad = node, messages, faces, on_bad
         self._qos = sensor_qos(reliability, depth)
         self._subs: dict[str, list] = {}
@@ -112,12 +123,18 @@ class HriFaceInput:
                 self._node.destroy_subscription(sub)
         for face_id in ids:
             if face_id not in self._subs:
-                subs = [self._node.create_subscription(Image, face_topic(face_id, "aligned"),
-                                                       lambda m, f=face_id: self.on_aligned(f, m), self._qos)]
+                subs = [
+                    self._node.create_subscription(
+                        Image, face_topic(face_id, "aligned"), lambda m, f=face_id: self.on_aligned(f, m), self._qos
+                    )
+                ]
                 roi_type = getattr(self._msgs, "NormalizedRegionOfInterest2D", None)
                 if roi_type is not None:
-                    subs.append(self._node.create_subscription(roi_type, face_topic(face_id, "roi"),
-                                                               lambda m, f=face_id: self.on_roi(f, m), self._qos))
+                    subs.append(
+                        self._node.create_subscription(
+                            roi_type, face_topic(face_id, "roi"), lambda m, f=face_id: self.on_roi(f, m), self._qos
+                        )
+                    )
                 self._subs[face_id] = subs
 
     def on_aligned(self, face_id: str, msg) -> None:

@@ -7,14 +7,15 @@ The logic lives in duse_ros.bridge (ROS-free); this file converts messages and p
 requests run on the bridge's worker thread, so a slow or dead endpoint never holds up the
 EmotionState subscription; replies and exchanges are published from that thread.
 """
+
 from __future__ import annotations
 
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.parameter import Parameter
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
 
@@ -26,8 +27,17 @@ from duse_ros.bridge.settings import NODE_NAME, PARAMETERS, BridgeSettings
 from duse_ros.bridge.stabiliser import EmotionSample
 from duse_ros.bridge.worker import LatestOnlyWorker
 from duse_ros.msg import DialoguePrompt, EmotionState, LLMExchange
-from duse_ros.nodes.common import (check_parameter_changes, declare_table, diagnostic_array, diagnostic_status,
-                                   ns_to_stamp, run_node, seconds_to_duration, sensor_qos, stamp_to_ns)
+from duse_ros.nodes.common import (
+    check_parameter_changes,
+    declare_table,
+    diagnostic_array,
+    diagnostic_status,
+    ns_to_stamp,
+    run_node,
+    seconds_to_duration,
+    sensor_qos,
+    stamp_to_ns,
+)
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
 _QUEUE_DEPTH = 10
@@ -44,16 +54,22 @@ def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> EmotionSample:
     smoothed = use_smoothed and msg.smoothing_count > 0 and msg.smoothed_label
     label, confidence = (msg.smoothed_label, msg.smoothed_confidence) if smoothed else (msg.label, msg.confidence)
     stamp_ns = stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp)
-    return EmotionSample(stamp_ns=stamp_ns, label=label, confidence=float(confidence),
-                   has_reading=msg.modality != EmotionState.MODALITY_NONE, untrained=msg.untrained,
-                   frame_id=msg.header.frame_id)
+    return EmotionSample(
+        stamp_ns=stamp_ns,
+        label=label,
+        confidence=float(confidence),
+        has_reading=msg.modality != EmotionState.MODALITY_NONE,
+        untrained=msg.untrained,
+        frame_id=msg.header.frame_id,
+    )
 
 
 def sighting_from_msg(msg: EmotionState, rule: str) -> Sighting:
     """Whose face the reading is about, scored by the person rule (largest when following an id)."""
     roi = msg.face_roi
-    score = face_score(rule or "largest", (roi.x_offset, roi.y_offset, roi.width, roi.height),
-                       (msg.image_width, msg.image_height))
+    score = face_score(
+        rule or "largest", (roi.x_offset, roi.y_offset, roi.width, roi.height), (msg.image_width, msg.image_height)
+    )
     return Sighting(msg.face_id, stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp), score)
 
 
@@ -77,8 +93,12 @@ class LLMBridgeNode(Node):
         self._reply_pub = self.create_publisher(String, settings.reply_topic, _QUEUE_DEPTH)
         self._exchange_pub = self.create_publisher(LLMExchange, settings.exchange_topic, _QUEUE_DEPTH)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _QUEUE_DEPTH)
-        self.create_subscription(EmotionState, settings.emotion_topic, self._on_emotion,
-                                 sensor_qos(settings.emotion_reliability, _QUEUE_DEPTH))
+        self.create_subscription(
+            EmotionState,
+            settings.emotion_topic,
+            self._on_emotion,
+            sensor_qos(settings.emotion_reliability, _QUEUE_DEPTH),
+        )
         if settings.utterance_topic:
             self.create_subscription(String, settings.utterance_topic, self._on_utterance, _QUEUE_DEPTH)
         self._tick_timer = self.create_timer(self.bridge.tick_period_s, self._on_tick)
@@ -93,12 +113,16 @@ class LLMBridgeNode(Node):
             self._client = ChatClient(settings.llm)
             self._worker = LatestOnlyWorker(self._call_llm, self._on_worker_error, name="llm-request")
             key_note = "with an API key" if self._client.has_api_key else "without an API key"
-            self.get_logger().info(f"LLM endpoint {public_url(settings.llm.base_url)} model "
-                                   f"{settings.llm.model or '(server default)'}, {key_note}")
+            self.get_logger().info(
+                f"LLM endpoint {public_url(settings.llm.base_url)} model "
+                f"{settings.llm.model or '(server default)'}, {key_note}"
+            )
         else:
             self.get_logger().info("no llm.base_url: publishing prompts only, no LLM calls")
-        self.get_logger().info(f"templates {templates.path} ({templates.language}); "
-                               f"EmotionState from '{self.resolve_topic_name(settings.emotion_topic)}'")
+        self.get_logger().info(
+            f"templates {templates.path} ({templates.language}); "
+            f"EmotionState from '{self.resolve_topic_name(settings.emotion_topic)}'"
+        )
 
     def _values(self, changes: dict | None = None) -> dict:
         return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS} | (changes or {})
@@ -174,8 +198,12 @@ class LLMBridgeNode(Node):
     def _call_llm(self, prompt: DialoguePrompt) -> None:
         """On the worker thread: one request (with retries), then publish its outcome."""
         worker = self._worker
-        result = self._client.complete(prompt.system_prompt, prompt.user_prompt,
-                                       keep_trying=lambda: not worker.has_pending(), cancel=worker.stop_event)
+        result = self._client.complete(
+            prompt.system_prompt,
+            prompt.user_prompt,
+            keep_trying=lambda: not worker.has_pending(),
+            cancel=worker.stop_event,
+        )
         if self._stopping():  # nobody left to tell
             return
         self.llm_stats.record(result)
@@ -195,8 +223,10 @@ class LLMBridgeNode(Node):
             self._reply_pub.publish(String(data=result.reply))
             self.get_logger().info(f"LLM reply ({result.latency_s:.2f} s): {result.reply}")
         else:
-            self.get_logger().warning(f"LLM request failed after {result.attempts} attempt(s): {result.error}",
-                                      throttle_duration_sec=_LOG_THROTTLE_S)
+            self.get_logger().warning(
+                f"LLM request failed after {result.attempts} attempt(s): {result.error}",
+                throttle_duration_sec=_LOG_THROTTLE_S,
+            )
 
     def _stopping(self) -> bool:
         """The node is shutting down: close() stopped the worker, or a signal shut the context."""
@@ -231,8 +261,13 @@ class LLMBridgeNode(Node):
             level, message = DiagnosticStatus.OK, f"LLM endpoint {llm['llm_endpoint_state']}"
         else:
             level, message = DiagnosticStatus.WARN, f"LLM endpoint {llm['llm_endpoint_state']}: {llm['llm_last_error']}"
-        status = diagnostic_status(f"{self.get_fully_qualified_name()}: LLM bridge",
-                                   public_url(self.settings.llm.base_url), level, message, values)
+        status = diagnostic_status(
+            f"{self.get_fully_qualified_name()}: LLM bridge",
+            public_url(self.settings.llm.base_url),
+            level,
+            message,
+            values,
+        )
         self._diag_pub.publish(diagnostic_array(self, [status]))
 
 

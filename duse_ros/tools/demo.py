@@ -9,6 +9,7 @@
 
     python -m duse_ros.tools.demo [--model fer2013-minixception] [--bag existing_bag] [--out demo_output]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,12 @@ from duse_ros.tools.evaluate import plot_timeline  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
 DEFAULT_MODEL = affect_settings.DEFAULTS["model"]
-MODALITY = {EmotionState.MODALITY_NONE: "none", EmotionState.MODALITY_VIDEO: "video",
-            EmotionState.MODALITY_AUDIO: "audio", EmotionState.MODALITY_AUDIO_VISUAL: "audio+video"}
+MODALITY = {
+    EmotionState.MODALITY_NONE: "none",
+    EmotionState.MODALITY_VIDEO: "video",
+    EmotionState.MODALITY_AUDIO: "audio",
+    EmotionState.MODALITY_AUDIO_VISUAL: "audio+video",
+}
 
 
 def _start(module: str, params: dict[str, object], log: Path) -> subprocess.Popen:
@@ -61,8 +66,10 @@ class DemoPeer:
     def __init__(self):
         self.node = rclpy.create_node("duse_demo_player")
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {IMAGE_TOPIC: self.node.create_publisher(CompressedImage, "image_raw/compressed", qos),
-                     AUDIO_TOPIC: self.node.create_publisher(AudioChunk, "audio", qos)}
+        self.pubs = {
+            IMAGE_TOPIC: self.node.create_publisher(CompressedImage, "image_raw/compressed", qos),
+            AUDIO_TOPIC: self.node.create_publisher(AudioChunk, "audio", qos),
+        }
         self.states: list[EmotionState] = []
         self.prompts: list[DialoguePrompt] = []
         self.t0: float | None = None
@@ -92,21 +99,27 @@ class DemoPeer:
 
     def _on_state(self, s: EmotionState) -> None:
         if not self.states:
-            print(f"{'t (s)':>6}  {'modality':<11} {'face':<4}  {'label':<15} {'conf':>5}  "
-                  f"{'smoothed':<15} {'conf':>5}  {'model ms':>8}")
+            print(
+                f"{'t (s)':>6}  {'modality':<11} {'face':<4}  {'label':<15} {'conf':>5}  "
+                f"{'smoothed':<15} {'conf':>5}  {'model ms':>8}"
+            )
         self.states.append(s)
         t = _stamp_s(s.window_end) - (self.t0 or 0.0)
-        print(f"{t:6.2f}  {MODALITY.get(s.modality, '?'):<11} {'yes' if s.face_found else 'no':<4}  "
-              f"{s.label:<15} {s.confidence:5.2f}  {s.smoothed_label or '-':<15} {s.smoothed_confidence:5.2f}  "
-              f"{_stamp_s(s.inference_latency) * 1e3:8.1f}")
+        print(
+            f"{t:6.2f}  {MODALITY.get(s.modality, '?'):<11} {'yes' if s.face_found else 'no':<4}  "
+            f"{s.label:<15} {s.confidence:5.2f}  {s.smoothed_label or '-':<15} {s.smoothed_confidence:5.2f}  "
+            f"{_stamp_s(s.inference_latency) * 1e3:8.1f}"
+        )
 
     def _on_prompt(self, p: DialoguePrompt) -> None:
         self.prompts.append(p)
         indent = "\n" + " " * 13
         system = indent.join(textwrap.wrap(p.system_prompt.strip(), 100))
         user = indent.join(textwrap.wrap(p.user_prompt.strip(), 100))
-        print(f"\n  >> DialoguePrompt ({p.reason}, {p.language}): emotion={p.emotion} conf={p.confidence:.2f} "
-              f"(no LLM endpoint: this is what would be sent)\n     system: {system}\n     user:   {user}\n")
+        print(
+            f"\n  >> DialoguePrompt ({p.reason}, {p.language}): emotion={p.emotion} conf={p.confidence:.2f} "
+            f"(no LLM endpoint: this is what would be sent)\n     system: {system}\n     user:   {user}\n"
+        )
 
     def play(self, messages: list[tuple[str, str, int, bytes]], rate: float) -> None:
         """Publish each raw message at its recorded time offset (scaled by `rate`)."""
@@ -130,8 +143,11 @@ def _untrained(model: str, clip_weights: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=DEFAULT_MODEL,
-                    help="registered model name or checkpoint .json (default: the trained FER2013 CNN)")
+    ap.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="registered model name or checkpoint .json (default: the trained FER2013 CNN)",
+    )
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument("--bag", type=Path, help="replay this rosbag2 instead of the generated demo stream")
     ap.add_argument("--out", type=Path, default=Path("demo_output"))
@@ -147,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     if not messages:
         print(f"{bag} holds no {IMAGE_TOPIC} or {AUDIO_TOPIC} messages", file=sys.stderr)
         return 2
-    print(f"duse_ros demo: replaying {bag} ({len(messages)} messages, "
-          f"{(messages[-1][2] - messages[0][2]) / NS:.1f} s) into affect_node [{args.model}] over loopback DDS, "
-          f"domain {os.environ['ROS_DOMAIN_ID']}\n")
+    print(
+        f"duse_ros demo: replaying {bag} ({len(messages)} messages, "
+        f"{(messages[-1][2] - messages[0][2]) / NS:.1f} s) into affect_node [{args.model}] over loopback DDS, "
+        f"domain {os.environ['ROS_DOMAIN_ID']}\n"
+    )
 
     node_params = {"model": args.model, "image_compressed": True, "qos.reliability": "reliable", "qos.depth": 50}
     if args.clip_weights:
@@ -169,10 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     peer = DemoPeer()
     try:
         # A video-only model has no audio subscription: the image input and the output suffice.
-        ready = peer.spin_until(lambda: peer.pubs[IMAGE_TOPIC].get_subscription_count() > 0
-                                and peer.node.count_publishers("emotion_state") > 0, 60, procs)
+        ready = peer.spin_until(
+            lambda: (
+                peer.pubs[IMAGE_TOPIC].get_subscription_count() > 0 and peer.node.count_publishers("emotion_state") > 0
+            ),
+            60,
+            procs,
+        )
         if not ready:
-            print("affect_node did not come up; its log:\n" + (run_dir / "affect_node.log").read_text(), file=sys.stderr)
+            print(
+                "affect_node did not come up; its log:\n" + (run_dir / "affect_node.log").read_text(), file=sys.stderr
+            )
             return 1
         # The node's readers must also have matched ours before the first frame goes out.
         peer.spin_until(peer.node_matched_inputs, 20, procs)
@@ -188,26 +213,39 @@ def main(argv: list[str] | None = None) -> int:
             stop(p)
         with BagWriter(run_dir / "emotion_states") as recorder:
             for s in peer.states:
-                recorder.write("/emotion_state", stamp_to_ns(s.window_end), serialize_message(s),
-                               "duse_ros/msg/EmotionState")
+                recorder.write(
+                    "/emotion_state", stamp_to_ns(s.window_end), serialize_message(s), "duse_ros/msg/EmotionState"
+                )
         peer.node.destroy_node()
         rclpy.try_shutdown()
 
     readings = [st for st in peer.states if len(st.class_names)]
     if readings:
         model = readings[0].model_id + (" (UNTRAINED: random weights)" if readings[0].untrained else "")
-        plot_timeline(peer.states, [], list(readings[0].class_names), int((peer.t0 or 0.0) * NS),
-                      run_dir / "emotion_timeline.png", title=f"EmotionState timeline: {model}")
+        plot_timeline(
+            peer.states,
+            [],
+            list(readings[0].class_names),
+            int((peer.t0 or 0.0) * NS),
+            run_dir / "emotion_timeline.png",
+            title=f"EmotionState timeline: {model}",
+        )
     modalities = Counter(MODALITY.get(s.modality, "?") for s in peer.states)
     untrained = any(s.untrained for s in peer.states)
-    print(f"\n{len(peer.states)} EmotionState messages ({', '.join(f'{k}: {v}' for k, v in modalities.items())}), "
-          f"{len(peer.prompts)} dialogue prompts.")
-    print(f"Recorded to {run_dir / 'emotion_states'} (rosbag2, MCAP); timeline: {run_dir / 'emotion_timeline.png'}; "
-          f"node logs in {run_dir}.")
+    print(
+        f"\n{len(peer.states)} EmotionState messages ({', '.join(f'{k}: {v}' for k, v in modalities.items())}), "
+        f"{len(peer.prompts)} dialogue prompts."
+    )
+    print(
+        f"Recorded to {run_dir / 'emotion_states'} (rosbag2, MCAP); timeline: {run_dir / 'emotion_timeline.png'}; "
+        f"node logs in {run_dir}."
+    )
     if untrained:
-        print("\nNOTE: the model's weights are UNTRAINED (random init), so the labels above mean nothing. The demo "
-              "shows the plumbing: windows, face crops, the audio fallback while the face is away, smoothing "
-              "and prompts. Train a checkpoint with training/ and pass --model path/to/checkpoint.json.")
+        print(
+            "\nNOTE: the model's weights are UNTRAINED (random init), so the labels above mean nothing. The demo "
+            "shows the plumbing: windows, face crops, the audio fallback while the face is away, smoothing "
+            "and prompts. Train a checkpoint with training/ and pass --model path/to/checkpoint.json."
+        )
     return 0 if peer.states else 1
 
 

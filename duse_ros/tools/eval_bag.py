@@ -23,12 +23,12 @@ duse_ros/AudioChunk, or audio_common AudioDataStamped / AudioStamped, converted 
 the player (the format of AudioDataStamped comes from the bag's AudioInfo topic, else --audio-*).
 Labels: --labels CSV (seconds from the bag's origin), else the bag's /emotion_label topic.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -44,12 +44,24 @@ import numpy as np  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages  # noqa: E402
-from duse_ros.io.rosbag import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_INFO, COMPRESSED_IMAGE, LABEL_TOPIC,  # noqa: E402
-                                LABEL_TYPE, NS, ORIGIN_KEY, BagError, BagFile, BagWriter, select_streams)
+from duse_ros.io.rosbag import (  # noqa: E402
+    AUDIO_CHUNK,
+    AUDIO_DATA_STAMPED,
+    AUDIO_INFO,
+    COMPRESSED_IMAGE,
+    LABEL_TOPIC,
+    LABEL_TYPE,
+    ORIGIN_KEY,
+    BagError,
+    BagFile,
+    BagWriter,
+    select_streams,
+)
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
-from duse_ros.tools.processes import node_command, stop  # noqa: E402
+from duse_ros.timebase import NS
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
+from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
 NAMESPACE = "/duse_eval"
 
@@ -75,19 +87,21 @@ class AudioAdapter:
         """(stamp ns, AudioChunk or raw CDR), or None for a message that cannot be converted."""
         from duse_ros.io.conversions import ConversionError, audio_data_stamped_to_mono, audio_stamped_to_mono
         from duse_ros.msg import AudioChunk
+
         if self.msgtype == AUDIO_CHUNK:
             return raw
         msg = self.bag.deserialize(raw, self.msgtype)
         try:
             if self.msgtype == AUDIO_DATA_STAMPED:
-                mono = audio_data_stamped_to_mono(msg, channels=self.channels, sample_rate=self.rate, sample_format=self.fmt)
+                mono = audio_data_stamped_to_mono(
+                    msg, channels=self.channels, sample_rate=self.rate, sample_format=self.fmt
+                )
                 rate = self.rate
             else:
                 mono, rate = audio_stamped_to_mono(msg), int(msg.audio.info.rate)
         except ConversionError:
             return None  # counted by the caller
-        chunk = AudioChunk(sample_rate=rate, channels=1, sample_format="F32LE",
-                           data=np.asarray(mono, "<f4").tobytes())
+        chunk = AudioChunk(sample_rate=rate, channels=1, sample_format="F32LE", data=np.asarray(mono, "<f4").tobytes())
         chunk.header.stamp.sec, chunk.header.stamp.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
         chunk.header.frame_id = msg.header.frame_id
         return chunk
@@ -104,11 +118,13 @@ class Player:
         from sensor_msgs.msg import CompressedImage, Image
 
         from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState
+
         self.rclpy, self.Clock = rclpy, Clock
         self.node = rclpy.create_node("duse_eval_player", namespace=NAMESPACE)
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(CompressedImage if compressed else Image,
-                                                    "image_raw/compressed" if compressed else "image_raw", qos)
+        self.image_pub = self.node.create_publisher(
+            CompressedImage if compressed else Image, "image_raw/compressed" if compressed else "image_raw", qos
+        )
         self.audio_pub = self.node.create_publisher(AudioChunk, "audio", qos) if uses_audio else None
         self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
         self.states: list = []
@@ -144,7 +160,9 @@ class Player:
                 if p.poll() is not None:
                     log = Path(p.log_path)
                     tail = "\n".join(log.read_text().splitlines()[-8:]) if log.is_file() else ""
-                    raise EvalError(f"{p.args[2]} exited (code {p.returncode}) during the replay; its log, {log}, ends:\n{tail}")
+                    raise EvalError(
+                        f"{p.args[2]} exited (code {p.returncode}) during the replay; its log, {log}, ends:\n{tail}"
+                    )
             self.run_clock()
             self.rclpy.spin_once(self.node, timeout_sec=0.01)
         return True
@@ -174,25 +192,39 @@ class Player:
 def _shadow_windower(spec, args):
     """The node's windowing, on frame stamps alone: which frames complete a window."""
     from duse_ros.affect.windowing import Windower
+
     return Windower(num_frames=spec.num_frames, span_s=args.span_s, stride_s=args.stride_s, max_gap_s=args.max_gap_s)
 
 
 def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     import rclpy
+
     spec = model.input_spec
     compressed = streams.image.msgtype == COMPRESSED_IMAGE
     uses_audio = spec.uses_audio and streams.audio is not None
-    audio = AudioAdapter(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args) \
-        if uses_audio else None
+    audio = (
+        AudioAdapter(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args)
+        if uses_audio
+        else None
+    )
     topics = [streams.image.name] + ([streams.audio.name] if uses_audio else [])
     # Enough reader history for every message between two windows, twice over.
     span_s = max(1e-3, (bag.end_ns - bag.start_ns) / NS)
     per_stride = sum(bag.topics[t].count for t in topics) / span_s * args.stride_s
     depth = int(max(50, 4 * per_stride))
-    node_params = {"model": args.model, "image_compressed": compressed, "qos.reliability": "reliable",
-                   "qos.depth": depth, "queue_depth": args.queue_depth, "use_sim_time": True,
-                   "no_face_policy": "publish", "span_s": args.span_s, "stride_s": args.stride_s,
-                   "max_gap_s": args.max_gap_s, "diagnostics_period_s": 0.5}
+    node_params = {
+        "model": args.model,
+        "image_compressed": compressed,
+        "qos.reliability": "reliable",
+        "qos.depth": depth,
+        "queue_depth": args.queue_depth,
+        "use_sim_time": True,
+        "no_face_policy": "publish",
+        "span_s": args.span_s,
+        "stride_s": args.stride_s,
+        "max_gap_s": args.max_gap_s,
+        "diagnostics_period_s": 0.5,
+    }
     if not args.realtime:  # the player waits for the model, so sim time may run ahead of the windows
         node_params["max_window_age_s"] = 0.0
     if args.clip_weights:
@@ -200,11 +232,21 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     if args.face_mode:
         node_params["face_mode"] = args.face_mode
     logs = {name: (out_dir / f"{name}.log").open("w") for name in ("affect_node", "llm_bridge_node")}
-    procs = [subprocess.Popen(node_command("duse_ros.nodes.affect_node", node_params, NAMESPACE, args.param),
-                              stdout=logs["affect_node"], stderr=subprocess.STDOUT)]
+    procs = [
+        subprocess.Popen(
+            node_command("duse_ros.nodes.affect_node", node_params, NAMESPACE, args.param),
+            stdout=logs["affect_node"],
+            stderr=subprocess.STDOUT,
+        )
+    ]
     if not args.no_bridge:
-        procs.append(subprocess.Popen(node_command("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, NAMESPACE),
-                                      stdout=logs["llm_bridge_node"], stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                node_command("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, NAMESPACE),
+                stdout=logs["llm_bridge_node"],
+                stderr=subprocess.STDOUT,
+            )
+        )
     for proc, name in zip(procs, logs):
         proc.log_path = out_dir / f"{name}.log"
     rclpy.init()
@@ -213,20 +255,32 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     # Sim time before the bag starts, so the nodes' timers run while they come up.
     player.tick_clock(bag.start_ns - int(args.startup_timeout_s * 2 * NS))
     send_time: dict[int, float] = {}
-    expected: list[int] = []           # window end stamps the node must answer, in order
+    expected: list[int] = []  # window end stamps the node must answer, in order
     answered: set[int] = set()
     malformed_audio = frames = audio_msgs = 0
     try:
-        ready = player.spin_until(lambda: player.image_pub.get_subscription_count() >= args.image_subscribers
-                                  and (not uses_audio or player.audio_pub.get_subscription_count() > 0)
-                                  and player.node.count_publishers(f"{NAMESPACE}/emotion_state") > 0
-                                  and (args.no_bridge or (player.node.count_subscribers(f"{NAMESPACE}/emotion_state") >= 2
-                                                          and player.node.count_publishers(f"{NAMESPACE}/dialogue_prompt") > 0)),
-                                  args.startup_timeout_s, procs)
+        ready = player.spin_until(
+            lambda: (
+                player.image_pub.get_subscription_count() >= args.image_subscribers
+                and (not uses_audio or player.audio_pub.get_subscription_count() > 0)
+                and player.node.count_publishers(f"{NAMESPACE}/emotion_state") > 0
+                and (
+                    args.no_bridge
+                    or (
+                        player.node.count_subscribers(f"{NAMESPACE}/emotion_state") >= 2
+                        and player.node.count_publishers(f"{NAMESPACE}/dialogue_prompt") > 0
+                    )
+                )
+            ),
+            args.startup_timeout_s,
+            procs,
+        )
         node_topics = ["image_raw/compressed" if compressed else "image_raw"] + (["audio"] if uses_audio else [])
         ready = ready and player.spin_until(lambda: player.inputs_matched(node_topics), args.startup_timeout_s, procs)
         if not ready:
-            raise EvalError(f"affect_node did not come up within {args.startup_timeout_s:g} s; see {out_dir / 'affect_node.log'}")
+            raise EvalError(
+                f"affect_node did not come up within {args.startup_timeout_s:g} s; see {out_dir / 'affect_node.log'}"
+            )
         shadow = _shadow_windower(spec, args)
         outstanding: deque[int] = deque()
 
@@ -238,6 +292,7 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
                     outstanding.popleft()  # never came: counted as dropped below
 
         from tqdm import tqdm
+
         total = sum(bag.topics[t].count for t in topics)
         start_wall, start_log = None, None
         with tqdm(total=total, unit="msg", desc="duse-eval-bag", disable=args.quiet) as progress:
@@ -287,10 +342,18 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
             f.close()
     latencies = [arr - send_time[_end(s)] for s, arr in zip(player.states, player.arrivals) if _end(s) in send_time]
     received = {_end(s) for s in player.states}
-    return {"states": player.states, "prompts": player.prompts, "expected": expected,
-            "missing": [e for e in expected if e not in received], "latencies_s": latencies,
-            "diagnostics": player.diagnostics, "frames": frames, "audio_messages": audio_msgs,
-            "malformed_audio": malformed_audio, "replay_s": replay_s}
+    return {
+        "states": player.states,
+        "prompts": player.prompts,
+        "expected": expected,
+        "missing": [e for e in expected if e not in received],
+        "latencies_s": latencies,
+        "diagnostics": player.diagnostics,
+        "frames": frames,
+        "audio_messages": audio_msgs,
+        "malformed_audio": malformed_audio,
+        "replay_s": replay_s,
+    }
 
 
 _EMPTY = np.zeros((0,), np.uint8)
@@ -303,7 +366,7 @@ def _end(state) -> int:
 def _drain(outstanding: deque, answered: set, player: Player) -> int:
     """Mark the windows answered so far; any older window still open is skipped by the node
     only if a later one came first (states arrive in window order)."""
-    for s in player.states[len(answered):]:
+    for s in player.states[len(answered) :]:
         answered.add(_end(s))
     while outstanding and outstanding[0] in answered:
         outstanding.popleft()
@@ -321,7 +384,11 @@ def _load_spans(bag: BagFile, args, classes: list[str]):
         return read_labels_csv(args.labels, classes, origin), origin, str(args.labels)
     if LABEL_TOPIC in bag.topics:
         events = [(t, bag.deserialize(raw, LABEL_TYPE).data) for _, _, t, raw in bag.messages([LABEL_TOPIC])]
-        return spans_from_messages(events, bag.end_ns, f"{bag.path} {LABEL_TOPIC}", classes), origin, f"{bag.path}:{LABEL_TOPIC}"
+        return (
+            spans_from_messages(events, bag.end_ns, f"{bag.path} {LABEL_TOPIC}", classes),
+            origin,
+            f"{bag.path}:{LABEL_TOPIC}",
+        )
     return [], origin, None
 
 
@@ -329,33 +396,45 @@ def _write_output_bag(path: Path, result: dict, spans) -> None:
     from rclpy.serialization import serialize_message
 
     from duse_ros.io.labels import spans_to_messages
+
     with BagWriter(path) as out:
         for s in result["states"]:
             out.write(f"{NAMESPACE}/emotion_state", _end(s), serialize_message(s), "duse_ros/msg/EmotionState")
         for p in result["prompts"]:
-            out.write(f"{NAMESPACE}/dialogue_prompt", int(p.header.stamp.sec) * NS + int(p.header.stamp.nanosec),
-                      serialize_message(p), "duse_ros/msg/DialoguePrompt")
+            out.write(
+                f"{NAMESPACE}/dialogue_prompt",
+                int(p.header.stamp.sec) * NS + int(p.header.stamp.nanosec),
+                serialize_message(p),
+                "duse_ros/msg/DialoguePrompt",
+            )
         for t, text in spans_to_messages(spans):
             out.write(LABEL_TOPIC, t, out.store.types[LABEL_TYPE](data=text))
 
 
 def default_model() -> str:
     from duse_ros.nodes.affect_node import DEFAULTS
+
     return str(DEFAULTS["model"])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="duse-eval-bag", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="duse-eval-bag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("bag", type=Path)
     ap.add_argument("--model", default=None, help="registered model name or checkpoint .json (default: affect_node's)")
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
-    ap.add_argument("--labels", type=Path, help="CSV of start,end,label spans (default: the bag's /emotion_label topic)")
+    ap.add_argument(
+        "--labels", type=Path, help="CSV of start,end,label spans (default: the bag's /emotion_label topic)"
+    )
     ap.add_argument("--out", type=Path, help="output folder (default: eval_output/<bag name>)")
     ap.add_argument("--image-topic", help="the bag's camera topic (needed when it has several)")
     ap.add_argument("--audio-topic", help="the bag's microphone topic (needed when it has several)")
-    ap.add_argument("--realtime", action="store_true", help="play at the recorded pace (windows may drop) "
-                                                           "instead of as fast as the model keeps up")
+    ap.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play at the recorded pace (windows may drop) instead of as fast as the model keeps up",
+    )
     ap.add_argument("--rate", type=float, default=1.0, help="--realtime playback speed")
     ap.add_argument("--smoothed", action="store_true", help="score smoothed_label instead of label")
     ap.add_argument("--face-mode", choices=("detect", "full_frame"), help="affect_node face_mode (default: the node's)")
@@ -365,9 +444,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-gap-s", type=float, default=0.5)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="more affect_node parameters")
     ap.add_argument("--no-bridge", action="store_true", help="do not start llm_bridge_node")
-    ap.add_argument("--image-subscribers", type=int, default=1, metavar="N",
-                    help="wait for N subscribers of the replayed images before playing (affect_node, plus "
-                         "any recorder or viewer of your own that must see the first frame)")
+    ap.add_argument(
+        "--image-subscribers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="wait for N subscribers of the replayed images before playing (affect_node, plus "
+        "any recorder or viewer of your own that must see the first frame)",
+    )
     ap.add_argument("--audio-channels", type=int, default=1, help="AudioDataStamped without AudioInfo in the bag")
     ap.add_argument("--audio-rate", type=int, default=16000, help="AudioDataStamped without AudioInfo in the bag")
     ap.add_argument("--audio-format", default="S16LE", help="AudioDataStamped without AudioInfo in the bag")
@@ -382,6 +466,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     from duse_ros.loading import load_model
+
     args.model = args.model or default_model()
     with BagFile(args.bag) as bag:
         streams = select_streams(bag, args.image_topic, args.audio_topic)
@@ -409,33 +494,66 @@ def run(args: argparse.Namespace) -> dict:
     i50, i95 = percentiles_ms(inference)
     node_values = result["diagnostics"]
     report = {
-        "bag": bag_name, "model": args.model, "model_id": model.model_id, "untrained": bool(model.untrained),
-        "mode": "realtime" if args.realtime else "as_fast_as_model", "rate": args.rate if args.realtime else None,
-        "labels": labels_source, "scored_on": "smoothed_label" if args.smoothed else "label",
-        "uar": None, "war": None, "per_class_recall": {}, "support": {},
-        "windows": len(result["expected"]), "windows_received": len(states), "dropped": len(result["missing"]),
+        "bag": bag_name,
+        "model": args.model,
+        "model_id": model.model_id,
+        "untrained": bool(model.untrained),
+        "mode": "realtime" if args.realtime else "as_fast_as_model",
+        "rate": args.rate if args.realtime else None,
+        "labels": labels_source,
+        "scored_on": "smoothed_label" if args.smoothed else "label",
+        "uar": None,
+        "war": None,
+        "per_class_recall": {},
+        "support": {},
+        "windows": len(result["expected"]),
+        "windows_received": len(states),
+        "dropped": len(result["missing"]),
         "dropped_by_node_queue": _int(node_values.get(diag.DROPPED_QUEUE_FULL)),
-        "windows_scored": 0, "windows_unlabelled": 0, "no_reading": 0,
-        "latency_ms_p50": p50, "latency_ms_p95": p95, "inference_ms_p50": i50, "inference_ms_p95": i95,
-        "frames_sent": result["frames"], "frames_received_by_node": _int(node_values.get(diag.FRAMES_IN)),
-        "audio_messages_sent": result["audio_messages"], "audio_messages_unconvertible": result["malformed_audio"],
-        "dialogue_prompts": len(result["prompts"]), "replay_s": round(result["replay_s"], 3),
+        "windows_scored": 0,
+        "windows_unlabelled": 0,
+        "no_reading": 0,
+        "latency_ms_p50": p50,
+        "latency_ms_p95": p95,
+        "inference_ms_p50": i50,
+        "inference_ms_p95": i95,
+        "frames_sent": result["frames"],
+        "frames_received_by_node": _int(node_values.get(diag.FRAMES_IN)),
+        "audio_messages_sent": result["audio_messages"],
+        "audio_messages_unconvertible": result["malformed_audio"],
+        "dialogue_prompts": len(result["prompts"]),
+        "replay_s": round(result["replay_s"], 3),
         "replay_frames_per_s": round(result["frames"] / result["replay_s"], 2) if result["replay_s"] > 0 else None,
-        "origin_ns": origin, "output_bag": str(output_bag),
+        "origin_ns": origin,
+        "output_bag": str(output_bag),
     }
     if spans:
         scored = score_states(states, spans, classes, args.smoothed)
-        report.update(uar=scored.scores.uar, war=scored.scores.war, windows_scored=len(scored.truths),
-                      windows_unlabelled=scored.unlabelled, no_reading=scored.no_reading,
-                      per_class_recall={c: scored.scores.per_class_recall[c] for c in classes},
-                      support={c: scored.scores.support[c] for c in classes},
-                      confusion={"classes": list(scored.scores.per_class_recall), "counts": scored.scores.confusion.tolist()})
-        plot_confusion(scored.scores, out_dir / "confusion.png",
-                       f"{model.model_id}{' (UNTRAINED)' if model.untrained else ''}: "
-                       f"UAR {100 * scored.scores.uar:.1f}%  WAR {100 * scored.scores.war:.1f}%")
+        report.update(
+            uar=scored.scores.uar,
+            war=scored.scores.war,
+            windows_scored=len(scored.truths),
+            windows_unlabelled=scored.unlabelled,
+            no_reading=scored.no_reading,
+            per_class_recall={c: scored.scores.per_class_recall[c] for c in classes},
+            support={c: scored.scores.support[c] for c in classes},
+            confusion={"classes": list(scored.scores.per_class_recall), "counts": scored.scores.confusion.tolist()},
+        )
+        plot_confusion(
+            scored.scores,
+            out_dir / "confusion.png",
+            f"{model.model_id}{' (UNTRAINED)' if model.untrained else ''}: "
+            f"UAR {100 * scored.scores.uar:.1f}%  WAR {100 * scored.scores.war:.1f}%",
+        )
         report["recall_table"] = recall_table(scored.scores)
-    plot_timeline(states, spans, classes, origin, out_dir / "timeline.png",
-                  f"{bag.path.name}: {model.model_id}{' (UNTRAINED: random weights)' if model.untrained else ''}")
+    plot_timeline(
+        states,
+        spans,
+        classes,
+        origin,
+        out_dir / "timeline.png",
+        f"{bag.path.name}: {model.model_id}{' (UNTRAINED: random weights)' if model.untrained else ''}",
+    )
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["out_dir"] = str(out_dir)
     return report

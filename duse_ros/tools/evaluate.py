@@ -7,11 +7,12 @@ outside every span are not scored. Its prediction is `label` (or `smoothed_label
 scored as a miss, in an extra `no_reading` column of the confusion matrix, so a model that sees
 no face is not rewarded for the windows it skipped.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -30,11 +31,11 @@ def stamp_ns(t) -> int:
 @dataclass
 class Scored:
     scores: Scores
-    classes: list[str]          # the model's classes (the confusion matrix may add NO_READING)
+    classes: list[str]  # the model's classes (the confusion matrix may add NO_READING)
     truths: list[str]
     predictions: list[str]
-    unlabelled: int             # windows outside every span
-    no_reading: int             # labelled windows without a reading
+    unlabelled: int  # windows outside every span
+    no_reading: int  # labelled windows without a reading
 
 
 def prediction(state, use_smoothed: bool = False) -> str:
@@ -72,11 +73,13 @@ def percentiles_ms(seconds: Sequence[float]) -> tuple[float | None, float | None
     return round(float(p50), 3), round(float(p95), 3)
 
 
-def plot_timeline(states: Sequence, spans: Sequence[Span], classes: Sequence[str], origin_ns: int, path: str | Path,
-                  title: str = "") -> Path:
+def plot_timeline(
+    states: Sequence, spans: Sequence[Span], classes: Sequence[str], origin_ns: int, path: str | Path, title: str = ""
+) -> Path:
     """Per-class probability of every window (at its end stamp), with the label spans shaded in
     their class's colour and windows without a reading marked below the axis."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -91,8 +94,14 @@ def plot_timeline(states: Sequence, spans: Sequence[Span], classes: Sequence[str
     if any(s.modality != MODALITY_NONE and len(s.probabilities) for s in ordered):
         # a window without a reading is a gap in every line, not a straight line across it
         t = np.array([(stamp_ns(s.window_end) - origin_ns) / NS for s in ordered])
-        probs = np.array([list(s.probabilities) if s.modality != MODALITY_NONE and len(s.probabilities)
-                          else [np.nan] * len(classes) for s in ordered])
+        probs = np.array(
+            [
+                list(s.probabilities)
+                if s.modality != MODALITY_NONE and len(s.probabilities)
+                else [np.nan] * len(classes)
+                for s in ordered
+            ]
+        )
         for i, c in enumerate(classes):
             ax.plot(t, probs[:, i], color=colors[c], lw=1.4, marker=".", ms=3, label=c)
     missing = [(stamp_ns(s.window_end) - origin_ns) / NS for s in states if s.modality == MODALITY_NONE]

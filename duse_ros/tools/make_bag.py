@@ -14,6 +14,7 @@ layouts (--audio-msg). Labels go on /emotion_label (std_msgs/String: the class a
 start, "" where unlabelled time begins). Clips of a clip list joined into one bag are separated
 by --gap-s of silence, longer than the node's max_gap_s, so no window spans two clips.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,27 @@ from tqdm import tqdm
 
 from duse_ros.classes import CLASS_SETS, get_class_set
 from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages, spans_to_messages
-from duse_ros.io.rosbag import (AUDIO_DATA_STAMPED, AUDIO_INFO, AUDIO_STAMPED, LABEL_TOPIC, LABEL_TYPE, NS, ORIGIN_KEY,
-                                BagError, BagFile, BagWriter, typestore)
+from duse_ros.io.rosbag import (
+    AUDIO_DATA_STAMPED,
+    AUDIO_INFO,
+    AUDIO_STAMPED,
+    LABEL_TOPIC,
+    LABEL_TYPE,
+    ORIGIN_KEY,
+    BagError,
+    BagFile,
+    BagWriter,
+    typestore,
+)
 from duse_ros.io.sources import Source, SourceError, open_input, read_clip_list, read_wav
+from duse_ros.timebase import NS
 
 DEFAULT_ORIGIN_S = 1_700_000_000
-AUDIO_MSGS = {"chunk": "duse_ros/msg/AudioChunk", "audio_data_stamped": AUDIO_DATA_STAMPED,
-              "audio_stamped": AUDIO_STAMPED}
+AUDIO_MSGS = {
+    "chunk": "duse_ros/msg/AudioChunk",
+    "audio_data_stamped": AUDIO_DATA_STAMPED,
+    "audio_stamped": AUDIO_STAMPED,
+}
 LAYOUT = {"audio_data_stamped": "ros-drivers", "audio_stamped": "mgonzs13"}
 PA_INT16 = 8  # PortAudio's paInt16, mgonzs13 AudioInfo.format
 
@@ -64,13 +79,20 @@ class _StreamWriter:
             ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.args.jpeg_quality])
             if not ok:
                 raise SourceError(f"JPEG encoding failed for the frame at {ns / NS:.3f} s")
-            msg = t["sensor_msgs/msg/CompressedImage"](header=self.header(ns, self.args.frame_id),
-                                                       format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1))
+            msg = t["sensor_msgs/msg/CompressedImage"](
+                header=self.header(ns, self.args.frame_id), format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1)
+            )
         else:
             h, w = bgr.shape[:2]
-            msg = t["sensor_msgs/msg/Image"](header=self.header(ns, self.args.frame_id), height=h, width=w,
-                                             encoding="bgr8", is_bigendian=0, step=w * 3,
-                                             data=np.ascontiguousarray(bgr).reshape(-1))
+            msg = t["sensor_msgs/msg/Image"](
+                header=self.header(ns, self.args.frame_id),
+                height=h,
+                width=w,
+                encoding="bgr8",
+                is_bigendian=0,
+                step=w * 3,
+                data=np.ascontiguousarray(bgr).reshape(-1),
+            )
         self.w.write(self.image_topic, ns, msg)
         self.frames += 1
 
@@ -79,21 +101,36 @@ class _StreamWriter:
         header = self.header(ns, "microphone")
         data = np.frombuffer(pcm.astype("<i2").tobytes(), np.uint8)
         if kind == "chunk":
-            msg = t["duse_ros/msg/AudioChunk"](header=header, sample_rate=rate, channels=channels,
-                                               sample_format="S16LE", data=data)
+            msg = t["duse_ros/msg/AudioChunk"](
+                header=header, sample_rate=rate, channels=channels, sample_format="S16LE", data=data
+            )
         elif kind == "audio_data_stamped":
             if not self._audio_info_written:  # audio_capture publishes the format on audio_info
-                info = t[AUDIO_INFO](channels=channels, sample_rate=rate, sample_format="S16LE",
-                                     bitrate=16 * rate * channels, coding_format="wave")
+                info = t[AUDIO_INFO](
+                    channels=channels,
+                    sample_rate=rate,
+                    sample_format="S16LE",
+                    bitrate=16 * rate * channels,
+                    coding_format="wave",
+                )
                 self.w.write("/audio_info", ns, info)
                 self._audio_info_written = True
             msg = t[AUDIO_DATA_STAMPED](header=header, audio=t["audio_common_msgs/msg/AudioData"](data=data))
         else:
-            empty = {n: np.zeros(0, d) for n, d in (("float32_data", np.float32), ("int32_data", np.int32),
-                                                     ("int8_data", np.int8), ("uint8_data", np.uint8))}
+            empty = {
+                n: np.zeros(0, d)
+                for n, d in (
+                    ("float32_data", np.float32),
+                    ("int32_data", np.int32),
+                    ("int8_data", np.int8),
+                    ("uint8_data", np.uint8),
+                )
+            }
             audio_data = t["audio_common_msgs/msg/AudioData"](int16_data=pcm.reshape(-1).astype(np.int16), **empty)
             info = t[AUDIO_INFO](format=PA_INT16, channels=channels, rate=rate, chunk=pcm.shape[0])
-            msg = t[AUDIO_STAMPED](header=header, audio=t["audio_common_msgs/msg/Audio"](audio_data=audio_data, info=info))
+            msg = t[AUDIO_STAMPED](
+                header=header, audio=t["audio_common_msgs/msg/Audio"](audio_data=audio_data, info=info)
+            )
         self.w.write(self.args.audio_topic, ns, msg)
         self.audio_samples += pcm.shape[0]
 
@@ -107,8 +144,10 @@ class _StreamWriter:
         if audio is not None:
             n = max(1, int(round(audio.rate * self.args.audio_chunk_s)))
             start_ns = offset_ns + int(round(audio.start_s * NS))
-            chunks = [(start_ns + k * NS // audio.rate, k, min(k + n, audio.pcm.shape[0]))
-                      for k in range(0, audio.pcm.shape[0], n)]
+            chunks = [
+                (start_ns + k * NS // audio.rate, k, min(k + n, audio.pcm.shape[0]))
+                for k in range(0, audio.pcm.shape[0], n)
+            ]
         events = sorted(label_events)
         ai = li = 0
         last_ns, period_ns = offset_ns, 0
@@ -122,6 +161,7 @@ class _StreamWriter:
             while li < len(events) and (until_ns is None or events[li][0] <= until_ns):
                 self.label(*events[li])
                 li += 1
+
         for t_s, rgb in source.frames():
             ns = offset_ns + int(round(t_s * NS))
             flush(ns)
@@ -150,8 +190,9 @@ def make_from_inputs(args: argparse.Namespace) -> list[Path]:
     origin_ns = int(round(args.start_time * NS))
     if args.clip_list:
         index_classes = list(get_class_set(args.class_set or "dfew").classes)
-        clips = [(path, label) for path, label in read_clip_list(args.input, index_classes, args.data_root,
-                                                                  args.label_base)]
+        clips = [
+            (path, label) for path, label in read_clip_list(args.input, index_classes, args.data_root, args.label_base)
+        ]
         sources = []
         for path, label in clips:
             src = open_input(path, args.fps, with_audio=not args.no_audio)
@@ -231,9 +272,15 @@ def relabel_or_split(args: argparse.Namespace) -> list[Path]:
                 w.write(LABEL_TOPIC, events[k][0], bag.store.types[LABEL_TYPE](data=events[k][1]))
                 k += 1
             entry[3] = k
+
         try:
-            for topic, msgtype, t, raw in tqdm(bag.messages(), total=sum(x.count for x in bag.topics.values()),
-                                               unit="msg", desc="duse-make-bag", disable=args.quiet):
+            for topic, msgtype, t, raw in tqdm(
+                bag.messages(),
+                total=sum(x.count for x in bag.topics.values()),
+                unit="msg",
+                desc="duse-make-bag",
+                disable=args.quiet,
+            ):
                 if topic == LABEL_TOPIC:
                     continue
                 for entry in writers:
@@ -250,9 +297,12 @@ def relabel_or_split(args: argparse.Namespace) -> list[Path]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="duse-make-bag", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input", type=Path, help="video file, folder of frames, clip list (--clip-list) or a rosbag2 to re-label/split")
+    ap = argparse.ArgumentParser(
+        prog="duse-make-bag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "input", type=Path, help="video file, folder of frames, clip list (--clip-list) or a rosbag2 to re-label/split"
+    )
     ap.add_argument("-o", "--output", type=Path, required=True, help="new bag directory (a folder of bags for several)")
     ap.add_argument("--audio", type=Path, help="WAV file to use as the audio track (replaces the video's own)")
     ap.add_argument("--no-audio", action="store_true", help="leave the audio track out")
@@ -268,13 +318,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--gap-s", type=float, default=1.0, help="time between clips in one long bag")
     ap.add_argument("--data-root", type=Path, help="clip list: folder the clip paths are relative to")
     ap.add_argument("--label-base", type=int, default=1, help="clip list: number of the first class (DFEW, MAFW: 1)")
-    ap.add_argument("--class-set", choices=sorted(CLASS_SETS), help="classes labels must come from (default: any known)")
+    ap.add_argument(
+        "--class-set", choices=sorted(CLASS_SETS), help="classes labels must come from (default: any known)"
+    )
     ap.add_argument("--split-labels", action="store_true", help="INPUT is a bag: write one bag per label span")
     ap.add_argument("--image-topic", help="default /image_raw, or /image_raw/compressed with --compressed")
     ap.add_argument("--audio-topic", default="/audio")
-    ap.add_argument("--audio-msg", choices=sorted(AUDIO_MSGS), default="chunk",
-                    help="chunk = duse_ros/AudioChunk; audio_data_stamped = ros-drivers audio_common (+ /audio_info); "
-                         "audio_stamped = mgonzs13 audio_common")
+    ap.add_argument(
+        "--audio-msg",
+        choices=sorted(AUDIO_MSGS),
+        default="chunk",
+        help="chunk = duse_ros/AudioChunk; audio_data_stamped = ros-drivers audio_common (+ /audio_info); "
+        "audio_stamped = mgonzs13 audio_common",
+    )
     ap.add_argument("--audio-chunk-s", type=float, default=0.1, help="audio seconds per message")
     ap.add_argument("--frame-id", default="camera_optical_frame")
     ap.add_argument("--start-time", type=float, default=DEFAULT_ORIGIN_S, help="bag time (s) of the input's t = 0")

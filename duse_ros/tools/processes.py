@@ -1,5 +1,6 @@
 """Nodes in processes of their own, as the demo and the bag tools start them: the command line
 from parameters, and a clean stop (SIGINT, then a kill only if it hangs)."""
+
 from __future__ import annotations
 
 import signal
