@@ -52,7 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from duse_ros.checkpoint import load_trainable, save_checkpoint  # noqa: E402
 from duse_ros.classes import get_class_set  # noqa: E402
 from duse_ros.metrics import Scores, plot_confusion, recall_table, score  # noqa: E402
-from duse_ros.models import build_model, get_config  # noqa: E402
+from duse_ros.loading import load_model  # noqa: E402
+from duse_ros.models import get_config  # noqa: E402
 from duse_ros.models.losses import build_loss  # noqa: E402
 from training.augment import ClipAugment  # noqa: E402
 from training.datasets import VideoClipDataset, check_entries, clip_length, stratified_split  # noqa: E402
@@ -195,7 +196,7 @@ def build(recipe: dict, class_set: str | None = None, span_s: float | None = Non
     if class_set and "class_set" in registered:
         overrides.setdefault("class_set", class_set)
     torch.manual_seed(int(recipe["seed"]))
-    return build_model(name, **overrides)
+    return load_model(name, **overrides)
 
 
 class TrainStep(nn.Module):
@@ -501,7 +502,7 @@ def train(recipe: dict) -> dict:
     summary: dict = {}
     if main_process:
         # The test fold, once, with the selected checkpoint.
-        selected = build_model(str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {}))
+        selected = load_model(str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {}))
         selected.to(device)
         labels, predictions, _ = predict(selected, test_loader, device, amp, progress, "test", recipe["inputs"])
         test = score(labels, predictions, classes)
