@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
-from duse_ros.io.conversions import compressed_to_rgb, image_to_rgb  # noqa: E402
+from duse_ros.io.images import compressed_to_rgb, image_to_rgb  # noqa: E402
 from duse_ros.models.base import InputSpec  # noqa: E402
 
 HEIGHT, WIDTH = 480, 640

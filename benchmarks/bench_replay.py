@@ -30,8 +30,9 @@ import torch  # noqa: E402
 
 from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
 from duse_ros.affect.windowing import Windower  # noqa: E402
-from duse_ros.io.conversions import audio_chunk_to_mono, compressed_to_rgb  # noqa: E402
+from duse_ros.io.audio import audio_chunk_to_mono  # noqa: E402
 from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
+from duse_ros.io.images import compressed_to_rgb  # noqa: E402
 from duse_ros.io.rosbag import NS, BagFile, select_streams  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.tools import eval_bag  # noqa: E402

@@ -11,16 +11,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from duse_ros.io.conversions import (
+from duse_ros.io.audio import (
     PORTAUDIO_FORMATS,
-    ConversionError,
-    StreamResampler,
     audio_chunk_to_mono,
     audio_data_stamped_to_mono,
     audio_stamped_to_mono,
     audio_to_mono,
-    resample,
 )
+from duse_ros.io.conversions import ConversionError
+from duse_ros.io.resample import StreamResampler, resample
 
 # ---- formats and channels ------------------------------------------------------------------
 

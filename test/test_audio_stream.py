@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
-from duse_ros.io.conversions import MAX_PHASES, StreamResampler
+from duse_ros.io.resample import MAX_PHASES, StreamResampler
 from duse_ros.timebase import NS
 
 

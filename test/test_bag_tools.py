@@ -16,7 +16,7 @@ from bag_fixtures import write_robot_bag, write_video
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from duse_ros.io.conversions import to_rgb
+from duse_ros.io.images import to_rgb
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages, spans_to_messages
 from duse_ros.io.rosbag import (
     AUDIO_DATA_STAMPED,

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.io.conversions import SUPPORTED_IMAGE_ENCODINGS, ConversionError, compressed_to_rgb, image_to_rgb, to_rgb
+from duse_ros.io.conversions import ConversionError
+from duse_ros.io.images import SUPPORTED_IMAGE_ENCODINGS, compressed_to_rgb, image_to_rgb, to_rgb
 
 
 @dataclass

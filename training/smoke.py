@@ -15,6 +15,7 @@ order, so it should stay near chance.
 carries its class in exactly one modality, three times: with both inputs, video only and audio
 only (smoke_bhgap_av.yaml). Either modality alone can be right on about half of the clips.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,14 +49,21 @@ def main(argv: list[str] | None = None) -> dict:
         runs.append(("frame-average", "smoke_motion_frame_average.yaml"))
     results = {}
     for name, config in runs:
-        summary = train.train(train.parse_args(["--config", str(CONFIGS / config), "--data", str(data),
-                                                "--out-dir", str(out / name), *rest]))
+        summary = train.train(
+            train.parse_args(
+                ["--config", str(CONFIGS / config), "--data", str(data), "--out-dir", str(out / name), *rest]
+            )
+        )
         results[name] = summary["test"]
     for name, test in results.items():
-        print(f"{name}: held-out fold 1, {sum(test['support'].values())} clips, chance 14.29%: "
-              f"UAR {100 * test['uar']:.2f}%  WAR {100 * test['war']:.2f}%")
-    print(f"train-smoke (duse-tiny, motion-only set): UAR {100 * results['duse-tiny']['uar']:.2f}%  "
-          f"WAR {100 * results['duse-tiny']['war']:.2f}%")
+        print(
+            f"{name}: held-out fold 1, {sum(test['support'].values())} clips, chance 14.29%: "
+            f"UAR {100 * test['uar']:.2f}%  WAR {100 * test['war']:.2f}%"
+        )
+    print(
+        f"train-smoke (duse-tiny, motion-only set): UAR {100 * results['duse-tiny']['uar']:.2f}%  "
+        f"WAR {100 * results['duse-tiny']['war']:.2f}%"
+    )
     return results
 
 
@@ -65,12 +73,27 @@ def audio_visual(out: Path, rest: list[str]) -> dict:
         make_av_dataset(data, clips_per_class=10)
     results = {}
     for inputs in ("all", "video", "audio"):
-        summary = train.train(train.parse_args(["--config", str(CONFIGS / "smoke_bhgap_av.yaml"), "--data", str(data),
-                                                "--out-dir", str(out / f"bhgap_{inputs}"), "--inputs", inputs, *rest]))
+        summary = train.train(
+            train.parse_args(
+                [
+                    "--config",
+                    str(CONFIGS / "smoke_bhgap_av.yaml"),
+                    "--data",
+                    str(data),
+                    "--out-dir",
+                    str(out / f"bhgap_{inputs}"),
+                    "--inputs",
+                    inputs,
+                    *rest,
+                ]
+            )
+        )
         results[inputs] = summary["test"]
     for inputs, test in results.items():
-        print(f"bhgap-tiny, inputs {inputs}: held-out fold 1, {sum(test['support'].values())} clips: "
-              f"UAR {100 * test['uar']:.2f}%  WAR {100 * test['war']:.2f}%")
+        print(
+            f"bhgap-tiny, inputs {inputs}: held-out fold 1, {sum(test['support'].values())} clips: "
+            f"UAR {100 * test['uar']:.2f}%  WAR {100 * test['war']:.2f}%"
+        )
     return results
 
 

@@ -26,6 +26,7 @@ Runs are repeatable: the model's initialisation, the shuffling, the augmentation
 frames sampled all follow `seed` (and the epoch), so two CPU runs give identical metrics and a
 resumed run continues the same sequence.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,43 +52,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duse_ros.checkpoint import load_trainable, save_checkpoint  # noqa: E402
 from duse_ros.classes import get_class_set  # noqa: E402
-from duse_ros.metrics import Scores, plot_confusion, recall_table, score  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
+from duse_ros.metrics import Scores, plot_confusion, recall_table, score  # noqa: E402
 from duse_ros.models import get_config  # noqa: E402
 from duse_ros.models.losses import build_loss  # noqa: E402
 from training.augment import ClipAugment  # noqa: E402
 from training.datasets import VideoClipDataset, check_entries, clip_length, stratified_split  # noqa: E402
-from training.layouts import fold_numbers, load_split, resolve_layout  # noqa: E402
+from training.layouts import load_split, resolve_layout  # noqa: E402
 
 log = logging.getLogger("train")
 
 # Every recipe key and its default. Recipes (YAML) and the command line override these.
 DEFAULTS: dict = {
-    "model": "duse-tiny",          # registered config name or a checkpoint .json (fine-tuning)
-    "model_overrides": {},         # config keys for build_model (clip_weights, class_set, n_prompts, ...)
-    "clip_weights": None,          # shorthand for model_overrides.clip_weights
+    "model": "duse-tiny",  # registered config name or a checkpoint .json (fine-tuning)
+    "model_overrides": {},  # config keys for build_model (clip_weights, class_set, n_prompts, ...)
+    "clip_weights": None,  # shorthand for model_overrides.clip_weights
     "data": {"layout": "generic"},  # see training/layouts.py; any layout key can be overridden
-    "fold": 1,                     # 1..5, 0 for a single official split (FERV39k), or "all"
-    "val_fraction": 0.1,           # of each class of the training fold, held out for model selection
-    "span_s": 2.0,                 # seconds the 16 frames span; null = the whole clip (the papers')
-    "audio_s": None,               # seconds of audio per clip (audio-visual models); null = span_s
+    "fold": 1,  # 1..5, 0 for a single official split (FERV39k), or "all"
+    "val_fraction": 0.1,  # of each class of the training fold, held out for model selection
+    "span_s": 2.0,  # seconds the 16 frames span; null = the whole clip (the papers')
+    "audio_s": None,  # seconds of audio per clip (audio-visual models); null = span_s
     "epochs": 20,
     "batch_size": 16,
-    "optimizer": "adam",           # adam | adamw
+    "optimizer": "adam",  # adam | adamw
     "lr": 1.0e-3,
     "weight_decay": 0.0,
-    "scheduler": "cosine",         # cosine | none (cosine decays per step to 0 over the run)
+    "scheduler": "cosine",  # cosine | none (cosine decays per step to 0 over the run)
     "warmup_epochs": 0,
-    "loss": "ce",                  # ce | focal
+    "loss": "ce",  # ce | focal
     "focal_gamma": 2.0,
-    "amp": True,                   # fp16 autocast + grad scaling on CUDA (CPU is always fp32)
-    "grad_clip": 0.0,              # max grad norm; 0 = off
-    "augment": {},                 # training/augment.py options; false = no augmentation
-    "select": "uar",               # uar | war: the validation score that picks the checkpoint
-    "inputs": "all",               # all | video | audio: feed an audio-visual model one modality only (ablations)
+    "amp": True,  # fp16 autocast + grad scaling on CUDA (CPU is always fp32)
+    "grad_clip": 0.0,  # max grad norm; 0 = off
+    "augment": {},  # training/augment.py options; false = no augmentation
+    "select": "uar",  # uar | war: the validation score that picks the checkpoint
+    "inputs": "all",  # all | video | audio: feed an audio-visual model one modality only (ablations)
     "seed": 0,
     "workers": 4,
-    "device": "auto",              # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
+    "device": "auto",  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
     "out_dir": "runs/train",
     "tensorboard": True,
     "progress": True,
@@ -137,8 +138,13 @@ def parse_args(argv: list[str] | None = None) -> dict:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe key")
     for key, default in DEFAULTS.items():
         if not isinstance(default, dict):
-            p.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, metavar=key.upper(),
-                           help=f"recipe key {key} (default {default!r})")
+            p.add_argument(
+                f"--{key.replace('_', '-')}",
+                dest=key,
+                default=None,
+                metavar=key.upper(),
+                help=f"recipe key {key} (default {default!r})",
+            )
     args = p.parse_args(argv)
     recipe = load_recipe(args.config)
     for key, default in DEFAULTS.items():
@@ -167,6 +173,7 @@ def distributed() -> tuple[int, int, int]:
     if world == 1:
         return 0, 1, 0
     import torch.distributed as dist
+
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
@@ -225,8 +232,9 @@ def _inputs(batch: dict, spec, device: torch.device, inputs: str = "all"):
 
 
 @torch.no_grad()
-def predict(model, loader, device: torch.device, amp: bool, progress: bool, desc: str = "eval",
-            inputs: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(
+    model, loader, device: torch.device, amp: bool, progress: bool, desc: str = "eval", inputs: str = "all"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, predictions, probabilities) over a loader, in eval mode."""
     model.eval()
     labels, predictions, probabilities = [], [], []
@@ -245,13 +253,17 @@ def write_report(scores: Scores, out_dir: Path, stem: str, title: str, extra: di
     report = {**(extra or {}), **scores.as_dict()}
     (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / f"{stem}.md").write_text(f"# {title}\n\n{recall_table(scores)}\n")
-    plot_confusion(scores, out_dir / f"{stem}_confusion.png", title=f"{title}: UAR {100 * scores.uar:.2f}%  "
-                   f"WAR {100 * scores.war:.2f}%")
+    plot_confusion(
+        scores,
+        out_dir / f"{stem}_confusion.png",
+        title=f"{title}: UAR {100 * scores.uar:.2f}%  WAR {100 * scores.war:.2f}%",
+    )
     return report
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -279,10 +291,13 @@ class Logger:
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.writer = SummaryWriter(str(out_dir / "tensorboard"))
             except ImportError:
-                log.warning("TensorBoard logs are off: the `tensorboard` package is not installed "
-                            "(pip install tensorboard, or pip install .[train]); metrics.jsonl has the same numbers")
+                log.warning(
+                    "TensorBoard logs are off: the `tensorboard` package is not installed "
+                    "(pip install tensorboard, or pip install .[train]); metrics.jsonl has the same numbers"
+                )
 
     def scalars(self, step: int, values: dict) -> None:
         self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
@@ -301,15 +316,25 @@ class Logger:
 def save_state(path: Path, optimizer, scheduler, scaler, meta: dict) -> None:
     """Optimizer tensors in safetensors, everything else in the checkpoint JSON: no pickle."""
     state = optimizer.state_dict()
-    tensors = {f"optimizer.{index}.{key}": value.detach().cpu().contiguous()
-               for index, slots in state["state"].items() for key, value in slots.items()
-               if isinstance(value, torch.Tensor)}
-    scalars = {f"{index}.{key}": value for index, slots in state["state"].items()
-               for key, value in slots.items() if not isinstance(value, torch.Tensor)}
+    tensors = {
+        f"optimizer.{index}.{key}": value.detach().cpu().contiguous()
+        for index, slots in state["state"].items()
+        for key, value in slots.items()
+        if isinstance(value, torch.Tensor)
+    }
+    scalars = {
+        f"{index}.{key}": value
+        for index, slots in state["state"].items()
+        for key, value in slots.items()
+        if not isinstance(value, torch.Tensor)
+    }
     save_file(tensors, str(path))
-    meta.update(optimizer_groups=state["param_groups"], optimizer_scalars=scalars,
-                scheduler=scheduler.state_dict() if scheduler is not None else None,
-                scaler=scaler.state_dict() if scaler.is_enabled() else None)
+    meta.update(
+        optimizer_groups=state["param_groups"],
+        optimizer_scalars=scalars,
+        scheduler=scheduler.state_dict() if scheduler is not None else None,
+        scaler=scaler.state_dict() if scaler.is_enabled() else None,
+    )
 
 
 def load_state(path: Path, meta: dict, optimizer, scheduler, scaler) -> None:
@@ -350,12 +375,15 @@ def train(recipe: dict) -> dict:
     test_entries = load_split(data_dir, layout, "test", fold, classes)
     train_entries, val_entries = stratified_split(fold_train, float(recipe["val_fraction"]), seed)
     if not val_entries:
-        raise ValueError(f"fold {fold}: no class has two or more training clips, so no validation split can be "
-                         f"carved from its {len(fold_train)} clips")
+        raise ValueError(
+            f"fold {fold}: no class has two or more training clips, so no validation split can be "
+            f"carved from its {len(fold_train)} clips"
+        )
     leaked = {e.key for e in val_entries + train_entries} & {e.key for e in test_entries}
     if leaked:
-        raise ValueError(f"{len(leaked)} clips are in both the training and the test split of fold {fold}, "
-                         f"e.g. {sorted(leaked)[0]}")
+        raise ValueError(
+            f"{len(leaked)} clips are in both the training and the test split of fold {fold}, e.g. {sorted(leaked)[0]}"
+        )
     for entries in (train_entries, val_entries, test_entries):
         check_entries(entries)
 
@@ -371,11 +399,14 @@ def train(recipe: dict) -> dict:
     model = build(recipe, class_set=layout["class_set"], span_s=node_span_s).to(device)
     spec = model.input_spec
     if list(model.class_names) != classes:
-        raise ValueError(f"model {model.model_id} has classes {model.class_names}, the {layout['class_set']} "
-                         f"labels index {classes}: set model_overrides.class_set")
+        raise ValueError(
+            f"model {model.model_id} has classes {model.class_names}, the {layout['class_set']} "
+            f"labels index {classes}: set model_overrides.class_set"
+        )
     augment = ClipAugment.from_dict(recipe["augment"]) if recipe["augment"] is not False else None
-    options = dict(spec=spec, num_classes=len(classes), fps=fps, span_s=span_s,
-                   audio_s=recipe["audio_s"] or node_span_s, seed=seed)
+    options = dict(
+        spec=spec, num_classes=len(classes), fps=fps, span_s=span_s, audio_s=recipe["audio_s"] or node_span_s, seed=seed
+    )
     train_set = VideoClipDataset(train_entries, train=True, augment=augment, **options)
     val_set = VideoClipDataset(val_entries, train=False, **options)
     test_set = VideoClipDataset(test_entries, train=False, **options)
@@ -384,10 +415,18 @@ def train(recipe: dict) -> dict:
     batch_size = int(recipe["batch_size"])
     loader_options = dict(num_workers=workers, pin_memory=device.type == "cuda")
     shuffle = torch.Generator()
-    sampler = (DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True) if world > 1
-               else RandomSampler(train_set, generator=shuffle))
-    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler,
-                              drop_last=len(train_set) // world > batch_size, **loader_options)
+    sampler = (
+        DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True)
+        if world > 1
+        else RandomSampler(train_set, generator=shuffle)
+    )
+    train_loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=len(train_set) // world > batch_size,
+        **loader_options,
+    )
     val_loader = DataLoader(val_set, batch_size=batch_size, sampler=SequentialSampler(val_set), **loader_options)
     test_loader = DataLoader(test_set, batch_size=batch_size, sampler=SequentialSampler(test_set), **loader_options)
 
@@ -395,7 +434,9 @@ def train(recipe: dict) -> dict:
     optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     if recipe["optimizer"] not in optimizers:
         raise ValueError(f"optimizer {recipe['optimizer']!r}: expected one of {sorted(optimizers)}")
-    optimizer = optimizers[recipe["optimizer"]](trainable, lr=float(recipe["lr"]), weight_decay=float(recipe["weight_decay"]))
+    optimizer = optimizers[recipe["optimizer"]](
+        trainable, lr=float(recipe["lr"]), weight_decay=float(recipe["weight_decay"])
+    )
     epochs = int(recipe["epochs"])
     steps_per_epoch = max(1, len(train_loader))
     total_steps, warmup = epochs * steps_per_epoch, int(recipe["warmup_epochs"]) * steps_per_epoch
@@ -415,13 +456,19 @@ def train(recipe: dict) -> dict:
     step_module = TrainStep(model)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(recipe["find_unused_parameters"]))
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(recipe["find_unused_parameters"]),
+        )
 
     public_recipe = {k: v for k, v in recipe.items() if k not in ("resume",)}
-    run_info = {"recipe": public_recipe, "fold": fold, "span_s": node_span_s,
-                "frame_sampling": "whole clip" if span_s is None else f"{span_s} s window",
-                "splits": {"train": len(train_set), "val": len(val_set), "test": len(test_set)}}
+    run_info = {
+        "recipe": public_recipe,
+        "fold": fold,
+        "span_s": node_span_s,
+        "frame_sampling": "whole clip" if span_s is None else f"{span_s} s window",
+        "splits": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
+    }
     history: list[dict] = []
     best: dict | None = None
     start_epoch = 1
@@ -436,10 +483,19 @@ def train(recipe: dict) -> dict:
 
     logger = Logger(out_dir, bool(recipe["tensorboard"])) if main_process else None
     if main_process:
-        log.info("%s on %s%s (x%d): %d trainable parameters; fold %d: %d train / %d val / %d test clips; "
-                 "frames: %s", model.model_id, device, " fp16" if amp else "", world,
-                 sum(p.numel() for p in trainable), fold, len(train_set), len(val_set), len(test_set),
-                 run_info["frame_sampling"])
+        log.info(
+            "%s on %s%s (x%d): %d trainable parameters; fold %d: %d train / %d val / %d test clips; frames: %s",
+            model.model_id,
+            device,
+            " fp16" if amp else "",
+            world,
+            sum(p.numel() for p in trainable),
+            fold,
+            len(train_set),
+            len(val_set),
+            len(test_set),
+            run_info["frame_sampling"],
+        )
     best_path = out_dir / "best.json"
     if best is None and main_process:  # epochs == 0 (or a crash before the first epoch): the initial weights
         save_checkpoint(model, best_path, extra={**run_info, "epoch": 0, "best": None})
@@ -447,7 +503,7 @@ def train(recipe: dict) -> dict:
     step = (start_epoch - 1) * steps_per_epoch
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
-        torch.manual_seed(seed * 100_003 + epoch)   # anything random inside the model (modality dropout)
+        torch.manual_seed(seed * 100_003 + epoch)  # anything random inside the model (modality dropout)
         shuffle.manual_seed(seed * 100_003 + epoch)
         train_set.set_epoch(epoch)
         if world > 1:
@@ -483,17 +539,30 @@ def train(recipe: dict) -> dict:
             continue
         labels, predictions, _ = predict(model, val_loader, device, amp, progress, "val", recipe["inputs"])
         val = score(labels, predictions, classes)
-        record = {"epoch": epoch, "train_loss": total / max(1, seen), "val_uar": val.uar, "val_war": val.war,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
-                  **{f"aux_{k}": v / max(1, seen) for k, v in aux_totals.items()}}
+        record = {
+            "epoch": epoch,
+            "train_loss": total / max(1, seen),
+            "val_uar": val.uar,
+            "val_war": val.war,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+            **{f"aux_{k}": v / max(1, seen) for k, v in aux_totals.items()},
+        }
         history.append(record)
         improved = best is None or record[f"val_{recipe['select']}"] > best[f"val_{recipe['select']}"]
         if improved:
             best = record
             save_checkpoint(model, best_path, extra={**run_info, "epoch": epoch, "best": best, "val": val.as_dict()})
         logger.scalars(epoch, {k: v for k, v in record.items() if k != "epoch"})
-        log.info("epoch %d: loss %.4f, val UAR %.2f%% WAR %.2f%%%s (%.0f s)", epoch, record["train_loss"],
-                 100 * val.uar, 100 * val.war, " (best, saved)" if improved else "", record["seconds"])
+        log.info(
+            "epoch %d: loss %.4f, val UAR %.2f%% WAR %.2f%%%s (%.0f s)",
+            epoch,
+            record["train_loss"],
+            100 * val.uar,
+            100 * val.war,
+            " (best, saved)" if improved else "",
+            record["seconds"],
+        )
         meta = {**run_info, "epoch": epoch, "history": history, "best": best}
         save_state(out_dir / "last_state.safetensors", optimizer, scheduler, scaler, meta)
         save_checkpoint(model, out_dir / "last.json", extra=meta)
@@ -502,20 +571,41 @@ def train(recipe: dict) -> dict:
     summary: dict = {}
     if main_process:
         # The test fold, once, with the selected checkpoint.
-        selected = load_model(str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {}))
+        selected = load_model(
+            str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {})
+        )
         selected.to(device)
         labels, predictions, _ = predict(selected, test_loader, device, amp, progress, "test", recipe["inputs"])
         test = score(labels, predictions, classes)
         title = f"{model.model_id}, fold {fold}, test"
-        write_report(test, out_dir, "test", title, extra={"checkpoint": str(best_path), "fold": fold,
-                                                           "selected_epoch": best["epoch"] if best else 0})
+        write_report(
+            test,
+            out_dir,
+            "test",
+            title,
+            extra={"checkpoint": str(best_path), "fold": fold, "selected_epoch": best["epoch"] if best else 0},
+        )
         plot_curves(history, out_dir / "curves.png")
         logger.close()
-        summary = {"model": model.model_id, "fold": fold, "checkpoint": str(best_path), "span_s": node_span_s,
-                   "best": best, "history": history, "test": test.as_dict(), "class_names": classes}
+        summary = {
+            "model": model.model_id,
+            "fold": fold,
+            "checkpoint": str(best_path),
+            "span_s": node_span_s,
+            "best": best,
+            "history": history,
+            "test": test.as_dict(),
+            "class_names": classes,
+        }
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        log.info("fold %d test (epoch %s): UAR %.2f%%, WAR %.2f%%\n%s", fold, best["epoch"] if best else 0,
-                 100 * test.uar, 100 * test.war, recall_table(test))
+        log.info(
+            "fold %d test (epoch %s): UAR %.2f%%, WAR %.2f%%\n%s",
+            fold,
+            best["epoch"] if best else 0,
+            100 * test.uar,
+            100 * test.war,
+            recall_table(test),
+        )
     if world > 1:
         torch.distributed.barrier()
     return summary
@@ -526,12 +616,15 @@ def main(argv: list[str] | None = None) -> dict:
     recipe = parse_args(argv)
     if str(recipe["fold"]) == "all":
         from training.crossval import run_folds
+
         return run_folds(recipe)
     summary = train(recipe)
     if summary:
         test = summary["test"]
-        print(f"fold {summary['fold']} test: UAR {100 * test['uar']:.2f}%  WAR {100 * test['war']:.2f}%  "
-              f"-> {summary['checkpoint']}")
+        print(
+            f"fold {summary['fold']} test: UAR {100 * test['uar']:.2f}%  WAR {100 * test['war']:.2f}%  "
+            f"-> {summary['checkpoint']}"
+        )
     return summary
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from duse_ros.io.conversions import StreamResampler
+from duse_ros.io.resample import StreamResampler
 from duse_ros.timebase import NS
 
 

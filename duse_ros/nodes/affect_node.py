@@ -28,14 +28,9 @@ from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.affect.hri import unmapped
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import LatencyReservoir, RateMeter
-from duse_ros.io.conversions import (
-    ConversionError,
-    audio_chunk_to_mono,
-    audio_data_stamped_to_mono,
-    audio_stamped_to_mono,
-    image_pixels,
-    to_rgb,
-)
+from duse_ros.io.audio import audio_chunk_to_mono, audio_data_stamped_to_mono, audio_stamped_to_mono
+from duse_ros.io.conversions import ConversionError
+from duse_ros.io.images import image_pixels, to_rgb
 from duse_ros.loading import load_model
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (

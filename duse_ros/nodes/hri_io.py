@@ -16,7 +16,8 @@ from sensor_msgs.msg import Image
 
 from duse_ros.affect.hri import FACES_TRACKED, ExternalFaces, expression_of, face_topic
 from duse_ros.affect.pipeline import Reading
-from duse_ros.io.conversions import ConversionError, to_rgb
+from duse_ros.io.conversions import ConversionError
+from duse_ros.io.images import to_rgb
 from duse_ros.nodes.common import ns_to_stamp, sensor_qos, stamp_to_ns
 
 HRI_PACKAGE_HINT = "the hri_msgs package (ros-$ROS_DISTRO-hri-msgs) is not installed"

@@ -85,7 +85,8 @@ class AudioAdapter:
 
     def __call__(self, raw: bytes):
         """(stamp ns, AudioChunk or raw CDR), or None for a message that cannot be converted."""
-        from duse_ros.io.conversions import ConversionError, audio_data_stamped_to_mono, audio_stamped_to_mono
+        from duse_ros.io.audio import audio_data_stamped_to_mono, audio_stamped_to_mono
+        from duse_ros.io.conversions import ConversionError
         from duse_ros.msg import AudioChunk
 
         if self.msgtype == AUDIO_CHUNK:
