@@ -75,7 +75,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "test"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -83,7 +82,6 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from ros_harness import NodeProcess, qos  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -92,6 +90,7 @@ from duse_ros.affect.faces import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
+from duse_ros.tools.processes import NodeProcess  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 MODEL = "tiny-random-video"
@@ -113,7 +112,7 @@ class FrameEcho(Node):
 
     def __init__(self):
         super().__init__("bench_frame_echo")
-        self._pub = self.create_publisher(Header, "frame_echo", qos("reliable", 100))
+        self._pub = self.create_publisher(Header, "frame_echo", sensor_qos("reliable", 100))
         self.create_subscription(
             Image, "image_raw", lambda msg: self._pub.publish(msg.header), sensor_qos("best_effort", 5)
         )
@@ -218,12 +217,12 @@ class BenchPeer:
         self.node = rclpy.create_node("bench_affect_peer", namespace=NAMESPACE)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.image_pub = self.node.create_publisher(Image, "image_raw", qos(reliability, depth))
+        self.image_pub = self.node.create_publisher(Image, "image_raw", sensor_qos(reliability, depth))
         self.received: list[Received] = []
         self.newest_end_ns: int | None = None
         self.diagnostics: dict[str, str] = {}
-        self.node.create_subscription(EmotionState, "emotion_state", self._on_state, qos("reliable", 100))
-        self.node.create_subscription(Header, "frame_echo", self._on_echo, qos("reliable", 100))
+        self.node.create_subscription(EmotionState, "emotion_state", self._on_state, sensor_qos("reliable", 100))
+        self.node.create_subscription(Header, "frame_echo", self._on_echo, sensor_qos("reliable", 100))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _add(self, received: Received) -> None:
@@ -308,15 +307,15 @@ def start_affect_node(params: dict[str, object], stages_file: str | None = None)
     """`python -m duse_ros.nodes.affect_node`, or with `stages_file` the staged node."""
     params = {"model": MODEL, **params}
     if stages_file is None:
-        return NodeProcess("duse_ros.nodes.affect_node", params, extra_args=["-r", f"__ns:={NAMESPACE}"])
+        return NodeProcess("duse_ros.nodes.affect_node", params, ["-r", f"__ns:={NAMESPACE}"], cwd=ROOT)
     os.environ[STAGES_ENV] = stages_file  # NodeProcess hands the environment on
     return NodeProcess(
-        str(Path(__file__).resolve()), params, extra_args=["-r", f"__ns:={NAMESPACE}", "--", "--staged-affect-node"]
+        str(Path(__file__).resolve()), params, ["-r", f"__ns:={NAMESPACE}", "--", "--staged-affect-node"]
     )
 
 
 def start_echo_node() -> NodeProcess:
-    return NodeProcess(str(Path(__file__).resolve()), {}, extra_args=["-r", f"__ns:={NAMESPACE}", "--", "--frame-echo"])
+    return NodeProcess(str(Path(__file__).resolve()), {}, ["-r", f"__ns:={NAMESPACE}", "--", "--frame-echo"])
 
 
 def proc_status_kb(pid: int) -> dict[str, int]:

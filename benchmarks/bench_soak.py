@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +27,10 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
+from duse_ros.tools.processes import NodeProcess  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -53,31 +53,17 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="more node parameters")
     args = ap.parse_args()
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "duse_ros.nodes.affect_node",
-        "--ros-args",
-        "-p",
-        f"face_mode:={args.face_mode}",
-        "-p",
-        "qos.reliability:=reliable",
-        "-p",
-        "qos.depth:=10",
-    ]
+    params: dict[str, object] = {"face_mode": args.face_mode, "qos.reliability": "reliable", "qos.depth": 10}
     if args.model:
-        cmd += ["-p", f"model:={args.model}"]
-    for p in args.param:
-        cmd += ["-p", p]
-    log = tempfile.NamedTemporaryFile("w+", prefix="soak-node-", suffix=".log", delete=False)
-    node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        params["model"] = args.model
+    node = NodeProcess("duse_ros.nodes.affect_node", params, [arg for p in args.param for arg in ("-p", p)])
 
     rclpy.init()
     peer = rclpy.create_node("bench_soak_camera")
     pub = peer.create_publisher(Image, "image_raw", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     ages: list[float] = []
     readings = [0]
-    diag: dict[str, str] = {}
+    node_values: dict[str, str] = {}
 
     def on_state(msg: EmotionState) -> None:
         readings[0] += 1
@@ -87,21 +73,21 @@ def main() -> None:
     def on_diag(msg: DiagnosticArray) -> None:
         for status in msg.status:
             if diag.is_affect_status(status.name):
-                diag.clear()
-                diag.update({kv.key: kv.value for kv in status.values})
+                node_values.clear()
+                node_values.update({kv.key: kv.value for kv in status.values})
 
     peer.create_subscription(EmotionState, "emotion_state", on_state, 100)
     peer.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     deadline = time.monotonic() + 120
     while pub.get_subscription_count() == 0:
-        if node_proc.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"the node did not subscribe:\n{Path(log.name).read_text()[-3000:]}")
+        if not node.alive() or time.monotonic() > deadline:
+            sys.exit(f"the node did not subscribe:\n{node.output()[-3000:]}")
         rclpy.spin_once(peer, timeout_sec=0.1)
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
     print(
-        f"node pid {node_proc.pid}, log {log.name}; {args.minutes:g} min at {args.fps:g} fps, "
+        f"node pid {node.proc.pid}, log {node.log_path}; {args.minutes:g} min at {args.fps:g} fps, "
         f"{args.width}x{args.height} bgr8"
     )
     print(
@@ -131,23 +117,22 @@ def main() -> None:
                     next_frame = now
             if now >= next_report or now - start >= args.minutes * 60 - 0.05:
                 minute += 1
-                rss = rss_mb(node_proc.pid)
+                rss = rss_mb(node.proc.pid)
                 rss_by_minute.append(rss)
                 p50, p95 = np.percentile(ages, [50, 95]) if ages else (float("nan"),) * 2
                 print(
-                    f"{minute:>4} {rss:>8.0f} {diag.get('window.windows_emitted', '?'):>8} "
-                    f"{diag.get('inference.dropped_queue_full', '?'):>8} {diag.get('inference.dropped_stale', '?'):>6} "
+                    f"{minute:>4} {rss:>8.0f} {node_values.get('window.windows_emitted', '?'):>8} "
+                    f"{node_values.get(diag.DROPPED_QUEUE_FULL, '?'):>8} {node_values.get('inference.dropped_stale', '?'):>6} "
                     f"{readings[0]:>9} {p50:>10.2f} {p95:>10.2f}",
                     flush=True,
                 )
                 ages.clear()
                 next_report += 60.0
-            if node_proc.poll() is not None:
-                sys.exit(f"the node exited:\n{Path(log.name).read_text()[-3000:]}")
+            if not node.alive():
+                sys.exit(f"the node exited:\n{node.output()[-3000:]}")
             rclpy.spin_once(peer, timeout_sec=max(0.0, min(next_frame, next_report) - time.monotonic()))
     finally:
-        node_proc.send_signal(2)
-        code = node_proc.wait(60)
+        code = node.stop(timeout=60)
         peer.destroy_node()
         rclpy.shutdown()
     sent_fps = i / (time.monotonic() - start)

@@ -4,9 +4,6 @@ frames/audio with known stamps and collects what the node publishes."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,44 +17,16 @@ from sensor_msgs.msg import Image
 from duse_ros.affect import diagnostics as diag
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.timebase import NS
+from duse_ros.tools.processes import NodeProcess as _NodeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class NodeProcess:
-    """`python -m module --ros-args ...` (or a script path) in a subprocess, log kept for failures."""
+class NodeProcess(_NodeProcess):
+    """A node under test in its own process, run from the repository root, its log kept for failures."""
 
     def __init__(self, target: str, params: dict[str, object], extra_args: list[str] | None = None):
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="node-", suffix=".log", delete=False)
-        cmd = [sys.executable] + ([target] if target.endswith(".py") else ["-m", target])
-        cmd += ["--ros-args"]
-        for name, value in params.items():
-            cmd += ["-p", f"{name}:={_param_text(value)}"]
-        cmd += extra_args or []
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        if self.alive():
-            self.proc.send_signal(2)  # SIGINT: the node's clean shutdown path
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def _param_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+        super().__init__(target, params, extra_args or [], cwd=ROOT)
 
 
 def qos(reliability: str, depth: int = 400) -> QoSProfile:

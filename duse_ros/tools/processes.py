@@ -1,17 +1,23 @@
-"""Nodes in processes of their own, as the demo and the bag tools start them: the command line
-from parameters, and a clean stop (SIGINT, then a kill only if it hangs)."""
+"""Nodes in processes of their own, as the demo, the bag tools, the tests and the benchmarks start
+them: the command line from parameters, the log kept, and a clean stop (SIGINT, then a kill only if
+it hangs)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+from typing import IO
 
 
-def node_command(module: str, params: dict[str, object], namespace: str = "", extra: list[str] = ()) -> list[str]:
-    """`python -m <module> --ros-args [-r __ns:=...] -p name:=value ...`; `extra` takes
-    `name=value` or `name:=value` strings from a command line."""
-    cmd = [sys.executable, "-m", module, "--ros-args"] + (["-r", f"__ns:={namespace}"] if namespace else [])
+def node_command(target: str, params: dict[str, object], namespace: str = "", extra: list[str] = ()) -> list[str]:
+    """`python -m <module>` (or `python <script.py>`) `--ros-args [-r __ns:=...] -p name:=value ...`;
+    `extra` takes `name=value` or `name:=value` strings from a command line."""
+    cmd = [sys.executable] + ([target] if target.endswith(".py") else ["-m", target]) + ["--ros-args"]
+    cmd += ["-r", f"__ns:={namespace}"] if namespace else []
     for name, value in params.items():
         cmd += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
     for kv in extra:
@@ -19,8 +25,9 @@ def node_command(module: str, params: dict[str, object], namespace: str = "", ex
     return cmd
 
 
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGINT (the nodes' clean shutdown path), then kill if it has not ended in `timeout`."""
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGINT (the nodes' clean shutdown path), then kill if it has not ended in `timeout`; the
+    exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -28,3 +35,35 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
+
+
+class NodeProcess:
+    """A node in a subprocess with its output in a log file (`log`, or a temporary file)."""
+
+    def __init__(
+        self,
+        target: str,
+        params: dict[str, object],
+        ros_args: list[str] = (),
+        *,
+        log: Path | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        self.log_path = Path(log) if log else Path(tempfile.mkstemp(prefix="node-", suffix=".log")[1])
+        self._log: IO[str] = self.log_path.open("w+")
+        cmd = node_command(target, params) + list(ros_args)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env if env is not None else os.environ.copy()
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        return stop(self.proc, timeout)
