@@ -303,3 +303,23 @@ def test_count_params_needs_no_weights(capsys):
     assert (rows["duse-vitl14-normal"]["M"], rows["duse-vitl14-normal"]["M_V"]) == (4, 8)
     assert rows["duse-vitb16-coop-avgpool"]["trainable"] == 4 * 512
     assert "duse-vitl14-normal" in capsys.readouterr().out
+
+
+def test_audio_is_read_from_a_video_file(tmp_path):
+    """MAFW's clips carry their audio: PyAV decodes it, downmixes it and resamples it to 16 kHz."""
+    av = pytest.importorskip("av", reason="PyAV reads the audio of video files")
+    path = tmp_path / "clip.mp4"
+    rate, tone = 44100, 440.0
+    stereo = np.stack([np.sin(2 * np.pi * tone * np.arange(rate) / rate)] * 2).astype(np.float32) * 0.5
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(stereo.reshape(1, -1, order="F"), format="flt", layout="stereo")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    samples = read_audio(path, 16000)
+    assert abs(samples.size - 16000) < 3000                      # 1 s (the codec pads a little)
+    spectrum = np.abs(np.fft.rfft(samples[2000:14000]))
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - tone) < 5   # the tone survives decode and resampling
