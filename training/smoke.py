@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
 def audio_visual(out: Path, rest: list[str]) -> dict:
     data = out / "av_set"
     if not (data / "set_1").is_dir():
-        make_av_dataset(data, clips_per_class=10)
+        make_av_dataset(data, clips_per_class=30)
     results = {}
     for inputs in ("all", "video", "audio"):
         summary = train.train(
