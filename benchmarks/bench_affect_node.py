@@ -11,19 +11,18 @@ canvas, swaying slowly so the Haar detector tracks a face that moves.
    message out" between two Python processes on this machine.
 1. Latency, real time (`--duration` s per face mode; detect, then full_frame). Frames go out at
    30 fps, each stamped with this process's wall clock at publish (time.time_ns(), the ROS system
-   clock), into the node's default QoS (best effort, depth 5). Per EmotionState with a reading:
+   clock), into the node's default QoS (best effort, depth 5). The node is
+   `python -m duse_ros.nodes.affect_node`, untouched: everything here goes through its public
+   topics. Per EmotionState with a reading:
        forward              = its inference_latency (the model's forward, as the engine timed it)
-       overhead to publish  = (node's publish() returned - window_end stamp) - forward
-                              the issue's definition; window_end is the stamp of the newest frame
        overhead to receipt  = (received here - window_end stamp) - forward
-                              adds the EmotionState's DDS hop back to this process
-   Both include the frame's hop in (a 0.9 MB frame through DDS into the node's callback). To
-   see when publish() returns, and where the time goes, the node runs its own main() with six
-   of its methods wrapped to note the time (this file run with --staged-affect-node; a few us per
-   frame); `--plain-node` runs `python -m duse_ros.nodes.affect_node` untouched instead, and
-   then only the overhead to receipt exists. The first `--warmup-s` of stream are left out.
+                              window_end is the stamp of the newest frame; this includes the
+                              frame's hop in (a 0.9 MB frame through DDS into the node's callback)
+                              and the EmotionState's hop back, so it bounds the overhead to
+                              publish from above.
+   The first `--warmup-s` of stream are left out.
 2. Memory, data time faster than real time (`--stream-min` minutes of stream, default 10). The
-   same 30 fps stream, stamps 1/30 s apart, published as fast as the plain node keeps up, but at
+   same 30 fps stream, stamps 1/30 s apart, published as fast as the node keeps up, but at
    most `--max-speed` times real time (default 5, so that the 5 Hz face keyframes keep up and
    windows carry faces, crops and forwards rather than no-face states): reliable QoS (depth 100
    both ends) and the publisher stays at most `--lead-s` of data time ahead of the newest
@@ -43,33 +42,28 @@ Targets (issue 3): overhead p95 < 10 ms; RSS growth < 5 %. The machine's load av
 with each phase: above the core count, rerun before trusting a FAIL.
 
 Usage: python benchmarks/bench_affect_node.py [--duration 45] [--stream-min 10] [--quick]
-           [--modes detect full_frame] [--torch-threads N] [--plain-node] [--stock-dds]
+           [--modes detect full_frame] [--torch-threads N] [--stock-dds]
            [--skip-latency] [--skip-memory]
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import json
 import math
 import os
 import random
 import sys
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-# This file is also the echo node of part 0 and the staged affect node of part 1.
+# This file is also the echo node of part 0.
 FRAME_ECHO = "--frame-echo" in sys.argv
-STAGED_NODE = "--staged-affect-node" in sys.argv
 
 # DDS stays on this machine, on a domain of this benchmark's own (the nodes it starts inherit
 # it), before rclpy loads.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-if not (FRAME_ECHO or STAGED_NODE):
+if not FRAME_ECHO:
     os.environ["ROS_DOMAIN_ID"] = str(random.Random(f"bench-affect-{os.getpid()}").randint(10, 100))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -97,7 +91,6 @@ MODEL = "tiny-random-video"
 OVERHEAD_P95_TARGET_MS = 10.0
 RSS_GROWTH_TARGET = 0.05
 NAMESPACE = f"/bench_affect_{os.getpid()}"  # topics of this run only, whatever else shares the domain
-STAGES_ENV = "DUSE_BENCH_STAGES_FILE"
 
 LARGE_SHM_PROFILE = ROOT / "config" / "fastdds_large_shm.xml"  # the profile users are told to use
 
@@ -116,74 +109,6 @@ class FrameEcho(Node):
         self.create_subscription(
             Image, "image_raw", lambda msg: self._pub.publish(msg.header), sensor_qos("best_effort", 5)
         )
-
-
-# When each window passes each step (time.time_ns(), the clock the frames are stamped with).
-STAGE_MARKS = ("callback", "process_start", "submitted", "forward_start", "forward_end", "published")
-# Name, from mark, to mark ("stamp": the frame's stamp; "received": this process's callback).
-STAGES = (
-    ("in: DDS + executor wait", "stamp", "callback"),
-    ("callback -> window due", "callback", "process_start"),
-    ("crops + preprocess", "process_start", "submitted"),
-    ("queue -> forward", "submitted", "forward_start"),
-    ("forward", "forward_start", "forward_end"),
-    ("result -> published", "forward_end", "published"),
-    ("out: DDS + executor wait", "published", "received"),
-)
-
-
-def run_staged_affect_node() -> None:
-    """affect_node's own main(), with its steps wrapped to note when each window passes them;
-    the marks go to $DUSE_BENCH_STAGES_FILE as JSON at exit (window end stamp -> mark -> ns)."""
-    from duse_ros.affect import engine, pipeline
-    from duse_ros.nodes import affect_node
-
-    marks: dict[int, dict[str, int]] = {}
-    callbacks: dict[int, int] = {}  # frame stamp -> callback start, recent frames only
-    forward = threading.local()  # the engine worker's latest forward
-
-    def wrap(cls, name, before=None, after=None):
-        original = getattr(cls, name)
-
-        def wrapper(self, *args):
-            if before:
-                before(*args)
-            result = original(self, *args)
-            if after:
-                after(*args)
-            return result
-
-        setattr(cls, name, wrapper)
-
-    def on_image(msg):
-        callbacks[stamp_to_ns(msg.header.stamp)] = time.time_ns()
-        if len(callbacks) > 256:
-            del callbacks[next(iter(callbacks))]
-
-    def mark_window(window, name):
-        marks.setdefault(window.end_ns, {"callback": callbacks.get(window.end_ns, 0)})[name] = time.time_ns()
-
-    def on_published(reading):
-        marks.setdefault(reading.window_end_ns, {}).update(
-            forward_start=getattr(forward, "start", 0), forward_end=getattr(forward, "end", 0), published=time.time_ns()
-        )
-
-    wrap(affect_node.AffectNode, "_on_image", before=on_image)
-    wrap(
-        pipeline.AffectPipeline,
-        "_process",
-        before=lambda w: mark_window(w, "process_start"),
-        after=lambda w: mark_window(w, "submitted"),
-    )
-    wrap(
-        engine.InferenceEngine,
-        "_forward",
-        before=lambda *a: setattr(forward, "start", time.time_ns()),
-        after=lambda *a: setattr(forward, "end", time.time_ns()),
-    )
-    wrap(affect_node.AffectNode, "_publish_reading", after=on_published)
-    atexit.register(lambda: Path(os.environ[STAGES_ENV]).write_text(json.dumps(marks)))
-    affect_node.main()
 
 
 # ---------------------------------------------------------------------------------------------- this side
@@ -303,15 +228,9 @@ class BenchPeer:
         self.node.destroy_node()
 
 
-def start_affect_node(params: dict[str, object], stages_file: str | None = None) -> NodeProcess:
-    """`python -m duse_ros.nodes.affect_node`, or with `stages_file` the staged node."""
-    params = {"model": MODEL, **params}
-    if stages_file is None:
-        return NodeProcess("duse_ros.nodes.affect_node", params, ["-r", f"__ns:={NAMESPACE}"], cwd=ROOT)
-    os.environ[STAGES_ENV] = stages_file  # NodeProcess hands the environment on
-    return NodeProcess(
-        str(Path(__file__).resolve()), params, ["-r", f"__ns:={NAMESPACE}", "--", "--staged-affect-node"]
-    )
+def start_affect_node(params: dict[str, object]) -> NodeProcess:
+    """`python -m duse_ros.nodes.affect_node`, untouched."""
+    return NodeProcess("duse_ros.nodes.affect_node", {"model": MODEL, **params}, ["-r", f"__ns:={NAMESPACE}"], cwd=ROOT)
 
 
 def start_echo_node() -> NodeProcess:
@@ -366,30 +285,16 @@ class RealTimeRun:
     load_before: str
     load_after: str
     load_high: bool
-    stages: dict[int, dict[str, int]] = field(default_factory=dict)  # window end stamp -> STAGE_MARKS
 
     @property
     def readings(self) -> list[Received]:
         return [r for r in self.kept if r.has_reading]
 
-    def staged(self) -> list[dict[str, int]]:
-        """Every mark, with "stamp", "received" and "forward" (ns), of the readings the node marked."""
-        rows = []
-        for r in self.readings:
-            m = self.stages.get(r.window_end_ns, {})
-            if all(m.get(k) for k in STAGE_MARKS):
-                rows.append({**m, "stamp": r.window_end_ns, "received": r.recv_ns, "forward": r.forward_ns})
-        return rows
-
     def rows(self) -> dict[str, np.ndarray]:
-        """ms per reading: e2e and overhead to receipt, forward, and (staged) overhead to publish."""
+        """ms per reading: e2e and overhead to receipt, and the forward."""
         e2e = np.array([(r.recv_ns - r.window_end_ns) / 1e6 for r in self.readings])
         forward = np.array([r.forward_ns / 1e6 for r in self.readings])
-        out = {"e2e to receipt": e2e, "forward": forward, "overhead to receipt": e2e - forward}
-        staged = self.staged()
-        if staged:
-            out["overhead to publish"] = np.array([(s["published"] - s["stamp"] - s["forward"]) / 1e6 for s in staged])
-        return out
+        return {"e2e to receipt": e2e, "forward": forward, "overhead to receipt": e2e - forward}
 
 
 def play_real_time(
@@ -467,11 +372,8 @@ def measure_echo(frames: list[Image], duration_s: float) -> RealTimeRun:
         node.stop()
 
 
-def measure_affect_node(
-    mode: str, frames: list[Image], duration_s: float, warmup_s: float, staged: bool
-) -> RealTimeRun:
-    stages_file = tempfile.mkstemp(prefix="duse_bench_stages_", suffix=".json")[1] if staged else None
-    node = start_affect_node({"face_mode": mode}, stages_file)
+def measure_affect_node(mode: str, frames: list[Image], duration_s: float, warmup_s: float) -> RealTimeRun:
+    node = start_affect_node({"face_mode": mode})
     peer = BenchPeer("best_effort", 5)
     try:
         peer.wait_matched_affect_node(node)
@@ -479,11 +381,6 @@ def measure_affect_node(
     finally:
         peer.close()
         node.stop()
-        if stages_file:
-            text = Path(stages_file).read_text()
-            os.unlink(stages_file)
-    if stages_file:
-        run.stages = {int(k): v for k, v in json.loads(text or "{}").items()}
     return run
 
 
@@ -514,24 +411,15 @@ def print_real_time(echo: RealTimeRun | None, runs: list[RealTimeRun], torch_thr
         rows = {"frame in -> echo back": r.rows()["e2e to receipt"]} if r is echo else r.rows()
         for name, values in rows.items():
             print(f"   {name:<28}" + "".join(f"{v:8.2f}" for v in pct(values)))
-        staged = r.staged()
-        if staged:
-            print(f"   where the time goes ({len(staged)} windows):")
-            for name, start, end in STAGES:
-                print(
-                    f"     {name:<26}"
-                    + "".join(f"{v:8.2f}" for v in pct(np.array([(s[end] - s[start]) / 1e6 for s in staged])))
-                )
 
 
 def overhead_verdicts(runs: list[RealTimeRun]) -> list[tuple[str, str, bool]]:
-    """(what, value text, passed) per face mode: the issue's overhead (to publish) when the node
-    was staged, else the overhead to receipt (an upper bound)."""
+    """(what, value text, passed) per face mode: the overhead to receipt, an upper bound of the
+    overhead to publish (it adds the EmotionState's hop back to this process)."""
     out = []
     for r in runs:
-        rows = r.rows()
-        name = "overhead to publish" if "overhead to publish" in rows else "overhead to receipt"
-        p50, p95, _ = pct(rows[name])
+        name = "overhead to receipt"
+        p50, p95, _ = pct(r.rows()[name])
         out.append(
             (f"{name}, {r.label.split(', ')[-1]}", f"p50 {p50:.2f} ms, p95 {p95:.2f} ms", p95 < OVERHEAD_P95_TARGET_MS)
         )
@@ -679,11 +567,6 @@ def main() -> int:
         default=0,
         help="OMP_NUM_THREADS for the node (torch's intra-op threads); 0: leave the environment alone",
     )
-    ap.add_argument(
-        "--plain-node",
-        action="store_true",
-        help="latency: run `python -m duse_ros.nodes.affect_node` unwrapped (overhead to receipt only)",
-    )
     ap.add_argument("--stock-dds", action="store_true", help="Fast DDS's default 512 KB SHM segment (frames get lost)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
@@ -718,7 +601,7 @@ def main() -> int:
             runs = []
             for mode in args.modes:
                 print(f"-- latency, face_mode {mode}: {args.duration:.0f} s of real-time stream ...", flush=True)
-                runs.append(measure_affect_node(mode, frames, args.duration, args.warmup_s, not args.plain_node))
+                runs.append(measure_affect_node(mode, frames, args.duration, args.warmup_s))
             print_real_time(echo, runs, torch_threads)
             verdicts += overhead_verdicts(runs)
         if not args.skip_memory:
@@ -741,7 +624,5 @@ def main() -> int:
 if __name__ == "__main__":
     if FRAME_ECHO:
         run_node(FrameEcho)
-    elif STAGED_NODE:
-        run_staged_affect_node()
     else:
         sys.exit(main())
