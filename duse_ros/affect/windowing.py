@@ -78,6 +78,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from duse_ros.affect.audio_timeline import AudioTimeline, round_div
 from duse_ros.timebase import NS
 
 COUNTER_NAMES = (
@@ -131,11 +132,6 @@ class Window:
     @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / NS
-
-
-def _round_div(num: int, den: int) -> int:
-    """round(num / den) for integers (halves away from zero is irrelevant here: halves up)."""
-    return (2 * num + den) // (2 * den)
 
 
 class Windower:
@@ -197,12 +193,9 @@ class Windower:
         self._buffer_ns = int(round(self.buffer_s * NS))
         self._reorder_ns = int(round(self.reorder_tolerance_s * NS))
         self._wait_ns = int(round(self.audio_wait_s * NS))
-        self._audio_jitter_samples = int(round(self.audio_jitter_s * self.audio_rate))
-        self._audio_keep_samples = int(round(self.audio_buffer_s * self.audio_rate))
-        self._audio_max_samples = int(round(self.max_audio_s * self.audio_rate))
         # Offsets of the T target stamps before the newest frame: (T - 1 - k) * span / T.
         self._offsets_ns = [
-            _round_div((self.num_frames - 1 - k) * self._span_ns, self.num_frames) for k in range(self.num_frames)
+            round_div((self.num_frames - 1 - k) * self._span_ns, self.num_frames) for k in range(self.num_frames)
         ]
 
         self.counters: dict[str, int] = {name: 0 for name in COUNTER_NAMES}
@@ -216,16 +209,16 @@ class Windower:
         self._intervals: deque[int] = deque(maxlen=15)  # recent frame intervals, for the period
         self._next_due_ns: int | None = None  # None: waiting for the first window after a reset
         self._pending: deque[Window] = deque()  # windows held back for their audio
-        self._reset_audio_state()
+        self._audio = AudioTimeline(
+            self.audio_rate,
+            self.counters,
+            jitter_samples=int(round(self.audio_jitter_s * self.audio_rate)),
+            keep_samples=int(round(self.audio_buffer_s * self.audio_rate)),
+            max_samples=int(round(self.max_audio_s * self.audio_rate)),
+            max_chunks=self.max_audio_chunks,
+        )
 
     # ------------------------------------------------------------------ state helpers
-    def _reset_audio_state(self) -> None:
-        self._audio_t0_ns: int | None = None  # timeline origin: time of sample index 0
-        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample index, samples)
-        self._audio_samples = 0  # samples held
-        self._audio_end: int | None = None  # sample index one past the newest buffered sample
-        self._last_chunk_pos: int | None = None  # where the newest chunk was placed
-
     def _reset_frames(self) -> None:
         self._stamps.clear()
         self._frames.clear()
@@ -235,7 +228,7 @@ class Windower:
 
     def _reset_all(self, reason: str) -> None:
         self._reset_frames()
-        self._reset_audio_state()
+        self._audio.reset()
         self.counters["pending_dropped"] += len(self._pending)
         self._pending.clear()
         self.last_reset_reason = reason
@@ -255,11 +248,11 @@ class Windower:
     @property
     def audio_buffer_samples(self) -> int:
         """Audio samples held."""
-        return self._audio_samples
+        return self._audio.samples
 
     @property
     def audio_buffer_chunks(self) -> int:
-        return len(self._chunks)
+        return self._audio.chunks
 
     @property
     def pending_windows(self) -> int:
@@ -387,93 +380,30 @@ class Windower:
     # ------------------------------------------------------------------ audio
     def add_audio(self, stamp_ns: int, samples: np.ndarray) -> None:
         """Buffer one chunk: float32 mono at audio_rate; stamp = time of its first sample."""
-        stamp_ns = int(stamp_ns)
         x = np.array(samples, dtype=np.float32, copy=True).reshape(-1)
         with self._lock:
             self.counters["audio_chunks_in"] += 1
             if x.size == 0:
                 self.counters["audio_empty_chunks"] += 1
                 return
-            if self._audio_t0_ns is None:
-                self._audio_t0_ns = stamp_ns
-                pos = 0
-            else:
-                pos = _round_div((stamp_ns - self._audio_t0_ns) * self.audio_rate, NS)
-                end = self._audio_end
-                if self._last_chunk_pos is not None and pos < self._last_chunk_pos - self._audio_jitter_samples:
-                    # Starts before the previous chunk did: a clock reset or a loop. Start over.
-                    self.counters["audio_backwards_resets"] += 1
-                    self._reset_audio_state()
-                    self._audio_t0_ns = stamp_ns
-                    pos = 0
-                elif end is not None and abs(pos - end) <= self._audio_jitter_samples:
-                    pos = end  # contiguous, stamp jitter absorbed
-                elif end is not None and pos > end:
-                    self.counters["audio_gaps"] += 1
-                elif end is not None:  # pos < end: overlap; keep what we have, drop the head
-                    self.counters["audio_overlaps"] += 1
-                    x = x[end - pos :]
-                    pos = end
-                    if x.size == 0:
-                        return
-            self._chunks.append((pos, x))
-            self._audio_samples += x.size
-            self._last_chunk_pos = pos
-            self._audio_end = pos + x.size if self._audio_end is None else max(self._audio_end, pos + x.size)
-            # Keep what the next windows can still need: back to the newest frame (or the newest
-            # audio, whichever is older) less audio_buffer_s; audio far ahead of the frames is
-            # kept up to max_audio_s in all.
-            cutoff = self._audio_end - self._audio_max_samples
-            if self._stamps:
-                ref = min(self._audio_end, self._sample_index(self._stamps[-1]))
-                cutoff = max(cutoff, ref - self._audio_keep_samples)
-            while self._chunks and (
-                self._chunks[0][0] + self._chunks[0][1].size <= cutoff or len(self._chunks) > self.max_audio_chunks
-            ):
-                _, old = self._chunks.popleft()
-                self._audio_samples -= old.size
-                self.counters["audio_chunks_evicted"] += 1
-
-    def _sample_index(self, t_ns: int) -> int:
-        return _round_div((t_ns - self._audio_t0_ns) * self.audio_rate, NS)
+            self._audio.add(int(stamp_ns), x, self._stamps[-1] if self._stamps else None)
 
     def _audio_ready(self, w: Window) -> bool:
         """Has the buffered audio reached the window's end?"""
-        if self._audio_t0_ns is None or self._audio_end is None:
-            return False
-        return self._audio_end >= self._sample_index(w.end_ns)
+        return self._audio.reaches(w.end_ns)
 
     def _should_wait(self, w: Window) -> bool:
         """Hold the window back for audio that is late, but not for audio that is missing."""
         if self._wait_ns <= 0 or self._audio_ready(w):
             return False
-        if self._audio_t0_ns is None or self._audio_end is None:
+        audio_end_ns = self._audio.end_ns()
+        if audio_end_ns is None:
             return False  # no audio at all: nothing to wait for
-        audio_end_ns = self._audio_t0_ns + _round_div(self._audio_end * NS, self.audio_rate)
         return w.end_ns - audio_end_ns <= self._wait_ns
-
-    def _cut_audio(self, start_ns: int, end_ns: int) -> tuple[np.ndarray | None, int | None, float]:
-        if self._audio_t0_ns is None or not self._chunks:
-            return None, None, 0.0
-        s0 = self._sample_index(start_ns)
-        s1 = self._sample_index(end_ns)
-        n = s1 - s0
-        if n <= 0:
-            return None, None, 0.0
-        out = np.zeros(n, dtype=np.float32)
-        covered = 0
-        for pos, x in self._chunks:
-            a = max(pos, s0)
-            b = min(pos + x.size, s1)
-            if b > a:
-                out[a - s0 : b - s0] = x[a - pos : b - pos]
-                covered += b - a
-        start = self._audio_t0_ns + _round_div(s0 * NS, self.audio_rate)
-        return out, start, covered / n
 
     def _finish(self, w: Window) -> Window:
         if self.use_audio:
-            audio, start, coverage = self._cut_audio(w.start_ns, w.end_ns)
+            audio, start, coverage = self._audio.cut(w.start_ns, w.end_ns)
             w.audio_coverage = coverage
             if audio is not None and coverage >= self.min_audio_coverage and coverage > 0:
                 w.audio, w.audio_start_ns = audio, start
