@@ -320,6 +320,6 @@ def test_audio_is_read_from_a_video_file(tmp_path):
         for packet in stream.encode(None):
             container.mux(packet)
     samples = read_audio(path, 16000)
-    assert abs(samples.size - 16000) < 3000                      # 1 s (the codec pads a little)
+    assert abs(samples.size - 16000) < 3000  # 1 s (the codec pads a little)
     spectrum = np.abs(np.fft.rfft(samples[2000:14000]))
-    assert abs(np.argmax(spectrum) * 16000 / 12000 - tone) < 5   # the tone survives decode and resampling
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - tone) < 5  # the tone survives decode and resampling
