@@ -58,6 +58,20 @@ FER2013_NAMES: dict[str, str] = {
     "neutral": "neutral",
 }
 
+# Words datasets use for a class, and the class they mean (label files name classes loosely).
+LABEL_ALIASES = {
+    "happy": "happiness",
+    "sad": "sadness",
+    "angry": "anger",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "scared": "fear",
+    "anxious": "anxiety",
+    "helpless": "helplessness",
+    "disappointed": "disappointment",
+}
+
 _BASIC7 = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
 
 CLASS_SETS: dict[str, ClassSet] = {

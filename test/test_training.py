@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from duse_ros.checkpoint import read_config
+from duse_ros.io.clip_lists import read_clip_list
 from duse_ros.models import build_model
 from training import count_params, crossval, evaluate, train
 from training.augment import ClipAugment
 from training.datasets import (
     DatasetError,
     VideoClipDataset,
-    read_annotation,
     read_audio,
     read_clip,
     sample_frames,
@@ -95,18 +95,18 @@ def test_augmentation_is_one_draw_for_the_whole_clip():
 # ---------------------------------------------------------------------------------------------- annotation and data
 def test_a_broken_annotation_line_is_named(tmp_path):
     (tmp_path / "a.csv").write_text("video_name,label\n# comment\n1,3\n\n2 40 happy\n3,0\n")
-    entries = read_annotation(tmp_path / "a.csv", tmp_path / "clips", 1, DFEW, "{:05d}", skip_labels=[0])
+    entries = read_clip_list(tmp_path / "a.csv", tmp_path / "clips", 1, DFEW, "{:05d}", skip_labels=[0])
     assert [(e.path.name, e.label) for e in entries] == [("00001", 2), ("00002", 0)]
     assert entries[1].source == f"{tmp_path / 'a.csv'}:5"
     (tmp_path / "bad.txt").write_text("a 1\nb joyful\n")
     with pytest.raises(DatasetError, match=r"bad.txt:2: label 'joyful' is neither a number nor a class name"):
-        read_annotation(tmp_path / "bad.txt", class_names=DFEW)
+        read_clip_list(tmp_path / "bad.txt", class_names=DFEW)
     (tmp_path / "range.txt").write_text("a 1\nb 9\n")
     with pytest.raises(DatasetError, match=r"range.txt:2: label 9 is outside 1..7"):
-        read_annotation(tmp_path / "range.txt", class_names=DFEW)
+        read_clip_list(tmp_path / "range.txt", class_names=DFEW)
     (tmp_path / "short.txt").write_text("a 1\nb\n")
     with pytest.raises(DatasetError, match=r"short.txt:2: expected"):
-        read_annotation(tmp_path / "short.txt", class_names=DFEW)
+        read_clip_list(tmp_path / "short.txt", class_names=DFEW)
 
 
 def test_missing_clip_is_named_with_its_annotation_line(motion, tmp_path):
@@ -170,7 +170,7 @@ def test_validation_split_is_stratified_and_never_touches_the_test_split(motion)
 def test_audio_comes_with_the_sampled_frames(tmp_path):
     root = make_av_dataset(tmp_path, clips_per_class=2, num_classes=2, size=16, seconds=2.0, folds=2)
     spec = build_model("tiny-random-av").input_spec
-    entries = read_annotation(root / "set_1" / "train.txt", root, class_names=["a", "b"])
+    entries = read_clip_list(root / "set_1" / "train.txt", root, class_names=["a", "b"])
     dataset = VideoClipDataset(entries, spec, 2, train=False, fps=8.0, span_s=2.0)
     item = dataset[0]
     assert item["audio"].shape == (32000,) and item["video"].shape == (16, 3, 112, 112)

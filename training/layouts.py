@@ -21,8 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from duse_ros.classes import get_class_set
+from duse_ros.io.clip_lists import ClipEntry, read_clip_list
 
-from .datasets import ClipEntry, DatasetError, read_annotation
+from .datasets import DatasetError
 
 LAYOUTS: dict[str, dict] = {
     "dfew": {
@@ -99,7 +100,7 @@ def load_split(data_dir: str | Path, layout: dict, split: str, fold: int, class_
             f"class set {expected} that this layout's labels index"
         )
     annotation = data_dir / layout[f"{split}_ann"].format(fold=fold)
-    return read_annotation(
+    return read_clip_list(
         annotation,
         data_dir / layout["clip_root"],
         label_base=int(layout["label_base"]),

@@ -172,38 +172,3 @@ def open_input(path: str | Path, fps: float = 30.0, with_audio: bool = True) -> 
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
     return frames_folder(path, fps) if path.is_dir() else video_file(path, with_audio)
-
-
-def read_clip_list(
-    path: str | Path, class_names: list[str], root: str | Path | None = None, label_base: int = 1
-) -> list[tuple[Path, str]]:
-    """DFEW/MAFW-style annotation lines `<clip> [<frame count>] <label>` (spaces or commas): the
-    clip is a frames folder or a video file relative to `root` (default: the list's folder); the
-    label is a class index counted from `label_base` (DFEW, MAFW: 1) or a class name."""
-    path = Path(path)
-    root = Path(root) if root is not None else path.parent
-    clips = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
-        if not fields or fields[0].startswith("#"):
-            continue
-        at = f"{path}:{number}"
-        if len(fields) < 2:
-            raise SourceError(f"{at}: expected '<clip> [<frames>] <label>', got {line!r}")
-        label = fields[-1]
-        if label.lstrip("-").isdigit():
-            index = int(label) - label_base
-            if not 0 <= index < len(class_names):
-                raise SourceError(
-                    f"{at}: label {label} is outside {label_base}..{label_base + len(class_names) - 1} "
-                    f"for classes {', '.join(class_names)}"
-                )
-            label = class_names[index]
-        elif label not in class_names:
-            if not clips and label.lower() in ("label", "labels", "class", "emotion"):
-                continue  # a header row
-            raise SourceError(f"{at}: unknown class {label!r}; known classes: {', '.join(class_names)}")
-        clips.append((root / fields[0], label))
-    if not clips:
-        raise SourceError(f"{path}: lists no clips")
-    return clips

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from duse_ros.classes import CLASS_SETS, get_class_set
+from duse_ros.io.clip_lists import ClipListError, read_clip_list
 from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages, spans_to_messages
 from duse_ros.io.rosbag import (
     AUDIO_DATA_STAMPED,
@@ -39,7 +40,7 @@ from duse_ros.io.rosbag import (
     BagWriter,
     typestore,
 )
-from duse_ros.io.sources import Source, SourceError, open_input, read_clip_list, read_wav
+from duse_ros.io.sources import Source, SourceError, open_input, read_wav
 from duse_ros.timebase import NS
 
 DEFAULT_ORIGIN_S = 1_700_000_000
@@ -190,9 +191,8 @@ def make_from_inputs(args: argparse.Namespace) -> list[Path]:
     origin_ns = int(round(args.start_time * NS))
     if args.clip_list:
         index_classes = list(get_class_set(args.class_set or "dfew").classes)
-        clips = [
-            (path, label) for path, label in read_clip_list(args.input, index_classes, args.data_root, args.label_base)
-        ]
+        entries = read_clip_list(args.input, args.data_root, args.label_base, index_classes)
+        clips = [(entry.path, index_classes[entry.label]) for entry in entries]
         sources = []
         for path, label in clips:
             src = open_input(path, args.fps, with_audio=not args.no_audio)
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.split_labels and not is_bag:
             raise BagError(f"{args.input}: --split-labels needs a rosbag2 directory as input")
         outputs = relabel_or_split(args) if is_bag else make_from_inputs(args)
-    except (BagError, LabelError, SourceError, FileExistsError, KeyError) as e:
+    except (BagError, ClipListError, LabelError, SourceError, FileExistsError, KeyError) as e:
         print(f"duse-make-bag: error: {e}", file=sys.stderr)
         return 2
     for path in outputs:
