@@ -24,27 +24,19 @@ import contextlib
 import logging
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import timed  # noqa: E402
 
 from duse_ros.models import build_model  # noqa: E402
 from duse_ros.models.ssm import scan_backend, selective_scan  # noqa: E402
 
 TARGET = 1.25
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def bench_model(name: str, device: torch.device, repeats: int) -> dict:
