@@ -80,7 +80,7 @@ class Peer:
                 raise AssertionError(f"node process exited while waiting for {what}:\n{node_proc.output()[-3000:]}")
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
-    def wait_matched(self, node_proc: NodeProcess, audio: bool = False, timeout: float = 20.0) -> None:
+    def wait_matched(self, node_proc: NodeProcess, audio: bool = False, timeout: float = 60.0) -> None:
         self.spin_until(
             lambda: (
                 self.image_pub.get_subscription_count() > 0
