@@ -275,13 +275,18 @@ def test_missing_weights_name_the_command_that_makes_them(tmp_path, monkeypatch)
 
 # ----------------------------------------------------------------------------- through the node
 def _portrait_frame(stamp_ns: int):
-    """The bundled smiling portrait, drifting a few pixels per frame on a grey canvas."""
+    """The head of the bundled smiling portrait, drifting a few pixels per frame on a grey canvas.
+
+    Only the head: in the whole portrait the Haar cascade also finds a face-sized false positive
+    beside the face on about a third of the frames, larger than the face, and which of the two a
+    one-face track follows would then depend on which keyframes the detector thread reached
+    (test_faces.py covers the detector's choice of faces; this test is about the model)."""
     from sensor_msgs.msg import Image
 
-    face = cv2.imread(str(PORTRAIT))  # BGR
+    head = cv2.resize(cv2.imread(str(PORTRAIT))[10:250, 100:340], (360, 360))  # BGR
     canvas = np.full((480, 640, 3), 90, np.uint8)
     dx = (stamp_ns // (NS // 30)) % 20
-    canvas[0:480, 60 + dx : 60 + dx + 480] = cv2.resize(face, (480, 480))
+    canvas[60:420, 100 + dx : 460 + dx] = head
     msg = Image(height=480, width=640, encoding="bgr8", step=640 * 3, data=canvas.tobytes())
     msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
     msg.header.frame_id = "camera"
