@@ -90,7 +90,10 @@ def test_compressed_input_follows_the_remapped_base_topic_and_diagnostics_name_t
             node,
         )
         status = next(s for s in reversed(_affect_statuses(peer)) if s.hardware_id == "camera")
-        assert {kv.key: kv.value for kv in status.values}["model"] == "tiny-random-video"
+        values = {kv.key: kv.value for kv in status.values}
+        assert values["model"] == "tiny-random-video"
+        # this process's EmotionState subscription is a matched reader of the node's output
+        assert int(values[diag.output_subscribers_key("/emotion_state")]) >= 1
         assert peer.states[0].header.frame_id == "camera"
         assert peer.states[0].window_end.sec * NS + peer.states[0].window_end.nanosec >= 3 * NS
     finally:

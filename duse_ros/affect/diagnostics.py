@@ -30,6 +30,12 @@ def input_publishers_key(topic: str) -> str:
     return f"input.{topic.lstrip('/')}.publishers"
 
 
+def output_subscribers_key(topic: str) -> str:
+    """How many subscriptions the node's EmotionState publisher on `topic` has matched (the
+    readers that will get the next reading: a bridge, a recorder)."""
+    return f"output.{topic.lstrip('/')}.subscribers"
+
+
 def is_input_publishers_key(key: str) -> bool:
     return key.startswith("input.") and key.endswith(".publishers")
 

@@ -491,6 +491,8 @@ class AffectNode(LifecycleNode):
         }
         # Who publishes on each input: 0 means a wrong topic name or a QoS mismatch.
         values.update({diag.input_publishers_key(sub.topic_name): sub.get_publisher_count() for sub in self._subs})
+        if self._state_pub is not None:
+            values[diag.output_subscribers_key(self._state_pub.topic_name)] = self._state_pub.get_subscription_count()
         values.update({f"malformed.{k}": v for k, v in sorted(self._malformed.items())})
         values.update({f"qos_incompatible.{k}": v for k, v in sorted(self._qos_incompatible.items())})
         values.update({f"refused.{k}": v for k, v in sorted(self._refused.items())})

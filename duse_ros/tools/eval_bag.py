@@ -148,9 +148,14 @@ class Player:
             if diag.is_affect_status(status.name):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
-    def inputs_matched(self, topics: list[str]) -> bool:
-        """affect_node's diagnostics count the publishers its subscriptions have matched."""
-        return all(int(self.diagnostics.get(diag.input_publishers_key(f"{NAMESPACE}/{t}"), 0)) > 0 for t in topics)
+    def inputs_matched(self, topics: list[str], readers: int) -> bool:
+        """affect_node's diagnostics count the publishers its subscriptions have matched, and the
+        readers its EmotionState publisher has matched (this player, and the bridge): a reading
+        published before a reader matched would be lost to it."""
+        key = diag.output_subscribers_key(f"{NAMESPACE}/emotion_state")
+        return int(self.diagnostics.get(key, 0)) >= readers and all(
+            int(self.diagnostics.get(diag.input_publishers_key(f"{NAMESPACE}/{t}"), 0)) > 0 for t in topics
+        )
 
     def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
         deadline = time.monotonic() + timeout
@@ -243,7 +248,7 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     if not args.no_bridge:
         procs.append(
             subprocess.Popen(
-                node_command("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, NAMESPACE),
+                node_command("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, NAMESPACE, args.bridge_param),
                 stdout=logs["llm_bridge_node"],
                 stderr=subprocess.STDOUT,
             )
@@ -277,7 +282,10 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
             procs,
         )
         node_topics = ["image_raw/compressed" if compressed else "image_raw"] + (["audio"] if uses_audio else [])
-        ready = ready and player.spin_until(lambda: player.inputs_matched(node_topics), args.startup_timeout_s, procs)
+        readers = 1 if args.no_bridge else 2
+        ready = ready and player.spin_until(
+            lambda: player.inputs_matched(node_topics, readers), args.startup_timeout_s, procs
+        )
         if not ready:
             raise EvalError(
                 f"affect_node did not come up within {args.startup_timeout_s:g} s; see {out_dir / 'affect_node.log'}"
@@ -445,6 +453,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-gap-s", type=float, default=0.5)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="more affect_node parameters")
     ap.add_argument("--no-bridge", action="store_true", help="do not start llm_bridge_node")
+    ap.add_argument(
+        "--bridge-param", action="append", default=[], metavar="NAME=VALUE", help="llm_bridge_node parameters"
+    )
     ap.add_argument(
         "--image-subscribers",
         type=int,
