@@ -83,11 +83,13 @@ class DemoPeer:
             if diag.is_affect_status(status.name):
                 self._diagnostics = {kv.key: kv.value for kv in status.values}
 
-    def node_matched_inputs(self) -> bool:
+    def node_matched(self, readers: int) -> bool:
         """affect_node's diagnostics count the publishers each of its subscriptions (image, and audio
-        for an audio-visual model) has matched."""
+        for an audio-visual model) has matched, and the readers of its EmotionStates (this peer, and
+        the bridge when it runs)."""
         counts = [v for k, v in self._diagnostics.items() if diag.is_input_publishers_key(k)]
-        return bool(counts) and all(int(v) > 0 for v in counts)
+        output = int(self._diagnostics.get(diag.output_subscribers_key("/emotion_state"), 0))
+        return bool(counts) and all(int(v) > 0 for v in counts) and output >= readers
 
     def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
         deadline = time.monotonic() + timeout
@@ -199,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                 "affect_node did not come up; its log:\n" + (run_dir / "affect_node.log").read_text(), file=sys.stderr
             )
             return 1
-        # The node's readers must also have matched ours before the first frame goes out.
-        peer.spin_until(peer.node_matched_inputs, 20, procs)
+        # The node's readers must also have matched ours (and the bridge the node's writer) before
+        # the first frame goes out.
+        readers = 1 if args.no_bridge else 2
+        peer.spin_until(lambda: peer.node_matched(readers), 20, procs)
         peer.t0 = messages[0][2] / NS
         peer.play(messages, args.rate)
         # Let the last windows through inference: wait until states stop coming for 2 s.
