@@ -85,6 +85,13 @@ def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(
         for state in peer.states:
             assert state.model_id == "bhgap-tiny+random-encoders" and state.untrained
             assert len(state.class_names) == 7 and abs(sum(state.probabilities) - 1.0) < 1e-4
+            if state.modality == EmotionState.MODALITY_VIDEO:
+                # The stream is played far faster than real time, so a window's audio, on a topic
+                # of its own, can still be on its way when the window is cut: then the face alone
+                # is read (the other fallback), and it says so.
+                assert state.face_found and state.frames_used == 16 and state.audio_samples_used == 0
+                assert state.audio_sample_rate == 0
+                continue
             assert state.audio_sample_rate == 16000 and state.audio_samples_used > 0
             if state.modality == EmotionState.MODALITY_AUDIO_VISUAL:
                 assert state.face_found and state.frames_used == 16
