@@ -36,17 +36,17 @@ def qos(reliability: str, depth: int = 400) -> QoSProfile:
     )
 
 
-def frame_msg(stamp_ns: int, value: int = 100, width: int = 64, height: int = 48, frame_id: str = "camera") -> Image:
-    msg = Image(
-        height=height,
-        width=width,
-        encoding="bgr8",
-        step=width * 3,
-        data=np.full(height * width * 3, value % 256, np.uint8).tobytes(),
-    )
+def image_msg(stamp_ns: int, pixels: np.ndarray, encoding: str = "bgr8", frame_id: str = "camera") -> Image:
+    """A sensor_msgs/Image of (H, W, 3) uint8 pixels, stamped `stamp_ns`."""
+    height, width = pixels.shape[:2]
+    msg = Image(height=height, width=width, encoding=encoding, step=width * 3, data=pixels.tobytes())
     msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
     msg.header.frame_id = frame_id
     return msg
+
+
+def frame_msg(stamp_ns: int, value: int = 100, width: int = 64, height: int = 48, frame_id: str = "camera") -> Image:
+    return image_msg(stamp_ns, np.full((height, width, 3), value % 256, np.uint8), frame_id=frame_id)
 
 
 def audio_msg(stamp_ns: int, samples: np.ndarray, rate: int) -> AudioChunk:

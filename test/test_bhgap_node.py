@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-from ros_harness import NS, NodeProcess, Peer, stamps
+from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
 from sensor_msgs.msg import Image
 
 from duse_ros.affect.faces import load_sample_face
@@ -37,12 +37,7 @@ def _frames() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frame(stamp_ns: int, frames: tuple[np.ndarray, np.ndarray]) -> Image:
-    rgb = frames[0] if stamp_ns / NS - START_S < FACE_GONE_S else frames[1]
-    height, width = rgb.shape[:2]
-    msg = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=rgb.tobytes())
-    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
-    msg.header.frame_id = "camera"
-    return msg
+    return image_msg(stamp_ns, frames[0] if stamp_ns / NS - START_S < FACE_GONE_S else frames[1], "rgb8")
 
 
 def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(ros):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-from ros_harness import NS, NodeProcess, Peer, stamps
+from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
 
 from duse_ros.checkpoint import load_checkpoint, save_checkpoint
 from duse_ros.classes import FER2013_NAMES, get_class_set
@@ -281,16 +281,12 @@ def _portrait_frame(stamp_ns: int):
     beside the face on about a third of the frames, larger than the face, and which of the two a
     one-face track follows would then depend on which keyframes the detector thread reached
     (test_faces.py covers the detector's choice of faces; this test is about the model)."""
-    from sensor_msgs.msg import Image
 
     head = cv2.resize(cv2.imread(str(PORTRAIT))[10:250, 100:340], (360, 360))  # BGR
     canvas = np.full((480, 640, 3), 90, np.uint8)
     dx = (stamp_ns // (NS // 30)) % 20
     canvas[60:420, 100 + dx : 460 + dx] = head
-    msg = Image(height=480, width=640, encoding="bgr8", step=640 * 3, data=canvas.tobytes())
-    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
-    msg.header.frame_id = "camera"
-    return msg
+    return image_msg(stamp_ns, canvas)
 
 
 def test_the_portrait_reads_as_happiness_through_the_node():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import rclpy
-from ros_harness import NS, NodeProcess, Peer, stamps
+from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
 from sensor_msgs.msg import Image
 
 from duse_ros.affect.faces import load_sample_face
@@ -32,11 +32,7 @@ CANVASES = [_canvas(dx) for dx in range(4)]  # the faces drift by up to 3 px
 
 
 def _frame(stamp_ns: int) -> Image:
-    data = CANVASES[(stamp_ns // (NS // 30)) % 4]
-    msg = Image(height=480, width=640, encoding="bgr8", step=640 * 3, data=data.tobytes())
-    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // NS, stamp_ns % NS
-    msg.header.frame_id = "camera"
-    return msg
+    return image_msg(stamp_ns, CANVASES[(stamp_ns // (NS // 30)) % 4])
 
 
 def test_three_faces_three_readings_per_window_with_stable_ids():
