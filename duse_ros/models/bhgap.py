@@ -37,7 +37,7 @@ from .alignment import LowRankAdversarialAlign, MMDRefiner, masked_token_mean
 from .audio_frontend import AUDIOSET_FBANK_MEAN, AUDIOSET_FBANK_STD, frontend_for
 from .base import AffectModel, InputSpec, ModelOutput
 from .prompt_generator import SSMPromptGenerator
-from .registry import register_arch, register_config
+from .registry import register_arch, register_config, with_defaults
 from .vit_encoders import ENCODERS, build_encoder, embed, load_encoder_weights
 
 log = logging.getLogger(__name__)
@@ -84,13 +84,7 @@ PROMPTING = ("deep", "none")
 
 def resolve_config(config: dict) -> dict:
     """Defaults filled in and every value checked; errors name the config and the key."""
-    config = dict(config)
-    name = config.pop("name", "bhgap")
-    arch = config.pop("arch", "bhgap")
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise KeyError(f"BHGap config {name!r}: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
-    config = {**DEFAULTS, **config}
+    name, arch, config = with_defaults(config, DEFAULTS, "BHGap")
 
     def check(ok: bool, key: str, expected: str) -> None:
         if not ok:

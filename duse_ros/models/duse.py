@@ -32,7 +32,7 @@ from .base import AffectModel, InputSpec
 from .clip_backbone import create_frozen_clip, encode_image_prompted, encode_text_prompted, tokenizer
 from .htpc import HTPC, STRATEGIES, prompt_depth
 from .lsea import LSEA
-from .registry import register_arch, register_config
+from .registry import register_arch, register_config, with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,7 @@ AGGREGATORS = ("lsea", "avgpool")
 
 def resolve_config(config: dict) -> dict:
     """Defaults filled in and every value checked; errors name the config and the key."""
-    config = dict(config)
-    name = config.pop("name", "duse")
-    arch = config.pop("arch", "duse")
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise KeyError(f"DuSE config {name!r}: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
-    config = {**DEFAULTS, **config}
+    name, arch, config = with_defaults(config, DEFAULTS, "DuSE")
 
     def check(ok: bool, key: str, expected: str) -> None:
         if not ok:

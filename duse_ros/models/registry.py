@@ -37,6 +37,18 @@ def register_config(name: str, config: dict) -> None:
     _CONFIGS[name] = {**config, "name": name}
 
 
+def with_defaults(config: dict, defaults: dict, family: str) -> tuple[str, str, dict]:
+    """(name, arch, the config's other keys over `defaults`); a key `defaults` lacks is an error
+    naming the config, so a typo never falls back to a default silently."""
+    config = dict(config)
+    name = config.pop("name", family.lower())
+    arch = config.pop("arch", family.lower())
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise KeyError(f"{family} config {name!r}: unknown keys {unknown}; known: {sorted(defaults)}")
+    return name, arch, {**defaults, **config}
+
+
 def list_configs() -> list[str]:
     return sorted(_CONFIGS)
 
