@@ -34,8 +34,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "affect_node = duse_ros.nodes.affect_node:main",
-            "llm_bridge_node = duse_ros.nodes.llm_bridge_node:main",
+            "affect_node = duse_ros.nodes.startup:entry_affect_node",
+            "llm_bridge_node = duse_ros.nodes.startup:entry_llm_bridge_node",
             "duse_demo = duse_ros.tools.demo:main",
             "duse-make-bag = duse_ros.tools.make_bag:main",
             "duse-eval-bag = duse_ros.tools.eval_bag:main",

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ PARAMS = {
 }
 CYCLES = 20
 SIDE_BY_SIDE = 4  # children run at once: most of a cycle is waiting (discovery, interpreter exit)
+EXIT_TIMEOUT_S = 60
 BAD_OUTPUT = ("Traceback", "terminate called", "Aborted", "core dumped", "Fatal Python error")
 
 
@@ -74,3 +77,49 @@ def test_a_signal_in_other_states_exits_cleanly(zygote, tmp_path, sig, state):
     log = tmp_path / f"{sig}-{state}.log"
     (result,) = zygote(state, sig, [log], autostart=state != "unconfigured")
     _check(result, log, f"{sig} while {state}")
+
+
+def _signal_while_importing(cmd: list[str], library: str, sig: signal.Signals, delay_s: float, log: Path) -> int:
+    """Start `cmd`, send `sig` `delay_s` after `library` is mapped into it (its imports are then
+    still running), and return its exit code."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
+        maps = Path(f"/proc/{proc.pid}/maps")
+        deadline = time.monotonic() + 60
+        try:
+            while library not in maps.read_text():
+                assert proc.poll() is None, f"{cmd} ended before loading {library}:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"{cmd} did not load {library} in 60 s"
+                time.sleep(0.002)
+            time.sleep(delay_s)
+            proc.send_signal(sig)
+            return proc.wait(timeout=EXIT_TIMEOUT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/<pid>/maps (Linux) to time the signal")
+@pytest.mark.parametrize(
+    "cmd, library",
+    [
+        (["-m", "duse_ros.nodes.affect_node"], "libtorch_cpu"),  # python -m, during `import torch`
+        (["scripts/affect_node"], "libtorch_cpu"),  # the ros2 run / launch entry point
+        (["-m", "duse_ros.nodes.llm_bridge_node"], "_rclpy_pybind11"),  # during rclpy's imports
+    ],
+    ids=["affect_node-m", "affect_node-script", "llm_bridge_node-m"],
+)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_node_is_still_importing_exits_cleanly(tmp_path, cmd, library, sig):
+    # Before: Python's default handler raised KeyboardInterrupt inside torch's import (a traceback,
+    # exit -2) and SIGTERM's default killed the process (-15).
+    for delay_s in (0.0, 0.05, 0.2):
+        log = tmp_path / f"{sig.name}-{delay_s}.log"
+        code = _signal_while_importing(
+            [sys.executable, *cmd, "--ros-args", "-p", "model:=tiny-random-video"], library, sig, delay_s, log
+        )
+        output = log.read_text()
+        assert code == 0, f"{sig.name} {delay_s} s after {library} loaded: exit code {code}:\n{output[-3000:]}"
+        bad = [b for b in BAD_OUTPUT if b in output]
+        assert not bad, f"{sig.name} {delay_s} s after {library} loaded: {bad} in the output:\n{output[-3000:]}"

@@ -9,6 +9,11 @@ starts inference, deactivate stops both. With `autostart` (default) it walks its
 
 from __future__ import annotations
 
+from duse_ros.nodes import startup
+
+if __name__ == "__main__":  # python -m: a stop signal during the imports below is noted, not raised
+    startup.hold_signals()
+
 import importlib
 import time
 import traceback

@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from duse_ros.nodes import startup
 from duse_ros.params import ParameterSpec
 from duse_ros.timebase import NS
 
@@ -161,9 +162,12 @@ def run_node(make_node: Callable[[], Node]) -> None:
     # Python-level handlers that only take note, installed before rclpy's: rclpy's own handler
     # shuts the context down (which ends the spin) and then calls these. Python's default SIGINT
     # handler would instead raise KeyboardInterrupt at whatever line runs next, clean-up included.
-    stop_requested = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
+    # A signal that came while the node's modules were importing (nodes/startup.py) was only noted:
+    # honour it now, before anything starts.
+    for sig in startup.STOP_SIGNALS:
+        signal.signal(sig, startup.note_stop)
+    if startup.stop_requested():
+        return
     # The executor is made with signals held back: one arriving while it builds its guard
     # conditions would leave a half-made executor whose __del__ prints tracebacks at exit.
     held = {signal.SIGINT, signal.SIGTERM}
@@ -178,7 +182,7 @@ def run_node(make_node: Callable[[], Node]) -> None:
     try:
         node = make_node()
         executor.add_node(node)
-        if not stop_requested:  # a signal before rclpy.init could see it
+        if not startup.stop_requested():  # a signal before rclpy.init could see it
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -10,6 +10,11 @@ EmotionState subscription; replies and exchanges are published from that thread.
 
 from __future__ import annotations
 
+from duse_ros.nodes import startup
+
+if __name__ == "__main__":  # python -m: a stop signal during the imports below is noted, not raised
+    startup.hold_signals()
+
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
