@@ -1,6 +1,7 @@
 """AffectPipeline without ROS: windows in, readings out, and preprocessing reused across windows."""
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -160,16 +161,21 @@ def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
         detector=detector,
     )
     submitted = []
-    real_submit = pipeline.engine.submit
+    windows = []  # the window being processed (a job keeps no frames)
+    real_process, real_submit = pipeline._process, pipeline.engine.submit
+
+    def process(window):
+        windows.append(window)
+        return real_process(window)
 
     def submit(job):
-        expected, found = pipeline.track.crops_for_window(job.meta.window)
+        expected, found = pipeline.track.crops_for_window(windows[-1])
         submitted.append(
-            (job.meta.window.end_ns, found, job.video.numpy(), frames_to_tensor(expected, pipeline.spec).numpy())
+            (windows[-1].end_ns, found, job.video.numpy(), frames_to_tensor(expected, pipeline.spec).numpy())
         )
         return real_submit(job)
 
-    pipeline.engine.submit = submit
+    pipeline._process, pipeline.engine.submit = process, submit
     pipeline.start()
     try:
         rng = np.random.default_rng(1)
@@ -194,3 +200,38 @@ def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
     assert not window_frames & set(detector.seen), "a frame that completes a window must not be a keyframe"
     if detect_hz == 30.0:
         assert sorted(detector.seen) == sorted(set(range(len(stamps))) - window_frames)
+
+
+def test_windows_waiting_for_the_model_keep_no_camera_frames_alive():
+    # Under load jobs wait in the queue for seconds. A job used to hold its whole window, frames
+    # included: 16 full-size camera frames (0.9 MB each at 640x480) per queued job, beyond the ring
+    # buffer that bounds them, and the node's RSS swung with the queue.
+    model = build_model("tiny-random-video")  # random weights: plumbing only
+    pipeline = AffectPipeline(
+        model, PipelineConfig(face_mode="full_frame", queue_depth=32, smoothing_window=0), _Collect(10**6)
+    )
+    gate = threading.Event()
+    real_forward = pipeline.engine._forward
+
+    def blocked_forward(*args):
+        gate.wait(60)
+        return real_forward(*args)
+
+    pipeline.engine._forward = blocked_forward
+    pipeline.start()
+    try:
+        frames = _frames(30 * 10)
+        refs = [weakref.ref(frame) for _, frame in frames]
+        for stamp, frame in frames:
+            pipeline.add_frame(stamp, frame)
+        del frames, frame
+        queued = len(pipeline.engine._pending)
+        assert queued >= 10, f"only {queued} windows queued: the test needs a long queue"
+        alive = sum(ref() is not None for ref in refs)
+        # What may hold frames: the ring buffer (and the crop cache over the same span) and the one
+        # window whose forward is blocked.
+        bound = pipeline.windower.buffer_len + model.input_spec.num_frames
+        assert alive <= bound, f"{alive} frames alive with {queued} windows queued (ring + forward: {bound})"
+    finally:
+        gate.set()
+        pipeline.stop()

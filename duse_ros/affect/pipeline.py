@@ -123,7 +123,15 @@ def face_label(face_id: int) -> str:
 
 @dataclass
 class _WindowMeta:
-    window: Window
+    """What a reading needs of its window once the clips are built. The frames are not kept: a job
+    waiting in the queue (seconds under load) would hold its window's camera frames, 16 x 0.9 MB at
+    640x480, beyond the ring buffer that bounds them."""
+
+    index: int
+    start_ns: int
+    end_ns: int
+    num_frames: int
+    image_size: tuple[int, int]
     face_found: bool
     modality: int
     submitted_monotonic: float
@@ -323,7 +331,17 @@ class AffectPipeline:
         if not face_found:
             self.counters["no_face_windows"] += 1
         now = time.monotonic()
-        meta = _WindowMeta(window, face_found, modality, now, [(face_id, box) for face_id, box, _ in faces])
+        meta = _WindowMeta(
+            window.index,
+            window.start_ns,
+            window.end_ns,
+            window.num_frames,
+            _image_size(window),
+            face_found,
+            modality,
+            now,
+            [(face_id, box) for face_id, box, _ in faces],
+        )
         self.engine.submit(
             Job(
                 window.index,
@@ -381,7 +399,6 @@ class AffectPipeline:
         names = list(self.model.class_names)
         rows = np.atleast_2d(result.probabilities.astype(np.float32))
         faces = meta.faces or [("", None)]  # an audio-only reading is about no face in particular
-        w = meta.window
         now = time.monotonic()
         self.end_to_end.add(now - meta.submitted_monotonic)
         for (face_id, box), probs in zip(faces, rows):
@@ -396,9 +413,9 @@ class AffectPipeline:
             self.counters["readings"] += 1
             self.on_reading(
                 Reading(
-                    window_index=w.index,
-                    window_start_ns=w.start_ns,
-                    window_end_ns=w.end_ns,
+                    window_index=meta.index,
+                    window_start_ns=meta.start_ns,
+                    window_end_ns=meta.end_ns,
                     modality=meta.modality,
                     class_names=names,
                     probabilities=probs,
@@ -409,13 +426,13 @@ class AffectPipeline:
                     smoothed_confidence=s_conf,
                     smoothing_count=count,
                     face_found=meta.face_found,
-                    frames_used=w.num_frames if result.job.video is not None else 0,
+                    frames_used=meta.num_frames if result.job.video is not None else 0,
                     audio_samples_used=0 if result.job.audio is None else int(result.job.audio.shape[-1]),
                     audio_rate=self.spec.audio_rate,
                     latency_s=result.latency_s,
                     face_id=face_id,
                     face_box=box,
-                    image_size=_image_size(w),
+                    image_size=meta.image_size,
                 )
             )
 
