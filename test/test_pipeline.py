@@ -1,6 +1,9 @@
 """AffectPipeline without ROS: windows in, readings out, and preprocessing reused across windows."""
 
+import gc
 import threading
+import time
+import tracemalloc
 import weakref
 
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 
 from duse_ros.affect.pipeline import MODALITY_AUDIO, MODALITY_VIDEO, AffectPipeline, PipelineConfig
 from duse_ros.affect.preprocess import frames_to_tensor
+from duse_ros.affect.stats import LatencyReservoir
 from duse_ros.affect.windowing import Windower
 from duse_ros.models import build_model
 from duse_ros.timebase import NS
@@ -235,3 +239,51 @@ def test_windows_waiting_for_the_model_keep_no_camera_frames_alive():
     finally:
         gate.set()
         pipeline.stop()
+
+
+def test_python_allocations_stay_flat_over_thousands_of_windows():
+    # A slow leak (a list that grows per window or per frame, a cache that is never pruned) shows
+    # in an hour-long run as RSS creep; here it shows as Python allocations that outlive their
+    # window. One window per frame. The latency reservoirs keep their last 1024 samples, which
+    # would read as growth until full: here they keep 16, full before measuring.
+    model = build_model("tiny-random-video")  # random weights: plumbing only
+    readings = [0]  # counted, not kept
+
+    def on_reading(reading):
+        readings[0] += 1
+
+    pipeline = AffectPipeline(
+        model,
+        PipelineConfig(face_mode="full_frame", span_s=0.5, stride_s=1 / 30, queue_depth=4, smoothing_window=3),
+        on_reading,
+    )
+    pipeline.end_to_end = LatencyReservoir(16)
+    pipeline.engine.stats.latency = LatencyReservoir(16)
+    frames = [frame for _, frame in _frames(8, shape=(24, 32, 3))]
+    pipeline.start()
+
+    def feed(first: int, count: int) -> None:
+        for k in range(first, first + count):
+            pipeline.add_frame(int(k * NS / 30), frames[k % len(frames)].copy())
+            time.sleep(0.0005)  # let the engine keep up with most windows
+
+    def settled() -> int:
+        """Traced bytes with the pipeline stopped (worker joined, nothing in flight), then go on."""
+        pipeline.stop()
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0]
+        pipeline.start()
+        return traced
+
+    tracemalloc.start()
+    try:
+        feed(0, 500)
+        before, readings_before = settled(), readings[0]
+        feed(500, 3000)
+        grown = settled() - before
+    finally:
+        tracemalloc.stop()
+        pipeline.stop()
+    measured = readings[0] - readings_before
+    assert measured >= 300, f"only {measured} readings while measuring: the test measured too little"
+    assert grown < 64 * 1024, f"Python allocations grew by {grown / 1024:.0f} KB over {measured} readings"
