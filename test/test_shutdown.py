@@ -55,12 +55,16 @@ def zygote():
     proc.wait(timeout=30)
 
 
+def _assert_clean_exit(returncode: int | None, output: str, what: str) -> None:
+    assert returncode == 0, f"{what}: exit code {returncode}:\n{output[-3000:]}"
+    bad = [b for b in BAD_OUTPUT if b in output]
+    assert not bad, f"{what}: {bad} in the output:\n{output[-3000:]}"
+
+
 def _check(result: dict, log: Path, what: str) -> None:
     output = log.read_text()
     assert result["state_reached"], f"{what}: the node never reached the state:\n{output[-2000:]}"
-    assert result["returncode"] == 0, f"{what}: exit code {result['returncode']}:\n{output[-3000:]}"
-    bad = [b for b in BAD_OUTPUT if b in output]
-    assert not bad, f"{what}: {bad} in the output:\n{output[-3000:]}"
+    _assert_clean_exit(result["returncode"], output, what)
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
@@ -119,7 +123,4 @@ def test_a_signal_while_the_node_is_still_importing_exits_cleanly(tmp_path, cmd,
         code = _signal_while_importing(
             [sys.executable, *cmd, "--ros-args", "-p", "model:=tiny-random-video"], library, sig, delay_s, log
         )
-        output = log.read_text()
-        assert code == 0, f"{sig.name} {delay_s} s after {library} loaded: exit code {code}:\n{output[-3000:]}"
-        bad = [b for b in BAD_OUTPUT if b in output]
-        assert not bad, f"{sig.name} {delay_s} s after {library} loaded: {bad} in the output:\n{output[-3000:]}"
+        _assert_clean_exit(code, log.read_text(), f"{sig.name} {delay_s} s after {library} loaded")

@@ -164,13 +164,12 @@ def run_node(make_node: Callable[[], Node]) -> None:
     # handler would instead raise KeyboardInterrupt at whatever line runs next, clean-up included.
     # A signal that came while the node's modules were importing (nodes/startup.py) was only noted:
     # honour it now, before anything starts.
-    for sig in startup.STOP_SIGNALS:
-        signal.signal(sig, startup.note_stop)
+    startup.hold_signals()
     if startup.stop_requested():
         return
     # The executor is made with signals held back: one arriving while it builds its guard
     # conditions would leave a half-made executor whose __del__ prints tracebacks at exit.
-    held = {signal.SIGINT, signal.SIGTERM}
+    held = set(startup.STOP_SIGNALS)
     signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         rclpy.init(args=sys.argv)
@@ -194,7 +193,7 @@ def run_node(make_node: Callable[[], Node]) -> None:
     finally:
         # Under `ros2 launch` a signal may reach a node twice (the terminal, then launch forwarding
         # it): a second one must not interrupt the clean-up of the first.
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in startup.STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             try:
