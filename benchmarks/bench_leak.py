@@ -25,8 +25,8 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10, 100)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
+from live_camera import LiveCamera, add_stream_arguments  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -34,17 +34,13 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.affect_node import AffectNode  # noqa: E402
-from duse_ros.timebase import NS  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warmup-s", type=float, default=60.0)
     ap.add_argument("--measure-s", type=float, default=240.0)
-    ap.add_argument("--fps", type=float, default=30.0)
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--model", default="", help="model parameter of the node (default: the node's default)")
+    add_stream_arguments(ap)
     ap.add_argument("--top", type=int, default=8, help="growth sites to print")
     args = ap.parse_args()
 
@@ -62,23 +58,13 @@ def main() -> None:
     executor.add_node(node)
     executor.add_node(camera)
     threading.Thread(target=executor.spin, daemon=True).start()
-    base = np.random.default_rng(0).integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
+    source = LiveCamera(args.width, args.height)
     sent = [0]
 
     def stream(seconds: float) -> None:
         start, first = time.monotonic(), sent[0]
         while time.monotonic() - start < seconds:
-            k = sent[0]
-            msg = Image(
-                height=args.height,
-                width=args.width,
-                encoding="bgr8",
-                step=args.width * 3,
-                data=np.roll(base, k % args.width, axis=1).tobytes(),
-            )
-            wall = time.time_ns()
-            msg.header.stamp.sec, msg.header.stamp.nanosec = wall // NS, wall % NS
-            pub.publish(msg)
+            pub.publish(source.frame(sent[0]))
             sent[0] += 1
             time.sleep(max(0.0, start + (sent[0] - first) / args.fps - time.monotonic()))
 

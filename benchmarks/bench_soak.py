@@ -27,6 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from live_camera import LiveCamera, add_stream_arguments  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -46,10 +47,7 @@ def rss_mb(pid: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--fps", type=float, default=30.0)
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--model", default="", help="model parameter of the node (default: the node's default)")
+    add_stream_arguments(ap)
     ap.add_argument(
         "--face-mode", default="full_frame", help="full_frame (default: a synthetic image has no face) or detect"
     )
@@ -88,8 +86,7 @@ def main() -> None:
             sys.exit(f"the node did not subscribe:\n{node.output()[-3000:]}")
         rclpy.spin_once(peer, timeout_sec=0.1)
 
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
+    camera = LiveCamera(args.width, args.height)
     print(
         f"node pid {node.proc.pid}, log {node.log_path}; {args.minutes:g} min at {args.fps:g} fps, "
         f"{args.width}x{args.height} bgr8"
@@ -110,14 +107,7 @@ def main() -> None:
         while minute < int(round(args.minutes)):
             now = time.monotonic()
             if now >= next_frame:
-                frame = np.roll(base, i % args.width, axis=1)  # a changing picture
-                msg = Image(
-                    height=args.height, width=args.width, encoding="bgr8", step=args.width * 3, data=frame.tobytes()
-                )
-                wall = time.time_ns()
-                msg.header.stamp.sec, msg.header.stamp.nanosec = wall // NS, wall % NS
-                msg.header.frame_id = "camera"
-                pub.publish(msg)
+                pub.publish(camera.frame(i))
                 i += 1
                 next_frame += period
                 if next_frame < now - 1.0:  # fell far behind (a loaded machine): do not burst
