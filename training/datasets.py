@@ -28,12 +28,14 @@ from __future__ import annotations
 import re
 import wave
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.io.clip_lists import ClipEntry
@@ -54,6 +56,81 @@ def check_entries(entries: Sequence[ClipEntry]) -> None:
             raise DatasetError(f"{e.source}: clip {e.path} does not exist")
         if e.path.is_dir() and not any(f.suffix.lower() in FRAME_SUFFIXES for f in e.path.iterdir()):
             raise DatasetError(f"{e.source}: clip directory {e.path} has no frames ({sorted(FRAME_SUFFIXES)})")
+
+
+def _check_clip(entry: ClipEntry, spec: InputSpec, fps: float, span_s: float | None) -> str | None:
+    """Why `entry` cannot be read, or None. Frame folders: every frame's image header (PIL reads
+    only the header), and the frames evaluation samples decoded in full. Video files: opened and
+    their first frame decoded. Audio-visual models: the audio opened (a .wav header, or the video
+    file's audio stream)."""
+    from PIL import Image
+
+    path = entry.path
+    try:
+        if path.is_dir():
+            files = frame_files(path)
+            for f in files:
+                with Image.open(f) as image:
+                    image.size  # noqa: B018  (parses the header)
+            for i in sample_frames(len(files), spec.num_frames, fps, span_s, train=False):
+                _read_rgb(files[i])
+        else:
+            capture = cv2.VideoCapture(str(path))
+            ok = capture.isOpened() and capture.read()[0]
+            capture.release()
+            if not ok:
+                return f"cannot decode video {path}"
+        if spec.uses_audio:
+            sidecar = audio_path(path)
+            if sidecar.is_file():
+                with wave.open(str(sidecar), "rb") as f:
+                    f.getnframes()
+            elif path.is_dir():
+                return f"no audio for frame directory {path}: expected {sidecar}"
+            else:
+                _check_audio_stream(path)
+    except (OSError, ValueError, EOFError, wave.Error, DatasetError) as e:  # PIL raises OSError/ValueError
+        return f"{e}"
+    return None
+
+
+def _check_audio_stream(path: Path) -> None:
+    try:
+        import av
+    except ImportError:
+        raise DatasetError(f"{path}: reading audio from video files needs PyAV (pip install av)") from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DatasetError(f"{path} has no audio stream")
+    except av.error.FFmpegError as e:
+        raise DatasetError(f"{path}: cannot open for audio: {e}") from None
+
+
+def check_clips(
+    entries: Sequence[ClipEntry],
+    spec: InputSpec,
+    fps: float,
+    span_s: float | None,
+    workers: int = 4,
+    progress: bool = True,
+) -> None:
+    """Read every clip once before training (see `_check_clip` for how much), so that a corrupt
+    file stops the run now and not after its last epoch. All failures are collected; the error
+    counts them and names the first with its annotation line."""
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # OpenCV and PIL decode outside the GIL
+        results = pool.map(lambda e: (e, _check_clip(e, spec, fps, span_s)), entries)
+        for entry, problem in tqdm(
+            results, total=len(entries), desc="checking clips", unit="clip", leave=False, disable=not progress
+        ):
+            if problem is not None:
+                failures.append(f"{entry.source or entry.path}: {problem}")
+    if failures:
+        raise DatasetError(
+            f"{len(failures)} of {len(entries)} clips cannot be read; the first: {failures[0]} "
+            "(fix or remove them before training)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -286,9 +363,12 @@ def stratified_split(
     entries: Sequence[ClipEntry], fraction: float, seed: int
 ) -> tuple[list[ClipEntry], list[ClipEntry]]:
     """(train, validation) carved from a training fold: `fraction` of each class (at least one
-    clip of every class with two or more), chosen by `seed`. Order within each part is kept."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    clip of every class with two or more), chosen by `seed`; fraction 0 keeps every clip for
+    training. Order within each part is kept."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return list(entries), []
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
     for i, e in enumerate(entries):

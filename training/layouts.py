@@ -100,11 +100,16 @@ def load_split(data_dir: str | Path, layout: dict, split: str, fold: int, class_
             f"class set {expected} that this layout's labels index"
         )
     annotation = data_dir / layout[f"{split}_ann"].format(fold=fold)
-    return read_clip_list(
-        annotation,
-        data_dir / layout["clip_root"],
-        label_base=int(layout["label_base"]),
-        class_names=class_names,
-        clip_format=layout["clip_format"],
-        skip_labels=[int(v) for v in layout["skip_labels"]],
-    )
+    try:
+        return read_clip_list(
+            annotation,
+            data_dir / layout["clip_root"],
+            label_base=int(layout["label_base"]),
+            class_names=class_names,
+            clip_format=layout["clip_format"],
+            skip_labels=[int(v) for v in layout["skip_labels"]],
+        )
+    except UnicodeDecodeError as e:
+        raise DatasetError(
+            f"annotation file {annotation} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8"
+        ) from None

@@ -8,10 +8,13 @@ A recipe is a YAML file (training/configs/); every key can be overridden on the 
 top-level ones as `--key value` (`--epochs 5 --lr 3e-4`) and any key as `--set a.b=value`
 (`--set data.fps=25 --set augment.rotation_deg=0`). Values are read as YAML.
 
-Protocol: a validation split is carved from the training fold (stratified by class, seeded);
-each epoch is scored on it and the best epoch (by `select`) is kept. The test fold is scored
-once, at the end, with that checkpoint. Outputs in `out_dir`:
-  best.json + best.safetensors   the selected checkpoint (the affect node's `model` parameter)
+Protocol: a validation split is carved from the training fold (`val_fraction`, stratified by
+class, seeded); each epoch is scored on it and the epoch `select` names is kept: the best
+validation UAR or WAR, the last epoch, or a fixed epoch number. `val_fraction: 0` trains on the
+whole fold (then `select` is `last` or an epoch number). Before the first epoch every clip of
+the fold (train, validation, test) is checked readable, so a corrupt file stops the run at once.
+The test fold is scored once, at the end, with the kept checkpoint. Outputs in `out_dir`:
+  best.json + best.safetensors   the kept checkpoint (the affect node's `model` parameter)
   last.json + last.safetensors + last_state.safetensors   resumable state (`--resume`)
   history.json, metrics.jsonl, curves.png, tensorboard/   per-epoch train loss, val UAR/WAR
   test.json, test.md, test_confusion.png                  the test fold (like training/evaluate.py)
@@ -20,8 +23,10 @@ Loss: the model's classification logits (DuSE: softmax over its video-text simil
 cross-entropy or focal loss, plus every auxiliary loss the model returns from
 `forward_with_aux` (BHGap's alignment terms, already weighted by its config).
 
-Multi-GPU: run under torchrun; each process trains on its share of every epoch
-(DistributedSampler) and rank 0 validates, tests and writes. One GPU and CPU run the same code.
+Multi-GPU: run under torchrun; `batch_size` is the global batch, divided among the processes;
+each process trains on its share of every epoch (DistributedSampler) and rank 0 validates,
+tests and writes. A frozen backbone without its weights file is refused unless
+`--allow-random-backbone` is given (smoke runs and tests). One GPU and CPU run the same code.
 Runs are repeatable: the model's initialisation, the shuffling, the augmentation and the
 frames sampled all follow `seed` (and the epoch), so two CPU runs give identical metrics and a
 resumed run continues the same sequence.
@@ -38,6 +43,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +63,15 @@ from duse_ros.metrics import Scores, plot_confusion, recall_table, score  # noqa
 from duse_ros.models import get_config  # noqa: E402
 from duse_ros.models.losses import build_loss  # noqa: E402
 from training.augment import ClipAugment  # noqa: E402
-from training.datasets import VideoClipDataset, check_entries, clip_length, stratified_split  # noqa: E402
+from training.datasets import (  # noqa: E402
+    DatasetError,
+    VideoClipDataset,
+    check_clips,
+    check_entries,
+    clip_length,
+    stratified_split,
+)
+from training.folds import run_folds  # noqa: E402
 from training.layouts import load_split, resolve_layout  # noqa: E402
 
 log = logging.getLogger("train")
@@ -69,22 +83,25 @@ DEFAULTS: dict = {
     "clip_weights": None,  # shorthand for model_overrides.clip_weights
     "data": {"layout": "generic"},  # see training/layouts.py; any layout key can be overridden
     "fold": 1,  # 1..5, 0 for a single official split (FERV39k), or "all"
-    "val_fraction": 0.1,  # of each class of the training fold, held out for model selection
+    "val_fraction": 0.1,  # of each class of the training fold, held out for model selection; 0 = none
     "span_s": 2.0,  # seconds the 16 frames span; null = the whole clip (the papers')
     "audio_s": None,  # seconds of audio per clip (audio-visual models); null = span_s
     "epochs": 20,
-    "batch_size": 16,
+    "batch_size": 16,  # the global batch: under torchrun each process takes batch_size / processes
     "optimizer": "adam",  # adam | adamw
     "lr": 1.0e-3,
     "weight_decay": 0.0,
-    "scheduler": "cosine",  # cosine | none (cosine decays per step to 0 over the run)
+    # cosine: half a cosine from lr to 0 over the run, updated every step (our choice: the DuSE
+    # paper names no schedule); cosine_epoch: the same, updated once per epoch (BHGap's
+    # reference); none: constant. Any warm-up comes first.
+    "scheduler": "cosine",
     "warmup_epochs": 0,
     "loss": "ce",  # ce | focal
     "focal_gamma": 2.0,
     "amp": True,  # fp16 autocast + grad scaling on CUDA (CPU is always fp32)
     "grad_clip": 0.0,  # max grad norm; 0 = off
     "augment": {},  # training/augment.py options; false = no augmentation
-    "select": "uar",  # uar | war: the validation score that picks the checkpoint
+    "select": "uar",  # uar | war (best validation epoch) | last | an epoch number: the checkpoint kept
     "inputs": "all",  # all | video | audio: feed an audio-visual model one modality only (ablations)
     "seed": 0,
     "workers": 4,
@@ -93,7 +110,15 @@ DEFAULTS: dict = {
     "tensorboard": True,
     "progress": True,
     "find_unused_parameters": False,  # DDP: set for models that skip parameters in some steps
+    "allow_random_backbone": False,  # train on a random frozen backbone (smoke runs, tests): --allow-random-backbone
 }
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULERS = ("cosine", "cosine_epoch", "none")
+SELECTIONS = ("uar", "war", "last")
+
+
+class RecipeError(ValueError):
+    """A recipe key or the combination of keys cannot run; the message names the key."""
 
 
 # ---------------------------------------------------------------------------------------------- recipe
@@ -122,11 +147,13 @@ def load_recipe(path: str | Path | None) -> dict:
         recipe = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise FileNotFoundError(f"recipe {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"recipe {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"recipe {path} is not valid YAML: {e}") from None
+        raise RecipeError(f"recipe {path} is not valid YAML: {' '.join(str(e).split())}") from None
     unknown = sorted(set(recipe) - set(DEFAULTS))
     if unknown:
-        raise KeyError(f"recipe {path}: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
+        raise RecipeError(f"recipe {path}: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
     return _merge(DEFAULTS, recipe)
 
 
@@ -136,8 +163,14 @@ def parse_args(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", dest="data_dir", help="dataset directory (the layout's paths are relative to it)")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/last.json")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe key")
+    p.add_argument(
+        "--allow-random-backbone",
+        action="store_true",
+        default=None,
+        help="train although a frozen backbone has no weights file (smoke runs, tests)",
+    )
     for key, default in DEFAULTS.items():
-        if not isinstance(default, dict):
+        if not isinstance(default, dict) and key != "allow_random_backbone":
             p.add_argument(
                 f"--{key.replace('_', '-')}",
                 dest=key,
@@ -149,6 +182,9 @@ def parse_args(argv: list[str] | None = None) -> dict:
     recipe = load_recipe(args.config)
     for key, default in DEFAULTS.items():
         value = None if isinstance(default, dict) else getattr(args, key)
+        if key == "allow_random_backbone":
+            recipe[key] = True if value else recipe[key]
+            continue
         if value is not None:
             recipe[key] = yaml.safe_load(value)
     for item in args.set:
@@ -273,10 +309,14 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
-    ax_score.plot(epochs, [100 * h["val_uar"] for h in history], marker="o", label="UAR")
-    ax_score.plot(epochs, [100 * h["val_war"] for h in history], marker="o", label="WAR")
-    ax_score.set(xlabel="epoch", ylabel="%", title="validation")
-    ax_score.legend()
+    if all("val_uar" in h for h in history):
+        ax_score.plot(epochs, [100 * h["val_uar"] for h in history], marker="o", label="UAR")
+        ax_score.plot(epochs, [100 * h["val_war"] for h in history], marker="o", label="WAR")
+        ax_score.set(xlabel="epoch", ylabel="%", title="validation")
+        ax_score.legend()
+    else:  # val_fraction 0: no validation split, the learning rate instead
+        ax_score.plot(epochs, [h["lr"] for h in history], marker="o")
+        ax_score.set(xlabel="epoch", ylabel="learning rate", title="no validation split (val_fraction 0)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -353,261 +393,454 @@ def load_state(path: Path, meta: dict, optimizer, scheduler, scaler) -> None:
         scaler.load_state_dict(meta["scaler"])
 
 
-# ---------------------------------------------------------------------------------------------- the run
-def train(recipe: dict) -> dict:
-    """One fold; returns the run's summary (also written to out_dir/summary.json)."""
+# ---------------------------------------------------------------------------------------------- the run, step by step
+@dataclass
+class Context:
+    """Where and how this process trains."""
+
+    rank: int
+    world: int
+    device: torch.device
+    amp: bool
+    progress: bool
+    seed: int
+    out_dir: Path
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Splits:
+    fold: int
+    classes: list[str]
+    train: list
+    val: list
+    test: list
+
+
+@dataclass
+class Loaders:
+    train_set: VideoClipDataset
+    train: DataLoader
+    val: DataLoader | None
+    test: DataLoader
+    sampler: object
+    shuffle: torch.Generator
+
+
+def set_up(recipe: dict) -> Context:
     rank, world, local_rank = distributed()
-    main_process = rank == 0
     device = pick_device(str(recipe["device"]), local_rank)
-    amp = bool(recipe["amp"]) and device.type == "cuda"
-    progress = bool(recipe["progress"]) and main_process
     seed = int(recipe["seed"])
     out_dir = Path(recipe["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     np.random.seed(seed)
+    return Context(
+        rank=rank,
+        world=world,
+        device=device,
+        amp=bool(recipe["amp"]) and device.type == "cuda",
+        progress=bool(recipe["progress"]) and rank == 0,
+        seed=seed,
+        out_dir=out_dir,
+    )
 
-    layout = resolve_layout(recipe.get("data") or {})
+
+def check_recipe(recipe: dict, world: int) -> None:
+    """The recipe keys whose errors would otherwise surface mid-run, checked before anything loads."""
+    fraction = float(recipe["val_fraction"])
+    if not 0.0 <= fraction < 1.0:
+        raise RecipeError(f"val_fraction must be in [0, 1), got {fraction}")
+    select, epochs = recipe["select"], int(recipe["epochs"])
+    if isinstance(select, bool) or not (
+        select in SELECTIONS or (isinstance(select, int) and 1 <= select <= max(1, epochs))
+    ):
+        raise RecipeError(f"select {select!r}: expected one of {SELECTIONS} or an epoch number in 1..{epochs}")
+    if fraction == 0 and select in ("uar", "war"):
+        raise RecipeError(
+            f"select {select!r} picks the best validation epoch, but val_fraction 0 holds no validation clips: "
+            "set select to 'last' or an epoch number"
+        )
+    if recipe["scheduler"] not in SCHEDULERS:
+        raise RecipeError(f"scheduler {recipe['scheduler']!r}: expected one of {SCHEDULERS}")
+    if recipe["optimizer"] not in OPTIMIZERS:
+        raise RecipeError(f"optimizer {recipe['optimizer']!r}: expected one of {sorted(OPTIMIZERS)}")
+    per_process_batch(int(recipe["batch_size"]), world)
+
+
+def per_process_batch(batch_size: int, world: int) -> int:
+    """`batch_size` is the global batch: each of the `world` processes takes an equal share."""
+    if batch_size < 1 or batch_size % world:
+        raise RecipeError(
+            f"batch_size {batch_size} is the global batch and must divide evenly among the {world} processes"
+        )
+    return batch_size // world
+
+
+def load_splits(recipe: dict, layout: dict) -> Splits:
+    """The fold's train / validation / test entries: validation carved from the training fold
+    (none when val_fraction is 0), no clip in two splits, every listed clip present."""
     fold = int(recipe["fold"])
     classes = list(get_class_set(layout["class_set"]).classes)
     data_dir = Path(recipe["data_dir"])
     fold_train = load_split(data_dir, layout, "train", fold, classes)
-    test_entries = load_split(data_dir, layout, "test", fold, classes)
-    train_entries, val_entries = stratified_split(fold_train, float(recipe["val_fraction"]), seed)
-    if not val_entries:
-        raise ValueError(
+    test = load_split(data_dir, layout, "test", fold, classes)
+    train_entries, val = stratified_split(fold_train, float(recipe["val_fraction"]), int(recipe["seed"]))
+    if float(recipe["val_fraction"]) > 0 and not val:
+        raise DatasetError(
             f"fold {fold}: no class has two or more training clips, so no validation split can be "
-            f"carved from its {len(fold_train)} clips"
+            f"carved from its {len(fold_train)} clips (val_fraction 0 trains on them all)"
         )
-    leaked = {e.key for e in val_entries + train_entries} & {e.key for e in test_entries}
+    leaked = {e.key for e in val + train_entries} & {e.key for e in test}
     if leaked:
-        raise ValueError(
+        raise DatasetError(
             f"{len(leaked)} clips are in both the training and the test split of fold {fold}, e.g. {sorted(leaked)[0]}"
         )
-    for entries in (train_entries, val_entries, test_entries):
+    for entries in (train_entries, val, test):
         check_entries(entries)
+    return Splits(fold, classes, train_entries, val, test)
 
-    span_s = recipe["span_s"]
-    fps = float(layout["fps"])
-    # The span the deployed node should use (it goes into the model config and the checkpoint):
-    # the recipe's, or for whole-clip sampling the median training clip's duration.
-    if span_s is None:
-        durations = [n / f for n, f in (clip_length(e.path, fps) for e in train_entries)]
-        node_span_s = round(statistics.median(durations), 3)
-    else:
-        node_span_s = float(span_s)
-    model = build(recipe, class_set=layout["class_set"], span_s=node_span_s).to(device)
-    spec = model.input_spec
-    if list(model.class_names) != classes:
-        raise ValueError(
-            f"model {model.model_id} has classes {model.class_names}, the {layout['class_set']} "
-            f"labels index {classes}: set model_overrides.class_set"
+
+def node_span(recipe: dict, splits: Splits, fps: float) -> float:
+    """The span the deployed node should use (it goes into the model config and the checkpoint):
+    the recipe's, or for whole-clip sampling the median training clip's duration."""
+    if recipe["span_s"] is not None:
+        return float(recipe["span_s"])
+    durations = [n / f for n, f in (clip_length(e.path, fps) for e in splits.train)]
+    return round(statistics.median(durations), 3)
+
+
+def refuse_random_backbone(model, recipe: dict) -> None:
+    """Training prompts on a random frozen backbone learns nothing a user wants: refuse it unless
+    the recipe says so (`--allow-random-backbone`, as the smoke recipes and tests do)."""
+    missing = model.random_backbones()
+    if missing and not recipe.get("allow_random_backbone"):
+        raise RecipeError(
+            f"{model.model_id}: no {' or '.join(missing)} given, so its frozen backbone would be random; "
+            f"name the weights file(s) (--set model_overrides.KEY=FILE; DuSE: --clip-weights FILE) "
+            "or pass --allow-random-backbone for a smoke run"
         )
+
+
+def make_loaders(recipe: dict, splits: Splits, model, fps: float, node_span_s: float, context: Context) -> Loaders:
     augment = ClipAugment.from_dict(recipe["augment"]) if recipe["augment"] is not False else None
     options = dict(
-        spec=spec, num_classes=len(classes), fps=fps, span_s=span_s, audio_s=recipe["audio_s"] or node_span_s, seed=seed
+        spec=model.input_spec,
+        num_classes=len(splits.classes),
+        fps=fps,
+        span_s=recipe["span_s"],
+        audio_s=recipe["audio_s"] or node_span_s,
+        seed=context.seed,
     )
-    train_set = VideoClipDataset(train_entries, train=True, augment=augment, **options)
-    val_set = VideoClipDataset(val_entries, train=False, **options)
-    test_set = VideoClipDataset(test_entries, train=False, **options)
-
-    workers = int(recipe["workers"])
-    batch_size = int(recipe["batch_size"])
-    loader_options = dict(num_workers=workers, pin_memory=device.type == "cuda")
+    train_set = VideoClipDataset(splits.train, train=True, augment=augment, **options)
+    batch = per_process_batch(int(recipe["batch_size"]), context.world)
+    loader_options = dict(num_workers=int(recipe["workers"]), pin_memory=context.device.type == "cuda")
     shuffle = torch.Generator()
+    world, rank = context.world, context.rank
     sampler = (
-        DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True)
+        DistributedSampler(train_set, world, rank, shuffle=True, seed=context.seed, drop_last=True)
         if world > 1
         else RandomSampler(train_set, generator=shuffle)
     )
-    train_loader = DataLoader(
-        train_set,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=len(train_set) // world > batch_size,
-        **loader_options,
+    train = DataLoader(
+        train_set, batch_size=batch, sampler=sampler, drop_last=len(train_set) // world > batch, **loader_options
     )
-    val_loader = DataLoader(val_set, batch_size=batch_size, sampler=SequentialSampler(val_set), **loader_options)
-    test_loader = DataLoader(test_set, batch_size=batch_size, sampler=SequentialSampler(test_set), **loader_options)
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if recipe["optimizer"] not in optimizers:
-        raise ValueError(f"optimizer {recipe['optimizer']!r}: expected one of {sorted(optimizers)}")
-    optimizer = optimizers[recipe["optimizer"]](
+    def evaluation(entries):
+        dataset = VideoClipDataset(entries, train=False, **options)
+        return DataLoader(dataset, batch_size=batch, sampler=SequentialSampler(dataset), **loader_options)
+
+    return Loaders(
+        train_set, train, evaluation(splits.val) if splits.val else None, evaluation(splits.test), sampler, shuffle
+    )
+
+
+def lr_factor(kind: str, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: int) -> float:
+    """The learning rate's multiplier at optimiser step `step` (0-based): a linear warm-up over
+    `warmup_epochs`, then `none` (constant), `cosine` (half a cosine to zero over the remaining
+    steps, updated every step) or `cosine_epoch` (the same curve, updated once per epoch)."""
+    warmup = warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if kind == "none":
+        return 1.0
+    if kind == "cosine":
+        progress = (step - warmup) / max(1, epochs * steps_per_epoch - warmup)
+    else:
+        progress = (step // steps_per_epoch - warmup_epochs) / max(1, epochs - warmup_epochs)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(recipe: dict, trainable: list, steps_per_epoch: int):
+    optimizer = OPTIMIZERS[recipe["optimizer"]](
         trainable, lr=float(recipe["lr"]), weight_decay=float(recipe["weight_decay"])
     )
-    epochs = int(recipe["epochs"])
-    steps_per_epoch = max(1, len(train_loader))
-    total_steps, warmup = epochs * steps_per_epoch, int(recipe["warmup_epochs"]) * steps_per_epoch
+    kind, epochs, warmup = recipe["scheduler"], int(recipe["epochs"]), int(recipe["warmup_epochs"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(kind, step, steps_per_epoch, epochs, warmup)
+    )
+    return optimizer, scheduler
 
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if recipe["scheduler"] == "none":
-            return 1.0
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
 
-    if recipe["scheduler"] not in ("cosine", "none"):
-        raise ValueError(f"scheduler {recipe['scheduler']!r}: expected 'cosine' or 'none'")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    criterion = build_loss(recipe["loss"], gamma=float(recipe["focal_gamma"])).to(device)
+def wrap_for_training(model, recipe: dict, context: Context) -> nn.Module:
     step_module = TrainStep(model)
-    if world > 1:
+    if context.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module,
-            device_ids=[device.index] if device.type == "cuda" else None,
+            device_ids=[context.device.index] if context.device.type == "cuda" else None,
             find_unused_parameters=bool(recipe["find_unused_parameters"]),
         )
+    return step_module
 
-    public_recipe = {k: v for k, v in recipe.items() if k not in ("resume",)}
-    run_info = {
-        "recipe": public_recipe,
-        "fold": fold,
-        "span_s": node_span_s,
-        "frame_sampling": "whole clip" if span_s is None else f"{span_s} s window",
-        "splits": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
-    }
-    history: list[dict] = []
-    best: dict | None = None
-    start_epoch = 1
-    if recipe.get("resume"):
-        last = out_dir / "last.json"
-        meta = json.loads(last.read_text())
-        load_trainable(model, load_file(str(out_dir / "last.safetensors")), source=str(last))
-        load_state(out_dir / "last_state.safetensors", meta["training"], optimizer, scheduler, scaler)
-        history, best = meta["training"]["history"], meta["training"]["best"]
-        start_epoch = meta["training"]["epoch"] + 1
-        log.info("resumed from %s at epoch %d", last, start_epoch)
 
-    logger = Logger(out_dir, bool(recipe["tensorboard"])) if main_process else None
-    if main_process:
-        log.info(
-            "%s on %s%s (x%d): %d trainable parameters; fold %d: %d train / %d val / %d test clips; frames: %s",
-            model.model_id,
-            device,
-            " fp16" if amp else "",
-            world,
-            sum(p.numel() for p in trainable),
-            fold,
-            len(train_set),
-            len(val_set),
-            len(test_set),
-            run_info["frame_sampling"],
-        )
-    best_path = out_dir / "best.json"
-    if best is None and main_process:  # epochs == 0 (or a crash before the first epoch): the initial weights
-        save_checkpoint(model, best_path, extra={**run_info, "epoch": 0, "best": None})
+@dataclass
+class Trainer:
+    """One epoch of optimisation at a time; the state a resumed run restores."""
 
-    step = (start_epoch - 1) * steps_per_epoch
-    for epoch in range(start_epoch, epochs + 1):
+    recipe: dict
+    context: Context
+    model: nn.Module
+    step_module: nn.Module
+    trainable: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    loaders: Loaders
+    step: int = 0
+
+    def run_epoch(self, epoch: int, epochs: int) -> dict:
+        """Train one epoch; returns its record (loss, auxiliary losses, learning rate, seconds)."""
+        recipe, context, loaders = self.recipe, self.context, self.loaders
         started = time.perf_counter()
-        torch.manual_seed(seed * 100_003 + epoch)  # anything random inside the model (modality dropout)
-        shuffle.manual_seed(seed * 100_003 + epoch)
-        train_set.set_epoch(epoch)
-        if world > 1:
-            sampler.set_epoch(epoch)
-        model.train()
+        torch.manual_seed(context.seed * 100_003 + epoch)  # anything random inside the model (modality dropout)
+        loaders.shuffle.manual_seed(context.seed * 100_003 + epoch)
+        loaders.train_set.set_epoch(epoch)
+        if context.world > 1:
+            loaders.sampler.set_epoch(epoch)
+        self.model.train()
+        lr = self.optimizer.param_groups[0]["lr"]
         total, seen, aux_totals = 0.0, 0, {}
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        bar = tqdm(loaders.train, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not context.progress)
         for batch in bar:
-            video, audio = _inputs(batch, spec, device, recipe["inputs"])
-            label = batch["label"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                logits, aux, aux_values = step_module(video, audio)
-                loss = criterion(logits.float(), label) + aux
+            video, audio = _inputs(batch, self.model.input_spec, context.device, recipe["inputs"])
+            label = batch["label"].to(context.device, non_blocking=True)
+            with torch.autocast(context.device.type, dtype=torch.float16, enabled=context.amp):
+                logits, aux, aux_values = self.step_module(video, audio)
+                loss = self.criterion(logits.float(), label) + aux
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"epoch {epoch}, step {step}: loss is {loss.item()}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+                raise FloatingPointError(f"epoch {epoch}, step {self.step}: loss is {loss.item()}")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
             if float(recipe["grad_clip"]) > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(trainable, float(recipe["grad_clip"]))
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.trainable, float(recipe["grad_clip"]))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
             total += loss.item() * len(label)
             seen += len(label)
             for key, value in aux_values.items():
                 aux_totals[key] = aux_totals.get(key, 0.0) + value * len(label)
             bar.set_postfix(loss=f"{total / seen:.4f}")
-        if world > 1:
+        if context.world > 1:
             torch.distributed.barrier()
-        if not main_process:
-            continue
-        labels, predictions, _ = predict(model, val_loader, device, amp, progress, "val", recipe["inputs"])
-        val = score(labels, predictions, classes)
-        record = {
+        return {
             "epoch": epoch,
             "train_loss": total / max(1, seen),
-            "val_uar": val.uar,
-            "val_war": val.war,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
             "seconds": time.perf_counter() - started,
             **{f"aux_{k}": v / max(1, seen) for k, v in aux_totals.items()},
         }
+
+
+def selects(select, record: dict, best: dict | None) -> bool:
+    """Whether this epoch's weights become the kept checkpoint: the best validation score so far
+    (uar | war), every epoch until the last (last), or exactly epoch N."""
+    if select == "last":
+        return True
+    if isinstance(select, int):
+        return record["epoch"] == select
+    return best is None or record[f"val_{select}"] > best[f"val_{select}"]
+
+
+def test_selected(recipe: dict, context: Context, splits: Splits, loaders: Loaders, best_path: Path):
+    """Score the test fold once, with the kept checkpoint as it loads from disk."""
+    selected = load_model(
+        str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {})
+    )
+    selected.to(context.device)
+    labels, predictions, _ = predict(
+        selected, loaders.test, context.device, context.amp, context.progress, "test", recipe["inputs"]
+    )
+    return score(labels, predictions, splits.classes)
+
+
+def train(recipe: dict) -> dict:
+    """One fold; returns the run's summary (also written to out_dir/summary.json)."""
+    context = set_up(recipe)
+    check_recipe(recipe, context.world)
+    layout = resolve_layout(recipe.get("data") or {})
+    fps = float(layout["fps"])
+    splits = load_splits(recipe, layout)
+    node_span_s = node_span(recipe, splits, fps)
+    model = build(recipe, class_set=layout["class_set"], span_s=node_span_s).to(context.device)
+    refuse_random_backbone(model, recipe)
+    if list(model.class_names) != splits.classes:
+        raise RecipeError(
+            f"model {model.model_id} has classes {model.class_names}, the {layout['class_set']} "
+            f"labels index {splits.classes}: set model_overrides.class_set"
+        )
+    check_clips(
+        splits.train + splits.val + splits.test,
+        model.input_spec,
+        fps,
+        recipe["span_s"],
+        workers=max(1, int(recipe["workers"])),
+        progress=context.progress,
+    )
+    loaders = make_loaders(recipe, splits, model, fps, node_span_s, context)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer, scheduler = make_optimizer(recipe, trainable, max(1, len(loaders.train)))
+    trainer = Trainer(
+        recipe,
+        context,
+        model,
+        wrap_for_training(model, recipe, context),
+        trainable,
+        optimizer,
+        scheduler,
+        torch.amp.GradScaler(context.device.type, enabled=context.amp),
+        build_loss(recipe["loss"], gamma=float(recipe["focal_gamma"])).to(context.device),
+        loaders,
+    )
+    run_info = {
+        "recipe": {k: v for k, v in recipe.items() if k != "resume"},
+        "fold": splits.fold,
+        "span_s": node_span_s,
+        "frame_sampling": "whole clip" if recipe["span_s"] is None else f"{recipe['span_s']} s window",
+        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "batch_size": {
+            "global": int(recipe["batch_size"]),
+            "per_process": per_process_batch(int(recipe["batch_size"]), context.world),
+        },
+    }
+    out_dir, epochs = context.out_dir, int(recipe["epochs"])
+    history, best, start_epoch = resume(recipe, trainer) if recipe.get("resume") else ([], None, 1)
+    trainer.step = (start_epoch - 1) * max(1, len(loaders.train))
+
+    logger = Logger(out_dir, bool(recipe["tensorboard"])) if context.main_process else None
+    if context.main_process:
+        log.info(
+            "%s on %s%s (x%d, batch %d per process): %d trainable parameters; fold %d: %d train / %d val / "
+            "%d test clips; frames: %s; keeps: %s",
+            model.model_id,
+            context.device,
+            " fp16" if context.amp else "",
+            context.world,
+            run_info["batch_size"]["per_process"],
+            sum(p.numel() for p in trainable),
+            splits.fold,
+            len(splits.train),
+            len(splits.val),
+            len(splits.test),
+            run_info["frame_sampling"],
+            f"epoch {recipe['select']}" if isinstance(recipe["select"], int) else recipe["select"],
+        )
+    best_path = out_dir / "best.json"
+    if best is None and context.main_process:  # epochs == 0 (or a crash before the first epoch): the initial weights
+        save_checkpoint(model, best_path, extra={**run_info, "epoch": 0, "best": None})
+
+    for epoch in range(start_epoch, epochs + 1):
+        record = trainer.run_epoch(epoch, epochs)
+        if not context.main_process:
+            continue
+        val = None
+        if loaders.val is not None:
+            labels, predictions, _ = predict(
+                model, loaders.val, context.device, context.amp, context.progress, "val", recipe["inputs"]
+            )
+            val = score(labels, predictions, splits.classes)
+            record.update(val_uar=val.uar, val_war=val.war)
         history.append(record)
-        improved = best is None or record[f"val_{recipe['select']}"] > best[f"val_{recipe['select']}"]
-        if improved:
+        kept = selects(recipe["select"], record, best)
+        if kept:
             best = record
-            save_checkpoint(model, best_path, extra={**run_info, "epoch": epoch, "best": best, "val": val.as_dict()})
+            extra = {**run_info, "epoch": epoch, "best": best, **({"val": val.as_dict()} if val else {})}
+            save_checkpoint(model, best_path, extra=extra)
         logger.scalars(epoch, {k: v for k, v in record.items() if k != "epoch"})
         log.info(
-            "epoch %d: loss %.4f, val UAR %.2f%% WAR %.2f%%%s (%.0f s)",
+            "epoch %d: loss %.4f%s%s (%.0f s)",
             epoch,
             record["train_loss"],
-            100 * val.uar,
-            100 * val.war,
-            " (best, saved)" if improved else "",
+            f", val UAR {100 * val.uar:.2f}% WAR {100 * val.war:.2f}%" if val else "",
+            " (kept, saved)" if kept else "",
             record["seconds"],
         )
         meta = {**run_info, "epoch": epoch, "history": history, "best": best}
-        save_state(out_dir / "last_state.safetensors", optimizer, scheduler, scaler, meta)
+        save_state(out_dir / "last_state.safetensors", optimizer, scheduler, trainer.scaler, meta)
         save_checkpoint(model, out_dir / "last.json", extra=meta)
         (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
 
     summary: dict = {}
-    if main_process:
-        # The test fold, once, with the selected checkpoint.
-        selected = load_model(
-            str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {})
-        )
-        selected.to(device)
-        labels, predictions, _ = predict(selected, test_loader, device, amp, progress, "test", recipe["inputs"])
-        test = score(labels, predictions, classes)
-        title = f"{model.model_id}, fold {fold}, test"
-        write_report(
-            test,
-            out_dir,
-            "test",
-            title,
-            extra={"checkpoint": str(best_path), "fold": fold, "selected_epoch": best["epoch"] if best else 0},
-        )
-        plot_curves(history, out_dir / "curves.png")
+    if context.main_process:
+        summary = finish(recipe, context, splits, loaders, model, history, best, best_path, node_span_s)
         logger.close()
-        summary = {
-            "model": model.model_id,
-            "fold": fold,
-            "checkpoint": str(best_path),
-            "span_s": node_span_s,
-            "best": best,
-            "history": history,
-            "test": test.as_dict(),
-            "class_names": classes,
-        }
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        log.info(
-            "fold %d test (epoch %s): UAR %.2f%%, WAR %.2f%%\n%s",
-            fold,
-            best["epoch"] if best else 0,
-            100 * test.uar,
-            100 * test.war,
-            recall_table(test),
-        )
-    if world > 1:
+    if context.world > 1:
         torch.distributed.barrier()
+    return summary
+
+
+def resume(recipe: dict, trainer: Trainer) -> tuple[list[dict], dict | None, int]:
+    """(history, kept record, next epoch) from out_dir/last.json, with the weights and the
+    optimiser, scheduler and scaler state restored."""
+    out_dir = trainer.context.out_dir
+    last = out_dir / "last.json"
+    meta = json.loads(last.read_text())
+    load_trainable(trainer.model, load_file(str(out_dir / "last.safetensors")), source=str(last))
+    load_state(
+        out_dir / "last_state.safetensors", meta["training"], trainer.optimizer, trainer.scheduler, trainer.scaler
+    )
+    start_epoch = meta["training"]["epoch"] + 1
+    log.info("resumed from %s at epoch %d", last, start_epoch)
+    return meta["training"]["history"], meta["training"]["best"], start_epoch
+
+
+def finish(recipe, context, splits, loaders, model, history, best, best_path, node_span_s) -> dict:
+    """The test fold scored with the kept checkpoint; reports, curves and summary.json written."""
+    test = test_selected(recipe, context, splits, loaders, best_path)
+    out_dir = context.out_dir
+    write_report(
+        test,
+        out_dir,
+        "test",
+        f"{model.model_id}, fold {splits.fold}, test",
+        extra={"checkpoint": str(best_path), "fold": splits.fold, "selected_epoch": best["epoch"] if best else 0},
+    )
+    plot_curves(history, out_dir / "curves.png")
+    summary = {
+        "model": model.model_id,
+        "fold": splits.fold,
+        "checkpoint": str(best_path),
+        "span_s": node_span_s,
+        "best": best,
+        "history": history,
+        "test": test.as_dict(),
+        "class_names": splits.classes,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info(
+        "fold %d test (epoch %s): UAR %.2f%%, WAR %.2f%%\n%s",
+        splits.fold,
+        best["epoch"] if best else 0,
+        100 * test.uar,
+        100 * test.war,
+        recall_table(test),
+    )
     return summary
 
 
@@ -615,9 +848,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     recipe = parse_args(argv)
     if str(recipe["fold"]) == "all":
-        from training.crossval import run_folds
-
-        return run_folds(recipe)
+        return run_folds(recipe, train)
     summary = train(recipe)
     if summary:
         test = summary["test"]
@@ -628,5 +859,14 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def cli(entry=main) -> None:
+    """Run `entry` as a command: a dataset or recipe error is one line on stderr (exit status 2),
+    not a traceback."""
+    try:
+        entry()
+    except (DatasetError, RecipeError, FileNotFoundError) as e:
+        sys.exit(f"{Path(sys.argv[0]).stem}: error: {e}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -58,6 +58,11 @@ class AffectModel(nn.Module):
         classification loss; inference calls `forward` and never pays for them."""
         return ModelOutput(logits=self(video, audio), extras={"aux_losses": {}})
 
+    def random_backbones(self) -> list[str]:
+        """The config keys of frozen pretrained parts that were given no weights file and so are
+        random (DuSE: ["clip_weights"]); empty for models trained from scratch."""
+        return []
+
     def config(self) -> dict:
         """JSON-serialisable configuration that `duse_ros.models.build_model` rebuilds the model from."""
         raise NotImplementedError

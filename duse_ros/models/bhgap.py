@@ -222,6 +222,13 @@ class BHGap(AffectModel):
     def untrained(self, value: bool) -> None:
         self._untrained = bool(value)
 
+    def random_backbones(self) -> list[str]:
+        return [
+            key
+            for key, random in (("visual_weights", self.random_visual), ("audio_weights", self.random_audio))
+            if random
+        ]
+
     def config(self) -> dict:
         return dict(self._config)
 

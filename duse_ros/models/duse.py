@@ -176,6 +176,9 @@ class DuSE(AffectModel):
     def untrained(self, value: bool) -> None:
         self._untrained = bool(value)
 
+    def random_backbones(self) -> list[str]:
+        return ["clip_weights"] if self.random_backbone else []
+
     def config(self) -> dict:
         return dict(self._config)
 
