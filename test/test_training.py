@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -323,3 +324,157 @@ def test_audio_is_read_from_a_video_file(tmp_path):
     assert abs(samples.size - 16000) < 3000  # 1 s (the codec pads a little)
     spectrum = np.abs(np.fft.rfft(samples[2000:14000]))
     assert abs(np.argmax(spectrum) * 16000 / 12000 - tone) < 5  # the tone survives decode and resampling
+
+
+# ---------------------------------------------------------------------------------------------- protocol options
+def test_val_fraction_zero_trains_on_the_whole_fold_and_keeps_the_named_epoch(motion, tmp_path):
+    last = run(motion, tmp_path / "last", "--epochs", "2", "--val-fraction", "0", "--select", "last")
+    assert [h["epoch"] for h in last["history"]] == [1, 2] and "val_uar" not in last["history"][0]
+    assert last["best"]["epoch"] == 2
+    config = read_config(tmp_path / "last" / "best.json")
+    assert config["training"]["splits"] == {"train": 14, "val": 0, "test": 7}  # the whole training fold
+    fixed = run(motion, tmp_path / "fixed", "--epochs", "2", "--val-fraction", "0", "--select", "1")
+    assert fixed["best"]["epoch"] == 1 and read_config(tmp_path / "fixed" / "best.json")["training"]["epoch"] == 1
+    with pytest.raises(train.RecipeError, match="val_fraction 0 holds no validation clips"):
+        run(motion, tmp_path / "bad", "--val-fraction", "0", "--select", "uar")
+
+
+def test_batch_size_is_global_and_divided_among_processes():
+    assert train.per_process_batch(16, 1) == 16 and train.per_process_batch(16, 4) == 4
+    with pytest.raises(train.RecipeError, match="batch_size 16 is the global batch"):
+        train.per_process_batch(16, 3)
+
+
+def test_batch_size_recorded_per_process(motion, tmp_path):
+    run(motion, tmp_path, "--epochs", "0")
+    assert read_config(tmp_path / "best.json")["training"]["batch_size"] == {"global": 4, "per_process": 4}
+
+
+def test_schedule_kinds():
+    steps, epochs = 10, 4
+    per_step = [train.lr_factor("cosine", s, steps, epochs, 0) for s in range(steps * epochs)]
+    per_epoch = [train.lr_factor("cosine_epoch", s, steps, epochs, 0) for s in range(steps * epochs)]
+    assert per_step[0] == 1.0 and per_step[-1] < 0.01 and all(a > b for a, b in zip(per_step, per_step[1:]))
+    # per epoch: constant within an epoch, half a cosine across the epochs
+    assert [per_epoch[e * steps] for e in range(epochs)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
+    assert all(len(set(per_epoch[e * steps : (e + 1) * steps])) == 1 for e in range(epochs))
+    assert {train.lr_factor("none", s, steps, epochs, 0) for s in range(40)} == {1.0}
+    assert train.lr_factor("cosine_epoch", 4, steps, epochs, 1) == 0.5  # warm-up first, linear
+
+
+def test_cosine_epoch_recipe_sets_the_rate_per_epoch(motion, tmp_path):
+    summary = run(motion, tmp_path, "--epochs", "2", "--scheduler", "cosine_epoch", "--lr", "0.01")
+    assert [h["lr"] for h in summary["history"]] == pytest.approx([0.01, 0.005])
+    with pytest.raises(train.RecipeError, match="scheduler 'step'"):
+        run(motion, tmp_path / "bad", "--scheduler", "step")
+
+
+def test_a_random_backbone_is_refused_unless_allowed(motion, tmp_path):
+    args = ["--model", "duse-tiny", "--set", "allow_random_backbone=false", "--epochs", "0"]
+    with pytest.raises(
+        train.RecipeError, match=r"duse-tiny\+random-clip: no clip_weights given.*--allow-random-backbone"
+    ):
+        run(motion, tmp_path / "refused", *args)
+    assert not (tmp_path / "refused" / "best.json").exists()
+    assert run(motion, tmp_path / "allowed", *args, "--allow-random-backbone")["best"] is None
+    assert train.parse_args(["--data", "x"])["allow_random_backbone"] is False
+    # a model trained from scratch has no frozen backbone to refuse
+    assert (
+        run(
+            motion,
+            tmp_path / "scratch",
+            "--model",
+            "tiny-random-video",
+            "--set",
+            "allow_random_backbone=false",
+            "--epochs",
+            "0",
+            "--set",
+            "model_overrides.image_size=32",
+        )["best"]
+        is None
+    )
+
+
+def _copy_motion(motion, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(motion, copy)
+    return copy
+
+
+def test_a_corrupt_test_clip_stops_training_before_the_first_epoch(motion, tmp_path):
+    data = _copy_motion(motion, tmp_path)
+    test_ann = data / LAYOUTS["dfew"]["test_ann"].format(fold=1)
+    clip = test_ann.read_text().splitlines()[1].split(",")[0]
+    frame = sorted((data / "Clip" / "clip_224x224" / f"{int(clip):05d}").iterdir())[7]  # one the evaluation samples
+    frame.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, then garbage
+    with pytest.raises(DatasetError, match=rf"1 of 21 clips cannot be read; the first: .*set_1.csv:2: .*{frame.name}"):
+        run(data, tmp_path / "out", "--epochs", "3")
+    assert not (tmp_path / "out" / "best.json").exists(), "no checkpoint may be left that loads as trained"
+
+
+def test_a_non_image_frame_anywhere_in_a_training_clip_is_found(motion, tmp_path):
+    data = _copy_motion(motion, tmp_path)
+    train_ann = data / LAYOUTS["dfew"]["train_ann"].format(fold=1)
+    clip = train_ann.read_text().splitlines()[3].split(",")[0]
+    frames = sorted((data / "Clip" / "clip_224x224" / f"{int(clip):05d}").iterdir())
+    frames[3].write_text("not an image")
+    with pytest.raises(DatasetError, match=rf"set_1.csv:4: .*{frames[3].name}"):
+        run(data, tmp_path / "out", "--epochs", "1")
+    assert not (tmp_path / "out" / "best.json").exists(), "found before anything is written, not in epoch 1"
+
+
+def test_a_non_utf8_annotation_file_is_one_line_naming_it(motion, tmp_path):
+    import subprocess
+    import sys
+
+    data = _copy_motion(motion, tmp_path)
+    ann = data / LAYOUTS["dfew"]["train_ann"].format(fold=1)
+    ann.write_bytes(ann.read_bytes() + "99,Fröhlich\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=re.escape(f"annotation file {ann} is not UTF-8 text")):
+        run(data, tmp_path / "out", "--epochs", "0")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--config",
+            "training/configs/smoke_motion.yaml",
+            "--data",
+            str(data),
+            "--out-dir",
+            str(tmp_path / "cli"),
+            "--set",
+            "data.folds=3",
+            "--epochs",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    bad_byte = ann.read_bytes().index("ö".encode("latin-1"))
+    assert result.stderr.strip().splitlines() == [
+        f"train: error: annotation file {ann} is not UTF-8 text (invalid start byte at byte "
+        f"{bad_byte}): save it as UTF-8"
+    ], result.stderr
+
+
+def test_train_and_crossval_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    def imports(path):
+        tree = ast.parse(Path(path).read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
+            f"training.{a.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "training"
+            for a in node.names
+        }
+
+    assert "training.crossval" not in imports(train.__file__)
+    assert "training.train" in imports(crossval.__file__)

@@ -183,8 +183,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
     for key, default in DEFAULTS.items():
         value = None if isinstance(default, dict) else getattr(args, key)
         if key == "allow_random_backbone":
-            recipe[key] = True if value else recipe[key]
-            continue
+            continue  # a flag, applied last
         if value is not None:
             recipe[key] = yaml.safe_load(value)
     for item in args.set:
@@ -194,6 +193,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
         if key.split(".")[0] not in DEFAULTS:
             p.error(f"--set {key}: unknown recipe key {key.split('.')[0]!r}")
         _set_key(recipe, key, yaml.safe_load(value))
+    if args.allow_random_backbone:
+        recipe["allow_random_backbone"] = True
     if args.data_dir is None:
         p.error("--data DIR is required")
     recipe["data_dir"] = args.data_dir
