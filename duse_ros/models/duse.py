@@ -31,7 +31,7 @@ from ..classes import CLASS_SETS, get_class_set
 from .base import AffectModel, InputSpec
 from .clip_backbone import create_frozen_clip, encode_image_prompted, encode_text_prompted, tokenizer
 from .htpc import HTPC, STRATEGIES, prompt_depth
-from .lsea import LSEA
+from .lsea import LSEA, PAPER_FORM, SIMILARITIES
 from .registry import register_arch, register_config, with_defaults
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ DEFAULTS: dict = {
     "aggregator": "lsea",  # "lsea" | "avgpool" (ablation)
     "n_heads": 4,  # N, LSEA's text-attention heads
     "beta": 0.7,  # LSEA's mix of V_o and the attended text features
+    "lsea_similarity": "dot",  # "dot" (the paper's Eq. 12) | "cosine" (the paper's prose)
+    "lsea_norm": True,  # LayerNorm before LSEA's temporal attention (ours; the paper has none)
+    "lsea_residual": True,  # frames + temporal attention (ours; the paper: the attention alone)
     "class_set": "dfew",  # see duse_ros.classes
     "image_size": None,  # None = the backbone's own
     "num_frames": 16,
@@ -72,6 +75,9 @@ def resolve_config(config: dict) -> dict:
     for key in ("n_prompts", "n_heads", "num_frames"):
         check(isinstance(config[key], int) and config[key] >= 1, key, "a positive integer")
     check(0.0 <= float(config["beta"]) <= 1.0, "beta", "a number in [0, 1]")
+    check(config["lsea_similarity"] in SIMILARITIES, "lsea_similarity", f"one of {SIMILARITIES}")
+    for key in ("lsea_norm", "lsea_residual"):
+        check(isinstance(config[key], bool), key, "true or false")
     check(
         config["image_size"] is None or (isinstance(config["image_size"], int) and config["image_size"] > 0),
         "image_size",
@@ -146,7 +152,18 @@ class DuSE(AffectModel):
                 vision_depth=vision_depth,
                 frame_encoding_scale=_token_scale(self.clip.visual.positional_embedding),
             )
-            self.lsea = LSEA(embed_dim, config["n_heads"], config["beta"]) if config["aggregator"] == "lsea" else None
+            self.lsea = (
+                LSEA(
+                    embed_dim,
+                    config["n_heads"],
+                    config["beta"],
+                    similarity=config["lsea_similarity"],
+                    pre_norm=config["lsea_norm"],
+                    residual=config["lsea_residual"],
+                )
+                if config["aggregator"] == "lsea"
+                else None
+            )
         config["image_size"] = int(self.clip.visual.image_size[0])
         self._config = config
 
@@ -294,6 +311,29 @@ for _key, _backbone in (("vitl14", "ViT-L-14"), ("vitb16", "ViT-B-16")):
         aggregator="avgpool",
         image_size=224,
     )
+# Table V's sweeps around the Normal default (N = 4 heads, beta = 0.7), the learnable-token count
+# (n = 4), and LSEA's form: the paper's (dot product, no LayerNorm, no residual) and the prose's
+# cosine similarity. Each is the ViT-L/14 Normal model (and its ViT-B/16 twin) with one change.
+LSEA_PAPER = {
+    "lsea_similarity": PAPER_FORM["similarity"],
+    "lsea_norm": PAPER_FORM["pre_norm"],
+    "lsea_residual": PAPER_FORM["residual"],
+}
+ABLATIONS: dict[str, dict] = {
+    "heads2": {"n_heads": 2},
+    "heads6": {"n_heads": 6},
+    "beta0.3": {"beta": 0.3},
+    "beta0.5": {"beta": 0.5},
+    "beta0.9": {"beta": 0.9},
+    "tokens2": {"n_prompts": 2},
+    "tokens8": {"n_prompts": 8},
+    "tokens16": {"n_prompts": 16},
+    "lsea-paper": LSEA_PAPER,
+    "lsea-cosine": {"lsea_similarity": "cosine"},
+}
+for _key, _backbone in (("vitl14", "ViT-L-14"), ("vitb16", "ViT-B-16")):
+    for _suffix, _change in ABLATIONS.items():
+        _register(f"duse-{_key}-{_suffix}", backbone=_backbone, image_size=224, **_change)
 # Tiny random CLIP (open_clip_configs/DuSE-Tiny.json) for tests: each path of the model.
 _TINY = {"backbone": "DuSE-Tiny", "quick_gelu": False, "image_size": 32}
 _register("duse-tiny", **_TINY)
@@ -301,3 +341,5 @@ _register("duse-tiny-shallow", **_TINY, strategy="shallow")
 _register("duse-tiny-deep", **_TINY, strategy="deep")
 _register("duse-tiny-coop", **_TINY, prompt="coop", strategy="shallow")
 _register("duse-tiny-avgpool", **_TINY, aggregator="avgpool")
+_register("duse-tiny-lsea-paper", **_TINY, **LSEA_PAPER)
+_register("duse-tiny-lsea-cosine", **_TINY, lsea_similarity="cosine")
