@@ -257,10 +257,11 @@ def test_zero_gates_give_the_frozen_encoders_own_features(model):
             model.audio_gates.zero_()
 
 
-def test_modality_dropout_trains_exactly_the_single_modality_paths():
+@pytest.mark.parametrize("name", ["bhgap-tiny", "bhgap-tiny-tokens"])
+def test_modality_dropout_trains_exactly_the_single_modality_paths(name):
     logging.disable(logging.WARNING)
     try:
-        m = build_model("bhgap-tiny", modality_dropout=1.0, dropout=0.0)
+        m = build_model(name, modality_dropout=1.0, dropout=0.0)
     finally:
         logging.disable(logging.NOTSET)
     with torch.no_grad():  # open the gates, so generated prompts matter and must be cut
@@ -396,3 +397,88 @@ def test_checkpoint_round_trip(model, tmp_path):
     with torch.inference_mode():
         torch.testing.assert_close(restored(video, audio), trained(video, audio))
     assert restored.checkpoint == str(path) and restored.untrained  # encoders are still random
+
+
+# ------------------------------------------------------------------------ prompt modes, generator width, audio span
+@pytest.fixture(scope="module")
+def tokens_model():
+    logging.disable(logging.WARNING)
+    try:
+        return build_model("bhgap-tiny-tokens").eval()
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_token_prompts_are_appended_before_each_block_and_dropped_after(tokens_model):
+    m = tokens_model
+    n, depth = 2, len(m.visual.blocks)
+    assert m.visual_prompts.shape == (depth, n, m.visual.embed_dim) and m.audio_prompts.shape[:2] == (depth, n)
+    seen = {"visual": [], "audio": []}
+    hooks = [
+        block.register_forward_pre_hook(lambda mod, args, kind=kind: seen[kind].append(args[0].shape[1]))
+        for kind in ("visual", "audio")
+        for block in getattr(m, kind).blocks
+    ]
+    video, audio = _window(m)
+    fbank = m.frontend(audio)
+    try:
+        with torch.inference_mode():
+            visual, audio_tokens = m.encode(video, fbank)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    plain_visual = 1 + m.visual.patch_embed.num_patches
+    plain_audio = 1 + m.audio.patch_embed.num_patches
+    assert seen == {"visual": [plain_visual + n] * depth, "audio": [plain_audio + n] * depth}
+    assert visual.shape[2] == plain_visual and audio_tokens.shape[1] == plain_audio  # prompts dropped
+    with torch.inference_mode():  # appended tokens take part in attention: not the frozen encoder, even at zero gates
+        frozen_audio = m.audio.forward_features(fbank.unsqueeze(1))
+    assert not torch.allclose(audio_tokens, frozen_audio, atol=1e-4)
+
+
+def test_token_mode_zero_gates_keep_the_other_modality_out(tokens_model):
+    m = tokens_model
+    video, audio = _window(m)
+    other_audio = _window(m, seed=9)[1]
+    with torch.inference_mode():
+        visual, _ = m.encode(video, m.frontend(audio))
+        visual_other, _ = m.encode(video, m.frontend(other_audio))
+    assert torch.equal(visual, visual_other), "a zero gate: the visual tokens do not depend on the audio"
+    with torch.no_grad():
+        m.visual_gates[1] = 0.5
+    try:
+        with torch.inference_mode():
+            opened, _ = m.encode(video, m.frontend(audio))
+            opened_other, _ = m.encode(video, m.frontend(other_audio))
+        assert not torch.allclose(opened, opened_other), "an open gate lets the generated prompts in"
+    finally:
+        with torch.no_grad():
+            m.visual_gates.zero_()
+
+
+def test_prompt_mode_and_generator_width_are_config_with_ablations():
+    tokens, wide = get_config("bhgap-vitb16-tokens"), get_config("bhgap-vitb16-gen768")
+    base = get_config("bhgap-vitb16")
+    assert {k for k in tokens if tokens[k] != base[k]} == {"name", "prompt_mode"} and tokens["prompt_mode"] == "tokens"
+    assert {k for k in wide if wide[k] != base[k]} == {"name", "generator_dim"} and wide["generator_dim"] == 768
+    assert base["prompt_mode"] == "additive" and base["generator_dim"] == 256
+    with torch.device("meta"):
+        m = build_model("bhgap-vitb16-gen768")
+        assert m.generators[0].ssm.in_proj.in_features == 768 and m.generators[0].visual_in[1].out_features == 768
+    with pytest.raises(ValueError, match="prompt_mode='prefix'"):
+        build_model("bhgap-tiny", prompt_mode="prefix")
+    old = {k: v for k, v in get_config("bhgap-tiny").items() if k not in ("prompt_mode", "prompt_tokens", "audio_s")}
+    assert resolve_config(old) == resolve_config(get_config("bhgap-tiny"))  # checkpoints from before keep their form
+
+
+def test_audio_s_sets_the_audio_length_apart_from_the_frame_span():
+    logging.disable(logging.WARNING)
+    try:
+        ref = build_model("bhgap-tiny", audio_s=5.12, span_s=3.0)
+        plain = build_model("bhgap-tiny", span_s=3.0)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert ref.frontend.num_frames == num_frames(FbankConfig(span_s=5.12, frame_multiple=16)) == 512
+    assert plain.frontend.num_frames == num_frames(FbankConfig(span_s=3.0, frame_multiple=16))
+    assert ref.audio.patch_embed.num_patches == 512 // 16 * 8
+    assert get_config("bhgap-vitb16-ref")["audio_s"] == 5.12

@@ -237,6 +237,8 @@ def build(recipe: dict, class_set: str | None = None, span_s: float | None = Non
         overrides.setdefault("seed", int(recipe["seed"]))
     if "span_s" in registered:
         overrides.setdefault("span_s", span_s if span_s is not None else recipe["span_s"])
+    if "audio_s" in registered and recipe.get("audio_s"):  # the model's log-mel length follows the clips' audio
+        overrides.setdefault("audio_s", float(recipe["audio_s"]))
     if class_set and "class_set" in registered:
         overrides.setdefault("class_set", class_set)
     torch.manual_seed(int(recipe["seed"]))

@@ -52,13 +52,18 @@ DEFAULTS: dict = {
     "audio_weights": "",  # file of the frozen audio ViT (e.g. AudioMAE ViT-B/16); "" = random
     "image_size": 224,
     "num_frames": 16,
-    "span_s": 2.0,  # clip span trained on; fixes the fbank frame count
+    "span_s": 2.0,  # clip span trained on (the frames'); fixes the fbank frame count unless audio_s is set
+    "audio_s": None,  # seconds of audio the model reads (the reference: 5.12); None = span_s
     "image_mean": IMAGENET_MEAN,  # MAE's normalisation of RGB in [0, 1]
     "image_std": IMAGENET_STD,
     "fbank_mean": AUDIOSET_FBANK_MEAN,
     "fbank_std": AUDIOSET_FBANK_STD,
     "prompting": "deep",  # "deep": SSM prompts at every layer | "none" (ablation: frozen encoders only)
-    "generator_dim": 256,  # width of the prompt generator's SSM
+    # "additive": a gated shift of every token (ours: a zero gate is exactly the frozen encoder) |
+    # "tokens": prompt_tokens extra tokens appended before each layer and dropped after it (the reference's)
+    "prompt_mode": "additive",
+    "prompt_tokens": 2,  # tokens appended per layer in "tokens" mode
+    "generator_dim": 256,  # width of the prompt generator's SSM (the reference: 768)
     "d_state": 16,
     "d_conv": 4,
     "expand": 2,
@@ -80,6 +85,7 @@ DEFAULTS: dict = {
     "seed": 0,
 }
 PROMPTING = ("deep", "none")
+PROMPT_MODES = ("additive", "tokens")
 
 
 def resolve_config(config: dict) -> dict:
@@ -103,6 +109,7 @@ def resolve_config(config: dict) -> dict:
         "fusion_depth",
         "fusion_heads",
         "align_rank",
+        "prompt_tokens",
     ):
         check(isinstance(config[key], int) and config[key] >= 1, key, "a positive integer")
     check(isinstance(config["mmd_steps"], int) and config["mmd_steps"] >= 0, "mmd_steps", "an integer >= 0")
@@ -113,6 +120,8 @@ def resolve_config(config: dict) -> dict:
     check(0.0 <= float(config["dropout"]) < 1.0, "dropout", "a number in [0, 1)")
     check(0.0 <= float(config["modality_dropout"]) <= 1.0, "modality_dropout", "a number in [0, 1]")
     check(config["prompting"] in PROMPTING, "prompting", f"one of {PROMPTING}")
+    check(config["prompt_mode"] in PROMPT_MODES, "prompt_mode", f"one of {PROMPT_MODES}")
+    check(config["audio_s"] is None or float(config["audio_s"]) > 0, "audio_s", "a number > 0 or null")
     check(config["fusion_dim"] % config["fusion_heads"] == 0, "fusion_heads", "a divisor of fusion_dim")
     check(
         len(config["mmd_bandwidths"]) >= 1 and all(float(b) > 0 for b in config["mmd_bandwidths"]),
@@ -141,7 +150,7 @@ class BHGap(AffectModel):
         # The same random weights in every process; the caller's RNG state is restored after.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(config["seed"])
-            self.frontend = frontend_for(config)
+            self.frontend = frontend_for({**config, "span_s": config["audio_s"] or config["span_s"]})
             self.visual = build_encoder(config["visual_encoder"], (size, size), in_chans=3)
             self.audio = build_encoder(
                 config["audio_encoder"], (self.frontend.num_frames, self.frontend.config.num_mel_bins), in_chans=1
@@ -153,9 +162,14 @@ class BHGap(AffectModel):
                     f"got visual {depth} and audio {len(self.audio.blocks)}"
                 )
             dv, da, h = self.visual.embed_dim, self.audio.embed_dim, config["fusion_dim"]
-            if config["prompting"] == "deep":
+            if config["prompting"] == "deep" and config["prompt_mode"] == "tokens":
+                n = config["prompt_tokens"]  # p_v[i], p_a[i]: n tokens per layer, at token scale (VPT's 0.02)
+                self.visual_prompts = nn.Parameter(torch.randn(depth, n, dv) * 0.02)
+                self.audio_prompts = nn.Parameter(torch.randn(depth, n, da) * 0.02)
+            elif config["prompting"] == "deep":
                 self.visual_prompts = nn.Parameter(torch.randn(depth, dv) * dv**-0.5)  # p_v[i]
                 self.audio_prompts = nn.Parameter(torch.randn(depth, da) * da**-0.5)  # p_a[i]
+            if config["prompting"] == "deep":
                 self.visual_gates = nn.Parameter(torch.zeros(depth))
                 self.audio_gates = nn.Parameter(torch.zeros(depth))
                 self.generators = nn.ModuleList(
@@ -284,6 +298,8 @@ class BHGap(AffectModel):
         """video (B, T, 3, S, S), fbank (B, F, M) (either may be None) -> final-norm tokens of the
         visual encoder (B, T, 1 + Nv, Dv) and of the audio encoder (B, 1 + Na, Da), or None.
         has_video / has_audio (B,): a clip without one gets no prompts generated from it."""
+        if self.generators is not None and self._config["prompt_mode"] == "tokens":
+            return self._encode_with_prompt_tokens(video, fbank, has_video, has_audio)
         b = (video if video is not None else fbank).shape[0]
         xv = embed(self.visual, video.flatten(0, 1)) if video is not None else None  # (B*T, 1 + Nv, Dv)
         xa = embed(self.audio, fbank.unsqueeze(1)) if fbank is not None else None  # (B, 1 + Na, Da)
@@ -308,6 +324,37 @@ class BHGap(AffectModel):
             if xa is not None:
                 shift = (torch.tanh(self.audio_gates[i]) * pa).to(xa.dtype).expand(b, -1)  # (B, Da)
                 xa = xa + shift[:, None]
+        visual = self.visual.norm(xv).view(b, -1, *xv.shape[1:]) if xv is not None else None
+        audio = self.audio.norm(xa) if xa is not None else None
+        return visual, audio
+
+    def _encode_with_prompt_tokens(self, video, fbank, has_video, has_audio):
+        """`encode` in "tokens" mode: before block i of each encoder, n prompt tokens
+        p[i] + tanh(gate[i]) g are appended (g generated from both encoders' tokens entering
+        block i, zeroed for a clip without the other modality) and dropped after the block. Every
+        block then attends to the prompts, so even at zero gates this is not the frozen encoder;
+        what a zero gate does guarantee is that the other modality has no effect."""
+        b = (video if video is not None else fbank).shape[0]
+        xv = embed(self.visual, video.flatten(0, 1)) if video is not None else None  # (B*T, 1 + Nv, Dv)
+        xa = embed(self.audio, fbank.unsqueeze(1)) if fbank is not None else None  # (B, 1 + Na, Da)
+        n = self._config["prompt_tokens"]
+        for i in range(len(self.visual.blocks)):
+            pv = self.visual_prompts[i].expand(b, -1, -1)  # (B, n, Dv)
+            pa = self.audio_prompts[i].expand(b, -1, -1)  # (B, n, Da)
+            if xv is not None and xa is not None:
+                gv, ga = self.generators[i](xv.view(b, -1, *xv.shape[1:]), xa)  # (B, Dv), (B, Da)
+                if has_audio is not None:
+                    gv = gv * has_audio.to(gv.dtype).unsqueeze(1)
+                if has_video is not None:
+                    ga = ga * has_video.to(ga.dtype).unsqueeze(1)
+                pv = pv + torch.tanh(self.visual_gates[i]) * gv[:, None]
+                pa = pa + torch.tanh(self.audio_gates[i]) * ga[:, None]
+            if xv is not None:
+                frames = xv.shape[0] // b
+                prompts = pv.to(xv.dtype).repeat_interleave(frames, dim=0)  # (B*T, n, Dv): a clip's frames share them
+                xv = self.visual.blocks[i](torch.cat([xv, prompts], dim=1))[:, :-n]
+            if xa is not None:
+                xa = self.audio.blocks[i](torch.cat([xa, pa.to(xa.dtype)], dim=1))[:, :-n]
         visual = self.visual.norm(xv).view(b, -1, *xv.shape[1:]) if xv is not None else None
         audio = self.audio.norm(xa) if xa is not None else None
         return visual, audio
@@ -373,6 +420,11 @@ _register("bhgap-vitb16-noprompt", prompting="none")
 _register("bhgap-vitb16-noadv", adversarial=False)
 _register("bhgap-vitb16-nommd", mmd=False)
 _register("bhgap-vitb16-noalign", adversarial=False, mmd=False)
+# The reference's prompt form (two tokens appended per layer) and generator width (768), each
+# one change from bhgap-vitb16; the -ref variant has both, and the reference's 5.12 s of audio.
+_register("bhgap-vitb16-tokens", prompt_mode="tokens")
+_register("bhgap-vitb16-gen768", generator_dim=768)
+_register("bhgap-vitb16-ref", prompt_mode="tokens", generator_dim=768, audio_s=5.12)
 # Tiny random encoders for tests and the CPU demo: every path of the model, in milliseconds.
 _TINY = {
     "visual_encoder": "vit-tiny",
@@ -389,3 +441,4 @@ _register("bhgap-tiny", **_TINY)
 _register("bhgap-tiny-mafw", **_TINY, class_set="mafw")
 _register("bhgap-tiny-noprompt", **_TINY, prompting="none")
 _register("bhgap-tiny-noalign", **_TINY, adversarial=False, mmd=False)
+_register("bhgap-tiny-tokens", **_TINY, prompt_mode="tokens")
