@@ -258,6 +258,16 @@ def read_wav(path: Path, rate: int) -> np.ndarray:
     return _resample(samples.reshape(-1, channels).mean(axis=1), source_rate, rate)
 
 
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    """Mono float samples in [-1, 1] as a 16-bit PCM .wav."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+
+
 def read_video_audio(path: Path, rate: int) -> np.ndarray:
     """Mono float32 samples at `rate` from a video file's first audio stream (PyAV)."""
     try:

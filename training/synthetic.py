@@ -15,11 +15,12 @@ model that uses both can be right on nearly all.
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .datasets import write_wav
 
 STEPS = 16
 
@@ -77,15 +78,6 @@ def make_motion_dataset(
             lines = ["video_name,label"] + [f"{v},{label}" for v, label, f in rows if keep(f)]
             path.write_text("\n".join(lines) + "\n")
     return root
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
 
 
 def make_av_dataset(
