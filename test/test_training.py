@@ -478,3 +478,59 @@ def test_train_and_crossval_do_not_import_each_other():
 
     assert "training.crossval" not in imports(train.__file__)
     assert "training.train" in imports(crossval.__file__)
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+def test_every_recipe_loads_and_bhgap_follows_the_reference_protocol():
+    from pathlib import Path
+
+    for path in sorted(Path("training/configs").glob("*.yaml")):
+        recipe = train.load_recipe(path)
+        train.check_recipe(recipe, world=1)
+        assert (
+            recipe["allow_random_backbone"] == path.name.startswith("smoke_bhgap") or path.name == "smoke_motion.yaml"
+        )
+    for name in ("bhgap_mafw", "bhgap_dfew"):
+        recipe = train.load_recipe(f"training/configs/{name}.yaml")
+        assert recipe["span_s"] is None and recipe["audio_s"] == 5.12 and recipe["data"]["clip_root"] == "faces"
+        assert (recipe["optimizer"], recipe["lr"], recipe["weight_decay"]) == ("adamw", 3e-5, 0.01)
+        assert (recipe["batch_size"], recipe["epochs"], recipe["scheduler"]) == (8, 25, "cosine_epoch")
+    ours = train.load_recipe("training/configs/bhgap_mafw_ours.yaml")
+    assert (ours["lr"], ours["weight_decay"], ours["batch_size"], ours["epochs"]) == (1e-4, 0.05, 16, 30)
+    assert train.load_recipe("training/configs/bhgap_dfew.yaml")["data"]["layout"] == "dfew"
+    # the recipe's audio length reaches the model's log-mel front end
+    recipe = train.parse_args(["--config", "training/configs/bhgap_dfew.yaml", "--data", "x", "--model", "bhgap-tiny"])
+    assert train.build(recipe, class_set="dfew", span_s=3.0).frontend.num_frames == 512
+
+
+def test_bhgap_trains_on_whole_clips_with_5_12_s_of_audio(tmp_path):
+    data = make_av_dataset(tmp_path / "av", clips_per_class=2, num_classes=7, size=16, seconds=2.0, folds=2)
+    summary = train.main(
+        [
+            "--config",
+            "training/configs/smoke_bhgap_av.yaml",
+            "--data",
+            str(data),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--set",
+            "data.folds=2",
+            "--span-s",
+            "null",
+            "--audio-s",
+            "5.12",
+            "--epochs",
+            "1",
+            "--val-fraction",
+            "0",
+            "--select",
+            "last",
+            "--progress",
+            "false",
+            "--tensorboard",
+            "false",
+        ]
+    )
+    config = read_config(summary["checkpoint"])
+    assert config["audio_s"] == 5.12 and config["span_s"] == 2.0  # the node's span: the median clip
+    assert config["training"]["frame_sampling"] == "whole clip" and summary["best"]["epoch"] == 1
