@@ -58,11 +58,12 @@ def check_entries(entries: Sequence[ClipEntry]) -> None:
             raise DatasetError(f"{e.source}: clip directory {e.path} has no frames ({sorted(FRAME_SUFFIXES)})")
 
 
-def _check_clip(entry: ClipEntry, spec: InputSpec, fps: float, span_s: float | None) -> str | None:
+def _check_clip(entry: ClipEntry, spec: InputSpec, fps: float, span_s: float | None, evaluated: bool) -> str | None:
     """Why `entry` cannot be read, or None. Frame folders: every frame's image header (PIL reads
-    only the header), and the frames evaluation samples decoded in full. Video files: opened and
-    their first frame decoded. Audio-visual models: the audio opened (a .wav header, or the video
-    file's audio stream)."""
+    only the header), then the frames evaluation samples (`evaluated`: validation and test clips)
+    or the first frame (training clips) decoded in full. Video files: opened and their first
+    frame decoded. Audio-visual models: the audio opened (a .wav header, or the video file's
+    audio stream)."""
     from PIL import Image
 
     path = entry.path
@@ -72,7 +73,8 @@ def _check_clip(entry: ClipEntry, spec: InputSpec, fps: float, span_s: float | N
             for f in files:
                 with Image.open(f) as image:
                     image.size  # noqa: B018  (parses the header)
-            for i in sample_frames(len(files), spec.num_frames, fps, span_s, train=False):
+            picked = sample_frames(len(files), spec.num_frames, fps, span_s, train=False) if evaluated else [0]
+            for i in sorted(set(picked)):
                 _read_rgb(files[i])
         else:
             capture = cv2.VideoCapture(str(path))
@@ -108,7 +110,8 @@ def _check_audio_stream(path: Path) -> None:
 
 
 def check_clips(
-    entries: Sequence[ClipEntry],
+    train_entries: Sequence[ClipEntry],
+    evaluated_entries: Sequence[ClipEntry],
     spec: InputSpec,
     fps: float,
     span_s: float | None,
@@ -116,11 +119,14 @@ def check_clips(
     progress: bool = True,
 ) -> None:
     """Read every clip once before training (see `_check_clip` for how much), so that a corrupt
-    file stops the run now and not after its last epoch. All failures are collected; the error
-    counts them and names the first with its annotation line."""
+    file stops the run now and not after its last epoch: the validation and test clips exactly
+    as evaluation will read them, the training clips' headers and first frame. All failures are
+    collected; the error counts them and names the first with its annotation line."""
     failures: list[str] = []
+    jobs = [(e, False) for e in train_entries] + [(e, True) for e in evaluated_entries]
+    entries = [e for e, _ in jobs]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # OpenCV and PIL decode outside the GIL
-        results = pool.map(lambda e: (e, _check_clip(e, spec, fps, span_s)), entries)
+        results = pool.map(lambda job: (job[0], _check_clip(job[0], spec, fps, span_s, job[1])), jobs)
         for entry, problem in tqdm(
             results, total=len(entries), desc="checking clips", unit="clip", leave=False, disable=not progress
         ):

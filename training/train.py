@@ -699,7 +699,8 @@ def train(recipe: dict) -> dict:
             f"labels index {splits.classes}: set model_overrides.class_set"
         )
     check_clips(
-        splits.train + splits.val + splits.test,
+        splits.train,
+        splits.val + splits.test,
         model.input_spec,
         fps,
         recipe["span_s"],
