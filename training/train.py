@@ -864,7 +864,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli(entry=main) -> None:
-    """Run `entry` as a command: a dataset or recipe error is one line on stderr (exit status 2),
+    """Run `entry` as a command: a dataset or recipe error is one line on stderr (exit status 1),
     not a traceback."""
     try:
         entry()
