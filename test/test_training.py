@@ -328,8 +328,12 @@ def test_audio_is_read_from_a_video_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- protocol options
 def test_val_fraction_zero_trains_on_the_whole_fold_and_keeps_the_named_epoch(motion, tmp_path):
-    last = run(motion, tmp_path / "last", "--epochs", "2", "--val-fraction", "0", "--select", "last")
+    last = run(
+        motion, tmp_path / "last", "--epochs", "2", "--val-fraction", "0", "--select", "last",
+        "--scheduler", "cosine_epoch", "--lr", "0.01",
+    )  # fmt: skip
     assert [h["epoch"] for h in last["history"]] == [1, 2] and "val_uar" not in last["history"][0]
+    assert [h["lr"] for h in last["history"]] == pytest.approx([0.01, 0.005])  # cosine_epoch: set once per epoch
     assert last["best"]["epoch"] == 2
     config = read_config(tmp_path / "last" / "best.json")
     assert config["training"]["splits"] == {"train": 14, "val": 0, "test": 7}  # the whole training fold
@@ -362,11 +366,10 @@ def test_schedule_kinds():
     assert train.lr_factor("cosine_epoch", 4, steps, epochs, 1) == 0.5  # warm-up first, linear
 
 
-def test_cosine_epoch_recipe_sets_the_rate_per_epoch(motion, tmp_path):
-    summary = run(motion, tmp_path, "--epochs", "2", "--scheduler", "cosine_epoch", "--lr", "0.01")
-    assert [h["lr"] for h in summary["history"]] == pytest.approx([0.01, 0.005])
+def test_unknown_schedule_is_refused_before_anything_loads():
+    recipe = train.load_recipe("training/configs/smoke_motion.yaml")
     with pytest.raises(train.RecipeError, match="scheduler 'step'"):
-        run(motion, tmp_path / "bad", "--scheduler", "step")
+        train.check_recipe({**recipe, "scheduler": "step"}, world=1)
 
 
 def test_a_random_backbone_is_refused_unless_allowed(motion, tmp_path):

@@ -43,7 +43,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -599,21 +599,109 @@ def wrap_for_training(model, recipe: dict, context: Context) -> nn.Module:
     return step_module
 
 
+def build_for_run(recipe: dict, layout: dict, splits: Splits, node_span_s: float, context: Context):
+    """The recipe's model on the run's device, refused when its backbone is random (unless
+    allowed) or its classes are not the ones the dataset's labels index."""
+    model = build(recipe, class_set=layout["class_set"], span_s=node_span_s).to(context.device)
+    refuse_random_backbone(model, recipe)
+    if list(model.class_names) != splits.classes:
+        raise RecipeError(
+            f"model {model.model_id} has classes {model.class_names}, the {layout['class_set']} "
+            f"labels index {splits.classes}: set model_overrides.class_set"
+        )
+    return model
+
+
+def describe_run(recipe: dict, splits: Splits, node_span_s: float, context: Context) -> dict:
+    """What the checkpoints record about the run."""
+    return {
+        "recipe": {k: v for k, v in recipe.items() if k != "resume"},
+        "fold": splits.fold,
+        "span_s": node_span_s,
+        "frame_sampling": "whole clip" if recipe["span_s"] is None else f"{recipe['span_s']} s window",
+        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "batch_size": {
+            "global": int(recipe["batch_size"]),
+            "per_process": per_process_batch(int(recipe["batch_size"]), context.world),
+        },
+    }
+
+
 @dataclass
 class Trainer:
-    """One epoch of optimisation at a time; the state a resumed run restores."""
+    """The run's state: one epoch of optimisation at a time (every process), then validation,
+    the checkpoint kept and the resumable state (the main process)."""
 
     recipe: dict
     context: Context
     model: nn.Module
-    step_module: nn.Module
-    trainable: list
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    scaler: torch.amp.GradScaler
-    criterion: nn.Module
     loaders: Loaders
+    run_info: dict
+    step_module: nn.Module = None
+    trainable: list = field(default_factory=list)
+    optimizer: torch.optim.Optimizer = None
+    scheduler: object = None
+    scaler: torch.amp.GradScaler = None
+    criterion: nn.Module = None
     step: int = 0
+    history: list = field(default_factory=list)
+    best: dict | None = None
+    logger: Logger | None = None
+
+    def __post_init__(self):
+        recipe, context = self.recipe, self.context
+        self.step_module = wrap_for_training(self.model, recipe, context)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer, self.scheduler = make_optimizer(recipe, self.trainable, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(context.device.type, enabled=context.amp)
+        self.criterion = build_loss(recipe["loss"], gamma=float(recipe["focal_gamma"])).to(context.device)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.loaders.train))
+
+    @property
+    def best_path(self) -> Path:
+        return self.context.out_dir / "best.json"
+
+    def resume(self) -> int:
+        """Weights, optimiser, scheduler, scaler, history and kept record from out_dir/last.json;
+        returns the next epoch."""
+        out_dir = self.context.out_dir
+        last = out_dir / "last.json"
+        meta = json.loads(last.read_text())["training"]
+        load_trainable(self.model, load_file(str(out_dir / "last.safetensors")), source=str(last))
+        load_state(out_dir / "last_state.safetensors", meta, self.optimizer, self.scheduler, self.scaler)
+        self.history, self.best = meta["history"], meta["best"]
+        self.step = meta["epoch"] * self.steps_per_epoch
+        log.info("resumed from %s at epoch %d", last, meta["epoch"] + 1)
+        return meta["epoch"] + 1
+
+    def start(self, splits: Splits) -> None:
+        """Log the run, open the metric logs and, on a fresh run, save the initial weights as the
+        kept checkpoint (what epochs: 0 scores)."""
+        recipe, context, model = self.recipe, self.context, self.model
+        if not context.main_process:
+            return
+        self.logger = Logger(context.out_dir, bool(recipe["tensorboard"]))
+        log.info(
+            "%s on %s%s (x%d, batch %d per process): %d trainable parameters; fold %d: %d train / %d val / "
+            "%d test clips; frames: %s; keeps: %s",
+            model.model_id,
+            context.device,
+            " fp16" if context.amp else "",
+            context.world,
+            self.run_info["batch_size"]["per_process"],
+            sum(p.numel() for p in self.trainable),
+            splits.fold,
+            len(splits.train),
+            len(splits.val),
+            len(splits.test),
+            self.run_info["frame_sampling"],
+            f"epoch {recipe['select']}" if isinstance(recipe["select"], int) else recipe["select"],
+        )
+        if self.best is None:
+            save_checkpoint(model, self.best_path, extra={**self.run_info, "epoch": 0, "best": None})
 
     def run_epoch(self, epoch: int, epochs: int) -> dict:
         """Train one epoch; returns its record (loss, auxiliary losses, learning rate, seconds)."""
@@ -660,6 +748,39 @@ class Trainer:
             **{f"aux_{k}": v / max(1, seen) for k, v in aux_totals.items()},
         }
 
+    def end_epoch(self, record: dict, classes: list[str]) -> None:
+        """Main process: score the validation split (if any), keep the epoch `select` names,
+        write the resumable state and the history."""
+        recipe, context, model = self.recipe, self.context, self.model
+        val = None
+        if self.loaders.val is not None:
+            labels, predictions, _ = predict(
+                model, self.loaders.val, context.device, context.amp, context.progress, "val", recipe["inputs"]
+            )
+            val = score(labels, predictions, classes)
+            record.update(val_uar=val.uar, val_war=val.war)
+        self.history.append(record)
+        epoch = record["epoch"]
+        kept = selects(recipe["select"], record, self.best)
+        if kept:
+            self.best = record
+            extra = {**self.run_info, "epoch": epoch, "best": record, **({"val": val.as_dict()} if val else {})}
+            save_checkpoint(model, self.best_path, extra=extra)
+        self.logger.scalars(epoch, {k: v for k, v in record.items() if k != "epoch"})
+        log.info(
+            "epoch %d: loss %.4f%s%s (%.0f s)",
+            epoch,
+            record["train_loss"],
+            f", val UAR {100 * val.uar:.2f}% WAR {100 * val.war:.2f}%" if val else "",
+            " (kept, saved)" if kept else "",
+            record["seconds"],
+        )
+        out_dir = context.out_dir
+        meta = {**self.run_info, "epoch": epoch, "history": self.history, "best": self.best}
+        save_state(out_dir / "last_state.safetensors", self.optimizer, self.scheduler, self.scaler, meta)
+        save_checkpoint(model, out_dir / "last.json", extra=meta)
+        (out_dir / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
+
 
 def selects(select, record: dict, best: dict | None) -> bool:
     """Whether this epoch's weights become the kept checkpoint: the best validation score so far
@@ -671,18 +792,6 @@ def selects(select, record: dict, best: dict | None) -> bool:
     return best is None or record[f"val_{select}"] > best[f"val_{select}"]
 
 
-def test_selected(recipe: dict, context: Context, splits: Splits, loaders: Loaders, best_path: Path):
-    """Score the test fold once, with the kept checkpoint as it loads from disk."""
-    selected = load_model(
-        str(best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {})
-    )
-    selected.to(context.device)
-    labels, predictions, _ = predict(
-        selected, loaders.test, context.device, context.amp, context.progress, "test", recipe["inputs"]
-    )
-    return score(labels, predictions, splits.classes)
-
-
 def train(recipe: dict) -> dict:
     """One fold; returns the run's summary (also written to out_dir/summary.json)."""
     context = set_up(recipe)
@@ -691,148 +800,67 @@ def train(recipe: dict) -> dict:
     fps = float(layout["fps"])
     splits = load_splits(recipe, layout)
     node_span_s = node_span(recipe, splits, fps)
-    model = build(recipe, class_set=layout["class_set"], span_s=node_span_s).to(context.device)
-    refuse_random_backbone(model, recipe)
-    if list(model.class_names) != splits.classes:
-        raise RecipeError(
-            f"model {model.model_id} has classes {model.class_names}, the {layout['class_set']} "
-            f"labels index {splits.classes}: set model_overrides.class_set"
-        )
+    model = build_for_run(recipe, layout, splits, node_span_s, context)
+    workers = max(1, int(recipe["workers"]))
     check_clips(
-        splits.train,
-        splits.val + splits.test,
-        model.input_spec,
-        fps,
-        recipe["span_s"],
-        workers=max(1, int(recipe["workers"])),
-        progress=context.progress,
+        splits.train, splits.val + splits.test, model.input_spec, fps, recipe["span_s"], workers, context.progress
     )
-    loaders = make_loaders(recipe, splits, model, fps, node_span_s, context)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = make_optimizer(recipe, trainable, max(1, len(loaders.train)))
     trainer = Trainer(
         recipe,
         context,
         model,
-        wrap_for_training(model, recipe, context),
-        trainable,
-        optimizer,
-        scheduler,
-        torch.amp.GradScaler(context.device.type, enabled=context.amp),
-        build_loss(recipe["loss"], gamma=float(recipe["focal_gamma"])).to(context.device),
-        loaders,
+        make_loaders(recipe, splits, model, fps, node_span_s, context),
+        describe_run(recipe, splits, node_span_s, context),
     )
-    run_info = {
-        "recipe": {k: v for k, v in recipe.items() if k != "resume"},
-        "fold": splits.fold,
-        "span_s": node_span_s,
-        "frame_sampling": "whole clip" if recipe["span_s"] is None else f"{recipe['span_s']} s window",
-        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
-        "batch_size": {
-            "global": int(recipe["batch_size"]),
-            "per_process": per_process_batch(int(recipe["batch_size"]), context.world),
-        },
-    }
-    out_dir, epochs = context.out_dir, int(recipe["epochs"])
-    history, best, start_epoch = resume(recipe, trainer) if recipe.get("resume") else ([], None, 1)
-    trainer.step = (start_epoch - 1) * max(1, len(loaders.train))
-
-    logger = Logger(out_dir, bool(recipe["tensorboard"])) if context.main_process else None
-    if context.main_process:
-        log.info(
-            "%s on %s%s (x%d, batch %d per process): %d trainable parameters; fold %d: %d train / %d val / "
-            "%d test clips; frames: %s; keeps: %s",
-            model.model_id,
-            context.device,
-            " fp16" if context.amp else "",
-            context.world,
-            run_info["batch_size"]["per_process"],
-            sum(p.numel() for p in trainable),
-            splits.fold,
-            len(splits.train),
-            len(splits.val),
-            len(splits.test),
-            run_info["frame_sampling"],
-            f"epoch {recipe['select']}" if isinstance(recipe["select"], int) else recipe["select"],
-        )
-    best_path = out_dir / "best.json"
-    if best is None and context.main_process:  # epochs == 0 (or a crash before the first epoch): the initial weights
-        save_checkpoint(model, best_path, extra={**run_info, "epoch": 0, "best": None})
-
+    start_epoch = trainer.resume() if recipe.get("resume") else 1
+    trainer.start(splits)
+    epochs = int(recipe["epochs"])
     for epoch in range(start_epoch, epochs + 1):
         record = trainer.run_epoch(epoch, epochs)
-        if not context.main_process:
-            continue
-        val = None
-        if loaders.val is not None:
-            labels, predictions, _ = predict(
-                model, loaders.val, context.device, context.amp, context.progress, "val", recipe["inputs"]
-            )
-            val = score(labels, predictions, splits.classes)
-            record.update(val_uar=val.uar, val_war=val.war)
-        history.append(record)
-        kept = selects(recipe["select"], record, best)
-        if kept:
-            best = record
-            extra = {**run_info, "epoch": epoch, "best": best, **({"val": val.as_dict()} if val else {})}
-            save_checkpoint(model, best_path, extra=extra)
-        logger.scalars(epoch, {k: v for k, v in record.items() if k != "epoch"})
-        log.info(
-            "epoch %d: loss %.4f%s%s (%.0f s)",
-            epoch,
-            record["train_loss"],
-            f", val UAR {100 * val.uar:.2f}% WAR {100 * val.war:.2f}%" if val else "",
-            " (kept, saved)" if kept else "",
-            record["seconds"],
-        )
-        meta = {**run_info, "epoch": epoch, "history": history, "best": best}
-        save_state(out_dir / "last_state.safetensors", optimizer, scheduler, trainer.scaler, meta)
-        save_checkpoint(model, out_dir / "last.json", extra=meta)
-        (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-
+        if context.main_process:
+            trainer.end_epoch(record, splits.classes)
     summary: dict = {}
     if context.main_process:
-        summary = finish(recipe, context, splits, loaders, model, history, best, best_path, node_span_s)
-        logger.close()
+        summary = finish(trainer, splits, node_span_s)
+        trainer.logger.close()
     if context.world > 1:
         torch.distributed.barrier()
     return summary
 
 
-def resume(recipe: dict, trainer: Trainer) -> tuple[list[dict], dict | None, int]:
-    """(history, kept record, next epoch) from out_dir/last.json, with the weights and the
-    optimiser, scheduler and scaler state restored."""
-    out_dir = trainer.context.out_dir
-    last = out_dir / "last.json"
-    meta = json.loads(last.read_text())
-    load_trainable(trainer.model, load_file(str(out_dir / "last.safetensors")), source=str(last))
-    load_state(
-        out_dir / "last_state.safetensors", meta["training"], trainer.optimizer, trainer.scheduler, trainer.scaler
+def score_test_fold(trainer: Trainer, splits: Splits):
+    """Score the test fold once, with the kept checkpoint as it loads from disk."""
+    recipe, context = trainer.recipe, trainer.context
+    selected = load_model(
+        str(trainer.best_path), **({"clip_weights": recipe["clip_weights"]} if recipe.get("clip_weights") else {})
     )
-    start_epoch = meta["training"]["epoch"] + 1
-    log.info("resumed from %s at epoch %d", last, start_epoch)
-    return meta["training"]["history"], meta["training"]["best"], start_epoch
+    selected.to(context.device)
+    labels, predictions, _ = predict(
+        selected, trainer.loaders.test, context.device, context.amp, context.progress, "test", recipe["inputs"]
+    )
+    return score(labels, predictions, splits.classes)
 
 
-def finish(recipe, context, splits, loaders, model, history, best, best_path, node_span_s) -> dict:
+def finish(trainer: Trainer, splits: Splits, node_span_s: float) -> dict:
     """The test fold scored with the kept checkpoint; reports, curves and summary.json written."""
-    test = test_selected(recipe, context, splits, loaders, best_path)
-    out_dir = context.out_dir
+    test = score_test_fold(trainer, splits)
+    out_dir, best, model_id = trainer.context.out_dir, trainer.best, trainer.model.model_id
+    checkpoint = str(trainer.best_path)
     write_report(
         test,
         out_dir,
         "test",
-        f"{model.model_id}, fold {splits.fold}, test",
-        extra={"checkpoint": str(best_path), "fold": splits.fold, "selected_epoch": best["epoch"] if best else 0},
+        f"{model_id}, fold {splits.fold}, test",
+        extra={"checkpoint": checkpoint, "fold": splits.fold, "selected_epoch": best["epoch"] if best else 0},
     )
-    plot_curves(history, out_dir / "curves.png")
+    plot_curves(trainer.history, out_dir / "curves.png")
     summary = {
-        "model": model.model_id,
+        "model": model_id,
         "fold": splits.fold,
-        "checkpoint": str(best_path),
+        "checkpoint": checkpoint,
         "span_s": node_span_s,
         "best": best,
-        "history": history,
+        "history": trainer.history,
         "test": test.as_dict(),
         "class_names": splits.classes,
     }
