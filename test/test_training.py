@@ -203,6 +203,16 @@ def test_zero_epochs_scores_the_initial_weights(motion, tmp_path):
     assert (tmp_path / "best.json").is_file() and (tmp_path / "test.md").is_file()
 
 
+def test_a_crash_in_the_first_epoch_leaves_no_checkpoint(motion, tmp_path, monkeypatch):
+    def crash(self, epoch, epochs):
+        raise MemoryError("out of memory in epoch 1")
+
+    monkeypatch.setattr(train.Trainer, "run_epoch", crash)
+    with pytest.raises(MemoryError):
+        run(motion, tmp_path, "--epochs", "2")
+    assert not (tmp_path / "best.json").exists(), "the initial weights must not look like a trained checkpoint"
+
+
 def test_seeded_runs_repeat_and_resume_continues_the_same_run(motion, tmp_path):
     a = run(motion, tmp_path / "a", "--epochs", "2")
     b = run(motion, tmp_path / "b", "--epochs", "2")

@@ -678,8 +678,7 @@ class Trainer:
         return meta["epoch"] + 1
 
     def start(self, splits: Splits) -> None:
-        """Log the run, open the metric logs and, on a fresh run, save the initial weights as the
-        kept checkpoint (what epochs: 0 scores)."""
+        """Log the run and open the metric logs (main process)."""
         recipe, context, model = self.recipe, self.context, self.model
         if not context.main_process:
             return
@@ -700,8 +699,6 @@ class Trainer:
             self.run_info["frame_sampling"],
             f"epoch {recipe['select']}" if isinstance(recipe["select"], int) else recipe["select"],
         )
-        if self.best is None:
-            save_checkpoint(model, self.best_path, extra={**self.run_info, "epoch": 0, "best": None})
 
     def run_epoch(self, epoch: int, epochs: int) -> dict:
         """Train one epoch; returns its record (loss, auxiliary losses, learning rate, seconds)."""
@@ -821,6 +818,8 @@ def train(recipe: dict) -> dict:
             trainer.end_epoch(record, splits.classes)
     summary: dict = {}
     if context.main_process:
+        if trainer.best is None:  # epochs: 0 scores the initial weights; a crash never leaves them as best.json
+            save_checkpoint(model, trainer.best_path, extra={**trainer.run_info, "epoch": 0, "best": None})
         summary = finish(trainer, splits, node_span_s)
         trainer.logger.close()
     if context.world > 1:
