@@ -27,7 +27,7 @@ from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.metrics import recall_table, score  # noqa: E402
 from training.datasets import VideoClipDataset, check_entries  # noqa: E402
 from training.layouts import load_split, resolve_layout  # noqa: E402
-from training.train import pick_device, predict, write_report  # noqa: E402
+from training.train import cli, pick_device, predict, write_report  # noqa: E402
 
 log = logging.getLogger("evaluate")
 
@@ -108,4 +108,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)
