@@ -547,3 +547,30 @@ def test_bhgap_trains_on_whole_clips_with_5_12_s_of_audio(tmp_path):
     config = read_config(summary["checkpoint"])
     assert config["audio_s"] == 5.12 and config["span_s"] == 2.0  # the node's span: the median clip
     assert config["training"]["frame_sampling"] == "whole clip" and summary["best"]["epoch"] == 1
+    # A clip without its audio stops an audio-visual run before training.
+    wav = sorted((data / "clips").glob("*.wav"))[3]
+    wav.unlink()
+    with pytest.raises(
+        DatasetError, match=rf"clips cannot be read; the first: .*no audio for frame directory .*{wav.stem}"
+    ):
+        train.main(
+            [
+                "--config",
+                "training/configs/smoke_bhgap_av.yaml",
+                "--data",
+                str(data),
+                "--out-dir",
+                str(tmp_path / "no_audio"),
+                "--set",
+                "data.folds=2",
+                "--epochs",
+                "1",
+                "--tensorboard",
+                "false",
+                "--val-fraction",
+                "0",
+                "--select",
+                "last",
+            ]
+        )
+    assert not (tmp_path / "no_audio" / "best.json").exists()

@@ -21,6 +21,9 @@ Audio (audio-visual models): the mono waveform at the model's rate from the firs
 frame's time, `audio_s` seconds long (zero-padded at the end). It is read from a `.wav` beside
 the clip (`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or else from the video
 file's audio stream with PyAV.
+
+Before training, `check_clips` reads every clip of a fold once (the frames evaluation will read,
+every frame's image header, the audio), so a corrupt or missing file fails the run at once.
 """
 
 from __future__ import annotations
