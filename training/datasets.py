@@ -210,6 +210,13 @@ def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
     return frames, float(fps) if fps and fps > 0 else 0.0
 
 
+def read_all_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a clip (a frame directory or a video file) as (H, W, 3) uint8 RGB."""
+    if path.is_dir():
+        return [_read_rgb(f) for f in frame_files(path)]
+    return _read_video(path)[0]
+
+
 def clip_length(path: Path, fps: float) -> tuple[int, float]:
     """(frame count, frames per second) of a clip; `fps` is used for frame directories and for
     videos whose header has none."""

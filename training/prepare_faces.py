@@ -50,7 +50,7 @@ from duse_ros.io.clip_lists import ClipEntry  # noqa: E402
 from training.datasets import (  # noqa: E402
     DatasetError,
     audio_path,
-    frame_files,
+    read_all_frames,
     read_audio,
     read_video_audio,
     write_wav,
@@ -88,29 +88,6 @@ def dataset_clips(data_dir: Path, layout: dict) -> list[ClipEntry]:
             for entry in load_split(data_dir, layout, split, fold, classes):
                 seen.setdefault(entry.path, entry)
     return list(seen.values())
-
-
-def read_frames(path: Path) -> list[np.ndarray]:
-    """Every frame of a clip, RGB uint8."""
-    if path.is_dir():
-        frames = []
-        for f in frame_files(path):
-            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise DatasetError(f"cannot read frame {f}")
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        return frames
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    if not frames:
-        raise DatasetError(f"cannot read video {path}")
-    return frames
 
 
 def _largest(found: list) -> tuple[int, int, int, int] | None:
@@ -190,7 +167,7 @@ def prepare_clip(entry: ClipEntry, options: Options, detector) -> dict | None:
         return None
     record: dict = {"clip": str(entry.path), "faces": str(target)}
     if not target.is_dir():
-        frames = read_frames(entry.path)
+        frames = read_all_frames(entry.path)
         boxes = face_boxes(frames, detector, options.detect_every)
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
