@@ -110,7 +110,7 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
         lambda m: arrivals.append((time.monotonic(), _ns(m.header.stamp))),
         QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE),
     )
-    node.create_subscription(Clock, "/clock", lambda m: clock.append(_ns(m.clock)), 100)
+    node.create_subscription(Clock, "/duse_eval/clock", lambda m: clock.append(_ns(m.clock)), 100)
     out = tmp_path / "eval"
     proc = subprocess.Popen(
         eval_cmd(
@@ -123,6 +123,8 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
             "--no-bridge",
             "--image-subscribers",
             "2",
+            "--namespace",
+            "/duse_eval",  # the run's topics where this listener expects them
             "--out",
             out,
         ),

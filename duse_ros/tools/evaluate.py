@@ -19,13 +19,10 @@ import numpy as np
 from duse_ros.io.labels import Span, SpanIndex
 from duse_ros.metrics import Scores, save_figure, score
 from duse_ros.timebase import NS
+from duse_ros.timebase import stamp_to_ns as stamp_ns
 
 NO_READING = "no_reading"
 MODALITY_NONE = 0
-
-
-def stamp_ns(t) -> int:
-    return int(t.sec) * NS + int(t.nanosec)
 
 
 @dataclass
