@@ -207,6 +207,12 @@ class Player:
             self.count(k) for k in ("malformed.image", "malformed.image_pipeline_error")
         )
 
+    def audio_taken(self) -> int:
+        """Audio messages the node has taken off the wire: into its windower, or refused."""
+        return self.count("window.audio_chunks_in") + sum(
+            self.count(k) for k in ("malformed.audio", "malformed.audio_pipeline_error")
+        )
+
     def model_idle(self) -> bool:
         """Every window the node submitted has left its inference queue."""
         done = sum(
@@ -422,8 +428,10 @@ class Pacer:
 
     def _node_done_with(self, end_ns: int) -> bool:
         p = self.player
-        audio_sent = not self.plan.uses_audio or self.all_sent or self.pb.last_audio_ns >= end_ns
-        return audio_sent and p.frames_taken() >= self.pb.frames_before[end_ns] and p.model_idle()
+        audio_in = not self.plan.uses_audio or (
+            (self.all_sent or self.pb.last_audio_ns >= end_ns) and p.audio_taken() >= self.pb.audio_messages
+        )
+        return audio_in and p.frames_taken() >= self.pb.frames_before[end_ns] and p.model_idle()
 
     def settle(self, limit: int) -> None:
         """Until fewer than `limit` offered windows are unanswered."""
@@ -834,6 +842,7 @@ def build_report(inputs: Inputs, result: dict, args) -> dict:
         "frames_malformed": malformed,
         "frames_lost": None if taken is None else pb.frames - taken - malformed,
         "audio_messages_sent": pb.audio_messages,
+        "audio_messages_received_by_node": _int(node.get("window.audio_chunks_in")),
         "audio_messages_unconvertible": pb.malformed_audio,
         "dialogue_prompts": len(result["prompts"]),
         "replay_s": round(pb.replay_s, 3),
