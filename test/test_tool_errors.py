@@ -128,3 +128,18 @@ def test_eval_bag_one_line_errors(tmp_path, capsys):
     bag = relabelled
     err = run("--out", tmp_path / "o2")
     assert "label topic /emotion_label has type std_msgs/msg/Float32, expected std_msgs/msg/String" in err
+
+
+def test_a_failed_clip_list_leaves_an_existing_folder_as_it_was(video, tmp_path, capsys):
+    data = bytearray(video.read_bytes())
+    data[len(data) // 10 : len(data) // 10 + 200] = bytes(range(200))
+    (tmp_path / "damaged.mov").write_bytes(bytes(data))
+    (tmp_path / "good.mov").write_bytes(video.read_bytes())
+    clips = tmp_path / "clips.txt"
+    clips.write_text("good.mov 60 happiness\ndamaged.mov 60 sadness\n")
+    out = tmp_path / "bags"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert run_make_bag(clips, "--clip-list", "--class-set", "dfew", "-o", out) == 2
+    assert "damaged.mov: video frame" in one_line_error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

@@ -359,28 +359,38 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--jpeg-quality {args.jpeg_quality} must be 0 to 100")
 
 
+def _remove_new(created: list[Path], output: Path, before: set[Path] | None) -> None:
+    for path in created:
+        shutil.rmtree(path, ignore_errors=True)
+    if before is not None and output.is_dir():
+        for path in set(output.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     created: list[Path] = []
+    before: set[Path] | None = None
     try:
         check_args(args)
         is_bag = args.input.is_dir() and (args.input / "metadata.yaml").is_file()
         if args.split_labels and not is_bag:
             raise BagError(f"{args.input}: --split-labels needs a rosbag2 directory as input")
+        # What this run makes is removed again if it fails: the output, or the new bags in an
+        # existing folder of bags.
+        before = set(args.output.iterdir()) if args.output.is_dir() else None
         if not args.output.exists():
-            created.append(args.output)  # what this run made is removed again if it fails
+            created.append(args.output)
         outputs = relabel_or_split(args) if is_bag else make_from_inputs(args)
     except (BagError, ClipListError, LabelError, SourceError, FileExistsError, KeyError, ValueError, OSError) as e:
-        for path in created:
-            shutil.rmtree(path, ignore_errors=True)
+        _remove_new(created, args.output, before)
         if isinstance(e, OSError) and not isinstance(e, FileExistsError):
             where = e.filename or args.output
             e = f"cannot write {where}: {e.strerror or e}" + (" (nothing was kept)" if created else "")
         print(f"duse-make-bag: error: {e}", file=sys.stderr)
         return 2
     except BaseException:  # Ctrl-C, a bug: still no half-written bag left to block the next run
-        for path in created:
-            shutil.rmtree(path, ignore_errors=True)
+        _remove_new(created, args.output, before)
         raise
     for path in outputs:
         print(path)
