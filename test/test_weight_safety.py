@@ -57,6 +57,7 @@ def planted(tmp_path):
     assert not marker.exists(), "a weights file ran code"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:'torch.load' received a zip file")
 def test_torchscript_is_recognised_as_torch_recognises_it(tmp_path, planted):
     evil, _ = planted
     real = tmp_path / "scripted.pt"
@@ -234,6 +235,7 @@ def test_non_finite_clip_weights_are_refused(tmp_path):
         create_frozen_clip("DuSE-Tiny", str(path))
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_a_real_torchscript_clip_loads(tmp_path):
     """OpenAI's CLIP files are TorchScript: such an archive still loads, through torch.jit.load."""
     clip = create_frozen_clip("DuSE-Tiny")
