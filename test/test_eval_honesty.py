@@ -6,6 +6,7 @@ is accounted for; no score is reported when none could be computed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -196,3 +197,15 @@ def test_eval_bag_reads_its_defaults_from_the_parameter_table():
     code = "import sys, duse_ros.tools.eval_bag as e; e.default_model(); print('rclpy' in sys.modules, 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_evaluations_claim_a_domain_of_their_own(monkeypatch):
+    """Without ROS_DOMAIN_ID, a run holds a domain's lock for its lifetime; another process
+    running at the same time gets another domain."""
+    monkeypatch.delenv("ROS_DOMAIN_ID")
+    mine = eval_bag.claim_domain()
+    assert mine in eval_bag.DOMAINS
+    code = "from duse_ros.tools import eval_bag; print(eval_bag.claim_domain())"
+    env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
+    other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert int(other.stdout) in eval_bag.DOMAINS and int(other.stdout) != mine, other.stderr

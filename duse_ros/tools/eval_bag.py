@@ -71,7 +71,7 @@ from duse_ros.io.rosbag import (  # noqa: E402
 )
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
-from duse_ros.timebase import NS, stamp_to_ns  # noqa: E402
+from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
@@ -243,7 +243,7 @@ class Player:
         if ns > self.clock_ns:
             self.clock_ns = ns
             msg = self.Clock()
-            msg.clock.sec, msg.clock.nanosec = ns // NS, ns % NS
+            msg.clock.sec, msg.clock.nanosec = sec_nanosec(ns)
             self.clock_pub.publish(msg)
 
     def run_clock(self) -> None:

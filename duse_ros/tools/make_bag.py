@@ -43,7 +43,7 @@ from duse_ros.io.rosbag import (
     typestore,
 )
 from duse_ros.io.sources import Source, SourceError, open_input, read_wav
-from duse_ros.timebase import NS
+from duse_ros.timebase import NS, sec_nanosec
 
 DEFAULT_ORIGIN_S = 1_700_000_000
 MAX_BAG_NS = 2**63 - 1  # rosbag2 times are signed 64-bit nanoseconds
@@ -75,7 +75,8 @@ class _StreamWriter:
         self._audio_info_written = False
 
     def header(self, ns: int, frame_id: str):
-        return self.Header(stamp=self.Time(sec=ns // NS, nanosec=ns % NS), frame_id=frame_id)
+        sec, nanosec = sec_nanosec(ns)
+        return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
     def frame(self, ns: int, rgb: np.ndarray) -> None:
         t, bgr = self.store.types, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
