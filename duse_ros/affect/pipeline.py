@@ -254,7 +254,7 @@ class AffectPipeline:
         if self._keyframer is not None and not emitted:
             self._keyframer.offer(stamp_ns, rgb)
             if self.config.face_detect_sync:  # the boxes of later frames then never depend on timing
-                self._keyframer.wait_idle()
+                self._keyframer.wait_idle(timeout=10.0)  # bounded: a stopping pipeline must not hang
 
     @staticmethod
     def _full_box(frame: np.ndarray) -> Box:
