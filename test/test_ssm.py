@@ -13,6 +13,7 @@ kernel's `is_cuda` checks are left out.
 from __future__ import annotations
 
 import logging
+import sys
 import types
 
 import pytest
@@ -232,3 +233,36 @@ def test_the_cuda_scan_is_chosen_when_importable(monkeypatch):
     monkeypatch.setattr(ssm, "_load_cuda_scan", lambda: (contract_scan, None))
     assert scan_backend(types.SimpleNamespace(is_cuda=True)) == "mamba_ssm"
     assert scan_backend(torch.zeros(1)) == "mambapy"
+
+
+def test_the_bare_kernel_serves_when_mamba_ssm_python_package_does_not_import(monkeypatch):
+    """mamba_ssm's package imports transformers and triton; with only its compiled kernel
+    importable, the scan calls `selective_scan_cuda.fwd` (here a stand-in with the kernel's
+    checks and return tuple) in inference, and the PyTorch scan when gradients are wanted."""
+    calls = []
+
+    def fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        calls.append(u.dtype)
+        assert B.dim() == 4 and C.dim() == 4  # the kernel's (batch, groups, N, L)
+        out_z = contract_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return out_z, None, out_z
+
+    monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # `import mamba_ssm...` raises ImportError
+    monkeypatch.setitem(sys.modules, "selective_scan_cuda", types.SimpleNamespace(fwd=fwd))
+    ssm._load_cuda_scan.cache_clear()
+    try:
+        assert scan_backend(types.SimpleNamespace(is_cuda=True)) == "mamba_ssm"
+        monkeypatch.setattr(ssm, "scan_backend", lambda x: "mamba_ssm")
+        torch.manual_seed(0)
+        block = SelectiveSSM(d_model=32, d_state=16).eval()
+        u = torch.randn(2, 20, 32)
+        with torch.no_grad():
+            want = block(u)
+        with torch.inference_mode(), _autocast(torch.bfloat16):
+            got = block(u)
+        assert calls == [torch.float32, torch.bfloat16]
+        torch.testing.assert_close(got.float(), want, atol=5e-2 * want.abs().max().item(), rtol=0)
+        block(u).sum().backward()  # training: gradients flow through the PyTorch scan
+        assert calls == [torch.float32, torch.bfloat16] and block.A_log.grad is not None
+    finally:
+        ssm._load_cuda_scan.cache_clear()

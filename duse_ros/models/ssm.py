@@ -33,12 +33,34 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=1)
 def _load_cuda_scan():
-    """(mamba_ssm's selective_scan_fn, None), or (None, why it cannot be imported)."""
+    """(mamba_ssm's selective_scan_fn, None), or (None, why it cannot be imported).
+
+    mamba_ssm's Python package imports transformers, triton and more at import time; where only
+    its compiled kernel (`selective_scan_cuda`) imports, that kernel serves inference."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception as exc:  # noqa: BLE001 - ImportError, or a CUDA extension that fails to load
-        return None, f"{type(exc).__name__}: {exc}"
-    return selective_scan_fn, None
+        package_error = f"{type(exc).__name__}: {exc}"
+    else:
+        return selective_scan_fn, None
+    try:
+        import selective_scan_cuda
+    except Exception as exc:  # noqa: BLE001
+        return None, f"{package_error}; selective_scan_cuda: {type(exc).__name__}: {exc}"
+    return functools.partial(_kernel_scan, selective_scan_cuda.fwd), None
+
+
+def _kernel_scan(fwd, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """selective_scan_fn's forward on the bare kernel (no autograd): B, C (Bt, N, L) get their
+    group axis; the output is y * silu(z). With gradients wanted it runs the PyTorch scan."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)):
+        y = selective_scan(
+            u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D,
+            z.transpose(1, 2), delta_bias, backend="mambapy",
+        )  # fmt: skip
+        return y.to(z.dtype).transpose(1, 2)
+    out, _, *rest = fwd(u, delta, A, B.unsqueeze(1), C.unsqueeze(1), D, z, delta_bias, delta_softplus)
+    return rest[0] if z is not None else out
 
 
 def _cuda_scan():
