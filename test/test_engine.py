@@ -632,3 +632,41 @@ def test_a_finished_job_is_released_while_the_engine_waits_for_the_next(engines,
     released = clip() is None
     assert released, "the idle engine still holds the finished job's clip"
     assert engine.running
+
+
+def test_a_pipeline_for_a_gpu_sends_uint8_crops_and_reads_what_the_cpu_pipeline_reads(monkeypatch):
+    """The pipeline's GPU branch (uint8 crops for the engine to normalise), run on CPU by
+    telling it the engine normalises on the device: the same readings as the float32 path."""
+    from duse_ros.affect import pipeline as pipeline_module
+    from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig
+    from duse_ros.timebase import NS
+
+    rng = np.random.default_rng(0)
+    frames = [(int(i * NS / 30), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for i in range(30 * 3)]
+
+    def readings(on_device: bool):
+        monkeypatch.setattr(pipeline_module, "normalises_on_device", lambda device: on_device)
+        model = build_model("tiny-random-video").eval()
+        got, done, jobs = [], threading.Event(), []
+
+        def collect(reading):
+            got.append(reading)
+            if len(got) >= 3:
+                done.set()
+
+        pipeline = AffectPipeline(model, PipelineConfig(face_mode="full_frame", queue_depth=32), collect)
+        submit = pipeline.engine.submit
+        monkeypatch.setattr(pipeline.engine, "submit", lambda job: jobs.append(job.video.dtype) or submit(job))
+        pipeline.start()
+        try:
+            for stamp, frame in frames:
+                pipeline.add_frame(stamp, frame)
+            assert done.wait(30), f"only {len(got)} readings"
+        finally:
+            pipeline.stop()
+        return [r.probabilities for r in got[:3]], set(jobs)
+
+    on_gpu, gpu_dtypes = readings(True)
+    on_cpu, cpu_dtypes = readings(False)
+    assert gpu_dtypes == {torch.uint8} and cpu_dtypes == {torch.float32}
+    np.testing.assert_allclose(np.stack(on_gpu), np.stack(on_cpu), rtol=0, atol=1e-6)

@@ -30,7 +30,8 @@ Softmax is taken in fp32. The mamba_ssm scan gets its inputs in the autocast dty
 Near the hardware, on CUDA:
 - Video may arrive as uint8 crops (T, 3, S, S) (`FramePreprocessor(normalise=False)`): a quarter
   of the bytes, copied from pinned memory without blocking, normalised on the device with the
-  model's mean/std (`preprocess.normalise_on_device`; on CPU the same function runs).
+  model's mean/std (`preprocess.normalise_on_device`, inside the captured graph; on CPU the same
+  function runs).
 - Each input structure (shapes and dtypes of one batch, so per face count) is captured once in
   a CUDA graph (`ForwardCache` with `CudaGraphCapture`) and replayed: a ViT's ~100 kernels are
   then one launch instead of each paying its own. A capture that fails (an op that syncs with
@@ -389,7 +390,7 @@ class InferenceEngine:
         self.stats = EngineStats(device=str(self.device), precision=self.precision)
         self._normalisation: tuple[torch.Tensor, torch.Tensor] | None = None  # on the device, when first needed
         capture = CudaGraphCapture() if cuda_graphs and self.device.type == "cuda" else EagerCapture()
-        self.forwards = ForwardCache(self._run_model, capture, name=name)
+        self.forwards = ForwardCache(self._normalise_and_run, capture, name=name)
         self._on_result = on_result
         self._pending: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -538,17 +539,20 @@ class InferenceEngine:
 
     def _to_device(self, t: torch.Tensor | None) -> torch.Tensor | None:
         """A host tensor on the engine's device: from pinned memory without blocking on CUDA
-        (later work on the same stream waits for the copy), uint8 video normalised there."""
-        if t is None:
-            return None
-        if self.device.type == "cuda":
-            t = t.pin_memory().to(self.device, non_blocking=True)
-        if t.dtype != torch.uint8:
+        (later work on the same stream waits for the copy)."""
+        if t is None or self.device.type != "cuda":
             return t
-        if self._normalisation is None:
-            scale, shift = normalisation(self.model.input_spec)
-            self._normalisation = (torch.from_numpy(scale).to(self.device), torch.from_numpy(shift).to(self.device))
-        return normalise_on_device(t, *self._normalisation)
+        return t.pin_memory().to(self.device, non_blocking=True)
+
+    def _normalise_and_run(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        """What a CUDA graph captures: uint8 video normalised on the device (so the graph's
+        static input is the uint8 clip), then the model."""
+        if video is not None and video.dtype == torch.uint8:
+            if self._normalisation is None:  # the first (warm-up) forward, never inside a capture
+                scale, shift = normalisation(self.model.input_spec)
+                self._normalisation = (torch.from_numpy(scale).to(self.device), torch.from_numpy(shift).to(self.device))
+            video = normalise_on_device(video, *self._normalisation)
+        return self._run_model(video, audio)
 
     def _autocast(self):
         dtype = _AUTOCAST_DTYPES.get(self.precision)
