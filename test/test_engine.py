@@ -670,3 +670,21 @@ def test_a_pipeline_for_a_gpu_sends_uint8_crops_and_reads_what_the_cpu_pipeline_
     on_cpu, cpu_dtypes = readings(False)
     assert gpu_dtypes == {torch.uint8} and cpu_dtypes == {torch.float32}
     np.testing.assert_allclose(np.stack(on_gpu), np.stack(on_cpu), rtol=0, atol=1e-6)
+
+
+def test_a_restarted_engine_captures_again(engines, video_model):
+    """start() moves the model (DuSE rebuilds its cached tensors then), so captures made before
+    a stop are not replayed after the next start."""
+    engine, sink = engines(video_model)
+    engine.forwards.capturer = capture = RecordingCapture()
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    sink.wait_for(1)
+    engine.submit(make_job(1, frames=2, size=32))
+    sink.wait_for(2)
+    assert len(capture.captured) == 1 and capture.calls == 2
+    engine.stop()
+    engine.start()
+    engine.submit(make_job(2, frames=2, size=32))
+    assert sink.wait_for(3)[-1].error is None
+    assert len(capture.captured) == 2 and capture.calls == 3

@@ -277,6 +277,12 @@ class ForwardCache:
         self._entries: dict[tuple, Forward | None] = {}
         self.counters = Counter()
 
+    def clear(self) -> None:
+        """Forget every capture: a graph reads the memory of whatever tensors the model held
+        when it was captured (DuSE's cached text features, say), and moving the model or
+        changing its weights replaces them."""
+        self._entries.clear()
+
     def __call__(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
         key = input_structure(video, audio)
         if key in self._entries:
@@ -415,6 +421,7 @@ class InferenceEngine:
                 raise RuntimeError(f"{self.name}: the previous worker is still finishing a forward; call stop() again")
         self.model.eval()
         self.model.to(self.device)
+        self.forwards.clear()  # .to() may have rebuilt tensors an earlier capture reads
         if warmup is not None:
             _validate(warmup)
             self._forward(*_batch([warmup]))
