@@ -569,8 +569,15 @@ def test_cuda_matches_cpu(engines, precision, graphs):
         assert_logits_close(r.probabilities, direct(reference, job), precision)
     snap = engine.stats.snapshot()
     assert snap.device.startswith("cuda") and snap.precision == precision
-    if graphs:
-        assert engine.forwards.counters["captures"] >= 2 and engine.forwards.counters["replays"] >= 1
+    # One more window alone: the warm-up's structure, so a graph replay when graphs are on.
+    replays = engine.forwards.counters["replays"]
+    extra = make_job(5, video=True, audio=True)
+    engine.submit(extra)
+    last = sink.wait_for(len(jobs) + 1)[-1]
+    assert last.job is extra and last.error is None
+    assert_logits_close(last.probabilities, direct(reference, extra), precision)
+    counters = engine.forwards.counters  # with graphs off the same cache runs eagerly, as on CPU
+    assert counters["captures"] >= 3 and counters["replays"] == replays + 1 and counters["eager"] == 0
 
 
 def test_stop_cancels_a_forward_at_its_next_layer(engines, video_model):
