@@ -266,3 +266,21 @@ def test_the_bare_kernel_serves_when_mamba_ssm_python_package_does_not_import(mo
         assert calls == [torch.float32, torch.bfloat16] and block.A_log.grad is not None
     finally:
         ssm._load_cuda_scan.cache_clear()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+@pytest.mark.parametrize("dtype", INPUT_DTYPES, ids=str)
+def test_bhgap_tiny_on_the_real_cuda_scan_matches_the_cpu(tiny_bhgap, dtype):
+    """On a GPU with mamba_ssm: the kernel itself under autocast (it crashed on every forward
+    before the call site cast its inputs)."""
+    if ssm._cuda_scan() is None:
+        pytest.skip(f"mamba_ssm is not importable: {ssm._load_cuda_scan()[1]}")
+    source, video, audio, reference = tiny_bhgap
+    model = build_model("bhgap-tiny").eval()  # a copy: the CPU fixture stays on the CPU
+    model.load_state_dict(source.state_dict())
+    model.cuda()
+    assert scan_backend(video.cuda()) == "mamba_ssm"
+    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        got = model(video=video.cuda(), audio=audio.cuda()).float().cpu()
+    tol = {torch.float32: 1e-3, torch.float16: 0.05, torch.bfloat16: 0.15}[dtype]
+    assert (got - reference).abs().max().item() <= tol * max(1.0, reference.abs().max().item())
