@@ -18,6 +18,7 @@ Usage: python benchmarks/gpu_check.py [--precision bf16|fp16] [--repeats 30] [--
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import re
 import statistics
@@ -109,13 +110,11 @@ def format_table(header: str, checks: list[tuple[str, str]], rows: list[EngineRo
     return "\n".join(out)
 
 
-def engine_latency(name: str, faces: list[int], precision: str, repeats: int, graphs: bool) -> list[EngineRow]:
+def engine_latency(name: str, model, faces: list[int], precision: str, repeats: int, graphs: bool) -> list[EngineRow]:
     import torch
 
     from duse_ros.affect.engine import InferenceEngine, Job
-    from duse_ros.models import build_model
 
-    model = build_model(name).eval()
     spec = model.input_spec
     done = threading.Event()
     results = []
@@ -124,6 +123,7 @@ def engine_latency(name: str, faces: list[int], precision: str, repeats: int, gr
         results.append(result)
         done.set()
 
+    gc.collect()  # the previous engine's graphs (engine and cache refer to each other)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     engine = InferenceEngine(
@@ -157,7 +157,6 @@ def engine_latency(name: str, faces: list[int], precision: str, repeats: int, gr
             )  # fmt: skip
     finally:
         engine.stop()
-    del engine, model
     return rows
 
 
@@ -212,14 +211,19 @@ def main(argv: list[str] | None = None) -> int:
             failed |= status != 0
     rows: list[EngineRow] = []
     if "engine" not in args.skip:
+        from duse_ros.models import build_model
+
         for name in args.models:
+            model = build_model(name).eval()
             for graphs in (True, False):
                 try:
-                    rows += engine_latency(name, args.faces, args.precision, args.repeats, graphs)
+                    rows += engine_latency(name, model, args.faces, args.precision, args.repeats, graphs)
                 except Exception as exc:  # noqa: BLE001 - one model failing must not hide the others
                     checks.append((f"engine {name} (graphs {graphs})", f"FAILED: {type(exc).__name__}: {exc}"))
                     failed = True
                 print(f"  engine {name}, CUDA graphs {graphs}: done", flush=True)
+            del model
+            torch.cuda.empty_cache()
     table = format_table(header, checks, rows)
     print(table)
     if args.log:

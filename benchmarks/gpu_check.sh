@@ -20,8 +20,10 @@ if [ "${1:-}" = "--prepare" ]; then
   mkdir -p .whl
   "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp \
     --platform manylinux_2_17_x86_64 -d .whl open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth mambapy==1.2.0 \
-    timm==1.0.31 einops
-  "$PYTHON" -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d .whl mamba-ssm==2.3.2.post1
+    timm==1.0.31 einops==0.8.1 ninja==1.13.0 packaging==26.3
+  # MAMBA_SKIP_CUDA_BUILD: pip reads the sdist's metadata, and setup.py looks for nvcc unless told.
+  MAMBA_SKIP_CUDA_BUILD=TRUE "$PYTHON" -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d .whl \
+    mamba-ssm==2.3.2.post1
   echo "gpu_check.sh: .whl/ holds $(ls .whl | wc -l) files; carry .whl with the run"
   exit 0
 fi
@@ -30,7 +32,7 @@ if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() el
 fi
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH  # ninja for the build
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi

@@ -34,7 +34,8 @@ command -v nvcc >/dev/null || { echo "build_mamba_ssm.sh: nvcc not on PATH (CUDA
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 if [ -z "$SDIST" ]; then
-  "$PY" -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d "$WORK" "mamba-ssm==$VERSION"
+  MAMBA_SKIP_CUDA_BUILD=TRUE "$PY" -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d "$WORK" \
+    "mamba-ssm==$VERSION"  # metadata only: the build below is the real one
   SDIST=$(ls "$WORK"/mamba_ssm-*.tar.gz)
 fi
 tar -xzf "$SDIST" -C "$WORK"
