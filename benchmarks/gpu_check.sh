@@ -2,8 +2,9 @@
 # The GPU check, in one run: `make gpu-check` or `bash benchmarks/gpu_check.sh [gpu_check.py args]`.
 #
 # On a machine with a GPU and a CUDA torch: installs the wheels carried in .whl/ (if any) into
-# /tmp/site, builds mamba-ssm from the sdist in .whl/ for this card (scripts/build_mamba_ssm.sh)
-# unless it already imports, then runs benchmarks/gpu_check.py (CUDA tests, bench_duse,
+# the git-ignored .gpu_site/ (GPU_SITE), builds mamba-ssm there from the sdist in .whl/ for this
+# card (scripts/build_mamba_ssm.sh) unless it already imports (a second run skips the build),
+# then runs benchmarks/gpu_check.py (CUDA tests, bench_duse,
 # bench_bhgap, the engine latency table) and prints one table. Without CUDA: one line, exit 2.
 #
 # `bash benchmarks/gpu_check.sh --prepare` (here, with the package registry) fills .whl/ for a GPU
@@ -15,6 +16,7 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 export PYTHON
+SITE=$(realpath -m "${GPU_SITE:-.gpu_site}")
 if [ "${1:-}" = "--prepare" ]; then
   PYV=${GPU_PYTHON_VERSION:-3.12}
   mkdir -p .whl
@@ -31,14 +33,14 @@ if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() el
   exec "$PYTHON" benchmarks/gpu_check.py "$@"  # says in one line that there is no CUDA, exits 2
 fi
 if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH  # ninja for the build
+  "$PYTHON" -m pip install -q --no-index --no-deps --upgrade --target "$SITE" .whl/*.whl
+  export PYTHONPATH="$SITE":$PWD${PYTHONPATH:+:$PYTHONPATH} PATH="$SITE"/bin:$PATH  # ninja for the build
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 if ! "$PYTHON" -c 'import torch, selective_scan_cuda' 2>/dev/null; then
   if ls .whl/mamba_ssm-*.tar.gz >/dev/null 2>&1; then
-    bash scripts/build_mamba_ssm.sh --sdist "$(ls .whl/mamba_ssm-*.tar.gz | head -1)" --target /tmp/site \
+    bash scripts/build_mamba_ssm.sh --sdist "$(ls .whl/mamba_ssm-*.tar.gz | head -1)" --target "$SITE" \
       || echo "gpu_check.sh: the mamba-ssm build failed; the check runs with the PyTorch scan"
   else
     echo "gpu_check.sh: mamba-ssm not installed and no sdist in .whl/: the check runs with the PyTorch scan"
