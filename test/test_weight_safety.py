@@ -253,3 +253,23 @@ def test_a_real_torchscript_clip_loads(tmp_path):
 def test_absurd_config_sizes_are_refused_before_allocating():
     with pytest.raises(ValueError, match=r"would hold 9e\+10 parameters \(360 GB.*stem_width"):
         build_model({"name": "typo", "arch": "minixception", "class_set": "fer2013", "stem_width": 1e5})
+
+
+def test_affect_node_refuses_non_finite_weights_at_configure_naming_the_file(tmp_path, ros, capfd):
+    from duse_ros.nodes.affect_node import AffectNode
+
+    ckpt = save_checkpoint(build_model("tiny-random-video"), tmp_path / "nan.json")
+    weights = ckpt.with_suffix(".safetensors")
+    tensors = load_file(str(weights))
+    tensors["head.weight"].view(-1)[0] = float("nan")
+    save_file(tensors, str(weights))
+    config = json.loads(ckpt.read_text())
+    del config[SHA256_KEY]  # a hand-made checkpoint: the finite check is what speaks
+    ckpt.write_text(json.dumps(config))
+    node = AffectNode(parameter_overrides=[Parameter("model", value=str(ckpt)), Parameter("autostart", value=False)])
+    try:
+        assert node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+    finally:
+        node.close()
+        node.destroy_node()
+    assert "nan.safetensors: tensor 'head.weight' holds 1 non-finite" in "".join(capfd.readouterr())
