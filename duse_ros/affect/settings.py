@@ -33,7 +33,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "config's (none: random, untrained)",
     ),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
-    P("half", False, "fp16 autocast (CUDA only)"),
+    P(
+        "precision",
+        "fp32",
+        "inference precision: fp32, or fp16 / bf16 autocast (bf16: CPU and Ampere or newer GPUs, "
+        "Jetson Orin included; fp16 on a CPU runs fp32, bf16 on an older GPU runs fp16, each with a warning)",
+        choices=("fp32", "fp16", "bf16"),
+    ),
     P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
@@ -131,6 +137,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     P("face_margin", 0.25, "margin around a detected face, as a fraction of its size", 0.0, 2.0),
     P("face_detect_hz", 5.0, "face detections per second of stream (off the executor)", 0.1, 120.0, live=True),
+    P(
+        "face_detect_sync",
+        False,
+        "wait for each keyframe's face detection before taking the next frame: offline replay "
+        "(duse-eval-bag) then finds the same faces at any pace; a live camera wants false",
+    ),
     P("face_detect_width", 320, "face detection runs on the frame scaled to this width", 32, 4096),
     P("min_face_fraction", 0.5, "share of a window's frames that must show a face", 0.0, 1.0, live=True),
     P(
