@@ -80,7 +80,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
-from duse_ros.affect.faces import load_sample_face  # noqa: E402
+from duse_ros.io.samples import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402

@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.affect.faces import FaceDetector, FaceTrack, HaarFaceDetector, iou, load_sample_face, square_crop_box
+from duse_ros.affect.boxes import iou, square_crop_box
+from duse_ros.affect.faces import FaceDetector, FaceKeyframes, HaarFaceDetector, MultiFaceTrack
 from duse_ros.affect.windowing import Window
+from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
 
 # duse_ros/data/astronaut.jpg: NASA's portrait of Eileen Collins (public domain; see the README
@@ -80,8 +82,8 @@ def test_haar_largest_face_chosen_by_track(haar, astronaut):
     img[200:350, 420:570] = cv2.resize(face, (150, 150))  # small, on the right
     boxes = haar.detect(img)
     assert len(boxes) == 2
-    track = FaceTrack(haar)
-    b = track.update(0, img)
+    track = MultiFaceTrack(haar)
+    (b,) = track.update(0, img).values()
     assert b is not None and b[0] < 320 and b[2] > 100
     assert b == max(boxes, key=lambda q: q[2] * q[3])
 
@@ -116,11 +118,10 @@ def window_for(stamps, frames=None, h=480, w=640):
 
 
 def test_interpolation_hold_and_expiry():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)], 2: [(200, 120, 70, 70)]})
-    tr = FaceTrack(det, max_age_s=0.5, smoothing=0.0)
+    tr = FaceKeyframes(max_age_s=0.5, smoothing=0.0)
     assert tr.box_at(0) is None  # empty track
-    tr.update(0, img(1))
-    tr.update(int(0.2 * NS), img(2))
+    tr.record(0, (100, 100, 50, 50))
+    tr.record(int(0.2 * NS), (200, 120, 70, 70))
     assert tr.box_at(0) == (100, 100, 50, 50)
     assert tr.box_at(int(0.1 * NS)) == (150, 110, 60, 60)  # halfway
     assert tr.box_at(int(0.05 * NS)) == (125, 105, 55, 55)  # a quarter
@@ -132,20 +133,18 @@ def test_interpolation_hold_and_expiry():
 
 
 def test_miss_keyframe_means_no_face_near_it():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)], 0: []})
-    tr = FaceTrack(det, max_age_s=0.5, smoothing=0.0)
-    tr.update(0, img(1))
-    tr.update(int(0.2 * NS), img(0))  # detector ran, no face
+    tr = FaceKeyframes(max_age_s=0.5, smoothing=0.0)
+    tr.record(0, (100, 100, 50, 50))
+    tr.record(int(0.2 * NS), None)  # detector ran, no face
     assert tr.box_at(int(0.05 * NS)) == (100, 100, 50, 50)  # nearer to the hit: held
     assert tr.box_at(int(0.15 * NS)) is None  # nearer to the miss
     assert tr.box_at(int(0.3 * NS)) is None
 
 
 def test_no_interpolation_across_long_holes():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)], 2: [(300, 100, 50, 50)]})
-    tr = FaceTrack(det, max_age_s=0.5, smoothing=0.0)
-    tr.update(0, img(1))
-    tr.update(int(1.5 * NS), img(2))
+    tr = FaceKeyframes(max_age_s=0.5, smoothing=0.0)
+    tr.record(0, (100, 100, 50, 50))
+    tr.record(int(1.5 * NS), (300, 100, 50, 50))
     assert tr.box_at(int(0.3 * NS)) == (100, 100, 50, 50)  # held from the nearer, not blended
     assert tr.box_at(int(0.75 * NS)) is None  # 0.75 s from either: nothing
 
@@ -153,47 +152,46 @@ def test_no_interpolation_across_long_holes():
 def test_prefers_the_tracked_face_unless_a_much_larger_one_appears():
     a, b_similar, c_huge = (100, 100, 60, 60), (400, 100, 66, 66), (300, 200, 200, 200)
     det = ScriptedDetector({1: [a], 2: [b_similar, (104, 102, 60, 60)], 3: [c_huge, (106, 102, 60, 60)]})
-    tr = FaceTrack(det, smoothing=0.0)
-    assert tr.update(0, img(1)) == a
+    tr = MultiFaceTrack(det, max_faces=1, smoothing=0.0)
+    assert list(tr.update(0, img(1)).values()) == [a]
     # A slightly larger second face does not steal the track...
-    assert tr.update(int(0.2 * NS), img(2)) == (104, 102, 60, 60)
+    assert list(tr.update(int(0.2 * NS), img(2)).values()) == [(104, 102, 60, 60)]
     # ...a face more than twice as large does (the largest-face rule).
-    assert tr.update(int(0.4 * NS), img(3)) == c_huge
+    assert list(tr.update(int(0.4 * NS), img(3)).values()) == [c_huge]
     # Without a recent track, the largest face wins.
-    tr2 = FaceTrack(det, smoothing=0.0)
-    assert tr2.update(0, img(2)) == b_similar
+    tr2 = MultiFaceTrack(det, max_faces=1, smoothing=0.0)
+    assert list(tr2.update(0, img(2)).values()) == [b_similar]
 
 
 def test_smoothing_blends_consecutive_boxes_of_one_face():
-    det = ScriptedDetector({1: [(100, 100, 60, 60)], 2: [(110, 100, 60, 60)], 3: [(400, 300, 60, 60)]})
-    tr = FaceTrack(det, smoothing=0.5)
-    tr.update(0, img(1))
-    assert tr.update(int(0.2 * NS), img(2)) == (105, 100, 60, 60)
-    # A box that does not overlap is a new face: no blending.
-    assert tr.update(int(0.4 * NS), img(3)) == (400, 300, 60, 60)
+    tr = FaceKeyframes(smoothing=0.5)
+    tr.record(0, (100, 100, 60, 60))
+    assert tr.record(int(0.2 * NS), (110, 100, 60, 60)) == (105, 100, 60, 60)
+    # A box that does not overlap is not this face's motion: no blending.
+    assert tr.record(int(0.4 * NS), (400, 300, 60, 60)) == (400, 300, 60, 60)
 
 
 def test_backwards_stamp_resets_track():
     det = ScriptedDetector({1: [(100, 100, 50, 50)], 2: [(300, 300, 50, 50)]})
-    tr = FaceTrack(det, smoothing=0.0)
+    tr = MultiFaceTrack(det, smoothing=0.0)
     for k in range(10):
         tr.update(10 * NS + k * NS // 5, img(1))
-    tr.update(0, img(2))  # the bag looped
-    assert tr.counters["track_resets"] == 1 and tr.num_keyframes == 1
-    assert tr.box_at(0) == (300, 300, 50, 50)
+    found = tr.update(0, img(2))  # the bag looped
+    assert tr.counters["track_resets"] == 1 and tr.face_ids() == list(found)
+    assert list(found.values()) == [(300, 300, 50, 50)]
+    assert tr.crop_boxes([0], [(480, 640)], tr.face_ids()[0])[0] == [(288, 288, 75, 75)]
 
 
 def test_history_bounded():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)]})
-    tr = FaceTrack(det, history_s=5.0)
+    tr = FaceKeyframes(history_s=5.0)
     for k in range(2000):  # 400 s at 5 Hz
-        tr.update(k * NS // 5, img(1))
+        tr.record(k * NS // 5, (100, 100, 50, 50))
     assert tr.num_keyframes <= 26
 
 
 def test_crops_for_window_face_found_and_not():
     det = ScriptedDetector({1: [(100, 100, 40, 40)], 0: []})
-    tr = FaceTrack(det, margin=0.25, max_age_s=0.5, smoothing=0.0)
+    tr = MultiFaceTrack(det, margin=0.25, max_age_s=0.5, smoothing=0.0)
     stamps = [int(k * 0.125 * NS) for k in range(16)]  # 1.875 s window
     tr.update(int(0.0 * NS), img(1))
     tr.update(int(0.4 * NS), img(1))
@@ -212,7 +210,7 @@ def test_crops_for_window_face_found_and_not():
 
 def test_crops_are_views_and_resizable():
     det = ScriptedDetector({1: [(100, 100, 40, 40)]})
-    tr = FaceTrack(det, smoothing=0.0)
+    tr = MultiFaceTrack(det, smoothing=0.0)
     frames = [img(1) for _ in range(16)]
     frames[3][110, 110] = 255
     stamps = [int(k * 0.125 * NS) for k in range(16)]
@@ -261,7 +259,8 @@ def test_thread_safety_smoke():
             k = int(rgb[0, 0, 0])
             return [(100 + k, 100, 50, 50)]
 
-    tr = FaceTrack(SlowDetector(), smoothing=0.5)
+    tr = MultiFaceTrack(SlowDetector(), smoothing=0.5)
+    latest = [0]
     stop = threading.Event()
     errors = []
     updates = [0]
@@ -271,6 +270,7 @@ def test_thread_safety_smoke():
             k = 0
             while not stop.is_set():
                 tr.update(k * NS // 5, img(k % 50))
+                latest[0] = k * NS // 5
                 k += 1
                 updates[0] = k
         except Exception as e:  # pragma: no cover
@@ -283,8 +283,7 @@ def test_thread_safety_smoke():
         time.sleep(0.001)
     found = 0
     for _ in range(400):  # reads while the worker keeps updating
-        latest = tr._stamps[-1] if tr.num_keyframes else 0
-        stamps = [latest - int((15 - j) * 0.05 * NS) for j in range(16)]
+        stamps = [latest[0] - int((15 - j) * 0.05 * NS) for j in range(16)]
         crops, ok = tr.crops_for_window(window_for(stamps))
         if ok:
             found += 1

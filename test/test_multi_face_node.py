@@ -11,7 +11,7 @@ import rclpy
 from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
 from sensor_msgs.msg import Image
 
-from duse_ros.affect.faces import load_sample_face
+from duse_ros.io.samples import load_sample_face
 from duse_ros.nodes.common import stamp_to_ns
 
 # The top 300 rows of the 512x512 portrait, scaled to 320 wide, at three places. The face sits at

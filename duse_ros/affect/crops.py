@@ -12,7 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from duse_ros.affect.faces import Box, MultiFaceTrack, crop
+from duse_ros.affect.boxes import Box, crop
+from duse_ros.affect.faces import MultiFaceTrack
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.windowing import Window
 from duse_ros.timebase import NS

@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from duse_ros.affect import settings as affect_settings
+from duse_ros.affect.boxes import Box
 from duse_ros.affect.crops import CropCache, FaceKeyframer
 from duse_ros.affect.engine import InferenceEngine, Job, Result
-from duse_ros.affect.faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack
+from duse_ros.affect.faces import FaceDetector, HaarFaceDetector, MultiFaceTrack
 from duse_ros.affect.hri import ExternalFaces
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.smoothing import SoftVoters
