@@ -7,11 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.affect.boxes import iou, square_crop_box
+from duse_ros.affect.boxes import Detection, iou, square_crop_box
 from duse_ros.affect.faces import FaceDetector, FaceKeyframes, HaarFaceDetector, MultiFaceTrack
 from duse_ros.affect.windowing import Window
 from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
+
+KEY = NS // 5  # keyframes at 5 Hz
 
 # duse_ros/data/astronaut.jpg: NASA's portrait of Eileen Collins (public domain; see the README
 # there). Her face is at about x 174-272, y 64-162 in the 512x512 photo.
@@ -149,18 +151,44 @@ def test_no_interpolation_across_long_holes():
     assert tr.box_at(int(0.75 * NS)) is None  # 0.75 s from either: nothing
 
 
-def test_prefers_the_tracked_face_unless_a_much_larger_one_appears():
-    a, b_similar, c_huge = (100, 100, 60, 60), (400, 100, 66, 66), (300, 200, 200, 200)
-    det = ScriptedDetector({1: [a], 2: [b_similar, (104, 102, 60, 60)], 3: [c_huge, (106, 102, 60, 60)]})
+def test_face_choice_by_score_and_persistence_resists_a_larger_flicker():
+    """One face: the one seen steadily is read, not the largest box. A larger false positive on
+    every third keyframe (the Haar failure on the bundled portrait) never takes the reading; a
+    steady newcomer does not steal it while the followed face stays, and takes over once it goes."""
+    face, flicker, newcomer = (100, 100, 60, 60), (300, 200, 200, 200), (400, 100, 66, 66)
+    det = ScriptedDetector(
+        {
+            1: [Detection(face, 0.99)],
+            2: [Detection(flicker, 0.95), Detection(face, 0.99)],
+            3: [Detection(newcomer, 0.999), Detection(face, 0.97)],
+            4: [Detection(newcomer, 0.999)],
+        }
+    )
     tr = MultiFaceTrack(det, max_faces=1, smoothing=0.0)
-    assert list(tr.update(0, img(1)).values()) == [a]
-    # A slightly larger second face does not steal the track...
-    assert list(tr.update(int(0.2 * NS), img(2)).values()) == [(104, 102, 60, 60)]
-    # ...a face more than twice as large does (the largest-face rule).
-    assert list(tr.update(int(0.4 * NS), img(3)).values()) == [c_huge]
-    # Without a recent track, the largest face wins.
-    tr2 = MultiFaceTrack(det, max_faces=1, smoothing=0.0)
-    assert list(tr2.update(0, img(2)).values()) == [b_similar]
+    read = [list(tr.update(k * KEY, img(2 if k % 3 == 2 else 1)).values()) for k in range(12)]
+    assert read == [[face]] * 12
+    assert tr.counters["faces_not_read"] == 4  # the flicker, counted
+    read = [list(tr.update((12 + k) * KEY, img(3)).values()) for k in range(6)]
+    assert read == [[face]] * 6
+    assert list(tr.update(18 * KEY, img(4)).values()) == [newcomer]
+    # Without history: the higher score wins, then the larger box (unscored detectors score 1).
+    tr2 = MultiFaceTrack(ScriptedDetector({1: [Detection(flicker, 0.8), Detection(face, 0.99)]}), smoothing=0.0)
+    assert list(tr2.update(0, img(1)).values()) == [face]
+    tr3 = MultiFaceTrack(ScriptedDetector({1: [face, flicker]}), smoothing=0.0)
+    assert list(tr3.update(0, img(1)).values()) == [flicker]
+
+
+def test_small_faces_skipped_and_a_crowd_bounded_by_max_faces():
+    crowd = [Detection((10 + 70 * (i % 9), 10 + 70 * (i // 9), 50, 50), 0.9 + 0.001 * i) for i in range(40)]
+    tiny = [Detection((600, 400, 20, 20), 0.999)]
+    tr = MultiFaceTrack(ScriptedDetector({1: crowd + tiny}), max_faces=3, smoothing=0.0, min_face_size=24)
+    found = tr.update(0, img(1))
+    assert len(found) == 3
+    # The most salient: on a first keyframe, the highest scores.
+    assert sorted(found.values()) == sorted(d.box for d in crowd[-3:])
+    assert tr.counters["faces_too_small"] == 1
+    assert tr.counters["faces_over_cap"] == 40 - 32 and tr.counters["faces_not_read"] == 32 - 3
+    assert [f for f, _ in tr.read_faces()] == list(found)
 
 
 def test_smoothing_blends_consecutive_boxes_of_one_face():

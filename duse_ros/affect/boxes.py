@@ -1,11 +1,16 @@
 """Face boxes: the one box type, its IoU, the square crop around a face and a window's crop boxes.
 ROS-free; shared by detection (faces.py), identities (tracking.py) and crops (crops.py).
 
-A `Box` is (x, y, w, h) in integer pixels of the source image.
+A `Box` is (x, y, w, h) in integer pixels of the source image. A detector returns bare boxes or
+`Detection`s (box, score, five landmarks); `as_detection` makes the first the second (score 1).
+A `CropBox` is a square crop box, optionally with the face's in-plane angle (`roll_deg`): `crop`
+then cuts it turned back upright about the box's centre (eye alignment).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,6 +19,39 @@ if TYPE_CHECKING:  # pragma: no cover
     from duse_ros.affect.windowing import Window
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+CropBox = tuple[int, int, int, int] | tuple[int, int, int, int, float]  # a Box, or a Box and an angle
+
+# The five landmarks a detector with landmarks gives, in this order (the person's right/left).
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One detected face: its box, the detector's score (0..1) and, when the detector gives them,
+    the landmarks of LANDMARK_NAMES as a (5, 2) float32 array of (x, y) source pixels."""
+
+    box: Box
+    score: float = 1.0
+    landmarks: np.ndarray | None = None
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+    @property
+    def roll_deg(self) -> float:
+        """How far the face is turned in the image plane, from its eye line: degrees,
+        counter-clockwise as seen in the image, 0 upright (and without landmarks)."""
+        if self.landmarks is None:
+            return 0.0
+        (rx, ry), (lx, ly) = self.landmarks[0], self.landmarks[1]
+        return -math.degrees(math.atan2(ly - ry, lx - rx))
+
+
+def as_detection(found: Box | Detection) -> Detection:
+    if isinstance(found, Detection):
+        return found
+    return Detection(tuple(int(v) for v in found))
 
 
 def iou(a, b) -> float:
@@ -41,9 +79,20 @@ def square_crop_box(box: Box, image_shape: tuple[int, ...], margin: float = 0.25
     return (x0, y0, side, side)
 
 
-def crop(frame: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
-    """Slice (a view, no copy) and optionally resize to size x size."""
-    x, y, w, h = box
+def crop(frame: np.ndarray, box: CropBox, size: int | None = None) -> np.ndarray:
+    """Slice (a view, no copy) and optionally resize to size x size. A box with a non-zero angle is
+    cut rotated by it about its centre (a new array; pixels beyond the frame repeat its edge)."""
+    x, y, w, h = box[:4]
+    angle = box[4] if len(box) > 4 else 0.0
+    if angle:
+        import cv2
+
+        side = size or w
+        cx, cy = x + w / 2.0, y + h / 2.0
+        m = cv2.getRotationMatrix2D((cx, cy), -angle, side / w)  # turns the face back upright
+        m[0, 2] += side / 2.0 - cx
+        m[1, 2] += side / 2.0 - cy
+        return cv2.warpAffine(frame, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out = frame[y : y + h, x : x + w]
     if size:
         import cv2
@@ -53,18 +102,22 @@ def crop(frame: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
 
 
 def window_crop_boxes(
-    window: Window, boxes: list[Box | None], margin: float, min_face_fraction: float
-) -> list[Box] | None:
+    window: Window,
+    boxes: list[Box | None],
+    margin: float,
+    min_face_fraction: float,
+    angles: list[float | None] | None = None,
+) -> list[CropBox] | None:
     """One square crop box per window frame from the face boxes at its stamps (a frame without
-    one takes the nearest frame's), or None when fewer than min_face_fraction of them have one."""
+    one takes the nearest frame's), or None when fewer than min_face_fraction of them have one.
+    With `angles` (the face's roll at each stamp) each crop box carries its angle (aligned crops)."""
     have = [i for i, b in enumerate(boxes) if b is not None]
     n = len(window.frames)
     if n == 0 or not have or len(have) < min_face_fraction * n:
         return None
     out = []
     for i, frame in enumerate(window.frames):
-        b = boxes[i]
-        if b is None:
-            b = boxes[min(have, key=lambda j: (abs(j - i), j))]
-        out.append(square_crop_box(b, frame.shape, margin))
+        j = i if boxes[i] is not None else min(have, key=lambda k: (abs(k - i), k))
+        square = square_crop_box(boxes[j], frame.shape, margin)
+        out.append(square if angles is None else (*square, angles[j] or 0.0))
     return out
