@@ -36,7 +36,7 @@ from duse_ros.affect.boxes import Box
 from duse_ros.affect.crops import CropCache, FaceKeyframer
 from duse_ros.affect.engine import InferenceEngine, Job, Result
 from duse_ros.affect.faces import FaceDetector, HaarFaceDetector, MtcnnFaceDetector, MultiFaceTrack
-from duse_ros.affect.hri import ExternalFaces
+from duse_ros.affect.hri import ExternalFaces, FaceObservation, Keyframe
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.smoothing import SoftVoters
 from duse_ros.affect.stats import LatencyReservoir
@@ -151,12 +151,12 @@ class AffectPipeline:
         on_reading: Callable[[Reading], None],
         detector: FaceDetector | None = None,
         stamp_age: Callable[[int], float | None] | None = None,
-        on_faces: Callable[[int, list[str]], None] | None = None,
+        on_faces: Callable[[Keyframe], None] | None = None,
     ):
         """stamp_age(stamp_ns): how old data of that stamp is now, in seconds, or None when the
         caller's clock cannot tell; it lets max_window_age_s count transport delay too.
-        on_faces(stamp_ns, face ids): the faces tracked after each keyframe (own detection only),
-        called on the face thread."""
+        on_faces(keyframe): after each keyframe (own detection only), the frame, the faces tracked
+        and those read on it (affect/hri.py Keyframe), called on the face thread."""
         self.model = model
         self._on_faces = on_faces
         self._stamp_age = stamp_age
@@ -264,11 +264,15 @@ class AffectPipeline:
     def _full_box(frame: np.ndarray) -> Box:
         return (0, 0, int(frame.shape[1]), int(frame.shape[0]))
 
-    def _on_keyframe(self, stamp_ns: int) -> None:
+    def _on_keyframe(self, stamp_ns: int, frame: np.ndarray) -> None:
         # A keyframe changes the boxes at most 2 * max_age before it (interpolation spans at
         # most that; a held box at most max_age): re-crop those frames now, off the executor.
         if self._on_faces is not None:
-            self._on_faces(stamp_ns, [face_label(f) for f in self.track.tracked_ids()])
+            read = [
+                FaceObservation(face_label(f), d.box, d.score, d.landmarks, d.roll_deg)
+                for f, d in self.track.read_faces()
+            ]
+            self._on_faces(Keyframe(stamp_ns, frame, [face_label(f) for f in self.track.tracked_ids()], read))
         since = stamp_ns - 2 * int(self.track.max_age_s * NS)
         for face_id in self.track.face_ids():
             self._crops.refresh(
