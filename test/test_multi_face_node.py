@@ -1,5 +1,5 @@
 """Three people in the picture, through affect_node in another process over real Fast DDS: the
-trained default model, real Haar detection of the bundled portrait pasted three times. Every
+trained default model, real (MTCNN) detection of the bundled portrait pasted three times. Every
 window brings one EmotionState per face, with distinct ids that stay with the faces and boxes
 where the faces are."""
 
@@ -52,7 +52,8 @@ def test_three_faces_three_readings_per_window_with_stable_ids():
     try:
         peer = Peer("reliable")
         peer.wait_matched(node, timeout=60)
-        peer.play(stamps(20.0, 120), make_frame=_frame)  # windows end at frames 56, 71, 86, 101, 116
+        # At the camera's pace: the detector's keyframes (5 Hz of stream time) must span each window.
+        peer.play(stamps(20.0, 120), make_frame=_frame, realtime=True)  # windows end at frames 56, 71, 86, 101, 116
 
         def windows():
             by_end: dict[int, list] = {}
