@@ -202,9 +202,10 @@ class MTCNN(nn.Module):
         if threshold is not None:
             t_o = float(threshold)
         found = []
+        level = image
         for scale in self.scales(H, W, min_face):
             h, w = int(math.ceil(H * scale)), int(math.ceil(W * scale))
-            level = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            level = cv2.resize(level, (w, h), interpolation=cv2.INTER_AREA)  # from the level above: cheaper
             x = (torch.from_numpy(level).permute(2, 0, 1)[None].float() - 127.5) / 128.0
             reg, prob = self.pnet(x)
             prob, reg = prob[0].numpy(), reg[0].numpy()
