@@ -17,6 +17,7 @@ alignment changes for the default expression model.
    face_align): the probability of `happiness` (the portrait smiles) and how often it is the label.
 
 Usage: python benchmarks/bench_detectors.py [--threads 2] [--shifts 6] [--repeats 15]
+                                            [--only accuracy|cost|alignment]
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shifts", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--only", choices=("accuracy", "cost", "alignment"), help="run one of the three parts")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -222,12 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         "mtcnn-24": MtcnnFaceDetector(mtcnn.model, min_face_size=24, threshold=0.9),
         "haar": HaarFaceDetector(),
     }
-    print(f"## Recall and false positives ({args.shifts} jittered frames per variant)\n")
-    accuracy_table(detectors, portrait, args.shifts)
-    print(f"\n## Cost per keyframe ({args.threads} threads, median of {args.repeats})\n")
-    cost_table(detectors, portrait, args.repeats)
-    print("\n## Eye alignment and the default expression model\n")
-    alignment_table(mtcnn, portrait)
+    if args.only in (None, "accuracy"):
+        print(f"## Recall and false positives ({args.shifts} jittered frames per variant)\n")
+        accuracy_table(detectors, portrait, args.shifts)
+    if args.only in (None, "cost"):
+        print(f"\n## Cost per keyframe ({args.threads} threads, median of {args.repeats})\n")
+        cost_table(detectors, portrait, args.repeats)
+    if args.only in (None, "alignment"):
+        print("\n## Eye alignment and the default expression model\n")
+        alignment_table(mtcnn, portrait)
     return 0
 
 
