@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.affect.boxes import Detection, iou, square_crop_box
+from duse_ros.affect.boxes import Detection, crop, iou, square_crop_box
 from duse_ros.affect.faces import FaceDetector, FaceKeyframes, HaarFaceDetector, MultiFaceTrack
 from duse_ros.affect.windowing import Window
 from duse_ros.io.samples import load_sample_face
@@ -319,3 +319,33 @@ def test_thread_safety_smoke():
     stop.set()
     th.join()
     assert not errors and found > 10 and updates[0] > 3
+
+
+def test_aligned_track_carries_the_roll_into_each_window_crop_box():
+    """face_align: each crop box carries the face's roll (from the eye landmarks, interpolated
+    between keyframes like the box) and `crop` cuts it upright; without align, plain boxes."""
+    level = np.array([[40, 60], [60, 60], [50, 70], [42, 80], [58, 80]], np.float32)  # eyes level
+    tilted = level.copy()
+    tilted[1, 1] -= 20  # the left eye 20 px higher over 20 px: the face turned 45 degrees
+    det = ScriptedDetector(
+        {1: [Detection((30, 40, 40, 50), 0.99, level)], 2: [Detection((30, 40, 40, 50), 0.99, tilted)]}
+    )
+    stamps = [int(k * 0.05 * NS) for k in range(16)]
+    for align, expect in ((True, (0.0, 22.5, 45.0)), (False, None)):
+        tr = MultiFaceTrack(det, smoothing=0.0, align=align)
+        tr.update(0, img(1))
+        tr.update(int(0.4 * NS), img(2))
+        tr.update(int(0.8 * NS), img(2))
+        (face,) = tr.faces_for_window(window_for(stamps))
+        if expect is None:
+            assert all(len(b) == 4 for b in face.crop_boxes)
+            continue
+        rolls = [b[4] for b in face.crop_boxes]
+        assert (rolls[0], rolls[4], rolls[8]) == expect  # 0 s, 0.2 s (halfway), 0.4 s
+        frame = np.zeros((480, 640, 3), np.uint8)
+        frame[60:62, 20:80] = 255  # a horizontal bar through the crop's centre
+        square = face.crop_boxes[8]
+        upright, plain = crop(frame, square, 64), crop(frame, square[:4], 64)
+        rows_plain = np.nonzero(plain.max(axis=(1, 2)))[0]
+        rows_turned = np.nonzero(upright.max(axis=(1, 2)))[0]
+        assert np.ptp(rows_plain) < 6 < np.ptp(rows_turned), "the bar is turned by the face's roll"
