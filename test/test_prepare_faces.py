@@ -144,7 +144,7 @@ def test_boxes_between_detections_are_interpolated_and_held_at_the_ends():
     detector = Fixed()
     boxes = prepare_faces.face_boxes(frames, detector, every=2)
     assert detector.seen == [0, 2, 4, 6, 8]  # frames 0 and 4 find nothing
-    assert boxes[:3] == [(20, 0, 12, 12)] * 3  # held before the first detection
-    assert boxes[3:7] == [(30, 0, 13, 13), (40, 0, 14, 14), (50, 0, 15, 15), (60, 0, 16, 16)]  # interpolated 2 -> 6
-    assert boxes[7:] == [(70, 0, 17, 17), (80, 0, 18, 18)]
+    assert boxes[:3] == [(20, 0, 12, 12, 0)] * 3  # held before the first detection
+    assert boxes[3:7] == [(30, 0, 13, 13, 0), (40, 0, 14, 14, 0), (50, 0, 15, 15, 0), (60, 0, 16, 16, 0)]  # 2 -> 6
+    assert boxes[7:] == [(70, 0, 17, 17, 0), (80, 0, 18, 18, 0)]
     assert prepare_faces.face_boxes(frames, type("Blind", (), {"detect": lambda self, rgb: []})(), 3) == [None] * 9

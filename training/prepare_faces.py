@@ -4,10 +4,12 @@
     python -m training.prepare_faces --data /data/DFEW --layout dfew --videos Clip/original
 
 For each clip that an annotation file of any fold lists (train and test), the frames are read
-(a frame folder or a video file), the project's face detector (duse_ros/affect/faces.py, the
-same one affect_node runs) looks at every `--detect-every`-th frame, and each frame is cut to
-the square around the largest face of the nearest detected frame, with affect_node's margin,
-and saved as `--size` px JPEGs. A clip in which no face is found keeps its centre square (counted
+(a frame folder or a video file), the face detector affect_node runs by default (its
+`face_detector` parameter; duse_ros/affect/faces.py) looks at every `--detect-every`-th frame
+for the largest face (boxes between two detections interpolated, held past the first and
+last), and each frame is cut to the square around its box with affect_node's `face_margin`,
+turned upright by the eye line when the detector gives landmarks and `face_align` is on (as the
+node does), and saved as `--size` px JPEGs. A clip in which no face is found keeps its centre square (counted
 as a fallback in the manifest, so it can be inspected or left out).
 
 Output, under `<data>/<out>` (default `faces`), mirroring the clip paths below the layout's
@@ -43,8 +45,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duse_ros.affect import faces  # noqa: E402
-from duse_ros.affect.settings import DEFAULTS as NODE_DEFAULTS  # noqa: E402
+from duse_ros.affect.boxes import as_detection, crop, square_crop_box  # noqa: E402
+from duse_ros.affect.faces import FaceDetector  # noqa: E402
+from duse_ros.affect.pipeline import PipelineConfig, make_detector  # noqa: E402
 from duse_ros.classes import get_class_set  # noqa: E402
 from duse_ros.io.clip_lists import ClipEntry  # noqa: E402
 from training.datasets import (  # noqa: E402
@@ -70,13 +73,15 @@ class Options:
     videos: Path | None
     size: int
     margin: float
+    align: bool
     detect_every: int
     audio: bool
 
 
-def default_detector() -> faces.FaceDetector:
-    """The face detector affect_node uses by default, with its default settings."""
-    return faces.HaarFaceDetector(detect_width=int(NODE_DEFAULTS["face_detect_width"]))
+def default_detector() -> FaceDetector:
+    """The face detector affect_node uses by default (its parameter table's `face_detector`), with
+    its default settings."""
+    return make_detector(PipelineConfig())
 
 
 def dataset_clips(data_dir: Path, layout: dict) -> list[ClipEntry]:
@@ -90,15 +95,19 @@ def dataset_clips(data_dir: Path, layout: dict) -> list[ClipEntry]:
     return list(seen.values())
 
 
-def _largest(found: list) -> tuple[int, int, int, int] | None:
-    boxes = [tuple(int(v) for v in getattr(f, "box", f)) for f in found]  # a Box, or a Detection with .box
-    return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+def _largest(found: list) -> tuple[float, float, float, float, float] | None:
+    """(x, y, w, h, roll in degrees) of the largest face; roll 0 without landmarks."""
+    if not found:
+        return None
+    face = max((as_detection(f) for f in found), key=lambda d: d.area)
+    return (*(float(v) for v in face.box), face.roll_deg)
 
 
-def face_boxes(frames: list[np.ndarray], detector, every: int) -> list[tuple[int, int, int, int] | None]:
-    """The face box for each frame: detection runs on every `every`-th frame and keeps the
-    largest face; between two frames where it found one the box is interpolated linearly, before
-    the first and after the last it is held. None for every frame when no face was found."""
+def face_boxes(frames: list[np.ndarray], detector, every: int) -> list[tuple | None]:
+    """The face (x, y, w, h, roll) for each frame: detection runs on every `every`-th frame and
+    keeps the largest face; between two frames where it found one the box is interpolated
+    linearly, before the first and after the last it is held. None for every frame when no face
+    was found."""
     detected = {i: _largest(detector.detect(frames[i])) for i in range(0, len(frames), every)}
     found = sorted(i for i, box in detected.items() if box is not None)
     if not found:
@@ -111,21 +120,24 @@ def face_boxes(frames: list[np.ndarray], detector, every: int) -> list[tuple[int
             continue
         j0, j1 = found[after - 1], found[after]
         a, b = np.array(detected[j0], float), np.array(detected[j1], float)
-        out.append(tuple(int(round(v)) for v in a + (b - a) * (i - j0) / (j1 - j0)))
+        out.append(tuple(float(v) for v in a + (b - a) * (i - j0) / (j1 - j0)))
     return out
 
 
-def crop_clip(frames: list[np.ndarray], boxes: list, size: int, margin: float) -> list[np.ndarray]:
-    """Square crops around each frame's face box (the centre square without one), resized."""
+def crop_clip(frames: list[np.ndarray], boxes: list, size: int, margin: float, align: bool) -> list[np.ndarray]:
+    """Square crops around each frame's face box (the centre square without one), resized;
+    turned upright by the face's roll when `align` (as affect_node's `face_align`)."""
     out = []
-    for frame, box in zip(frames, boxes):
+    for frame, face in zip(frames, boxes):
         h, w = frame.shape[:2]
-        if box is None:
+        if face is None:
             side = min(h, w)
             square = ((w - side) // 2, (h - side) // 2, side, side)
         else:
-            square = faces.square_crop_box(box, frame.shape, margin)
-        out.append(faces.crop(frame, square, size))
+            square = square_crop_box(tuple(int(round(v)) for v in face[:4]), frame.shape, margin)
+            if align and face[4]:
+                square = (*square, face[4])
+        out.append(crop(frame, square, size))
     return out
 
 
@@ -172,7 +184,8 @@ def prepare_clip(entry: ClipEntry, options: Options, detector) -> dict | None:
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        for index, face in enumerate(crop_clip(frames, boxes, options.size, options.margin), start=1):
+        crops = crop_clip(frames, boxes, options.size, options.margin, options.align)
+        for index, face in enumerate(crops, start=1):
             cv2.imwrite(str(partial / f"{index:05d}.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
         os.replace(partial, target)
         record.update(frames=len(frames), with_face=sum(b is not None for b in boxes), fallback=boxes[0] is None)
@@ -206,12 +219,14 @@ def prepare(
     data_dir = Path(data_dir)
     if size < 16 or detect_every < 1:
         raise ValueError(f"--size must be >= 16 and --detect-every >= 1, got {size} and {detect_every}")
+    node = PipelineConfig()
     options = Options(
         out_root=data_dir / out,
         clip_root=data_dir / layout["clip_root"],
         videos=(data_dir / videos) if videos else None,
         size=size,
-        margin=float(NODE_DEFAULTS["face_margin"] if margin is None else margin),
+        margin=float(node.face_margin if margin is None else margin),
+        align=bool(node.face_align),
         detect_every=detect_every,
         audio=audio,
     )
