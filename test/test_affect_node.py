@@ -210,6 +210,18 @@ def test_bad_model_name_fails_configure_with_a_clear_message(start_node):
     peer.spin_until(lambda: "configure failed" in node.output(), 20, "the configure error", node)
     assert "unknown model 'no-such-model'" in node.output()
     assert node.alive(), "a failed configure leaves the node up (unconfigured), not crashed"
+    # a user's mistake is one line, not a traceback (that is for bugs), with a near name offered
+    assert "Traceback" not in node.output() and '"unknown model' not in node.output(), node.output()[-3000:]
+    (line,) = [line for line in node.output().splitlines() if "configure failed" in line]
+    assert "UnknownModelError: unknown model 'no-such-model'" in line and "registered: " in line
+
+
+def test_a_near_miss_model_name_is_answered_with_the_registered_one():
+    from duse_ros.models.registry import UnknownModelError, get_config
+
+    with pytest.raises(UnknownModelError) as info:
+        get_config("duse-vitb16-normall")
+    assert str(info.value).startswith("unknown model 'duse-vitb16-normall' (did you mean 'duse-vitb16-normal'?)")
 
 
 def test_audio_type_from_an_uninstalled_package_fails_configure_clearly(start_node):

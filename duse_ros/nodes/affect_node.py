@@ -37,6 +37,7 @@ from duse_ros.io.audio import audio_chunk_to_mono, audio_data_stamped_to_mono, a
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import image_pixels, to_rgb
 from duse_ros.loading import load_model
+from duse_ros.models.registry import UnknownModelError
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (
     bound_heap,
@@ -52,6 +53,7 @@ from duse_ros.nodes.common import (
     stamp_to_ns,
 )
 from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
+from duse_ros.weights import WeightsError
 
 # Every parameter, its default, range and meaning: duse_ros/affect/settings.py (one table).
 DEFAULTS = affect_settings.DEFAULTS
@@ -62,6 +64,8 @@ AUDIO_TYPES = (
     "audio_common_msgs/msg/AudioStamped",
 )
 WARN_THROTTLE_S = 5.0
+# Configure failures that a user's input causes (model:=, a config or checkpoint file, a value).
+USER_ERRORS = (UnknownModelError, WeightsError, ValueError, OSError)
 MAX_PLAUSIBLE_AGE_S = 3600.0
 
 
@@ -175,7 +179,10 @@ class AffectNode(LifecycleNode):
                 self._model, config, self._publish_reading, stamp_age=self._stamp_age_s, on_faces=self._on_faces
             )
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
-            self._report_failure("configure", f"{type(e).__name__}: {e}", traceback.format_exc())
+            # A wrong model name, file or value is the user's to fix: one line says it all. Anything
+            # else is a bug, and its traceback is logged for the report.
+            trace = "" if isinstance(e, USER_ERRORS) else traceback.format_exc()
+            self._report_failure("configure", f"{type(e).__name__}: {e}", trace)
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._configured = True
