@@ -34,7 +34,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
     P("half", False, "fp16 autocast (CUDA only)"),
-    P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),
+    P(
+        "torch_threads",
+        1,
+        "torch intra-op threads for inference; 0: torch's default (one per core), which collapses "
+        "when other processes share the cores (benchmarks/bench_threads.py)",
+        0,
+        1024,
+    ),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
     P(

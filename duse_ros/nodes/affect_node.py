@@ -69,6 +69,17 @@ USER_ERRORS = (UnknownModelError, WeightsError, ValueError, OSError)
 MAX_PLAUSIBLE_AGE_S = 3600.0
 
 
+# torch's own intra-op thread count (one per core, or OMP_NUM_THREADS), read before this node sets
+# any, so that torch_threads: 0 brings it back after another value was configured.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def set_torch_threads(threads: int) -> int:
+    """Size torch's process-wide intra-op pool: `threads`, or torch's default for 0. Returns the size."""
+    torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
+    return torch.get_num_threads()
+
+
 def _import_msg(type_name: str):
     package, _, name = type_name.split("/")
     try:
@@ -164,8 +175,7 @@ class AffectNode(LifecycleNode):
         try:
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
             audio_type = self.p("audio.type")
-            if self.p("torch_threads"):
-                torch.set_num_threads(self.p("torch_threads"))
+            set_torch_threads(self.p("torch_threads"))
             overrides = {
                 name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights") if self.p(name)
             }  # frozen-encoder files: only those given replace the model config's
@@ -498,6 +508,7 @@ class AffectNode(LifecycleNode):
         values: dict[str, object] = {
             "model": self._model.model_id,
             "untrained": self._model.untrained,
+            "torch_threads": torch.get_num_threads(),
             diag.IMAGE_FPS: f"{self._rates['image'].rate_hz():.1f}",
             diag.AUDIO_CHUNKS_PER_S: f"{self._rates['audio'].rate_hz():.1f}",
         }
