@@ -167,7 +167,8 @@ class LLMBridgeNode(Node):
             self.malformed += 1
             self.get_logger().warning(f"malformed EmotionState dropped: {exc}", throttle_duration_sec=_LOG_THROTTLE_S)
             return
-        event = self.bridge.on_reading(reading, sighting_from_msg(msg, self.bridge.people.rule))
+        sighting = sighting_from_msg(msg, self.bridge.people.rule) if msg.face_found else None
+        event = self.bridge.on_reading(reading, sighting)
         if event is not None:
             self._publish_prompt(event)
 
