@@ -1,11 +1,12 @@
-"""Window latency by torch thread count, on an idle CPU and beside one busy process.
+"""Window latency by torch thread count, with no load added and beside one busy process.
 
 A robot runs many nodes on one CPU. PyTorch's intra-op pool (OpenMP) starts one thread per core
 and its threads wait for each other at every operator: when another process takes a core, the
 thread on it is descheduled and every operator waits for it. This runs the default model (or
 `--model`) on one 16-frame window per call, in eval mode under `torch.inference_mode()` as the
-engine runs it, for each thread count side by side, round by round: first with the CPU to itself,
-then with `--busy` processes spinning (each a plain Python busy loop, one core's worth of load).
+engine runs it, for each thread count side by side, round by round: first with no load added
+(the load average is printed: other processes count too), then with `--busy` processes spinning
+(each a plain Python busy loop, one core's worth of load).
 It prints the median and 90th percentile per setting and each median as a ratio to 1 thread's.
 
 Usage: python benchmarks/bench_threads.py [--model fer2013-minixception] [--threads 1 2 0]
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.model}, one 16-frame window per call at {spec.image_size}px, {args.repeats} rounds; "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}"
     )
-    report("CPU to itself", run_rounds(model, window, args.threads, args.repeats))
+    load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    report(f"no added load ({load} before the run)", run_rounds(model, window, args.threads, args.repeats))
     busy = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
     try:
         time.sleep(0.5)  # the spinners are scheduled before the first timed call
