@@ -32,7 +32,7 @@ from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.affect.hri import unmapped
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
-from duse_ros.affect.stats import LatencyReservoir, RateMeter
+from duse_ros.affect.stats import ArrivalMeter, LatencyReservoir, RateMeter
 from duse_ros.io.audio import audio_chunk_to_mono, audio_data_stamped_to_mono, audio_stamped_to_mono
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import image_pixels, to_rgb
@@ -64,6 +64,10 @@ AUDIO_TYPES = (
     "audio_common_msgs/msg/AudioStamped",
 )
 WARN_THROTTLE_S = 5.0
+# Below this share of the camera's frames (by their stamps) arriving, frames are being lost on the
+# way; the warning is logged once when it starts (again only after it cleared, at most this often).
+MIN_ARRIVAL_FRACTION = 0.5
+FRAME_LOSS_LOG_EVERY_S = 60.0
 # Configure failures that a user's input causes (model:=, a config or checkpoint file, a value).
 USER_ERRORS = (UnknownModelError, WeightsError, ValueError, OSError)
 MAX_PLAUSIBLE_AGE_S = 3600.0
@@ -113,6 +117,9 @@ class AffectNode(LifecycleNode):
         self._qos_incompatible: Counter[str] = Counter()
         self._rates = {"image": RateMeter(), "audio": RateMeter()}
         self._last_frame_wall: float | None = None
+        self._arrivals = ArrivalMeter()
+        self._frame_loss_logged_at: float | None = None  # monotonic time of the last loss warning
+        self._frame_loss = False
         self._audio_stream: AudioStream | None = None
         self._audio_msg_type = AudioChunk
         self._audio_type = AUDIO_TYPES[0]
@@ -247,6 +254,7 @@ class AffectNode(LifecycleNode):
                 )
                 self._subscribe(self._audio_msg_type, "audio", self._on_audio, qos)
             self._last_frame_wall = None
+            self._arrivals, self._frame_loss = ArrivalMeter(), False
             self._timer = self.create_timer(self._live["diagnostics_period_s"], self._publish_diagnostics)
         except Exception as e:  # noqa: BLE001 - stay inactive and say why
             self._report_failure(
@@ -356,6 +364,7 @@ class AffectNode(LifecycleNode):
     def _on_image(self, msg) -> None:
         self._rates["image"].tick()
         self._last_frame_wall = time.monotonic()
+        self._arrivals.add(stamp_to_ns(msg.header.stamp))
         pixels = image_pixels(msg)
         if pixels > self._live["max_image_pixels"]:
             self._refuse(
@@ -502,6 +511,35 @@ class AffectNode(LifecycleNode):
         age = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         return age if -1.0 <= age <= MAX_PLAUSIBLE_AGE_S else None
 
+    def _frame_loss_text(self, values: dict[str, object]) -> str:
+        """Frames lost between the camera and this node, judged from their stamps: the text for
+        diagnostics (and, once per episode, the log), or "" while the frames arrive."""
+        assessed = self._arrivals.assess()
+        if assessed is None:
+            return ""
+        source_hz, fraction = assessed
+        values[diag.IMAGE_SOURCE_FPS] = f"{source_hz:.1f}"
+        values[diag.IMAGE_ARRIVAL_FRACTION] = f"{fraction:.2f}"
+        lossy = fraction < MIN_ARRIVAL_FRACTION
+        if not lossy:
+            self._frame_loss = False
+            return ""
+        text = (
+            f"frames lost in transport: {fraction:.0%} of the camera's {source_hz:.0f} fps arrive (by their stamps). "
+            "Likely cause: large raw images over Fast DDS's default transport (a 512 KB shared-memory "
+            "segment). Fix: give the camera's publisher the shared-memory profile too "
+            "(FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_shm.xml), or subscribe to the compressed "
+            "topic (image_compressed:=true)"
+        )
+        now = time.monotonic()
+        if not self._frame_loss and (
+            self._frame_loss_logged_at is None or now - self._frame_loss_logged_at >= FRAME_LOSS_LOG_EVERY_S
+        ):
+            self.get_logger().warning(text)
+            self._frame_loss_logged_at = now
+        self._frame_loss = True
+        return text
+
     def _publish_diagnostics(self) -> None:
         if self._pipeline is None:
             return
@@ -527,10 +565,16 @@ class AffectNode(LifecycleNode):
         values["reading.age_p50_ms"] = "n/a" if p50 is None else f"{p50 * 1e3:.0f}"
         values["reading.age_p95_ms"] = "n/a" if p95 is None else f"{p95 * 1e3:.0f}"
         since = None if self._last_frame_wall is None else time.monotonic() - self._last_frame_wall
+        loss = self._frame_loss_text(values)
         if since is None:
             level, message = DiagnosticStatus.WARN, "waiting for the first frame"
         elif since > self._live["stall_timeout_s"]:
-            level, message = DiagnosticStatus.WARN, f"camera stalled: no frame for {since:.1f} s"
+            level, message = (
+                DiagnosticStatus.WARN,
+                f"camera stalled: no frame for {since:.1f} s" + (f"; before that, {loss}" if loss else ""),
+            )
+        elif loss:
+            level, message = DiagnosticStatus.WARN, loss
         else:
             level, message = DiagnosticStatus.OK, "streaming"
         # hardware_id names the sensor (the camera's frame_id) or, before the first frame, this node;
