@@ -31,9 +31,10 @@ from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.affect.hri import unmapped
+from duse_ros.affect.pipeline import LIVE as PIPELINE_LIVE
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import ArrivalMeter, LatencyReservoir, RateMeter
-from duse_ros.io.audio import audio_chunk_to_mono, audio_data_stamped_to_mono, audio_stamped_to_mono
+from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_MESSAGES, PcmFormat
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import image_pixels, to_rgb
 from duse_ros.loading import load_model
@@ -58,11 +59,6 @@ from duse_ros.weights import WeightsError
 # Every parameter, its default, range and meaning: duse_ros/affect/settings.py (one table).
 DEFAULTS = affect_settings.DEFAULTS
 
-AUDIO_TYPES = (
-    "duse_ros/msg/AudioChunk",
-    "audio_common_msgs/msg/AudioDataStamped",
-    "audio_common_msgs/msg/AudioStamped",
-)
 WARN_THROTTLE_S = 5.0
 # Below this share of the camera's frames (by their stamps) arriving, frames are being lost on the
 # way; the warning is logged once when it starts (again only after it cleared, at most this often).
@@ -100,7 +96,7 @@ class AffectNode(LifecycleNode):
         super().__init__("affect_node", **kwargs)
         # Start-up values the table refuses keep their default and fail configure, saying why.
         self._parameter_errors = declare_table(self, affect_settings.PARAMETERS)
-        self._live = {spec.name: self.p(spec.name) for spec in affect_settings.PARAMETERS if spec.live}
+        self._live = {name: self.p(name) for name in affect_settings.LIVE}
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._configured = False
@@ -122,7 +118,8 @@ class AffectNode(LifecycleNode):
         self._frame_loss = False
         self._audio_stream: AudioStream | None = None
         self._audio_msg_type = AudioChunk
-        self._audio_type = AUDIO_TYPES[0]
+        self._audio = AUDIO_MESSAGES[AUDIO_CHUNK]  # the audio message family's entry for audio.type
+        self._pcm_format = PcmFormat()  # audio.* parameters: the format of messages that do not carry it
         self._hri_msgs = import_hri_msgs()
         self._hri_out: HriOutput | None = None
         self._hri_in: HriFaceInput | None = None
@@ -160,7 +157,7 @@ class AffectNode(LifecycleNode):
         self._live.update(changes)
         pipeline = self._pipeline
         if pipeline is not None:
-            pipeline.update(**{k: v for k, v in changes.items() if k in PipelineConfig.names()})
+            pipeline.update(**{k: v for k, v in changes.items() if k in PIPELINE_LIVE})
         stream = self._audio_stream
         if stream is not None:
             stream.min_rate, stream.max_rate = self._live["audio.min_sample_rate"], self._live["audio.max_sample_rate"]
@@ -188,8 +185,11 @@ class AffectNode(LifecycleNode):
             }  # frozen-encoder files: only those given replace the model config's
             self._model = load_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
-                self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
-                self._audio_type = audio_type
+                self._audio_msg_type = AudioChunk if audio_type == AUDIO_CHUNK else _import_msg(audio_type)
+                self._audio = AUDIO_MESSAGES[audio_type]
+                self._pcm_format = PcmFormat(
+                    self.p("audio.sample_rate"), self.p("audio.channels"), self.p("audio.sample_format")
+                )
             if config.face_source == "ros4hri" and self._hri_msgs is None:
                 raise ValueError(f"face_source 'ros4hri' needs hri_msgs: {HRI_PACKAGE_HINT}")
             self._pipeline = AffectPipeline(
@@ -389,28 +389,17 @@ class AffectNode(LifecycleNode):
 
     def _on_audio(self, msg) -> None:
         self._rates["audio"].tick()
-        audio_type = self._audio_type
+        audio, fmt = self._audio, self._pcm_format
         stream = self._audio_stream
         if stream is None:
             return
         try:  # limits first: the header alone says what decoding would allocate
-            stream.check(*self._audio_extent(msg))
+            stream.check(*audio.extent(msg, fmt))
         except AudioRefused as e:
             self._refuse(f"audio_{e.kind}", str(e))
             return
         try:
-            if audio_type == AUDIO_TYPES[0]:
-                mono, rate = audio_chunk_to_mono(msg), int(msg.sample_rate)
-            elif audio_type == AUDIO_TYPES[1]:
-                rate = self.p("audio.sample_rate")
-                mono = audio_data_stamped_to_mono(
-                    msg,
-                    channels=self.p("audio.channels"),
-                    sample_rate=rate,
-                    sample_format=self.p("audio.sample_format"),
-                )
-            else:
-                mono, rate = audio_stamped_to_mono(msg), int(msg.audio.info.rate)
+            mono, rate = audio.to_mono(msg, fmt)
         except ConversionError as e:
             self._malformed_input("audio", e)
             return
@@ -421,18 +410,6 @@ class AffectNode(LifecycleNode):
             return
         if samples.size:
             self._guarded("audio", self._pipeline.add_audio, stamp_ns, samples)
-
-    def _audio_extent(self, msg) -> tuple[int, int]:
-        """(sample rate, samples per channel at most) of an audio message, from its header."""
-        if self._audio_type == AUDIO_TYPES[0]:
-            return int(msg.sample_rate), len(msg.data) // max(1, int(msg.channels))
-        if self._audio_type == AUDIO_TYPES[1]:
-            return int(self.p("audio.sample_rate")), len(msg.audio.data) // max(1, int(self.p("audio.channels")))
-        data = msg.audio.audio_data
-        longest = max(
-            len(getattr(data, f)) for f in ("float32_data", "int32_data", "int16_data", "int8_data", "uint8_data")
-        )
-        return int(msg.audio.info.rate), longest // max(1, int(msg.audio.info.channels))
 
     def _guarded(self, kind: str, step, *args) -> None:
         """A message that gets past conversion but breaks a later step is dropped and counted like a
