@@ -54,7 +54,9 @@ import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 _TEST_DIR = Path(__file__).resolve().parent
-_STARTS_NODE = re.compile(r"\bNodeProcess\(|subprocess\.Popen\(|--ros-args|\bnode_command\(")
+_STARTS_NODE = re.compile(
+    r"\bNodeProcess\(|subprocess\.Popen\(|--ros-args|\bnode_command\(|duse_ros\.tools\.(eval_bag|demo)\b"
+)
 _NODE_ARGV = re.compile(r"--ros-args|duse_ros\.nodes\.|node_zygote|publish_samples|duse_ros\.tools\.(eval_bag|demo)")
 
 
@@ -105,15 +107,16 @@ def _unmarked_tests_start_no_node(request, monkeypatch):
         yield
         return
 
-    class Guarded(subprocess.Popen):
-        def __init__(self, args, *a, **kw):
-            text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
-            if _NODE_ARGV.search(text):
-                raise AssertionError(
-                    f"{request.node.nodeid} starts a node process ({text[:120]}) but is not marked ros_process: "
-                    "see test/conftest.py"
-                )
-            super().__init__(args, *a, **kw)
+    popen = subprocess.Popen
 
-    monkeypatch.setattr(subprocess, "Popen", Guarded)
+    def guarded(args, *rest, **kwargs):
+        text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+        if _NODE_ARGV.search(text):
+            raise AssertionError(
+                f"{request.node.nodeid} starts a node process ({text[:120]}) but is not marked ros_process: "
+                "see test/conftest.py"
+            )
+        return popen(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", guarded)
     yield
