@@ -186,9 +186,7 @@ def violations(graph: dict[str, set[str]], modules: dict[str, Path], nodes: set[
 # line. The rules test holds for everything else now; each entry has a strict xfail below, which
 # fails (XPASS) the moment the fix lands, so the entry is then removed.
 KNOWN: dict[str, str] = {
-    "duse_ros.tools.eval_bag -> duse_ros.nodes.affect_node": "eval_bag imports the node for one default (helper a21)",
     "circle: training.": "training/train.py <-> training/crossval.py (helper e27)",
-    "duse_ros.io.demo_stream -> duse_ros.affect.faces": "load_sample_face is in affect/faces.py; issue 24 moves it out",
 }
 
 

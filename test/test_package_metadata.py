@@ -190,3 +190,7 @@ def test_the_licence_files_match_package_xml_and_name_the_default_weights_licenc
     assert FER2013.requirement in notice and FER2013.member in notice
     assert "MIT License" in notice and "Copyright (c) 2018 Justin Shenk" in notice
     assert FER2013.licence.startswith("MIT (Justin Shenk")
+    from duse_ros.weights import MTCNN_WHEEL
+
+    assert MTCNN_WHEEL.requirement in notice and "Copyright (c) 2019 Timothy Esler" in notice
+    assert MTCNN_WHEEL.licence.startswith("MIT (Timothy Esler")
