@@ -8,6 +8,7 @@ running node (nodes/affect_node.py says how); the others take effect at the next
 
 from __future__ import annotations
 
+from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_TYPES, SUPPORTED_SAMPLE_FORMATS
 from duse_ros.params import ParameterSpec, defaults
 
 P = ParameterSpec
@@ -40,7 +41,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Jetson Orin included; fp16 on a CPU runs fp32, bf16 on an older GPU runs fp16, each with a warning)",
         choices=("fp32", "fp16", "bf16"),
     ),
-    P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),
+    P(
+        "torch_threads",
+        1,
+        "torch intra-op threads for inference; 0: torch's default (one per core), which collapses "
+        "when other processes share the cores (benchmarks/bench_threads.py)",
+        0,
+        1024,
+    ),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
     P(
@@ -50,23 +58,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=("best_effort", "reliable"),
     ),
     P("qos.depth", 5, "QoS history depth of the camera and microphone subscriptions", 1, 1000),
-    P(
-        "audio.type",
-        "duse_ros/msg/AudioChunk",
-        "audio message type",
-        choices=(
-            "duse_ros/msg/AudioChunk",
-            "audio_common_msgs/msg/AudioDataStamped",
-            "audio_common_msgs/msg/AudioStamped",
-        ),
-    ),
+    P("audio.type", AUDIO_CHUNK, "audio message type", choices=AUDIO_TYPES),
     P("audio.channels", 1, "AudioDataStamped only: interleaved channels (its format lives in AudioInfo)", 1, 64),
     P("audio.sample_rate", 16000, "AudioDataStamped only: sample rate in Hz", 1000, 384000),
     P(
         "audio.sample_format",
         "S16LE",
         "AudioDataStamped only: sample format",
-        choices=("S16LE", "S32LE", "F32LE", "U8", "S8"),
+        choices=SUPPORTED_SAMPLE_FORMATS,
     ),
     P(
         "audio.min_sample_rate",
@@ -185,3 +184,4 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 
 DEFAULTS = defaults(PARAMETERS)
 BY_NAME = {p.name: p for p in PARAMETERS}
+LIVE = frozenset(p.name for p in PARAMETERS if p.live)  # applied at once on a running node
