@@ -185,9 +185,7 @@ def violations(graph: dict[str, set[str]], modules: dict[str, Path], nodes: set[
 # Violations that others are fixing on their branches (issue 24), each matched by the start of its
 # line. The rules test holds for everything else now; each entry has a strict xfail below, which
 # fails (XPASS) the moment the fix lands, so the entry is then removed.
-KNOWN: dict[str, str] = {
-    "circle: training.": "training/train.py <-> training/crossval.py (helper e27)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _broken() -> list[str]:

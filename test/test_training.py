@@ -476,23 +476,6 @@ def test_a_non_utf8_annotation_file_is_one_line_naming_it(motion, tmp_path):
     ], result.stderr
 
 
-def test_train_and_crossval_do_not_import_each_other():
-    import ast
-    from pathlib import Path
-
-    def imports(path):
-        tree = ast.parse(Path(path).read_text())
-        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
-            f"training.{a.name}"
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == "training"
-            for a in node.names
-        }
-
-    assert "training.crossval" not in imports(train.__file__)
-    assert "training.train" in imports(crossval.__file__)
-
-
 # ---------------------------------------------------------------------------------------------- recipes
 def test_every_recipe_loads_and_bhgap_follows_the_reference_protocol():
     from pathlib import Path
