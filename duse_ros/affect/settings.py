@@ -32,9 +32,22 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "BHGap: file of the frozen audio ViT (e.g. AudioMAE ViT-B/16); empty: the model "
         "config's (none: random, untrained)",
     ),
+    P(
+        "runtime",
+        "torch",
+        "torch: PyTorch eager; onnxruntime: ONNX Runtime on a duse-export .onnx file (or `model` "
+        "exported at configure), CPU provider, or TensorRT/CUDA with device cuda (needs onnxruntime)",
+        choices=("torch", "onnxruntime"),
+    ),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
     P("half", False, "fp16 autocast (CUDA only)"),
-    P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),
+    P(
+        "torch_threads",
+        0,
+        "intra-op threads for inference (torch, or ONNX Runtime with runtime onnxruntime); 0: its default",
+        0,
+        1024,
+    ),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
     P(
