@@ -84,3 +84,36 @@ def test_an_altered_export_fails_configure_with_the_reason(start_node, av_export
     peer.spin_until(lambda: failures() >= 2, 30, "the configure error on /diagnostics", node)
     assert f"{altered}: altered since export" in node.output()
     assert node.alive(), "a refused model leaves the node up (unconfigured), not crashed"
+
+
+def test_eval_bag_passes_the_runtime_to_the_node(av_export, tmp_path):
+    """duse-eval-bag --runtime onnxruntime: the node runs the .onnx file (runtime torch refuses a
+    .onnx model), and every window of the bag comes back."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bag_fixtures import write_video
+
+    from duse_ros.io.rosbag import BagFile
+    from duse_ros.tools.make_bag import main as make_bag
+
+    video = tmp_path / "talk.mov"
+    write_video(video, seconds=4.0, fps=15)
+    assert make_bag([str(video), "-o", str(tmp_path / "bag"), "-q"]) == 0
+    out = tmp_path / "eval"
+    args = ["--model", av_export, "--runtime", "onnxruntime", "--face-mode", "full_frame", "--no-bridge"]
+    done = subprocess.run(
+        [sys.executable, "-m", "duse_ros.tools.eval_bag", tmp_path / "bag", *args, "--out", out, "-q"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + (out / "affect_node.log").read_text()[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["windows"] == report["windows_received"] >= 4 and report["dropped"] == 0
+    with BagFile(out / "output_bag") as bag:
+        states = [bag.deserialize(raw, ty) for _, ty, _, raw in bag.messages(["/duse_eval/emotion_state"])]
+    assert states and all(s.checkpoint == str(av_export) and s.model_id == "tiny-random-av" for s in states)

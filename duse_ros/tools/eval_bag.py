@@ -235,6 +235,8 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
         node_params["max_window_age_s"] = 0.0
     if args.clip_weights:
         node_params["clip_weights"] = args.clip_weights
+    if args.runtime:
+        node_params["runtime"] = args.runtime
     if args.face_mode:
         node_params["face_mode"] = args.face_mode
     logs = {name: (out_dir / f"{name}.log").open("w") for name in ("affect_node", "llm_bridge_node")}
@@ -434,6 +436,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--model", default=None, help="registered model name or checkpoint .json (default: affect_node's)")
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        help="affect_node runtime (default: the node's); onnxruntime runs a duse-export .onnx --model",
+    )
+    ap.add_argument(
         "--labels", type=Path, help="CSV of start,end,label spans (default: the bag's /emotion_label topic)"
     )
     ap.add_argument("--out", type=Path, help="output folder (default: eval_output/<bag name>)")
@@ -485,7 +492,13 @@ def run(args: argparse.Namespace) -> dict:
         # Read every record once before any node starts: a truncated or damaged bag fails here.
         for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
             pass
-        model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+        overrides = {"clip_weights": args.clip_weights} if args.clip_weights else {}
+        if args.runtime == "onnxruntime":  # a .onnx file: its classes and input spec, verified here first
+            from duse_ros.affect.onnx_model import load_onnx_model
+
+            model = load_onnx_model(args.model, **overrides)
+        else:
+            model = load_model(args.model, **overrides)
         classes = list(model.class_names)
         spans, origin, labels_source = _load_spans(bag, args, classes)
         out_dir = args.out or Path("eval_output") / bag.path.name
@@ -582,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = run(args)
-    except (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError) as e:
+    except (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError, ImportError) as e:
         print(f"duse-eval-bag: error: {e}", file=sys.stderr)
         return 2
     summary = {k: report[k] for k in ("windows", "dropped", "uar", "war", "latency_ms_p50", "latency_ms_p95")}
