@@ -73,6 +73,8 @@ OPTIONAL = {
     "mamba_ssm": "CUDA selective scan (setup.py extra 'cuda'); mambapy otherwise",
     "hri_msgs": "ROS4HRI output and input, off without it",
     "audio_common_msgs": "imported by name from the audio.type parameter",
+    "onnx": "duse-export (setup.py extra 'onnx'; pinned in base.txt for the tests)",
+    "onnxruntime": "runtime onnxruntime and duse-export's check (extra 'onnx'; onnxruntime-gpu on CUDA, Jetson)",
 }
 
 
