@@ -199,7 +199,7 @@ def test_the_engine_batches_faces_through_the_onnx_model():
 
 
 class _SlowModel(AffectModel):
-    """Hundreds of matmuls in a row: an ONNX run long enough to be stopped in the middle."""
+    """100 matmuls in a row: an ONNX run long enough (0.1 s or more) to be stopped in the middle."""
 
     def __init__(self):
         super().__init__()
@@ -208,19 +208,16 @@ class _SlowModel(AffectModel):
         self.weight = torch.nn.Parameter(torch.eye(384) + 1e-3 * torch.randn(384, 384))
 
     def forward(self, video=None, audio=None):
-        x = video.flatten(1)[:, :1].expand(-1, 384) + torch.arange(384.0)  # (B, 384)
-        x = x.expand(256, -1) if x.shape[0] == 1 else x
-        for _ in range(400):
+        x = video.flatten(1)[:, :1, None] + torch.arange(384.0)  # (B, 1, 384)
+        x = x.expand(-1, 128, -1)  # (B, 128, 384): 19 MMAC per matmul, 100 of them
+        for _ in range(100):
             x = torch.tanh(x @ self.weight)
-        return x[: video.shape[0], :2]
+        return x[:, 0, :2]
 
 
 def test_interrupt_ends_a_run_inside_onnx_runtime():
     runtime = OnnxModel(export_onnx(_SlowModel()), "slow", threads=1)
     video = torch.zeros(1, 2, 3, 8, 8)
-    start = time.perf_counter()
-    runtime(video=video)
-    full_run = time.perf_counter() - start
     outcome = []
 
     def run():
@@ -236,7 +233,7 @@ def test_interrupt_ends_a_run_inside_onnx_runtime():
         time.sleep(0.001)
     runtime.interrupt()
     thread.join(30)
-    assert len(outcome) == 1 and isinstance(outcome[0], ForwardCancelled), (outcome, full_run)
+    assert len(outcome) == 1 and isinstance(outcome[0], ForwardCancelled), outcome
     with pytest.raises(ForwardCancelled):  # refused until resumed
         runtime(video=video)
     runtime.resume()
