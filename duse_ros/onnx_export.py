@@ -96,7 +96,7 @@ def source_sha256(checkpoint: str) -> str:
     return digest.hexdigest()
 
 
-def audio_samples(model: AffectModel) -> int:
+def _audio_samples(model: AffectModel) -> int:
     """Samples of the audio a window carries for `model` (its configured span at its rate)."""
     span = model.config().get("span_s") or 2.0
     return int(round(float(span) * model.input_spec.audio_rate))
@@ -122,7 +122,7 @@ def example_inputs(model: AffectModel, batch: int = _TRACE_BATCH, seed: int = 0)
     if spec.uses_video:
         out["video"] = torch.randn(batch, spec.num_frames, 3, spec.image_size, spec.image_size, generator=g)
     if spec.uses_audio:
-        out["audio"] = 0.1 * torch.randn(batch, audio_samples(model), generator=g)
+        out["audio"] = 0.1 * torch.randn(batch, _audio_samples(model), generator=g)
     return out
 
 

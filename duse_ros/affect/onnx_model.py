@@ -28,7 +28,6 @@ from duse_ros.loading import load_model
 from duse_ros.models.base import AffectModel, InputSpec
 from duse_ros.onnx_export import OnnxExportError, check_metadata, export_onnx, verify_onnx
 
-RUNTIMES = ("torch", "onnxruntime")
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
