@@ -3,7 +3,7 @@
 Everything runs through the real node code (duse_ros.nodes.affect_node, model tiny-random-video:
 random weights, a small real PyTorch net) in its own process, over loopback Fast DDS, fed
 640x480 bgr8 frames built from the bundled portrait (duse_ros/data/astronaut.jpg) on a grey
-canvas, swaying slowly so the Haar detector tracks a face that moves.
+canvas, swaying slowly so the face detector tracks a face that moves.
 
 0. Transport floor, real time (`--baseline-s`). The same frames at 30 fps into a trivial echo
    node (this file run with --frame-echo, spun by the same run_node as affect_node) that
@@ -80,7 +80,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
-from duse_ros.affect.faces import load_sample_face  # noqa: E402
+from duse_ros.io.samples import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402

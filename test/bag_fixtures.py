@@ -9,8 +9,8 @@ import av
 import cv2
 import numpy as np
 
-from duse_ros.affect.faces import load_sample_face
 from duse_ros.io.rosbag import BagWriter, typestore
+from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
 
 

@@ -160,7 +160,9 @@ def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
     collect = _Collect(expected=4)
     pipeline = AffectPipeline(
         model,
-        PipelineConfig(face_mode="detect", face_detect_hz=detect_hz, queue_depth=32, smoothing_window=0),
+        PipelineConfig(
+            face_mode="detect", face_detect_hz=detect_hz, face_min_size=16, queue_depth=32, smoothing_window=0
+        ),
         collect,
         detector=detector,
     )

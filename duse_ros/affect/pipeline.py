@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from duse_ros.affect import settings as affect_settings
+from duse_ros.affect.boxes import Box
 from duse_ros.affect.crops import CropCache, FaceKeyframer
-from duse_ros.affect.engine import InferenceEngine, Job, Result
-from duse_ros.affect.faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack
-from duse_ros.affect.hri import ExternalFaces
+from duse_ros.affect.engine import InferenceEngine, Job, Result, normalises_on_device
+from duse_ros.affect.faces import FaceDetector, HaarFaceDetector, MtcnnFaceDetector, MultiFaceTrack
+from duse_ros.affect.hri import ExternalFaces, FaceObservation, Keyframe
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.smoothing import SoftVoters
 from duse_ros.affect.stats import LatencyReservoir
@@ -66,8 +67,13 @@ class PipelineConfig:
     max_faces: int = _D["max_faces"]
     face_lifetime_s: float = _D["face_lifetime_s"]
     face_source: str = _D["face_source"]
+    face_detector: str = _D["face_detector"]
+    face_detect_threshold: float = _D["face_detect_threshold"]
+    face_min_size: int = _D["face_min_size"]
+    face_align: bool = _D["face_align"]
     face_margin: float = _D["face_margin"]
     face_detect_hz: float = _D["face_detect_hz"]
+    face_detect_sync: bool = _D["face_detect_sync"]
     face_detect_width: int = _D["face_detect_width"]
     min_face_fraction: float = _D["min_face_fraction"]
     no_face_policy: str = _D["no_face_policy"]
@@ -76,7 +82,7 @@ class PipelineConfig:
     max_batch: int = _D["max_batch"]
     max_window_age_s: float = _D["max_window_age_s"]
     device: str = _D["device"]
-    half: bool = _D["half"]
+    precision: str = _D["precision"]
 
     def __post_init__(self):
         for f in fields(self):
@@ -146,12 +152,12 @@ class AffectPipeline:
         on_reading: Callable[[Reading], None],
         detector: FaceDetector | None = None,
         stamp_age: Callable[[int], float | None] | None = None,
-        on_faces: Callable[[int, list[str]], None] | None = None,
+        on_faces: Callable[[Keyframe], None] | None = None,
     ):
         """stamp_age(stamp_ns): how old data of that stamp is now, in seconds, or None when the
         caller's clock cannot tell; it lets max_window_age_s count transport delay too.
-        on_faces(stamp_ns, face ids): the faces tracked after each keyframe (own detection only),
-        called on the face thread."""
+        on_faces(keyframe): after each keyframe (own detection only), the frame, the faces tracked
+        and those read on it (affect/hri.py Keyframe), called on the face thread."""
         self.model = model
         self._on_faces = on_faces
         self._stamp_age = stamp_age
@@ -171,21 +177,26 @@ class AffectPipeline:
         self.track: MultiFaceTrack | None = None
         self.external: ExternalFaces | None = None
         self._keyframer: FaceKeyframer | None = None
+        normalise = not normalises_on_device(config.device)  # a GPU engine takes uint8 crops
         if config.face_mode == "detect" and config.face_source == "ros4hri":
             self.external = ExternalFaces(
-                FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS), max_faces=config.max_faces
+                FramePreprocessor(self.spec, normalise),
+                keep_ns=int(self.windower.buffer_s * NS),
+                max_faces=config.max_faces,
             )
         elif config.face_mode == "detect":
             self.track = MultiFaceTrack(
-                detector or HaarFaceDetector(detect_width=config.face_detect_width),
+                detector or make_detector(config),
                 max_faces=config.max_faces,
                 margin=config.face_margin,
                 lifetime_s=config.face_lifetime_s,
+                min_face_size=config.face_min_size,
+                align=config.face_align,
             )
         self.engine = InferenceEngine(
             model,
             device=config.device,
-            half=config.half,
+            precision=config.precision,
             queue_depth=config.queue_depth,
             max_batch=config.max_batch,
             on_result=self._on_result,
@@ -199,7 +210,7 @@ class AffectPipeline:
         }
         self.end_to_end = LatencyReservoir(1024)  # window complete -> reading made (s)
         self._last_epoch = 0
-        self._crops = CropCache(FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS))
+        self._crops = CropCache(FramePreprocessor(self.spec, normalise), keep_ns=int(self.windower.buffer_s * NS))
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -252,16 +263,22 @@ class AffectPipeline:
         emitted = self._drain()
         if self._keyframer is not None and not emitted:
             self._keyframer.offer(stamp_ns, rgb)
+            if self.config.face_detect_sync:  # the boxes of later frames then never depend on timing
+                self._keyframer.wait_idle(timeout=10.0)  # bounded: a stopping pipeline must not hang
 
     @staticmethod
     def _full_box(frame: np.ndarray) -> Box:
         return (0, 0, int(frame.shape[1]), int(frame.shape[0]))
 
-    def _on_keyframe(self, stamp_ns: int) -> None:
+    def _on_keyframe(self, stamp_ns: int, frame: np.ndarray) -> None:
         # A keyframe changes the boxes at most 2 * max_age before it (interpolation spans at
         # most that; a held box at most max_age): re-crop those frames now, off the executor.
         if self._on_faces is not None:
-            self._on_faces(stamp_ns, [face_label(f) for f in self.track.ids.live_ids])
+            read = [
+                FaceObservation(face_label(f), d.box, d.score, d.landmarks, d.roll_deg)
+                for f, d in self.track.read_faces()
+            ]
+            self._on_faces(Keyframe(stamp_ns, frame, [face_label(f) for f in self.track.tracked_ids()], read))
         since = stamp_ns - 2 * int(self.track.max_age_s * NS)
         for face_id in self.track.face_ids():
             self._crops.refresh(
@@ -452,7 +469,7 @@ class AffectPipeline:
         out.update(
             {
                 "inference.device": snap.device,
-                "inference.half": snap.half,
+                "inference.precision": snap.precision,
                 "inference.submitted": snap.submitted,
                 "inference.completed": snap.completed,
                 "inference.errors": snap.errors,
@@ -467,6 +484,14 @@ class AffectPipeline:
         out["pipeline.window_to_reading_p50_ms"] = _ms(p50)
         out["pipeline.window_to_reading_p95_ms"] = _ms(p95)
         return out
+
+
+def make_detector(config: PipelineConfig) -> FaceDetector:
+    """The face detector the settings name (mtcnn: WeightsError with the fixing command when its
+    weights are missing or altered)."""
+    if config.face_detector == "haar":
+        return HaarFaceDetector(detect_width=config.face_detect_width)
+    return MtcnnFaceDetector(min_face_size=config.face_min_size, threshold=config.face_detect_threshold)
 
 
 def _image_size(window: Window) -> tuple[int, int]:

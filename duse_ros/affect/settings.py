@@ -40,7 +40,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=("torch", "onnxruntime"),
     ),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
-    P("half", False, "fp16 autocast (CUDA only)"),
+    P(
+        "precision",
+        "fp32",
+        "inference precision: fp32, or fp16 / bf16 autocast (bf16: CPU and Ampere or newer GPUs, "
+        "Jetson Orin included; fp16 on a CPU runs fp32, bf16 on an older GPU runs fp16, each with a warning)",
+        choices=("fp32", "fp16", "bf16"),
+    ),
     P(
         "torch_threads",
         0,
@@ -119,7 +125,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     P(
         "max_faces",
         1,
-        "faces read per window, each with a face id and a reading of its own (one batch); 1: the largest face only",
+        "faces read per window, each with a face id and a reading of its own (one batch); 1: the most salient face only",
         1,
         8,
     ),
@@ -142,9 +148,31 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         True,
         "publish /humans/faces/<id>/expression and /humans/faces/tracked (when hri_msgs is installed)",
     ),
+    P(
+        "face_detector",
+        "mtcnn",
+        "mtcnn: trained CNN with scores and eye landmarks (weights from duse-fetch-weights); "
+        "haar: OpenCV's frontal Haar cascade",
+        choices=("mtcnn", "haar"),
+    ),
+    P("face_detect_threshold", 0.9, "mtcnn: score a detection must reach", 0.0, 1.0),
+    P(
+        "face_min_size",
+        32,
+        "faces narrower than this many pixels are skipped (counted); mtcnn searches no smaller",
+        12,
+        4096,
+    ),
+    P("face_align", True, "turn each face crop upright by its eye landmarks (mtcnn) before the model"),
     P("face_margin", 0.25, "margin around a detected face, as a fraction of its size", 0.0, 2.0),
     P("face_detect_hz", 5.0, "face detections per second of stream (off the executor)", 0.1, 120.0, live=True),
-    P("face_detect_width", 320, "face detection runs on the frame scaled to this width", 32, 4096),
+    P(
+        "face_detect_sync",
+        False,
+        "wait for each keyframe's face detection before taking the next frame: offline replay "
+        "(duse-eval-bag) then finds the same faces at any pace; a live camera wants false",
+    ),
+    P("face_detect_width", 320, "haar: detection runs on the frame scaled to this width", 32, 4096),
     P("min_face_fraction", 0.5, "share of a window's frames that must show a face", 0.0, 1.0, live=True),
     P(
         "no_face_policy",

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
-from duse_ros.affect.hri import unmapped
+from duse_ros.affect.hri import Keyframe, unmapped
 from duse_ros.affect.onnx_model import load_onnx_model
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import LatencyReservoir, RateMeter
@@ -53,6 +53,7 @@ from duse_ros.nodes.common import (
     sensor_qos,
     stamp_to_ns,
 )
+from duse_ros.nodes.debug_image import DebugImageOutput
 from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
 
 # Every parameter, its default, range and meaning: duse_ros/affect/settings.py (one table).
@@ -106,6 +107,7 @@ class AffectNode(LifecycleNode):
         self._hri_msgs = import_hri_msgs()
         self._hri_out: HriOutput | None = None
         self._hri_in: HriFaceInput | None = None
+        self._debug: DebugImageOutput | None = None  # ~/debug_image (own face detection only)
         self._failure = ""  # why the last lifecycle transition failed ("" when it did not)
         self._failure_timer = None
         if self.get_parameter("autostart").value:
@@ -190,6 +192,8 @@ class AffectNode(LifecycleNode):
         self._clear_failure()
         self._state_pub = self.create_lifecycle_publisher(EmotionState, "emotion_state", 10)
         self._configure_hri_output(config)
+        if config.face_mode == "detect" and config.face_source == "own":
+            self._debug = DebugImageOutput(self)
         spec = self._model.input_spec
         self.get_logger().info(
             f"model {self._model.model_id} ({len(self._model.class_names)} classes, "
@@ -299,6 +303,9 @@ class AffectNode(LifecycleNode):
         if self._hri_out is not None:
             self._hri_out.close()
             self._hri_out = None
+        if self._debug is not None:
+            self._debug.close()
+            self._debug = None
         self._state_pub = self._pipeline = self._model = self._audio_stream = None
         self._configured = False
         release_memory()
@@ -468,12 +475,17 @@ class AffectNode(LifecycleNode):
         hri = self._hri_out
         if hri is not None:
             hri.on_reading(r, self._frame_id)
+        debug = self._debug
+        if debug is not None:
+            debug.on_reading(r)
 
-    def _on_faces(self, stamp_ns: int, face_ids: list[str]) -> None:
-        """On the face thread, after each keyframe: the faces tracked now (ROS4HRI's tracked list)."""
-        hri = self._hri_out
+    def _on_faces(self, keyframe: Keyframe) -> None:
+        """On the face thread, after each keyframe: the ROS4HRI face topics and the live view."""
+        hri, debug = self._hri_out, self._debug
         if hri is not None:
-            hri.on_faces(stamp_ns, face_ids, self._frame_id)
+            hri.on_faces(keyframe, self._frame_id)
+        if debug is not None:
+            debug.on_keyframe(keyframe, self._frame_id)
 
     def _configure_hri_output(self, config: PipelineConfig) -> None:
         if not self.p("ros4hri_output") or config.face_mode != "detect":
@@ -490,7 +502,9 @@ class AffectNode(LifecycleNode):
                 "hri_msgs/Expression counterpart (duse_ros/affect/hri.py EXPRESSIONS)"
             )
             return
-        self._hri_out = HriOutput(self, self._hri_msgs, publish_tracked=config.face_source == "own")
+        self._hri_out = HriOutput(
+            self, self._hri_msgs, publish_tracked=config.face_source == "own", margin=config.face_margin
+        )
 
     def _stamp_age_s(self, stamp_ns: int) -> float | None:
         """How old data stamped `stamp_ns` is by this node's clock (ROS time: sim time under a
