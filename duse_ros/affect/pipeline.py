@@ -96,6 +96,10 @@ class PipelineConfig:
         return [f.name for f in fields(cls)]
 
 
+# The pipeline settings that apply while running: the parameter table says which are live.
+LIVE = frozenset(affect_settings.LIVE) & set(PipelineConfig.names())
+
+
 @dataclass
 class Reading:
     """Everything an EmotionState carries, without ROS types."""
@@ -228,11 +232,11 @@ class AffectPipeline:
         self._crops.clear()
 
     def update(self, **changes) -> None:
-        """Apply the settings that may change while running: min_face_fraction, no_face_policy,
-        smoothing_window, face_detect_hz, max_window_age_s (ValueError for others or bad values)."""
-        live = {"min_face_fraction", "no_face_policy", "smoothing_window", "face_detect_hz", "max_window_age_s"}
-        if set(changes) - live:
-            raise ValueError(f"not changeable while running: {sorted(set(changes) - live)}")
+        """Apply the settings that may change while running: those the parameter table marks live
+        (affect/settings.py LIVE) that are pipeline settings; ValueError for others or bad values."""
+        refused = set(changes) - LIVE
+        if refused:
+            raise ValueError(f"not changeable while running: {sorted(refused)}")
         config = replace(self.config, **changes)  # validates
         self.config = config
         if "smoothing_window" in changes:

@@ -8,6 +8,7 @@ running node (nodes/affect_node.py says how); the others take effect at the next
 
 from __future__ import annotations
 
+from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_TYPES, SUPPORTED_SAMPLE_FORMATS
 from duse_ros.params import ParameterSpec, defaults
 
 P = ParameterSpec
@@ -49,8 +50,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     P(
         "torch_threads",
-        0,
-        "intra-op threads for inference (torch, or ONNX Runtime with runtime onnxruntime); 0: its default",
+        1,
+        "intra-op threads for inference (torch, or ONNX Runtime with runtime onnxruntime); 0: the library's "
+        "default (one per core), which collapses when other processes share the cores (benchmarks/bench_threads.py)",
         0,
         1024,
     ),
@@ -63,23 +65,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=("best_effort", "reliable"),
     ),
     P("qos.depth", 5, "QoS history depth of the camera and microphone subscriptions", 1, 1000),
-    P(
-        "audio.type",
-        "duse_ros/msg/AudioChunk",
-        "audio message type",
-        choices=(
-            "duse_ros/msg/AudioChunk",
-            "audio_common_msgs/msg/AudioDataStamped",
-            "audio_common_msgs/msg/AudioStamped",
-        ),
-    ),
+    P("audio.type", AUDIO_CHUNK, "audio message type", choices=AUDIO_TYPES),
     P("audio.channels", 1, "AudioDataStamped only: interleaved channels (its format lives in AudioInfo)", 1, 64),
     P("audio.sample_rate", 16000, "AudioDataStamped only: sample rate in Hz", 1000, 384000),
     P(
         "audio.sample_format",
         "S16LE",
         "AudioDataStamped only: sample format",
-        choices=("S16LE", "S32LE", "F32LE", "U8", "S8"),
+        choices=SUPPORTED_SAMPLE_FORMATS,
     ),
     P(
         "audio.min_sample_rate",
@@ -198,3 +191,4 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 
 DEFAULTS = defaults(PARAMETERS)
 BY_NAME = {p.name: p for p in PARAMETERS}
+LIVE = frozenset(p.name for p in PARAMETERS if p.live)  # applied at once on a running node
