@@ -10,6 +10,7 @@ Output: class logits (B, C) in the order of `class_names`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +63,13 @@ class AffectModel(nn.Module):
         """The config keys of frozen pretrained parts that were given no weights file and so are
         random (DuSE: ["clip_weights"]); empty for models trained from scratch."""
         return []
+
+    @contextlib.contextmanager
+    def frozen_for_export(self):
+        """Inside, `forward` takes what it computes independently of the window (a cache at
+        inference) as fixed tensors, so an ONNX export stores them as constants. Models with
+        such state override this; the default has none."""
+        yield
 
     def config(self) -> dict:
         """JSON-serialisable configuration that `duse_ros.models.build_model` rebuilds the model from."""

@@ -341,6 +341,8 @@ def node_parameters(plan: Plan, args) -> dict[str, object]:
         params["face_detect_sync"] = True
     if args.clip_weights:
         params["clip_weights"] = args.clip_weights
+    if args.runtime:
+        params["runtime"] = args.runtime
     if args.face_mode:
         params["face_mode"] = args.face_mode
     return params
@@ -664,6 +666,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--model", default=None, help="registered model name or checkpoint .json (default: affect_node's)")
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        help="affect_node runtime (default: the node's); onnxruntime runs a duse-export .onnx --model",
+    )
+    ap.add_argument(
         "--labels", type=Path, help="CSV of start,end,label spans (default: the bag's /emotion_label topic)"
     )
     ap.add_argument("--out", type=Path, help="output folder (default: eval_output/<bag name>)")
@@ -748,7 +755,13 @@ def prepare(bag: BagFile, args) -> Inputs:
     streams = select_streams(bag, args.image_topic, args.audio_topic)
     for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
         pass
-    model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+    overrides = {"clip_weights": args.clip_weights} if args.clip_weights else {}
+    if args.runtime == "onnxruntime":  # a .onnx file: its classes and input spec, verified here first
+        from duse_ros.affect.onnx_model import load_onnx_model
+
+        model = load_onnx_model(args.model, **overrides)
+    else:
+        model = load_model(args.model, **overrides)
     classes = list(model.class_names)
     spans, origin, labels_source = _load_spans(bag, args, classes)
     out_dir = args.out or Path("eval_output") / bag.path.name
@@ -886,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = run(args)
-    except (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError) as e:
+    except (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError, ImportError) as e:
         print(f"duse-eval-bag: error: {e}", file=sys.stderr)
         return 2
     summary = {k: report[k] for k in ("windows", "dropped", "uar", "war", "latency_ms_p50", "latency_ms_p95")}
