@@ -33,6 +33,7 @@ from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.affect.hri import unmapped
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import LatencyReservoir, RateMeter
+from duse_ros.classes import valence_arousal
 from duse_ros.io.audio import audio_chunk_to_mono, audio_data_stamped_to_mono, audio_stamped_to_mono
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import image_pixels, to_rgb
@@ -439,6 +440,8 @@ class AffectNode(LifecycleNode):
         msg.smoothed_probabilities = r.smoothed_probabilities.tolist()
         msg.smoothed_label, msg.smoothed_confidence = r.smoothed_label, r.smoothed_confidence
         msg.smoothing_count = r.smoothing_count
+        msg.valence, msg.arousal = valence_arousal(r.class_names, r.probabilities)
+        msg.smoothed_valence, msg.smoothed_arousal = valence_arousal(r.class_names, r.smoothed_probabilities)
         msg.face_found = r.face_found
         msg.face_id = r.face_id
         if r.face_box is not None:
