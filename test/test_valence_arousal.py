@@ -58,3 +58,24 @@ def test_hri_names_map_back_to_our_classes_and_the_rest_is_unmappable():
     for name in ("bored", "confused", "pleading", "asleep", ""):
         assert class_of_expression(name) is None
     assert set(CLASSES_OF_EXPRESSION.values()) <= set(VALENCE_AROUSAL)
+
+
+def test_the_stable_state_carries_the_mean_affect_of_its_recent_readings_and_prompts_say_it():
+    from duse_ros.bridge.prompts import build_prompt, load_templates, template_file_for
+    from duse_ros.bridge.stabiliser import EmotionSample, Stabiliser, StabiliserConfig
+    from duse_ros.timebase import NS
+
+    stabiliser = Stabiliser(StabiliserConfig(dwell_s=0.5))
+    changed = None
+    for i, v in enumerate([0.2, 0.4, 0.6]):
+        got = stabiliser.observe(EmotionSample(i * NS // 4, "happiness", 0.9, True, valence=v, arousal=-v))
+        changed = got or changed
+    assert changed.valence == pytest.approx(0.4) and changed.arousal == pytest.approx(-0.4)
+    en = load_templates(template_file_for("en", ""))
+    system = build_prompt(en, changed, None, 100).system
+    assert "Valence +0.40" in system and "arousal -0.40" in system
+    # Readings without affect (older publishers, NaN) leave it unknown, and the prompt says so.
+    plain = Stabiliser(StabiliserConfig(dwell_s=0.0)).observe(EmotionSample(0, "sadness", 0.9, True))
+    assert math.isnan(plain.valence) and "Valence unknown" in build_prompt(en, plain, None, 100).system
+    with pytest.raises(ValueError, match="valence"):
+        EmotionSample(0, "sadness", 0.9, True, valence=1.5)
