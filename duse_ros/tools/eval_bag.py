@@ -60,6 +60,7 @@ from duse_ros.io.rosbag import (  # noqa: E402
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
 from duse_ros.timebase import NS
+from duse_ros.tools import providers  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
@@ -470,6 +471,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--window-timeout-s", type=float, default=60.0, help="give up on a window after this long")
     ap.add_argument("--startup-timeout-s", type=float, default=90.0)
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    providers.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.queue_depth < 1 or args.rate <= 0:
         ap.error("--queue-depth must be >= 1 and --rate > 0")
@@ -477,15 +479,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from duse_ros.classes import get_class_set
     from duse_ros.loading import load_model
 
-    args.model = args.model or default_model()
+    provider = providers.wanted(args)
+    if provider:  # another program reads the bag: its windows are its own, so the bag plays at its pace
+        args.realtime, args.no_bridge, args.model = True, True, None
+    else:
+        args.model = args.model or default_model()
     with BagFile(args.bag) as bag:
         streams = select_streams(bag, args.image_topic, args.audio_topic)
         # Read every record once before any node starts: a truncated or damaged bag fails here.
         for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
             pass
-        model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+        if provider:
+            model = _ProviderModel(providers.provider_name(args), get_class_set(args.provider_classes).classes)
+        else:
+            model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
         classes = list(model.class_names)
         spans, origin, labels_source = _load_spans(bag, args, classes)
         out_dir = args.out or Path("eval_output") / bag.path.name
@@ -497,7 +507,11 @@ def run(args: argparse.Namespace) -> dict:
         if streams.image.msgtype != COMPRESSED_IMAGE and large_shm_profile is not None:
             # Raw frames are larger than Fast DDS's default shared-memory segment (see README).
             os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(large_shm_profile))
-        result = replay(bag, streams, model, args, out_dir)
+        if provider:
+            kit = (Player, AudioAdapter, EvalError, NAMESPACE)
+            result = providers.replay(bag, streams, args, out_dir, classes, kit)
+        else:
+            result = replay(bag, streams, model, args, out_dir)
         bag_name = str(bag.path)
     _write_output_bag(output_bag, result, spans)
     states = result["states"]
@@ -509,7 +523,7 @@ def run(args: argparse.Namespace) -> dict:
         "bag": bag_name,
         "model": args.model,
         "model_id": model.model_id,
-        "untrained": bool(model.untrained),
+        "untrained": model.untrained if model.untrained is None else bool(model.untrained),
         "mode": "realtime" if args.realtime else "as_fast_as_model",
         "rate": args.rate if args.realtime else None,
         "labels": labels_source,
@@ -539,6 +553,8 @@ def run(args: argparse.Namespace) -> dict:
         "origin_ns": origin,
         "output_bag": str(output_bag),
     }
+    if provider:  # what only a provider run knows; what only affect_node reports is None
+        report.update(provider=model.model_id, provider_command=args.provider_command, **result["provider"])
     if spans:
         scored = score_states(states, spans, classes, args.smoothed)
         report.update(
@@ -569,6 +585,13 @@ def run(args: argparse.Namespace) -> dict:
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["out_dir"] = str(out_dir)
     return report
+
+
+class _ProviderModel:
+    """What the report needs of a model, for a provider (its weights unknown: untrained None)."""
+
+    def __init__(self, name: str, classes):
+        self.model_id, self.class_names, self.untrained = name, list(classes), None
 
 
 def _int(value) -> int | None:

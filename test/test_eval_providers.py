@@ -1,0 +1,116 @@
+"""duse-eval-bag scoring another expression provider: a stand-in provider process (test/hri_provider.py)
+answers the replayed frames with hri_msgs/Expression (stand-in hri_msgs build, test/hri_standin.py)
+or EmotionState; the tool runs in a process of its own. Each report is checked against what the
+provider logged it sent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bag_fixtures import write_robot_bag
+from hri_standin import standin_env
+
+from duse_ros.io.rosbag import BagFile
+from duse_ros.timebase import NS
+
+ROOT = Path(__file__).resolve().parents[1]
+START_NS = 1_750_000_000 * NS
+# Labels by seconds from the bag's origin (its first message); the provider's schedule by seconds
+# from the first frame it answers, which is the same first frame.
+LABELS = "start,end,label\n0,2.0,happiness\n2.0,4.0,sadness\n"
+SCHEDULE = "2.0:happy,2.8:bored,9:sad"
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bag") / "robot"
+    write_robot_bag(path, "mcap", audio=None, seconds=4.0, fps=10.0, extra_topics=False, start_ns=START_NS)
+    labels = path.parent / "labels.csv"
+    labels.write_text(LABELS)
+    return path, labels
+
+
+def evaluate(bag, tmp_path, *provider_args, output="hri", schedule=SCHEDULE) -> tuple[dict, list[dict]]:
+    path, labels = bag
+    sent = tmp_path / "sent.jsonl"
+    command = " ".join(
+        [sys.executable, str(ROOT / "test" / "hri_provider.py"), "--images", "{image_topic}", "--every", "4"]
+        + ["--schedule", schedule, "--output", output, "--emotion-topic", "{emotion_topic}", "--log", str(sent)]
+        + list(provider_args)
+    )
+    out = tmp_path / "eval"
+    done = subprocess.run(
+        [sys.executable, "-m", "duse_ros.tools.eval_bag", str(path), "--labels", str(labels), "--out", str(out)]
+        + ["-q", "--startup-timeout-s", "60", "--provider-command", command, "--provider-output", output]
+        + ["--provider-name", "standin", "--provider-settle-s", "1.5"],
+        cwd=ROOT,
+        env=standin_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    logs = "".join(p.read_text()[-1500:] for p in out.glob("provider_*.log")) if out.exists() else ""
+    assert done.returncode == 0, done.stderr[-3000:] + logs
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "timeline.png").stat().st_size > 0
+    return report, [json.loads(line) for line in sent.read_text().splitlines()]
+
+
+def truth(stamp_ns: int) -> str:
+    return "happiness" if (stamp_ns - START_NS) / NS < 2.0 else "sadness"
+
+
+def test_hri_provider_is_scored_with_unmappable_names_and_untracked_faces_counted_apart(bag, tmp_path):
+    report, sent = evaluate(bag, tmp_path, "--untracked-face", "ghost")
+    followed = [s for s in sent if s["face"] == "f1"]
+    scored = [s for s in followed if s["name"] != "bored"]
+    assert len(scored) >= 5 and any(s["name"] == "bored" for s in followed)
+    assert report["provider"] == "standin" and report["provider_output"] == "hri" and report["untrained"] is None
+    assert report["faces_followed"] == ["f1"]
+    assert report["expressions_untracked_face"] == {"ghost": len(followed)}
+    assert report["expressions_unmapped"] == {"bored": sum(s["name"] == "bored" for s in followed)}
+    assert report["windows_received"] == report["windows"] == len(scored) and report["readings_unstamped"] == 0
+    # By hand: happy/sad map to happiness/sadness; each reading's truth is the span at its stamp.
+    ours = {"happy": "happiness", "sad": "sadness"}
+    pairs = [(truth(s["stamp_ns"]), ours[s["name"]]) for s in scored]
+    assert report["windows_scored"] == len(pairs)
+    assert report["war"] == pytest.approx(sum(t == p for t, p in pairs) / len(pairs))
+    assert report["per_class_recall"]["happiness"] == pytest.approx(1.0)
+    assert report["latency_ms_p95"] >= report["latency_ms_p50"] > 0
+    with BagFile(Path(report["output_bag"])) as out:
+        states = [out.deserialize(raw, ty) for _, ty, _, raw in out.messages(["/duse_eval/emotion_state"])]
+    assert sorted(s.window_end.sec * NS + s.window_end.nanosec for s in states) == sorted(s["stamp_ns"] for s in scored)
+    assert {s.face_id for s in states} == {"f1"} and all(s.valence == pytest.approx(0.5) for s in states)
+
+
+def test_a_provider_without_header_stamps_is_scored_on_arrival_bag_time_without_latency(bag, tmp_path):
+    report, sent = evaluate(bag, tmp_path, "--no-stamp")
+    scored = [s for s in sent if s["name"] != "bored"]
+    assert report["readings_unstamped"] == report["windows_received"] == len(scored) >= 5
+    assert report["latency_ms_p50"] is None  # no stamp: no frame to measure from
+    assert report["windows_scored"] + report["windows_unlabelled"] == len(scored)
+
+
+def test_a_provider_that_stalls_shows_its_silence(bag, tmp_path):
+    report, sent = evaluate(bag, tmp_path, "--stall-after", "2")
+    assert len(sent) == 2 and report["windows_received"] == 2
+    last = max(s["stamp_ns"] for s in sent)
+    assert report["longest_silence_s"] == pytest.approx((START_NS + int(4.0 * NS) - last) / NS, abs=0.3)
+    assert report["longest_silence_s"] > 2.0
+
+
+def test_an_emotion_state_provider_command_is_scored_the_same_way(bag, tmp_path):
+    # An EmotionState provider names our classes; it is one second late to switch to sadness.
+    report, sent = evaluate(bag, tmp_path, output="duse", schedule="3.0:happiness,9:sadness")
+    assert report["provider_output"] == "duse" and report["expressions_unmapped"] == {}
+    assert report["windows_received"] == report["windows_scored"] == len(sent) >= 6
+    pairs = [(truth(s["stamp_ns"]), s["name"]) for s in sent]
+    war = sum(t == p for t, p in pairs) / len(pairs)
+    assert war < 1.0 and report["war"] == pytest.approx(war)
+    recall_sad = sum(t == p == "sadness" for t, p in pairs) / sum(t == "sadness" for t, _ in pairs)
+    assert report["per_class_recall"]["happiness"] == pytest.approx(1.0)
+    assert report["per_class_recall"]["sadness"] == pytest.approx(recall_sad)
