@@ -114,3 +114,47 @@ def test_an_emotion_state_provider_command_is_scored_the_same_way(bag, tmp_path)
     recall_sad = sum(t == p == "sadness" for t, p in pairs) / sum(t == "sadness" for t, _ in pairs)
     assert report["per_class_recall"]["happiness"] == pytest.approx(1.0)
     assert report["per_class_recall"]["sadness"] == pytest.approx(recall_sad)
+
+
+def test_compare_writes_one_table_and_plot_of_a_model_a_provider_and_a_failed_entry(bag, tmp_path):
+    """--compare: affect_node with a tiny model and the EmotionState stand-in provider over one bag,
+    plus a provider that exits at once: one row each (the failed one with its error), the numbers
+    those of each entry's own report.json, and the plot."""
+    path, labels = bag
+    sent = tmp_path / "sent.jsonl"
+    provider = (
+        f"{sys.executable} {ROOT / 'test' / 'hri_provider.py'} --images {{image_topic}} --every 4 --output duse "
+        f"--emotion-topic {{emotion_topic}} --schedule 2.0:happiness,9:sadness --log {sent}"
+    )
+    broken = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    out = tmp_path / "cmp"
+    done = subprocess.run(
+        [sys.executable, "-m", "duse_ros.tools.eval_bag", str(path), "--labels", str(labels), "--out", str(out)]
+        + ["-q", "--startup-timeout-s", "60", "--compare", "--model", "tiny-random-video", "--face-mode", "full_frame"]
+        + ["--provider-command", provider, "--provider-command", broken, "--provider-settle-s", "1.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]  # one entry failed
+    assert "1 entries failed" in done.stderr
+    table = json.loads((out / "compare.json").read_text())
+    model, standin, failed = table["entries"]
+    assert (model["kind"], model["entry"], model["untrained"]) == ("model", "tiny-random-video", True)
+    assert standin["kind"] == "provider" and standin["untrained"] is None
+    assert failed["kind"] == "provider" and "exited (code 3)" in failed["error"]
+    for row in (model, standin):
+        report = json.loads((Path(row["out_dir"]) / "report.json").read_text())
+        assert row["mode"] == "realtime" == report["mode"]  # a provider among the entries: all at the bag's pace
+        for key in ("uar", "war", "latency_ms_p50", "latency_ms_p95", "windows_received", "per_class_recall"):
+            assert row[key] == report[key], key
+    assert standin["war"] == pytest.approx(1.0) and standin["windows_received"] == len(sent.read_text().splitlines())
+    assert model["windows_received"] >= 3
+    md = (out / "compare.md").read_text().splitlines()
+    head = ["entry", "UAR %", "WAR %", "happiness %", "sadness %", "latency p50 ms", "p95 ms", "windows answered"]
+    assert md[0] == "| " + " | ".join(head) + " |"  # classes with no labelled window are left out
+    n = standin["windows_received"]
+    assert md[3].startswith("| hri_provider.py | 100.0 | 100.0 | 100.0 | 100.0 |") and md[3].endswith(f"| {n}/{n} |")
+    assert "failed: " in md[4]
+    assert (out / "compare.png").stat().st_size > 0

@@ -60,7 +60,7 @@ from duse_ros.io.rosbag import (  # noqa: E402
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
 from duse_ros.timebase import NS
-from duse_ros.tools import providers  # noqa: E402
+from duse_ros.tools import compare, providers  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
@@ -432,7 +432,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="duse-eval-bag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("bag", type=Path)
-    ap.add_argument("--model", default=None, help="registered model name or checkpoint .json (default: affect_node's)")
+    ap.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        help="registered model name or checkpoint .json (default: affect_node's); several with --compare",
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="evaluate every --model and --provider-command on the bag; one table and plot (see tools/compare.py)",
+    )
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument(
         "--labels", type=Path, help="CSV of start,end,label spans (default: the bag's /emotion_label topic)"
@@ -473,6 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     providers.add_arguments(ap)
     args = ap.parse_args(argv)
+    args.model = args.models[-1] if args.models else None
+    if not args.compare and (len(args.models) > 1 or len(args.provider_command) > 1):
+        ap.error("several --model or --provider-command need --compare")
     if args.queue_depth < 1 or args.rate <= 0:
         ap.error("--queue-depth must be >= 1 and --rate > 0")
     return args
@@ -601,11 +615,16 @@ def _int(value) -> int | None:
         return None
 
 
+_ERRORS = (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.compare:
+            return _print_comparison(compare.run_compare(args, run, _ERRORS))
         report = run(args)
-    except (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError) as e:
+    except _ERRORS as e:
         print(f"duse-eval-bag: error: {e}", file=sys.stderr)
         return 2
     summary = {k: report[k] for k in ("windows", "dropped", "uar", "war", "latency_ms_p50", "latency_ms_p95")}
@@ -616,6 +635,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NOTE: {report['model_id']} has UNTRAINED (random) weights: these scores mean nothing.")
     print(f"report, plots and output bag in {report['out_dir']}")
     return 0
+
+
+def _print_comparison(table: dict) -> int:
+    print((Path(table["out_dir"]) / "compare.md").read_text(), end="")
+    failed = [r["entry"] for r in table["entries"] if "error" in r]
+    if any(r.get("untrained") for r in table["entries"]):
+        print("NOTE: entries marked UNTRAINED have random weights: their scores mean nothing.")
+    print(f"table and plot in {table['out_dir']} (compare.md, compare.json, compare.png)")
+    if failed:
+        print(f"duse-eval-bag: {len(failed)} entries failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -97,7 +98,10 @@ def provider_name(args) -> str:
     if args.provider_name:
         return args.provider_name
     if args.provider_command:
-        return Path(shlex.split(args.provider_command[0])[0]).name
+        words = [Path(w).name for w in shlex.split(args.provider_command[0])]
+        # `python script.py ...`: the script names the provider, not the interpreter
+        named = [w for w in words if not re.fullmatch(r"python[\d.]*|-[a-zA-Z]", w)]
+        return (named or words)[0]
     return args.provider_topic or "ros4hri"
 
 
