@@ -15,7 +15,9 @@ from bag_fixtures import write_robot_bag
 from hri_standin import standin_env
 
 from duse_ros.io.rosbag import BagFile
+from duse_ros.nodes.hri_io import import_hri_msgs
 from duse_ros.timebase import NS
+from duse_ros.tools import eval_bag
 
 ROOT = Path(__file__).resolve().parents[1]
 START_NS = 1_750_000_000 * NS
@@ -158,3 +160,17 @@ def test_compare_writes_one_table_and_plot_of_a_model_a_provider_and_a_failed_en
     assert md[3].startswith("| hri_provider.py | 100.0 | 100.0 | 100.0 | 100.0 |") and md[3].endswith(f"| {n}/{n} |")
     assert "failed: " in md[4]
     assert (out / "compare.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(import_hri_msgs() is not None, reason="hri_msgs is installed here: the refusal is not reachable")
+def test_hri_output_without_hri_msgs_fails_naming_the_package_before_starting_anything(bag, tmp_path, capsys):
+    path, labels = bag
+    marker = tmp_path / "started"
+    command = f'{sys.executable} -c \'open("{marker}", "w")\''
+    code = eval_bag.main(
+        [str(path), "--labels", str(labels), "--out", str(tmp_path / "o"), "-q"]
+        + ["--provider-output", "hri", "--provider-command", command]
+    )
+    assert code == 2
+    assert "--provider-output hri needs hri_msgs: the hri_msgs package" in capsys.readouterr().err
+    assert not marker.exists()

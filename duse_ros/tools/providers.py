@@ -125,11 +125,9 @@ class ProviderListener:
         self._pending_untracked: list[tuple[str, object, float]] = []
         self._next_poll = 0.0
         if output == "hri":
-            from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, import_hri_msgs
+            from duse_ros.nodes.hri_io import import_hri_msgs
 
             self.msgs = import_hri_msgs()
-            if self.msgs is None:
-                raise ValueError(f"--provider-output hri needs hri_msgs: {HRI_PACKAGE_HINT}")
             node.create_subscription(self.msgs.IdsList, FACES_TRACKED, self._on_tracked, self._qos)
         else:
             from duse_ros.msg import EmotionState
@@ -256,6 +254,11 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
     from duse_ros.tools.processes import stop
 
     Player, AudioAdapter, EvalError, NAMESPACE = player_kit  # noqa: N806
+    if args.provider_output == "hri":  # before anything starts
+        from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, import_hri_msgs
+
+        if import_hri_msgs() is None:
+            raise ValueError(f"--provider-output hri needs hri_msgs: {HRI_PACKAGE_HINT}")
 
     compressed = streams.image.msgtype == COMPRESSED_IMAGE
     uses_audio = streams.audio is not None
