@@ -4,7 +4,7 @@ A provider is either a command this tool starts (`--provider-command`, any progr
 recogniser's launch, a script) or a process already running (`--provider-topic` alone). It reads
 the replayed camera (and microphone) and publishes one of:
 - `--provider-output duse`: duse_ros/EmotionState on `--provider-topic` (default
-  /duse_eval/emotion_state);
+  /duse_eval/emotion_state); a label outside the class set is counted apart, unscored;
 - `--provider-output hri`: hri_msgs/Expression on /humans/faces/<id>/expression, with its faces on
   /humans/faces/tracked (REP-155). Every expression topic in the graph is followed (so a face id
   that never appears on /tracked is seen, counted and left unscored); names map to our classes
@@ -166,8 +166,16 @@ class ProviderListener:
         return self._clock_ns(), True
 
     def _on_emotion_state(self, msg) -> None:
-        from duse_ros.tools.evaluate import stamp_ns
+        from duse_ros.tools.evaluate import MODALITY_NONE, stamp_ns
 
+        if msg.modality != MODALITY_NONE:
+            if msg.label not in self.classes:  # a provider with classes of its own
+                self.unmapped[msg.label or "(empty)"] += 1
+                return
+            # Its probabilities in the order of `classes` (the timeline plots them by index).
+            given = dict(zip(msg.class_names, msg.probabilities))
+            msg.class_names = self.classes
+            msg.probabilities = [float(given.get(c, math.nan)) for c in self.classes]
         end, unstamped = self._stamp(stamp_ns(msg.window_end) or stamp_ns(msg.header.stamp))
         if unstamped or not stamp_ns(msg.window_end):
             msg.window_end = _time(end)
