@@ -7,7 +7,7 @@ ROS4HRI recogniser (hri_msgs/Expression on /humans/faces/<id>/expression, its fa
 What it says comes from --schedule: `until_s:name` pairs, by seconds since the first stamp. With
 --images it answers the frames of that topic (every N-th, stamped with the frame's stamp), else it
 publishes --count readings at --rate Hz with stamps of its own. Misbehaviours on request: --no-stamp
-(header stamp left 0), --stall-after K (falls silent after K readings), --untracked-face ID (also
+(header stamp left 0), --lazy (a face's publisher made at its first reading), --stall-after K (falls silent after K readings), --untracked-face ID (also
 publishes for a face id never listed on /humans/faces/tracked). --output duse publishes EmotionState
 (one-hot over DFEW's classes, names as our classes) on --emotion-topic instead; it needs no hri_msgs.
 Each published reading's stamp and name is appended to --log (one JSON line)."""
@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--no-stamp", action="store_true")
     ap.add_argument("--stall-after", type=int, default=-1)
     ap.add_argument("--untracked-face", default="")
+    ap.add_argument("--lazy", action="store_true", help="make a face's publishers only when it is first seen")
     ap.add_argument("--output", choices=("hri", "duse"), default="hri")
     ap.add_argument("--emotion-topic", default="emotion_state")
     ap.add_argument("--namespace", default="/")
@@ -56,7 +57,9 @@ def main() -> None:
 
         tracked = node.create_publisher(IdsList, "/humans/faces/tracked", qos)
         faces = [args.face] + ([args.untracked_face] if args.untracked_face else [])
-        expr = {f: node.create_publisher(Expression, f"/humans/faces/{f}/expression", qos) for f in faces}
+        expr = {}
+        if not args.lazy:  # lazy: a face's publisher is made when the face is first seen (hri_face_detect-like)
+            expr = {f: node.create_publisher(Expression, f"/humans/faces/{f}/expression", qos) for f in faces}
         roi_pub = node.create_publisher(NormalizedRegionOfInterest2D, f"/humans/faces/{args.face}/roi", qos)
     else:
         from duse_ros.classes import CLASS_SETS
@@ -91,7 +94,10 @@ def main() -> None:
             roi = NormalizedRegionOfInterest2D(xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, c=1.0)
             roi.header.stamp = stamp_of(stamp_ns)
             roi_pub.publish(roi)
-            for f, pub in expr.items():
+            for f in faces:
+                if f not in expr:
+                    expr[f] = node.create_publisher(Expression, f"/humans/faces/{f}/expression", qos)
+                pub = expr[f]
                 msg = Expression(expression=name, confidence=args.confidence, valence=0.5, arousal=-0.25)
                 msg.header.stamp = stamp_of(stamp_ns)
                 msg.header.frame_id = "camera"
@@ -124,7 +130,7 @@ def main() -> None:
         def on_timer() -> None:
             # Scripted readings start once a reader is there (a bridge subscribes to a face's
             # expression only after seeing it on /humans/faces/tracked).
-            if args.output == "hri" and expr[args.face].get_subscription_count() == 0:
+            if args.output == "hri" and not args.lazy and expr[args.face].get_subscription_count() == 0:
                 tracked.publish(IdsList(ids=[args.face]))
                 return
             if args.output == "duse" and state_pub.get_subscription_count() == 0:

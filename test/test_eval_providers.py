@@ -89,6 +89,17 @@ def test_hri_provider_is_scored_with_unmappable_names_and_untracked_faces_counte
     assert {s.face_id for s in states} == {"f1"} and all(s.valence == pytest.approx(0.5) for s in states)
 
 
+def test_a_provider_that_makes_a_faces_publisher_only_on_seeing_it_is_followed_from_then_on(bag, tmp_path):
+    """A ROS4HRI pipeline has no expression topic before frames flow: the tool starts playing on
+    /humans/faces/tracked's publisher and follows the face's topic once it appears."""
+    report, sent = evaluate(bag, tmp_path, "--lazy")
+    scored = [s for s in sent if s["name"] != "bored"]
+    assert report["faces_followed"] == ["f1"]
+    # The first readings may go out before the tool has found the new topic; the rest arrive.
+    assert 1 <= report["windows_received"] <= len(scored)
+    assert report["windows_received"] >= len(scored) - 3
+
+
 def test_a_provider_without_header_stamps_is_scored_on_arrival_bag_time_without_latency(bag, tmp_path):
     report, sent = evaluate(bag, tmp_path, "--no-stamp")
     scored = [s for s in sent if s["name"] != "bored"]

@@ -150,10 +150,13 @@ class ProviderListener:
                     )
 
     def outputs_matched(self) -> bool:
-        """The provider's output is there and this node reads it (a reading sent earlier is lost)."""
+        """The provider's output is there and this node reads it (a reading sent earlier is lost).
+        hri: a publisher of /humans/faces/tracked or of a face's expression (a ROS4HRI pipeline
+        makes a face's publishers only when it sees the face, that is once frames flow), and every
+        expression topic seen so far matched."""
         self.poll_graph()
         if self.output == "hri":
-            return bool(self._expression_subs) and all(
+            return (bool(self._expression_subs) or self.node.count_publishers(FACES_TRACKED) > 0) and all(
                 s.get_publisher_count() > 0 for s in self._expression_subs.values()
             )
         return self.node.count_publishers(self._emotion_topic) > 0
