@@ -100,6 +100,40 @@ def test_a_provider_that_makes_a_faces_publisher_only_on_seeing_it_is_followed_f
     assert report["windows_received"] >= len(scored) - 3
 
 
+def test_a_provider_already_running_is_evaluated_on_its_topics(bag, tmp_path):
+    """No command: the tool plays to a provider another process started and reads its hri topics."""
+    path, labels = bag
+    sent = tmp_path / "sent.jsonl"
+    env = standin_env()
+    provider = subprocess.Popen(
+        [sys.executable, str(ROOT / "test" / "hri_provider.py"), "--images", "/duse_eval/image_raw", "--every", "4"]
+        + ["--schedule", SCHEDULE, "--log", str(sent)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out = tmp_path / "eval"
+        done = subprocess.run(
+            [sys.executable, "-m", "duse_ros.tools.eval_bag", str(path), "--labels", str(labels), "--out", str(out)]
+            + ["-q", "--startup-timeout-s", "60", "--provider-output", "hri", "--provider-settle-s", "1.5"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        provider.send_signal(2)
+        provider.wait(10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    scored = [s for s in (json.loads(line) for line in sent.read_text().splitlines()) if s["name"] != "bored"]
+    assert report["provider"] == "ros4hri" and report["provider_command"] == []
+    assert report["faces_followed"] == ["f1"] and report["windows_received"] == len(scored) >= 5
+
+
 def test_a_provider_without_header_stamps_is_scored_on_arrival_bag_time_without_latency(bag, tmp_path):
     report, sent = evaluate(bag, tmp_path, "--no-stamp")
     scored = [s for s in sent if s["name"] != "bored"]
