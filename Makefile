@@ -8,7 +8,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test lint demo bench params train-smoke clean
+.PHONY: setup test lint demo bench gpu-check params train-smoke clean
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -27,6 +27,12 @@ demo: setup
 # Speed is measured here, side by side in one run, never in the test suite.
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} $(PY) $$b || exit 1; done
+
+# On a machine with an NVIDIA GPU: CUDA tests, bench_duse, bench_bhgap and the engine's latency in
+# one table (README "GPU"). No setup dependency: a GPU machine may bring its own torch (PYTHON=...).
+# Without CUDA it says so in one line and fails. GPU_CHECK_ARGS: benchmarks/gpu_check.py --help.
+gpu-check:
+	@bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 params: setup
 	$(PY) -m training.count_params

@@ -7,13 +7,13 @@ Measures, side by side in one run (interleaved, after a warm-up, median of the r
   - BHGap: `model(video, audio)` on the same window from its waveform (front end, deep prompting,
     alignment, fusion, head), in eval mode under `torch.inference_mode()` as the engine runs it;
 and prints BHGap / baseline (target <= 1.25) as the ratio of the medians and, as a check on a
-busy machine, of the fastest runs. With CUDA (fp16 autocast) and mamba-ssm installed, the
+busy machine, of the fastest runs. With CUDA (fp16 or --precision bf16 autocast) and mamba-ssm installed, the
 selective scan of mamba_ssm is timed against mambapy's PyTorch scan on the same inputs, with
 their largest difference.
 
 Encoder weights are random (no files needed): speed does not depend on their values.
 
-Usage: python benchmarks/bench_bhgap.py [--device cpu|cuda] [--repeats N] [--threads N]
+Usage: python benchmarks/bench_bhgap.py [--device cpu|cuda] [--repeats N] [--threads N] [--precision fp16|bf16]
                                         [--models bhgap-tiny bhgap-vitb16]
 """
 
@@ -37,10 +37,12 @@ from duse_ros.models import build_model  # noqa: E402
 from duse_ros.models.ssm import scan_backend, selective_scan  # noqa: E402
 
 TARGET = 1.25
+AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def bench_model(name: str, device: torch.device, repeats: int) -> dict:
-    amp = (lambda: torch.autocast("cuda", dtype=torch.float16)) if device.type == "cuda" else contextlib.nullcontext
+def bench_model(name: str, device: torch.device, repeats: int, precision: str = "fp16") -> dict:
+    dtype = AUTOCAST[precision]
+    amp = (lambda: torch.autocast("cuda", dtype=dtype)) if device.type == "cuda" else contextlib.nullcontext
     model = build_model(name).eval().to(device)
     spec = model.input_spec
     gen = torch.Generator().manual_seed(0)
@@ -112,13 +114,16 @@ def main() -> int:
         "--repeats", type=int, default=None, help="default: 30 for tiny, 3 otherwise on CPU; 30 on CUDA"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--precision", default="fp16", choices=sorted(AUTOCAST), help="autocast dtype on CUDA (CPU: fp32)"
+    )
     parser.add_argument("--models", nargs="+", default=["bhgap-tiny", "bhgap-vitb16"])
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # "random encoders" warnings: expected here
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    precision = "fp16 autocast" if device.type == "cuda" else "fp32"
+    precision = f"{args.precision} autocast" if device.type == "cuda" else "fp32"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(
         f"BHGap forward / its two bare encoders, one window (16 frames + its audio), {where}, {precision}, random encoders"
@@ -130,7 +135,7 @@ def main() -> int:
     worst = 0.0
     for name in args.models:
         repeats = args.repeats or (30 if device.type == "cuda" or "tiny" in name else 3)
-        r = bench_model(name, device, repeats)
+        r = bench_model(name, device, repeats, args.precision)
         worst = max(worst, r["ratio"])
         print(
             f"{r['name']:22} {r['params'] / 1e6:>7.1f}M {r['trainable'] / 1e6:>8.2f}M {r['bare'] * 1e3:>8.1f} ms "

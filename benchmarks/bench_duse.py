@@ -7,12 +7,12 @@ Measures, side by side in one run (interleaved, after a warm-up, median of the r
     cached; the one-off cost of filling that cache is printed too),
 for ViT-B/32 and ViT-B/16 and each prompt strategy, and prints DuSE / baseline (target <= 1.10)
 as the ratio of the medians and, as a check on a busy machine, of the fastest runs.
-With CUDA both run under fp16 autocast, and DuSE's windows per second at batch 1 and 8 follow.
+With CUDA both run under fp16 (or --precision bf16) autocast, and DuSE's windows per second at batch 1 and 8 follow.
 
 The CLIP weights are open_clip's random init (no weights file needed): speed does not depend
 on their values.
 
-Usage: python benchmarks/bench_duse.py [--device cpu|cuda] [--repeats 3] [--threads N]
+Usage: python benchmarks/bench_duse.py [--device cpu|cuda] [--repeats 3] [--threads N] [--precision fp16|bf16]
                                        [--backbones vitb32 vitb16] [--strategies shallow normal deep]
 """
 
@@ -35,10 +35,14 @@ from timing import timed  # noqa: E402
 from duse_ros.models import build_model  # noqa: E402
 
 TARGET = 1.10
+AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def bench_backbone(key: str, strategies: list[str], device: torch.device, repeats: int) -> list[tuple]:
-    amp = (lambda: torch.autocast("cuda", dtype=torch.float16)) if device.type == "cuda" else contextlib.nullcontext
+def bench_backbone(
+    key: str, strategies: list[str], device: torch.device, repeats: int, precision: str = "fp16"
+) -> list[tuple]:
+    dtype = AUTOCAST[precision]
+    amp = (lambda: torch.autocast("cuda", dtype=dtype)) if device.type == "cuda" else contextlib.nullcontext
     models = {s: build_model(f"duse-{key}-{s}").eval().to(device) for s in strategies}
     clip = models[strategies[0]].clip  # every model holds the same (seeded) CLIP
     size = clip.visual.image_size[0]
@@ -75,6 +79,9 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on CPU, 30 on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--precision", default="fp16", choices=sorted(AUTOCAST), help="autocast dtype on CUDA (CPU: fp32)"
+    )
     parser.add_argument("--backbones", nargs="+", default=["vitb32", "vitb16"], choices=["vitb32", "vitb16", "vitl14"])
     parser.add_argument(
         "--strategies", nargs="+", default=["shallow", "normal", "deep"], choices=["shallow", "normal", "deep"]
@@ -85,7 +92,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     repeats = args.repeats or (30 if device.type == "cuda" else 3)
-    precision = "fp16 autocast" if device.type == "cuda" else "fp32"
+    precision = f"{args.precision} autocast" if device.type == "cuda" else "fp32"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(
         f"DuSE forward / bare open_clip encode_image, 16 frames, {name}, {precision}, "
@@ -101,7 +108,7 @@ def main() -> int:
     worst = 0.0
     for key in args.backbones:
         for key_, s, depth, base, t, ratio, best_ratio, fill, tput in bench_backbone(
-            key, args.strategies, device, repeats
+            key, args.strategies, device, repeats, args.precision
         ):
             worst = max(worst, ratio)
             line = (

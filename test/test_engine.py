@@ -7,13 +7,25 @@ releases it, so which jobs are pending, dropped or batched is exact.
 import logging
 import threading
 import time
+import types
 import weakref
 
 import numpy as np
 import pytest
 import torch
 
-from duse_ros.affect.engine import InferenceEngine, Job, Result, resolve_device
+from duse_ros.affect.engine import (
+    CudaGraphCapture,
+    EagerCapture,
+    ForwardCache,
+    InferenceEngine,
+    Job,
+    Result,
+    normalises_on_device,
+    resolve_device,
+    resolve_precision,
+)
+from duse_ros.affect.preprocess import FramePreprocessor, normalisation
 from duse_ros.models import AffectModel, ModelOutput, build_model
 
 WAIT_S = 10.0
@@ -149,7 +161,7 @@ def test_results_match_a_direct_forward(engines, video_model, av_model, name, vi
     assert result.batch_size == 1 and result.latency_s > 0
     snap = engine.stats.snapshot()
     assert (snap.submitted, snap.completed, snap.errors, snap.pending, snap.in_flight) == (1, 1, 0, 0, 0)
-    assert snap.device == "cpu" and snap.half is False
+    assert snap.device == "cpu" and snap.precision == "fp32"
     assert snap.latency_p50_s == pytest.approx(result.latency_s)
 
 
@@ -375,29 +387,197 @@ def test_device_strings(monkeypatch, video_model):
         InferenceEngine(video_model, device="cuda", on_result=print)
 
 
-def test_half_on_cpu_is_ignored_with_a_warning(video_model, caplog, capture_logs):
+def test_precision_fp16_on_cpu_runs_fp32_with_one_warning_and_bf16_runs_bf16(video_model, caplog, capture_logs):
     with capture_logs("duse_ros.affect.engine", logging.WARNING):
-        engine = InferenceEngine(video_model, device="cpu", half=True, on_result=print)
-    assert engine.half is False and engine.stats.snapshot().half is False
-    assert "half precision requested" in caplog.text
+        engine = InferenceEngine(video_model, device="cpu", precision="fp16", on_result=print)
+    assert engine.precision == "fp32" and engine.stats.snapshot().precision == "fp32"
+    assert caplog.text.count("precision fp16 requested on cpu") == 1
+    assert InferenceEngine(video_model, device="cpu", precision="bf16", on_result=print).precision == "bf16"
+    with pytest.raises(ValueError, match="invalid precision 'half'"):
+        InferenceEngine(video_model, device="cpu", precision="half", on_result=print)
+
+
+def test_bf16_on_a_gpu_without_bf16_falls_back_to_fp16(monkeypatch, caplog, capture_logs):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a Turing card, say
+    with capture_logs("duse_ros.affect.engine", logging.WARNING):
+        assert resolve_precision("bf16", torch.device("cuda", 0)) == "fp16"
+    assert "has no bf16: running fp16" in caplog.text
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("bf16", torch.device("cuda", 0)) == "bf16"
+    assert resolve_precision("fp16", torch.device("cuda", 0)) == "fp16"
+
+
+# Autocast keeps the logits within this fraction of the largest fp32 logit (at least 1) of fp32.
+# Measured on CPU bf16 (8 significant bits): 0.3 % (tiny-random-av), 0.7 % (bhgap-tiny), 0.75 %
+# (duse-tiny, logits up to 7.4); fp16 (11 bits) on CUDA is tighter.
+PRECISION_RTOL = {"fp32": 2e-3, "fp16": 0.01, "bf16": 0.02}  # fp32 on CUDA: cuDNN convs may use TF32
+
+
+def centred_log(p: np.ndarray) -> np.ndarray:
+    """The logits a softmax came from, up to the constant it drops (centred per row)."""
+    logp = np.log(p.astype(np.float64))
+    return logp - logp.mean(axis=-1, keepdims=True)
+
+
+def assert_logits_close(probabilities: np.ndarray, reference: np.ndarray, precision: str) -> None:
+    got, want = centred_log(probabilities), centred_log(reference)
+    tol = PRECISION_RTOL[precision] * max(1.0, np.abs(want).max())
+    assert np.abs(got - want).max() <= tol, f"{precision}: logits off by {np.abs(got - want).max():.4g} > {tol:.4g}"
+
+
+@pytest.mark.parametrize("name", ["tiny-random-av", "bhgap-tiny", "duse-tiny"])
+def test_bf16_autocast_on_cpu_stays_within_tolerance_of_fp32(engines, name):
+    logging.disable(logging.WARNING)
+    try:
+        model = build_model(name).eval()
+    finally:
+        logging.disable(logging.NOTSET)
+    spec = model.input_spec
+    engine, sink = engines(model, precision="bf16", queue_depth=2)
+    engine.start()
+    job = make_job(5, video=spec.uses_video, audio=spec.uses_audio, size=spec.image_size)
+    engine.submit(job)
+    (result,) = sink.wait_for(1)
+    assert result.error is None
+    want = direct(model, job)
+    assert not np.array_equal(result.probabilities, want)  # bf16 did run
+    assert_logits_close(result.probabilities, want, "bf16")
+
+
+def test_uint8_crops_are_normalised_by_the_engine_like_the_numpy_preprocessing(engines, video_model):
+    """What a CUDA engine gets (uint8 crops, normalised on the device) gives the same result as
+    what a CPU engine gets (numpy-normalised float32), here with the CPU running both."""
+    spec = video_model.input_spec
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8) for _ in range(4)]
+    crops = FramePreprocessor(spec, normalise=False)(frames)
+    normalised = FramePreprocessor(spec)(frames)
+    assert crops.dtype == torch.uint8 and crops.shape == normalised.shape
+    engine, sink = engines(video_model, queue_depth=2)
+    engine.start()
+    engine.submit(Job(0, crops, None))
+    engine.submit(Job(1, torch.stack([crops, crops]), None))  # two faces of one window
+    first, second = sink.wait_for(2)
+    assert first.error is None and second.error is None
+    np.testing.assert_allclose(first.probabilities, direct(video_model, Job(0, normalised, None)), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(second.probabilities, np.stack([first.probabilities] * 2), rtol=0, atol=1e-6)
+    assert normalises_on_device("cpu") is False
+    with pytest.raises(ValueError, match="float32 \\(normalised\\) or uint8"):
+        engine.submit(Job(2, crops.to(torch.int16), None))
+
+
+class RecordingCapture:
+    """A capture stand-in: counts captures and hands back a forward that counts its calls."""
+
+    def __init__(self, fail_for=()):
+        self.captured: list[tuple] = []
+        self.calls = 0
+        self.fail_for = set(fail_for)
+
+    def capture(self, run, video, audio):
+        key = tuple(video.shape)
+        if key in self.fail_for:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.captured.append(key)
+
+        def forward(v, a):
+            self.calls += 1
+            return run(v, a)
+
+        return forward
+
+
+def test_forward_cache_captures_each_new_shape_once_and_replays_known_ones(caplog, capture_logs):
+    def run(video, audio):
+        return video.flatten(1).sum(1, keepdim=True)
+
+    capture = RecordingCapture(fail_for={(3, 2, 3, 4, 4)})
+    cache = ForwardCache(run, capture, max_entries=4)
+    one, four = torch.ones(1, 2, 3, 4, 4), torch.ones(4, 2, 3, 4, 4)
+    assert cache(one, None).tolist() == [[96.0]]
+    assert cache(2 * one, None).tolist() == [[192.0]]  # same shape: replayed, with the new input
+    assert capture.captured == [(1, 2, 3, 4, 4)] and capture.calls == 2
+    cache(four, None)  # a new face count: a new capture
+    cache(four.half(), None)  # the same shape in another dtype is another structure
+    assert capture.captured == [(1, 2, 3, 4, 4), (4, 2, 3, 4, 4), (4, 2, 3, 4, 4)]
+    assert dict(cache.counters) == {"captures": 3, "replays": 1}
+    with capture_logs("duse_ros.affect.engine", logging.WARNING):
+        assert cache(torch.ones(3, 2, 3, 4, 4), None).shape == (3, 1)  # capture fails: eager, logged
+        cache(torch.ones(3, 2, 3, 4, 4), None)  # and stays eager, without another try or log
+        cache(torch.ones(5, 2, 3, 4, 4), None)  # a fifth structure: past max_entries, eager
+    assert caplog.text.count("capturing the forward") == 1
+    assert dict(cache.counters) == {"captures": 3, "replays": 1, "eager": 3}
+    assert len(capture.captured) == 3
+
+
+class ReplayingGraphs:
+    """torch.cuda's graph API as CudaGraphCapture uses it, on CPU: `capture` runs the function
+    (warm-up and capture), and `replay` re-runs the captured function on the same static
+    buffers into the same output tensor, as a CUDA graph replays its kernels."""
+
+    def __init__(self):
+        self.warmups = 0
+
+    def capture(self, fn, warmup_iters):
+        for _ in range(warmup_iters):
+            fn()
+            self.warmups += 1
+        output = fn()
+        return types.SimpleNamespace(replay=lambda: output.copy_(fn())), output
+
+
+def test_cuda_graph_capture_copies_new_inputs_in_and_returns_a_copy_of_the_output(av_model):
+    graphs = ReplayingGraphs()
+
+    def run(video, audio):
+        return av_model(video=video, audio=audio)
+
+    jobs = [make_job(k, video=True, audio=True) for k in range(3)]
+    batches = [(j.video.unsqueeze(0), j.audio.unsqueeze(0)) for j in jobs]
+    with torch.inference_mode():  # as the engine's _forward runs it
+        replay = CudaGraphCapture(graphs, warmup_iters=2).capture(run, *batches[0])
+        assert graphs.warmups == 2
+        outs = [replay(v, a) for v, a in batches]
+        for (v, a), out in zip(batches, outs):
+            torch.testing.assert_close(out, run(v, a), rtol=0, atol=1e-6)
+    assert not torch.equal(outs[0], outs[1])  # each replay saw its own inputs
+    assert outs[0].data_ptr() != outs[1].data_ptr()  # and a result is not overwritten by the next
+    assert isinstance(EagerCapture().capture(run, *batches[0]), type(run))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
-@pytest.mark.parametrize("half,atol", [(False, 1e-4), (True, 2e-2)], ids=["fp32", "fp16-autocast"])
-def test_cuda_matches_cpu(engines, half, atol):
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "cuda-graphs"])
+def test_cuda_matches_cpu(engines, precision, graphs):
     model = build_model("tiny-random-av").eval()  # a copy of its own: the engine moves it to the GPU
     reference = build_model("tiny-random-av").eval()
-    engine, sink = engines(model, device="cuda", half=half)
-    engine.start(warmup=make_job(100, video=True, audio=True))
     jobs = [make_job(k, video=True, audio=True) for k in range(3)] + [make_job(3, video=False, audio=True)]
+    crops = torch.randint(0, 256, (16, 3, 112, 112), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
+    jobs.append(Job(4, crops, jobs[0].audio))  # uint8 crops: pinned copy, normalised on the GPU
+    engine, sink = engines(model, device="cuda", precision=precision, queue_depth=len(jobs), cuda_graphs=graphs)
+    engine.start(warmup=make_job(100, video=True, audio=True))
     for job in jobs:
-        engine.submit(job)
-    results = sink.wait_for(4)
+        assert engine.submit(job)
+    results = sink.wait_for(len(jobs))
+    assert [r.job.key for r in results] == [j.key for j in jobs]
+    scale, shift = (torch.from_numpy(c).view(3, 1, 1) for c in normalisation(model.input_spec))
     for r in results:
+        job = r.job
+        if job.video is not None and job.video.dtype == torch.uint8:
+            job = Job(job.key, job.video.float() * scale + shift, job.audio)
         assert r.error is None and r.probabilities.dtype == np.float32
-        np.testing.assert_allclose(r.probabilities, direct(reference, r.job), rtol=0, atol=atol)
+        assert_logits_close(r.probabilities, direct(reference, job), precision)
     snap = engine.stats.snapshot()
-    assert snap.device.startswith("cuda") and snap.half is half
+    assert snap.device.startswith("cuda") and snap.precision == precision
+    # One more window alone: the warm-up's structure, so a graph replay when graphs are on.
+    replays = engine.forwards.counters["replays"]
+    extra = make_job(5, video=True, audio=True)
+    engine.submit(extra)
+    last = sink.wait_for(len(jobs) + 1)[-1]
+    assert last.job is extra and last.error is None
+    assert_logits_close(last.probabilities, direct(reference, extra), precision)
+    counters = engine.forwards.counters  # with graphs off the same cache runs eagerly, as on CPU
+    assert counters["captures"] >= 3 and counters["replays"] == replays + 1 and counters["eager"] == 0
 
 
 def test_stop_cancels_a_forward_at_its_next_layer(engines, video_model):
@@ -459,3 +639,59 @@ def test_a_finished_job_is_released_while_the_engine_waits_for_the_next(engines,
     released = clip() is None
     assert released, "the idle engine still holds the finished job's clip"
     assert engine.running
+
+
+def test_a_pipeline_for_a_gpu_sends_uint8_crops_and_reads_what_the_cpu_pipeline_reads(monkeypatch):
+    """The pipeline's GPU branch (uint8 crops for the engine to normalise), run on CPU by
+    telling it the engine normalises on the device: the same readings as the float32 path."""
+    from duse_ros.affect import pipeline as pipeline_module
+    from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig
+    from duse_ros.timebase import NS
+
+    rng = np.random.default_rng(0)
+    frames = [(int(i * NS / 30), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for i in range(30 * 3)]
+
+    def readings(on_device: bool):
+        monkeypatch.setattr(pipeline_module, "normalises_on_device", lambda device: on_device)
+        model = build_model("tiny-random-video").eval()
+        got, done, jobs = [], threading.Event(), []
+
+        def collect(reading):
+            got.append(reading)
+            if len(got) >= 3:
+                done.set()
+
+        pipeline = AffectPipeline(model, PipelineConfig(face_mode="full_frame", queue_depth=32), collect)
+        submit = pipeline.engine.submit
+        monkeypatch.setattr(pipeline.engine, "submit", lambda job: jobs.append(job.video.dtype) or submit(job))
+        pipeline.start()
+        try:
+            for stamp, frame in frames:
+                pipeline.add_frame(stamp, frame)
+            assert done.wait(30), f"only {len(got)} readings"
+        finally:
+            pipeline.stop()
+        return [r.probabilities for r in got[:3]], set(jobs)
+
+    on_gpu, gpu_dtypes = readings(True)
+    on_cpu, cpu_dtypes = readings(False)
+    assert gpu_dtypes == {torch.uint8} and cpu_dtypes == {torch.float32}
+    np.testing.assert_allclose(np.stack(on_gpu), np.stack(on_cpu), rtol=0, atol=1e-6)
+
+
+def test_a_restarted_engine_captures_again(engines, video_model):
+    """start() moves the model (DuSE rebuilds its cached tensors then), so captures made before
+    a stop are not replayed after the next start."""
+    engine, sink = engines(video_model)
+    engine.forwards.capturer = capture = RecordingCapture()
+    engine.start()
+    engine.submit(make_job(0, frames=2, size=32))
+    sink.wait_for(1)
+    engine.submit(make_job(1, frames=2, size=32))
+    sink.wait_for(2)
+    assert len(capture.captured) == 1 and capture.calls == 2
+    engine.stop()
+    engine.start()
+    engine.submit(make_job(2, frames=2, size=32))
+    assert sink.wait_for(3)[-1].error is None
+    assert len(capture.captured) == 2 and capture.calls == 3

@@ -71,6 +71,7 @@ DEPENDENCIES: dict[str, tuple[str | None, str]] = {
 # Imported only inside a try, with a fallback or a clear error naming the package.
 OPTIONAL = {
     "mamba_ssm": "CUDA selective scan (setup.py extra 'cuda'); mambapy otherwise",
+    "selective_scan_cuda": "mamba-ssm's compiled scan alone (scripts/build_mamba_ssm.sh); mambapy otherwise",
     "hri_msgs": "ROS4HRI output and input, off without it",
     "audio_common_msgs": "imported by name from the audio.type parameter",
 }

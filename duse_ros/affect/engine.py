@@ -22,8 +22,22 @@ Threading:
 - Autocast and inference mode are entered on the worker thread, so they never leak into the
   caller's threads.
 
-Precision: on CUDA with `half=True` the forward runs under `torch.autocast("cuda", float16)`;
-on CPU it is always fp32 (`half` is ignored with one warning). Softmax is taken in fp32.
+Precision (`precision`): "fp32"; "fp16" (CUDA: autocast float16; CPU: fp32, with one warning,
+as CPU fp16 matmuls are emulated and slow); "bf16" (autocast bfloat16, on CUDA cards that have
+it, i.e. Ampere, Hopper, Jetson Orin, and on CPU; an older GPU gets fp16 with one warning).
+Softmax is taken in fp32. The mamba_ssm scan gets its inputs in the autocast dtype (models/ssm.py).
+
+Near the hardware, on CUDA:
+- Video may arrive as uint8 crops (T, 3, S, S) (`FramePreprocessor(normalise=False)`): a quarter
+  of the bytes, copied from pinned memory without blocking, normalised on the device with the
+  model's mean/std (`preprocess.normalise_on_device`, inside the captured graph; on CPU the same
+  function runs).
+- Each input structure (shapes and dtypes of one batch, so per face count) is captured once in
+  a CUDA graph (`ForwardCache` with `CudaGraphCapture`) and replayed: a ViT's ~100 kernels are
+  then one launch instead of each paying its own. A capture that fails (an op that syncs with
+  the host) leaves that structure eager, logged once. On CPU the same cache runs eagerly.
+The model-running step is `_run_model`, kept apart from batching, transfer and softmax so that
+another runtime can take its place.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from duse_ros.affect.preprocess import normalisation, normalise_on_device
 from duse_ros.affect.stats import LatencyReservoir
 from duse_ros.models.base import AffectModel, ModelOutput
 
@@ -50,7 +65,7 @@ log = logging.getLogger(__name__)
 class Job:
     key: int  # the caller's id (e.g. the window index)
     video: torch.Tensor | None  # (T, 3, H, W) float32, preprocessed, or (N, T, 3, H, W): N clips
-    # (faces) of one window; None: audio only
+    # (faces) of one window; uint8 crops of the same shapes are normalised by the engine; None: audio only
     audio: torch.Tensor | None  # (S,) float32 mono waveform, shared by a job's clips; None: video only
     meta: Any = None  # passed through to the Result untouched
     deadline: float | None = None  # time.monotonic() after which the job is skipped, not run
@@ -83,16 +98,16 @@ class EngineSnapshot:
     latency_p50_s: float | None  # per forward (batch), over the most recent forwards
     latency_p95_s: float | None
     device: str
-    half: bool  # fp16 autocast actually in use
+    precision: str  # what the forwards actually run: fp32, fp16 or bf16 (autocast)
     batch_histogram: dict[int, int] = field(default_factory=dict)  # batch size -> forwards run
 
 
 class EngineStats:
     """Thread-safe counters the engine updates and diagnostics read through `snapshot()`."""
 
-    def __init__(self, device: str, half: bool, latency_capacity: int = 1024):
+    def __init__(self, device: str, precision: str, latency_capacity: int = 1024):
         self._lock = threading.Lock()
-        self._device, self._half = device, half
+        self._device, self._precision = device, precision
         self._counts = Counter()
         self._batches: Counter[int] = Counter()
         self.latency = LatencyReservoir(latency_capacity)
@@ -125,7 +140,7 @@ class EngineStats:
                 latency_p50_s=p50,
                 latency_p95_s=p95,
                 device=self._device,
-                half=self._half,
+                precision=self._precision,
                 batch_histogram=dict(sorted(self._batches.items())),
             )
 
@@ -159,6 +174,147 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision the engine runs for `precision` on `device` (see the module docstring);
+    a fallback is logged once per engine, an unknown name raises ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"invalid precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if device.type == "cpu" and precision == "fp16":
+        log.warning("precision fp16 requested on cpu: running fp32 (CPU fp16 is emulated and slow; bf16 works on CPU)")
+        return "fp32"
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        log.warning("precision bf16 requested on %s, which has no bf16: running fp16", device)
+        return "fp16"
+    return precision
+
+
+def normalises_on_device(device: str) -> bool:
+    """Whether an engine on `device` ('cpu', 'cuda', 'auto', ...) should get uint8 crops and
+    normalise them itself (CUDA), rather than normalised float32 (CPU: numpy does it cheaper)."""
+    return resolve_device(device).type == "cuda"
+
+
+def input_structure(video: torch.Tensor | None, audio: torch.Tensor | None) -> tuple:
+    """Shapes and dtypes of one batch: what a captured forward is fixed to."""
+
+    def describe(t: torch.Tensor | None):
+        return None if t is None else (tuple(t.shape), t.dtype)
+
+    return describe(video), describe(audio)
+
+
+Forward = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+class EagerCapture:
+    """The capture on CPU: nothing to capture, the forward runs as it is."""
+
+    def capture(self, run: Forward, video: torch.Tensor | None, audio: torch.Tensor | None) -> Forward:
+        return run
+
+
+class CudaGraphs:
+    """torch.cuda's graph API, the one part of `CudaGraphCapture` that needs a GPU."""
+
+    def __init__(self):
+        self._pool = None
+
+    def capture(self, fn: Callable[[], torch.Tensor], warmup_iters: int):
+        # Warm-up on a side stream (cuBLAS handles, autotuning, lazy caches such as DuSE's text
+        # features), then capture. One memory pool serves every graph: each replay rewrites all
+        # of its intermediates from its static inputs and the weights, and its output is cloned
+        # at once, so graphs replayed in any order never read each other's memory.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup_iters):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            output = fn()
+        return graph, output
+
+
+class CudaGraphCapture:
+    """Captures a forward on static input buffers; the replay copies the new inputs into them,
+    replays, and returns a copy of the static output. `graphs` is the graph API (CudaGraphs on a
+    GPU; a test gives a stand-in with the same capture/replay contract)."""
+
+    def __init__(self, graphs=None, warmup_iters: int = 2):
+        self.graphs = CudaGraphs() if graphs is None else graphs
+        self.warmup_iters = warmup_iters
+
+    def capture(self, run: Forward, video: torch.Tensor | None, audio: torch.Tensor | None) -> Forward:
+        static_video = None if video is None else video.clone()
+        static_audio = None if audio is None else audio.clone()
+        graph, static_out = self.graphs.capture(lambda: run(static_video, static_audio), self.warmup_iters)
+
+        def replay(video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+            if static_video is not None:
+                static_video.copy_(video)
+            if static_audio is not None:
+                static_audio.copy_(audio)
+            graph.replay()
+            return static_out.clone()
+
+        return replay
+
+
+class ForwardCache:
+    """One captured forward per input structure (`input_structure`): a new structure is
+    captured, a known one replayed. At most `max_entries` structures are captured; more, and a
+    structure whose capture failed, run eagerly. Counters: captures, replays, eager."""
+
+    def __init__(self, run: Forward, capture, max_entries: int = 16, name: str = "engine"):
+        self.run, self.capturer, self.max_entries, self.name = run, capture, max_entries, name
+        self._entries: dict[tuple, Forward | None] = {}
+        self.counters = Counter()
+
+    def clear(self) -> None:
+        """Forget every capture: a graph reads the memory of whatever tensors the model held
+        when it was captured (DuSE's cached text features, say), and moving the model or
+        changing its weights replaces them."""
+        self._entries.clear()
+
+    def __call__(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        key = input_structure(video, audio)
+        if key in self._entries:
+            forward = self._entries[key]
+            if forward is None:
+                self.counters["eager"] += 1
+                return self.run(video, audio)
+            self.counters["replays"] += 1
+            return forward(video, audio)
+        if len(self._entries) >= self.max_entries:
+            self.counters["eager"] += 1
+            return self.run(video, audio)
+        try:
+            forward = self.capturer.capture(self.run, video, audio)
+        except ForwardCancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. an op that syncs with the host during capture
+            log.warning(
+                "%s: capturing the forward for %s failed (%s: %s); it runs eagerly",
+                self.name,
+                key,
+                type(exc).__name__,
+                exc,
+            )
+            self._entries[key] = None
+            self.counters["eager"] += 1
+            return self.run(video, audio)
+        self._entries[key] = forward
+        self.counters["captures"] += 1
+        return forward(video, audio)
+
+
 class ForwardCancelled(Exception):
     """Raised inside a forward (between two module calls) when the engine stops."""
 
@@ -181,9 +337,10 @@ def _validate(job: Job) -> None:
         raise ValueError(f"job {job.key}: video must be (T, 3, H, W) or (N, T, 3, H, W), got {tuple(job.video.shape)}")
     if job.audio is not None and job.audio.dim() != 1:
         raise ValueError(f"job {job.key}: audio must be (S,), got {tuple(job.audio.shape)}")
-    for kind, t in (("video", job.video), ("audio", job.audio)):
-        if t is not None and t.dtype != torch.float32:
-            raise ValueError(f"job {job.key}: {kind} must be float32, got {t.dtype}")
+    if job.video is not None and job.video.dtype not in (torch.float32, torch.uint8):
+        raise ValueError(f"job {job.key}: video must be float32 (normalised) or uint8 (crops), got {job.video.dtype}")
+    if job.audio is not None and job.audio.dtype != torch.float32:
+        raise ValueError(f"job {job.key}: audio must be float32, got {job.audio.dtype}")
 
 
 def _clips(job: Job) -> int:
@@ -208,7 +365,8 @@ class InferenceEngine:
     """Runs `model` on submitted jobs on one worker thread; see the module docstring.
 
     device: 'cpu', 'cuda', 'cuda:N' or 'auto' (validated here, so a bad value fails at configure
-    time). half: fp16 autocast, CUDA only. queue_depth: pending jobs kept (newest win).
+    time). precision: fp32, fp16 or bf16 (module docstring). cuda_graphs: capture and replay
+    fixed-shape forwards on CUDA. queue_depth: pending jobs kept (newest win).
     max_batch: clips one forward may take (a job of N clips counts N; one job always runs whole).
     on_result: required, called on the worker thread.
     """
@@ -217,11 +375,12 @@ class InferenceEngine:
         self,
         model: AffectModel,
         device: str = "cpu",
-        half: bool = False,
+        precision: str = "fp32",
         queue_depth: int = 2,
         max_batch: int = 4,
         on_result: Callable[[Result], None] | None = None,
         name: str = "duse-engine",
+        cuda_graphs: bool = True,
     ):
         if on_result is None or not callable(on_result):
             raise TypeError("on_result is required: a callable taking a Result (called on the worker thread)")
@@ -231,14 +390,13 @@ class InferenceEngine:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model = model
         self.device = resolve_device(device)
-        self.half = bool(half) and self.device.type == "cuda"
-        if half and not self.half:
-            log.warning(
-                "half precision requested on %s: ignored, running fp32 (fp16 autocast is CUDA only)", self.device
-            )
+        self.precision = resolve_precision(precision, self.device)
         self.queue_depth, self.max_batch = int(queue_depth), int(max_batch)
         self.name = name
-        self.stats = EngineStats(device=str(self.device), half=self.half)
+        self.stats = EngineStats(device=str(self.device), precision=self.precision)
+        self._normalisation: tuple[torch.Tensor, torch.Tensor] | None = None  # on the device, when first needed
+        capture = CudaGraphCapture() if cuda_graphs and self.device.type == "cuda" else EagerCapture()
+        self.forwards = ForwardCache(self._normalise_and_run, capture, name=name)
         self._on_result = on_result
         self._pending: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -263,6 +421,7 @@ class InferenceEngine:
                 raise RuntimeError(f"{self.name}: the previous worker is still finishing a forward; call stop() again")
         self.model.eval()
         self.model.to(self.device)
+        self.forwards.clear()  # .to() may have rebuilt tensors an earlier capture reads
         if warmup is not None:
             _validate(warmup)
             self._forward(*_batch([warmup]))
@@ -385,14 +544,41 @@ class InferenceEngine:
                 break
             self._run_batch(group)
 
+    def _to_device(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """A host tensor on the engine's device: from pinned memory without blocking on CUDA
+        (later work on the same stream waits for the copy)."""
+        if t is None or self.device.type != "cuda":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
+
+    def _normalise_and_run(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        """What a CUDA graph captures: uint8 video normalised on the device (so the graph's
+        static input is the uint8 clip), then the model."""
+        if video is not None and video.dtype == torch.uint8:
+            if self._normalisation is None:  # the first (warm-up) forward, never inside a capture
+                scale, shift = normalisation(self.model.input_spec)
+                self._normalisation = (torch.from_numpy(scale).to(self.device), torch.from_numpy(shift).to(self.device))
+            video = normalise_on_device(video, *self._normalisation)
+        return self._run_model(video, audio)
+
+    def _autocast(self):
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        # No weight-cast cache: it would hold tensors from outside a CUDA graph's capture.
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=False)
+
+    def _run_model(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        """The model-running step: device tensors in, logits (B, C) out, in inference mode.
+        Everything else (batching, transfer, capture, softmax) stays outside it."""
+        with torch.inference_mode(), self._autocast():
+            out = self.model(video=video, audio=audio)
+        return out.logits if isinstance(out, ModelOutput) else out
+
     def _forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, n: int) -> np.ndarray:
         """Probabilities (n, C) float32 for one same-structure batch, from host tensors."""
-        video = None if video is None else video.to(self.device)
-        audio = None if audio is None else audio.to(self.device)
-        amp = torch.autocast("cuda", dtype=torch.float16) if self.half else contextlib.nullcontext()
-        with torch.inference_mode(), amp:
-            out = self.model(video=video, audio=audio)
-        logits = out.logits if isinstance(out, ModelOutput) else out
+        with torch.inference_mode():
+            logits = self.forwards(self._to_device(video), self._to_device(audio))
         if logits.dim() != 2 or logits.shape[0] != n:
             raise ValueError(f"model returned logits of shape {tuple(logits.shape)} for a batch of {n}")
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()

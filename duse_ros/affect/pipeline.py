@@ -33,7 +33,7 @@ import torch
 
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.crops import CropCache, FaceKeyframer
-from duse_ros.affect.engine import InferenceEngine, Job, Result
+from duse_ros.affect.engine import InferenceEngine, Job, Result, normalises_on_device
 from duse_ros.affect.faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack
 from duse_ros.affect.hri import ExternalFaces
 from duse_ros.affect.preprocess import FramePreprocessor
@@ -76,7 +76,7 @@ class PipelineConfig:
     max_batch: int = _D["max_batch"]
     max_window_age_s: float = _D["max_window_age_s"]
     device: str = _D["device"]
-    half: bool = _D["half"]
+    precision: str = _D["precision"]
 
     def __post_init__(self):
         for f in fields(self):
@@ -171,9 +171,12 @@ class AffectPipeline:
         self.track: MultiFaceTrack | None = None
         self.external: ExternalFaces | None = None
         self._keyframer: FaceKeyframer | None = None
+        normalise = not normalises_on_device(config.device)  # a GPU engine takes uint8 crops
         if config.face_mode == "detect" and config.face_source == "ros4hri":
             self.external = ExternalFaces(
-                FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS), max_faces=config.max_faces
+                FramePreprocessor(self.spec, normalise),
+                keep_ns=int(self.windower.buffer_s * NS),
+                max_faces=config.max_faces,
             )
         elif config.face_mode == "detect":
             self.track = MultiFaceTrack(
@@ -185,7 +188,7 @@ class AffectPipeline:
         self.engine = InferenceEngine(
             model,
             device=config.device,
-            half=config.half,
+            precision=config.precision,
             queue_depth=config.queue_depth,
             max_batch=config.max_batch,
             on_result=self._on_result,
@@ -199,7 +202,7 @@ class AffectPipeline:
         }
         self.end_to_end = LatencyReservoir(1024)  # window complete -> reading made (s)
         self._last_epoch = 0
-        self._crops = CropCache(FramePreprocessor(self.spec), keep_ns=int(self.windower.buffer_s * NS))
+        self._crops = CropCache(FramePreprocessor(self.spec, normalise), keep_ns=int(self.windower.buffer_s * NS))
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -452,7 +455,7 @@ class AffectPipeline:
         out.update(
             {
                 "inference.device": snap.device,
-                "inference.half": snap.half,
+                "inference.precision": snap.precision,
                 "inference.submitted": snap.submitted,
                 "inference.completed": snap.completed,
                 "inference.errors": snap.errors,

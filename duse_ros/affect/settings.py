@@ -33,7 +33,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "config's (none: random, untrained)",
     ),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
-    P("half", False, "fp16 autocast (CUDA only)"),
+    P(
+        "precision",
+        "fp32",
+        "inference precision: fp32, or fp16 / bf16 autocast (bf16: CPU and Ampere or newer GPUs, "
+        "Jetson Orin included; fp16 on a CPU runs fp32, bf16 on an older GPU runs fp16, each with a warning)",
+        choices=("fp32", "fp16", "bf16"),
+    ),
     P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),

@@ -5,33 +5,95 @@
 
 `SelectiveSSM` has mamba_ssm's `Mamba` parameters under the same names and shapes (in_proj,
 conv1d, x_proj, dt_proj, A_log, D, out_proj), so one checkpoint serves both scans:
-- CUDA tensors, with the `cuda` extra (mamba-ssm) installed: mamba_ssm's fused selective scan;
-- otherwise: mambapy's parallel (Blelloch) scan in PyTorch, fp32.
+- CUDA tensors, with mamba-ssm installed (scripts/build_mamba_ssm.sh): mamba_ssm's fused scan;
+- otherwise: mambapy's parallel (Blelloch) scan in PyTorch, fp32. On a GPU without mamba-ssm
+  this is logged once (correct, but several times slower).
 `selective_scan` picks per call; `scan_backend(x)` says which it would use.
+
+Precision: the CUDA kernel (selective_scan_cuda.fwd) takes u, delta and z in one input dtype
+(fp32, fp16 or bf16), B and C (per step, so "variable") in that same dtype, and A, D and
+delta_bias in fp32. Under autocast the block's tensors come out mixed (the causal conv's
+multiply-adds by fp32 weights give fp32, the matmuls give the autocast dtype), so the call site
+casts them to `scan_input_dtype`: the autocast dtype when autocast is on, else x's own. The
+PyTorch scan runs in fp32 whatever it is given and returns x's dtype.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+log = logging.getLogger(__name__)
+
 
 @functools.lru_cache(maxsize=1)
-def _cuda_scan():
-    """mamba_ssm's selective_scan_fn, or None when it cannot be imported (no CUDA build)."""
+def _load_cuda_scan():
+    """(mamba_ssm's selective_scan_fn, None), or (None, why it cannot be imported).
+
+    mamba_ssm's Python package imports transformers, triton and more at import time; where only
+    its compiled kernel (`selective_scan_cuda`) imports, that kernel serves inference."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:  # noqa: BLE001 - ImportError, or a CUDA extension that fails to load
-        return None
-    return selective_scan_fn
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a CUDA extension that fails to load
+        package_error = f"{type(exc).__name__}: {exc}"
+    else:
+        return selective_scan_fn, None
+    try:
+        import selective_scan_cuda
+    except Exception as exc:  # noqa: BLE001
+        return None, f"{package_error}; selective_scan_cuda: {type(exc).__name__}: {exc}"
+    return functools.partial(_kernel_scan, selective_scan_cuda.fwd), None
+
+
+def _kernel_scan(fwd, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """selective_scan_fn's forward on the bare kernel (no autograd): B, C (Bt, N, L) get their
+    group axis; the output is y * silu(z). With gradients wanted it runs the PyTorch scan."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)):
+        y = selective_scan(
+            u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D,
+            z.transpose(1, 2), delta_bias, backend="mambapy",
+        )  # fmt: skip
+        return y.to(z.dtype).transpose(1, 2)
+    out, _, *rest = fwd(u, delta, A, B.unsqueeze(1), C.unsqueeze(1), D, z, delta_bias, delta_softplus)
+    return rest[0] if z is not None else out
+
+
+def _cuda_scan():
+    """mamba_ssm's selective_scan_fn, or None when it cannot be imported (no CUDA build)."""
+    return _load_cuda_scan()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_pytorch_scan_on_cuda() -> None:
+    """Once per process: a GPU forward runs the PyTorch scan because mamba_ssm is missing."""
+    log.warning(
+        "mamba_ssm is not importable (%s): the selective scan on CUDA runs in PyTorch (mambapy), "
+        "correct but several times slower; scripts/build_mamba_ssm.sh builds it for this GPU",
+        _load_cuda_scan()[1],
+    )
 
 
 def scan_backend(x: torch.Tensor) -> str:
-    return "mamba_ssm" if x.is_cuda and _cuda_scan() is not None else "mambapy"
+    if not x.is_cuda:
+        return "mambapy"
+    if _cuda_scan() is not None:
+        return "mamba_ssm"
+    _warn_pytorch_scan_on_cuda()
+    return "mambapy"
+
+
+def scan_input_dtype(x: torch.Tensor) -> torch.dtype:
+    """The one dtype the CUDA scan gets u, delta, z, B and C in: autocast's when it is on for
+    x's device (what a matmul there returns), else x's own."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def selective_scan(
@@ -54,15 +116,20 @@ def selective_scan(
             raise RuntimeError(
                 "mamba_ssm's selective scan is not importable here (install the 'cuda' extra on a CUDA machine)"
             )
+        dtype = scan_input_dtype(x)
+
+        def channels_first(t: torch.Tensor) -> torch.Tensor:  # (Bt, L, k) -> (Bt, k, L), the kernel's layout
+            return t.to(dtype).transpose(1, 2).contiguous()
+
         y = fn(
-            x.transpose(1, 2).contiguous(),
-            delta.transpose(1, 2).contiguous(),
-            A.float(),
-            B.transpose(1, 2).contiguous(),
-            C.transpose(1, 2).contiguous(),
-            D.float(),
-            z=z.transpose(1, 2).contiguous(),
-            delta_bias=delta_bias.float(),
+            channels_first(x),
+            channels_first(delta),
+            A.float().contiguous(),
+            channels_first(B),
+            channels_first(C),
+            D.float().contiguous(),
+            z=channels_first(z),
+            delta_bias=delta_bias.float().contiguous(),
             delta_softplus=True,
         )
         return y.transpose(1, 2)
