@@ -33,8 +33,9 @@ from duse_ros.affect.windowing import Windower  # noqa: E402
 from duse_ros.io.audio import audio_chunk_to_mono  # noqa: E402
 from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
 from duse_ros.io.images import compressed_to_rgb  # noqa: E402
-from duse_ros.io.rosbag import NS, BagFile, select_streams  # noqa: E402
+from duse_ros.io.rosbag import BagFile, select_streams  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
+from duse_ros.timebase import stamp_to_ns  # noqa: E402
 from duse_ros.tools import eval_bag  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def model_alone(bag_path: Path, name: str) -> tuple[float, int, int]:
         jobs, frames = [], 0
         for topic, msgtype, _, raw in bag.messages(topics):
             msg = bag.deserialize(raw, msgtype)
-            stamp = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
+            stamp = stamp_to_ns(msg.header.stamp)
             if topic == streams.image.name:
                 windower.add_frame(stamp, compressed_to_rgb(msg))
                 frames += 1

@@ -1,19 +1,28 @@
 """Checkpoints: a JSON config beside a safetensors file of the trainable weights. No pickle.
 
-my_model.json         {"arch": ..., ..., "weights": "my_model.safetensors"}
+my_model.json         {"arch": ..., ..., "weights": "my_model.safetensors", "weights_sha256": "..."}
 my_model.safetensors  trainable tensors only (frozen backbones load from their own files)
+
+The JSON records the weights file's sha256 when it is written; loading checks it (a checkpoint
+written before the hash was recorded loads without it unless the caller requires it, as the
+converted default weights do), and refuses NaN or infinite tensors, naming the file and tensor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
 from duse_ros.models.base import AffectModel
 from duse_ros.models.registry import build_model
+from duse_ros.models.weight_files import WeightFileError, check_finite
+
+SHA256_KEY = "weights_sha256"
 
 
 class CheckpointError(ValueError):
@@ -31,6 +40,7 @@ def save_checkpoint(model: AffectModel, json_path: str | Path, extra: dict | Non
     save_file(tensors, str(weights_path), metadata={"model_id": model.model_id})
     config = dict(model.config())
     config["weights"] = weights_path.name
+    config[SHA256_KEY] = hashlib.sha256(weights_path.read_bytes()).hexdigest()
     if extra:
         config["training"] = extra
     json_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -51,25 +61,48 @@ def read_config(json_path: str | Path) -> dict:
     return config
 
 
-def load_checkpoint(json_path: str | Path, **overrides) -> AffectModel:
+def load_checkpoint(json_path: str | Path, require_sha256: bool = False, **overrides) -> AffectModel:
     """Build the model a checkpoint config describes and load its trainable weights, checking
-    every key and shape."""
+    the weights file's recorded sha256 (required with `require_sha256`), every key and shape, and
+    that every tensor is finite."""
     json_path = Path(json_path)
     config = read_config(json_path)
     weights_path = (json_path.parent / config.pop("weights")).resolve()
+    recorded = config.pop(SHA256_KEY, None)
     config.pop("training", None)
     config.update(overrides)
+    tensors = read_weights(json_path, weights_path, recorded, require_sha256)
     model = build_model(config)
-    try:
-        tensors = load_file(str(weights_path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{json_path}: weights file {weights_path} does not exist") from None
-    except Exception as e:  # safetensors raises its own error type for corrupt headers
-        raise CheckpointError(f"{json_path}: cannot read weights {weights_path}: {e}") from None
     load_trainable(model, tensors, source=str(weights_path))
     model.untrained = False
     model.checkpoint = str(json_path)
     return model
+
+
+def read_weights(json_path: Path, weights_path: Path, sha256: str | None, require_sha256: bool) -> dict:
+    """The checkpoint's tensors, read once from bytes whose sha256 was checked."""
+    try:
+        data = weights_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{json_path}: weights file {weights_path} does not exist") from None
+    except OSError as e:
+        raise CheckpointError(f"{json_path}: cannot read weights {weights_path}: {e.strerror}") from None
+    if sha256 is None and require_sha256:
+        raise CheckpointError(f"{json_path} records no {SHA256_KEY}: the weights cannot be verified")
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise CheckpointError(
+            f"{json_path}: weights file {weights_path} has sha256 {hashlib.sha256(data).hexdigest()}, "
+            f"the checkpoint records {sha256}: the file was changed or damaged after it was written"
+        )
+    try:
+        tensors = load_safetensors(data)
+    except Exception as e:  # safetensors raises its own error type for corrupt headers
+        raise CheckpointError(f"{json_path}: cannot read weights {weights_path}: {e}") from None
+    try:
+        check_finite(tensors, str(weights_path))
+    except WeightFileError as e:
+        raise CheckpointError(f"{json_path}: {e}") from None
+    return tensors
 
 
 def load_trainable(model: AffectModel, tensors: dict[str, torch.Tensor], source: str) -> None:

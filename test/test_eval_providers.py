@@ -106,7 +106,7 @@ def test_a_provider_already_running_is_evaluated_on_its_topics(bag, tmp_path):
     sent = tmp_path / "sent.jsonl"
     env = standin_env()
     provider = subprocess.Popen(
-        [sys.executable, str(ROOT / "test" / "hri_provider.py"), "--images", "/duse_eval/image_raw", "--every", "4"]
+        [sys.executable, str(ROOT / "test" / "hri_provider.py"), "--images", "/duse_eval/ext/image_raw", "--every", "4"]
         + ["--schedule", SCHEDULE, "--log", str(sent)],
         cwd=ROOT,
         env=env,
@@ -117,7 +117,8 @@ def test_a_provider_already_running_is_evaluated_on_its_topics(bag, tmp_path):
         out = tmp_path / "eval"
         done = subprocess.run(
             [sys.executable, "-m", "duse_ros.tools.eval_bag", str(path), "--labels", str(labels), "--out", str(out)]
-            + ["-q", "--startup-timeout-s", "60", "--provider-output", "hri", "--provider-settle-s", "1.5"],
+            + ["-q", "--startup-timeout-s", "60", "--provider-output", "hri", "--provider-settle-s", "1.5"]
+            + ["--namespace", "/duse_eval/ext"],  # where the running provider reads the camera
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -250,7 +250,7 @@ def test_conversion_round_trips_and_matches_the_installed_checkpoint(tmp_path, h
     source = tmp_path / "emotion_model.hdf5"
     source.write_bytes(hdf5_bytes)
     assert read_weights_file(source, FER2013) == hdf5_bytes and sha256_of(hdf5_bytes) == FER2013.member_sha256
-    json_path = install(FER2013, source, tmp_path / "weights")
+    json_path, _ = install(FER2013, source, tmp_path / "weights")
     assert json_path == tmp_path / "weights" / "fer2013-minixception.json"
     config = json.loads(json_path.read_text())
     assert config["bn_eps"] == 1e-3 and config["source"]["sha256"] == FER2013.member_sha256

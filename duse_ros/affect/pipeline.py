@@ -68,6 +68,7 @@ class PipelineConfig:
     face_source: str = _D["face_source"]
     face_margin: float = _D["face_margin"]
     face_detect_hz: float = _D["face_detect_hz"]
+    face_detect_sync: bool = _D["face_detect_sync"]
     face_detect_width: int = _D["face_detect_width"]
     min_face_fraction: float = _D["min_face_fraction"]
     no_face_policy: str = _D["no_face_policy"]
@@ -255,6 +256,8 @@ class AffectPipeline:
         emitted = self._drain()
         if self._keyframer is not None and not emitted:
             self._keyframer.offer(stamp_ns, rgb)
+            if self.config.face_detect_sync:  # the boxes of later frames then never depend on timing
+                self._keyframer.wait_idle(timeout=10.0)  # bounded: a stopping pipeline must not hang
 
     @staticmethod
     def _full_box(frame: np.ndarray) -> Box:

@@ -137,6 +137,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     P("face_margin", 0.25, "margin around a detected face, as a fraction of its size", 0.0, 2.0),
     P("face_detect_hz", 5.0, "face detections per second of stream (off the executor)", 0.1, 120.0, live=True),
+    P(
+        "face_detect_sync",
+        False,
+        "wait for each keyframe's face detection before taking the next frame: offline replay "
+        "(duse-eval-bag) then finds the same faces at any pace; a live camera wants false",
+    ),
     P("face_detect_width", 320, "face detection runs on the frame scaled to this width", 32, 4096),
     P("min_face_fraction", 0.5, "share of a window's frames that must show a face", 0.0, 1.0, live=True),
     P(

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from duse_ros.timebase import NS
 
+MAX_TIME_NS = 2**63 - 1  # rosbag2 times are signed 64-bit nanoseconds
+
 
 class LabelError(ValueError):
     """A labels file that cannot be used; the message names the file and line."""
@@ -73,9 +75,11 @@ def read_labels_csv(path: str | Path, classes: Iterable[str] | None = None, orig
     """Spans of a `start,end,label` CSV, shifted to bag time by `origin_ns`, sorted by start."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise LabelError(f"{path}: cannot read labels ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the labels as UTF-8 CSV") from None
     spans, where = [], []
     for number, row in enumerate(csv.reader(text.splitlines()), start=1):
         cells = [c.strip() for c in row]
@@ -87,7 +91,11 @@ def read_labels_csv(path: str | Path, classes: Iterable[str] | None = None, orig
         if not spans and cells[0].lower() == "start":
             continue  # the header row
         start, end = _seconds(cells[0], at, "start"), _seconds(cells[1], at, "end")
-        spans.append(Span(origin_ns + int(round(start * NS)), origin_ns + int(round(end * NS)), cells[2]))
+        span = Span(origin_ns + int(round(start * NS)), origin_ns + int(round(end * NS)), cells[2])
+        for name, value, ns in (("start", start, span.start_ns), ("end", end, span.end_ns)):
+            if not 0 <= ns <= MAX_TIME_NS:
+                raise LabelError(f"{at}: {name} {value:g} s lies outside the times a bag can hold")
+        spans.append(span)
         where.append(at)
     if not spans:
         raise LabelError(f"{path}: no label spans")

@@ -2,11 +2,16 @@
 clip list, and WAV files. Each frame comes with its time on the input's own timeline (seconds).
 
 Video files are read with PyAV (FFmpeg), which gives every frame's presentation time and the audio
-track; a file PyAV cannot open is read with OpenCV (frame times from CAP_PROP_POS_MSEC, no audio).
+track. A file PyAV opens but cannot decode to the end (damaged or truncated) is an error naming
+the stream and the point where decoding failed: falling back to another reader would lose the
+audio or the frames after the damage without a word. Only a file PyAV cannot open at all is
+read with OpenCV, which says so once (no audio; frame times from CAP_PROP_POS_MSEC) and fails
+when it reads fewer frames than the file declares.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import wave
 from collections.abc import Callable, Iterator
@@ -17,6 +22,7 @@ import cv2
 import numpy as np
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+log = logging.getLogger(__name__)
 
 
 class SourceError(ValueError):
@@ -88,17 +94,50 @@ def _pyav_audio(path: Path) -> Audio | None:
             return None
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout=stream.layout.name, rate=stream.rate)
-        chunks, start = [], None
-        for frame in container.decode(stream):
-            if start is None:
-                start = float(frame.time) if frame.time is not None else 0.0
-            chunks += [f.to_ndarray() for f in resampler.resample(frame)]
-        chunks += [f.to_ndarray() for f in resampler.resample(None)]
+        chunks, start, decoded_s = [], None, 0.0
+        try:
+            for frame in container.decode(stream):
+                if start is None:
+                    start = float(frame.time) if frame.time is not None else 0.0
+                decoded_s = float(frame.time or 0.0) - start
+                chunks += [f.to_ndarray() for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray() for f in resampler.resample(None)]
+        except av.FFmpegError as e:
+            raise SourceError(
+                f"{path}: the audio track cannot be decoded past {decoded_s:.2f} s ({e}); the file is damaged"
+            ) from None
         channels = stream.channels
     if not chunks:
         return None
     pcm = np.concatenate([c.reshape(-1) for c in chunks]).astype(np.int16).reshape(-1, channels)
     return Audio(pcm, int(stream.rate), start or 0.0)
+
+
+def _opencv_video(path: Path, pyav_error: Exception) -> Source:
+    capture = cv2.VideoCapture(str(path))
+    ok = capture.isOpened() and capture.read()[0]
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    capture.release()
+    if not ok:
+        raise SourceError(f"{path}: neither PyAV ({pyav_error}) nor OpenCV can read it as a video") from None
+    log.warning("%s: PyAV cannot open it (%s); read with OpenCV: no audio track", path, pyav_error)
+
+    def frames():
+        cap = cv2.VideoCapture(str(path))
+        read = 0
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                read += 1
+                yield cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+        if declared and read < declared:
+            raise SourceError(f"{path}: OpenCV read {read} of the {declared} frames the file declares; it is damaged")
+
+    return Source(path.stem, frames, None, info={"reader": "opencv", "frames": declared or None})
 
 
 def video_file(path: str | Path, with_audio: bool = True) -> Source:
@@ -110,37 +149,35 @@ def video_file(path: str | Path, with_audio: bool = True) -> Source:
             if not container.streams.video:
                 raise SourceError(f"{path}: no video stream")
             rate = container.streams.video[0].average_rate
-        audio = _pyav_audio(path) if with_audio else None
-
-        def frames():
-            with av.open(str(path)) as c:
-                stream = c.streams.video[0]
-                for i, frame in enumerate(c.decode(stream)):
-                    t = float(frame.time) if frame.time is not None else i / float(rate or 30)
-                    yield t, frame.to_ndarray(format="rgb24")
-
-        return Source(path.stem, frames, audio, info={"reader": "pyav", "fps": float(rate) if rate else None})
+            declared = int(container.streams.video[0].frames or 0)
     except SourceError:
         raise
     except Exception as pyav_error:  # noqa: BLE001 - not for FFmpeg: try OpenCV's backends
-        capture = cv2.VideoCapture(str(path))
-        ok = capture.isOpened() and capture.read()[0]
-        capture.release()
-        if not ok:
-            raise SourceError(f"{path}: neither PyAV ({pyav_error}) nor OpenCV can read it as a video") from None
+        return _opencv_video(path, pyav_error)
+    audio = _pyav_audio(path) if with_audio else None
 
-        def frames():
-            cap = cv2.VideoCapture(str(path))
+    def frames():
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            count = 0
             try:
-                while True:
-                    ok, bgr = cap.read()
-                    if not ok:
-                        return
-                    yield cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            finally:
-                cap.release()
+                for frame in c.decode(stream):
+                    t = float(frame.time) if frame.time is not None else count / float(rate or 30)
+                    count += 1
+                    yield t, frame.to_ndarray(format="rgb24")
+            except av.FFmpegError as e:
+                raise SourceError(
+                    f"{path}: video frame {count + 1} cannot be decoded ({e}); the file is damaged"
+                ) from None
+            if declared and count < declared:
+                raise SourceError(f"{path}: decoded {count} of the {declared} frames the file declares; it is damaged")
 
-        return Source(path.stem, frames, None, info={"reader": "opencv"})
+    return Source(
+        path.stem,
+        frames,
+        audio,
+        info={"reader": "pyav", "fps": float(rate) if rate else None, "frames": declared or None},
+    )
 
 
 def read_wav(path: str | Path) -> Audio:

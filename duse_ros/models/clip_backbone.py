@@ -4,7 +4,7 @@ DuSE inserts prompt tokens between the transformer blocks of both CLIP towers, s
 towers block by block here instead of calling `encode_image`/`encode_text`. With no prompts the
 two functions below compute exactly what open_clip's own methods compute.
 
-Weights come only from a file the user names (open_clip's checkpoint loading: an open_clip
+Weights come only from a file the user names, read by `weight_files` (an open_clip
 state dict as .bin/.pt/.pth/.safetensors, or OpenAI's original TorchScript .pt), never from a
 model hub. Extra open_clip configurations ship in `open_clip_configs/`: `DuSE-Tiny` is a small
 random CLIP for tests (its towers differ in width and depth on purpose, so a mix-up of the two
@@ -14,8 +14,7 @@ fails loudly).
 from __future__ import annotations
 
 import functools
-import warnings
-import zipfile
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from .torchvision_shim import import_open_clip
+from .weight_files import check_finite, read_state_dict
 
 _CONFIG_DIR = Path(__file__).with_name("open_clip_configs")
 _configs_added = False
@@ -62,12 +62,9 @@ def tokenizer(backbone: str):
     return open_clip_module().get_tokenizer(backbone)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """OpenAI's original CLIP files are TorchScript archives: torch.load needs weights_only=False."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())
+class _RandomInitNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
 
 
 def create_frozen_clip(
@@ -84,28 +81,46 @@ def create_frozen_clip(
     path = Path(weights).expanduser().resolve() if weights else None
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"CLIP weights file {str(path)!r} for {backbone} does not exist")
-    # An absolute path is never mistaken for one of open_clip's download tags.
-    torchscript = path is not None and _is_torchscript(path)
-    options = dict(device=torch.empty(0).device, force_quick_gelu=quick_gelu, force_image_size=image_size)
+    root = logging.getLogger()
+    quiet = _RandomInitNote()
+    if path is not None:  # the weights load below; open_clip's "initialized randomly" would mislead
+        root.addFilter(quiet)
     try:
-        if torchscript:
-            clip = open_clip.create_model(backbone, **options)
-            with warnings.catch_warnings():  # torch.load hands TorchScript to torch.jit.load, and says so
-                warnings.simplefilter("ignore", UserWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                open_clip.load_checkpoint(clip, str(path), strict=True, weights_only=False)
-        else:
-            clip = open_clip.create_model(backbone, pretrained=str(path) if path else None, **options)
-    except RuntimeError as e:
-        if path is None:
-            raise
-        detail = str(e) if len(str(e)) < 800 else str(e)[:800] + " ..."
-        raise ValueError(f"CLIP weights {str(path)!r} do not fit open_clip model {backbone}: {detail}") from None
+        clip = open_clip.create_model(
+            backbone, device=torch.empty(0).device, force_quick_gelu=quick_gelu, force_image_size=image_size
+        )
+    finally:
+        root.removeFilter(quiet)
+    if path is not None:
+        load_clip_weights(clip, path, backbone)
     if not isinstance(clip, open_clip.CLIP):
         raise ValueError(f"{backbone} is a {type(clip).__name__}; DuSE needs an open_clip CLIP with its own text tower")
     if not clip.visual.transformer.batch_first or not clip.transformer.batch_first:
         raise ValueError(f"{backbone}: DuSE expects batch-first transformers")
     return clip.requires_grad_(False).eval()
+
+
+def load_clip_weights(clip: nn.Module, path: Path, backbone: str) -> None:
+    """`path`'s tensors into `clip` (read by `weight_files`: never code from the file), fitted as
+    open_clip's own checkpoint loading fits them: a scalar logit_scale reshaped, position
+    embeddings resized to this model's grid and context; then every key must match and every
+    parameter be finite."""
+    from open_clip.factory import resize_pos_embed, resize_text_pos_embed
+
+    what = f"CLIP weights {str(path)!r}"
+    state = read_state_dict(path, what)
+    for name in {n for n, _ in clip.named_buffers()} - set(clip.state_dict()):
+        state.pop(name, None)  # a traced CLIP saves the attention mask open_clip builds itself
+    if "logit_scale" in state and state["logit_scale"].ndim != clip.logit_scale.ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(clip.logit_scale.shape)
+    try:
+        resize_pos_embed(state, clip)
+        resize_text_pos_embed(state, clip)
+        clip.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ValueError) as e:
+        detail = str(e) if len(str(e)) < 800 else str(e)[:800] + " ..."
+        raise ValueError(f"{what} do not fit open_clip model {backbone}: {detail}") from None
+    check_finite(clip.named_parameters(), what)
 
 
 def encode_image_prompted(

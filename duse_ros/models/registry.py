@@ -8,10 +8,17 @@ config (see `duse_ros.checkpoint`), whose trainable weights are loaded after bui
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from .base import AffectModel
+
+# The largest model build_model makes: ViT-L/14 DuSE holds 0.44e9 parameters; 2e9 (8 GB of fp32)
+# is past anything registered, and far below what a typo such as `stem_width: 1e5` asks for.
+MAX_PARAMETERS = 2_000_000_000
 
 _ARCHS: dict[str, Callable[[dict], AffectModel]] = {}
 _CONFIGS: dict[str, dict] = {}
@@ -81,4 +88,31 @@ def build_model(name_or_config: str | dict, **overrides) -> AffectModel:
     arch = config.get("arch")
     if arch not in _ARCHS:
         raise KeyError(f"config {config.get('name', '?')!r} names unknown arch {arch!r}; known: {sorted(_ARCHS)}")
+    check_size(config)
     return _ARCHS[arch](config)
+
+
+def parameter_count(config: dict) -> int:
+    """Parameters and buffers of the model `config` describes, counted on the meta device
+    (nothing allocated, no weights file read)."""
+    weightless = {k: ("" if k.endswith("_weights") else v) for k, v in config.items()}
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the real build that follows says it all once
+    try:
+        with torch.device("meta"):
+            model = _ARCHS[config["arch"]](weightless)
+    finally:
+        logging.disable(previous)
+    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+
+
+def check_size(config: dict) -> None:
+    """ValueError before anything is allocated when `config` describes an absurdly large model."""
+    count = parameter_count(config)
+    if count > MAX_PARAMETERS:
+        sizes = {k: v for k, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 1}
+        raise ValueError(
+            f"model config {config.get('name', '?')!r} would hold {count:.3g} parameters "
+            f"({4 * count / 1e9:.0f} GB in fp32), more than the {MAX_PARAMETERS:.0g} allowed: "
+            f"check its sizes {sizes}"
+        )

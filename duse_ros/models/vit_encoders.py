@@ -1,10 +1,10 @@
 """Frozen ViT encoders for BHGap: timm's VisionTransformer built from a named config, weights
-from a file the user names, run block by block.
+from a file the user names (read by `weight_files`: never code), run block by block.
 
 Two kinds share one builder: a visual encoder over RGB frames (e.g. MAE-Face's ViT-B/16) and an
 audio encoder over log-mel images, 1 input channel, time as height and mel bins as width
-(AudioMAE's layout). Weights: a state dict in a .safetensors file, or a PyTorch file read with
-`torch.load(weights_only=True)` (never pickle code); a {"model": ...} or {"state_dict": ...}
+(AudioMAE's layout). Weights: a state dict in a .safetensors file, a TorchScript archive, or a
+PyTorch file read with `torch.load(weights_only=True)`; a {"model": ...} or {"state_dict": ...}
 wrapper and a "module." prefix are unwrapped, MAE's decoder, mask token and any classifier head
 are ignored, and a position embedding for another grid (AudioMAE's 10 s 1024 x 128 input, a
 visual encoder trained at another size) is resampled to this encoder's grid. A missing tensor
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .torchvision_shim import import_open_clip
+from .weight_files import check_finite, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +86,6 @@ def embed(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return encoder.norm_pre(x)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickled code, a corrupt file: say which file
-        raise ValueError(
-            f"encoder weights {str(path)!r} cannot be read as a tensor file "
-            f"(torch.load with weights_only=True): {type(e).__name__}: {e}"
-        ) from None
-    for key in ("model", "state_dict", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise ValueError(f"encoder weights {str(path)!r} hold a {type(obj).__name__}, not a state dict")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items() if torch.is_tensor(v)}
-
-
 def _resample_pos_embed(pos: torch.Tensor, encoder: nn.Module, source: str) -> torch.Tensor:
     from timm.layers import resample_abs_pos_embed
 
@@ -130,7 +111,7 @@ def load_encoder_weights(encoder: nn.Module, path: str, what: str) -> None:
     if not file.is_file():
         raise FileNotFoundError(f"{what} {str(file)!r} does not exist")
     source = f"{what} {str(file)!r}"
-    tensors = _read_state_dict(file)
+    tensors = read_state_dict(file, source)
     expected = encoder.state_dict()
     # MAE checkpoints fine-tuned with global pooling carry fc_norm instead of the final norm.
     optional = {k for k in expected if k.startswith("norm.")}
@@ -160,3 +141,4 @@ def load_encoder_weights(encoder: nn.Module, path: str, what: str) -> None:
     if absent:
         log.warning("%s has no %s: the final LayerNorm keeps its identity init", source, absent)
     encoder.load_state_dict({k: v for k, v in tensors.items() if k in expected}, strict=False)
+    check_finite(encoder.named_parameters(), source)

@@ -21,17 +21,15 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from duse_ros.nodes import startup
 from duse_ros.params import ParameterSpec
-from duse_ros.timebase import NS
+from duse_ros.timebase import NS, sec_nanosec
+from duse_ros.timebase import stamp_to_ns as stamp_to_ns  # the nodes' stamps, owned by timebase
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
 
-def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * NS + int(stamp.nanosec)
-
-
 def ns_to_stamp(ns: int) -> Time:
-    return Time(sec=int(ns // NS), nanosec=int(ns % NS))
+    sec, nanosec = sec_nanosec(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def seconds_to_duration(seconds: float) -> Duration:

@@ -38,8 +38,7 @@ from duse_ros.affect import settings as affect_settings  # noqa: E402
 from duse_ros.io.demo_stream import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
 from duse_ros.io.rosbag import BagWriter  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
-from duse_ros.nodes.common import stamp_to_ns  # noqa: E402
-from duse_ros.timebase import NS  # noqa: E402
+from duse_ros.timebase import NS, stamp_to_ns  # noqa: E402
 from duse_ros.tools.evaluate import plot_timeline  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 

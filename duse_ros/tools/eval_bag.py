@@ -3,20 +3,28 @@
     duse-eval-bag BAG [--model NAME_OR_CONFIG] [--labels CSV] [--out DIR] [--realtime [--rate R]]
 
 affect_node and llm_bridge_node run in processes of their own and the bag is played to them over
-DDS (loopback only), under the namespace /duse_eval. Two ways to play:
+DDS (loopback only). Each run is isolated: its nodes live under a namespace of its own
+(/duse_eval/run_<pid>_<n>, /clock and /diagnostics remapped into it) and, unless ROS_DOMAIN_ID
+is set, on a DDS domain that no other evaluation on this machine holds. Two ways to play:
 
 - as fast as the model keeps up (default): a frame that completes a window is held back until
   the node has answered all but `--queue-depth - 1` of the windows before it, so the node's
-  queue never overflows and no window is dropped; a window that never comes is counted in
-  `dropped` (after --window-timeout-s);
+  queue never overflows; face detection runs in lockstep with the frames (face_detect_sync), so
+  the same bag gives the same report at any machine load;
 - `--realtime`: every message at its recorded time (scaled by --rate); windows the model cannot
   keep up with are dropped by the node, as on a robot, and counted.
 
 Either way /clock carries the bag's time and the nodes run with use_sim_time. Which windows must
 come is known in advance: the player cuts the frame stamps with the node's own windowing rules.
+No wait is open-ended: a window the node cannot answer any more (every frame taken, the model
+idle) is given up within a second or two, the whole replay is bounded by the bag's own length
+(--max-replay-factor), and a node that answers nothing stops the run with the reason.
 The EmotionStates, DialoguePrompts and the labels go to DIR/output_bag; DIR/report.json holds UAR,
-WAR, per-class recall, windows, dropped and the latency from a window's last frame leaving the
-player to its EmotionState arriving (p50/p95); DIR/confusion.png and DIR/timeline.png show them.
+WAR (null, with `uar_reason`, when no window could be scored), per-class recall, where every
+offered window went (`accounting`: answered with or without a reading, dropped by the node's
+queue, stale, never cut by the node, unanswered), frames lost on the way, and the latency from a
+window's last frame leaving the player to its EmotionState arriving (p50/p95);
+DIR/confusion.png and DIR/timeline.png show them.
 
 Image topics: sensor_msgs/Image (any encoding the node reads) or CompressedImage. Audio topics:
 duse_ros/AudioChunk, or audio_common AudioDataStamped / AudioStamped, converted to AudioChunk by
@@ -27,23 +35,27 @@ Labels: --labels CSV (seconds from the bag's origin), else the bag's /emotion_la
 from __future__ import annotations
 
 import argparse
+import fcntl
+import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# DDS stays on this machine, on a domain of this tool's own unless one is given (before rclpy loads).
+# DDS stays on this machine (before rclpy loads); the domain is chosen per run (claim_domain).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", "64")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
-from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages  # noqa: E402
+from duse_ros.affect import settings as affect_settings  # noqa: E402
+from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages  # noqa: E402
 from duse_ros.io.rosbag import (  # noqa: E402
     AUDIO_CHUNK,
     AUDIO_DATA_STAMPED,
@@ -59,12 +71,17 @@ from duse_ros.io.rosbag import (  # noqa: E402
 )
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
-from duse_ros.timebase import NS
+from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns  # noqa: E402
 from duse_ros.tools import compare, providers  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
+# Topics in the output bag carry this prefix whatever run namespace produced them.
 NAMESPACE = "/duse_eval"
+DEFAULTS = affect_settings.DEFAULTS
+# Domains an evaluation claims when ROS_DOMAIN_ID is not set: one lock file per domain.
+DOMAINS = range(64, 101)
+_run_numbers = itertools.count()
 
 
 class EvalError(RuntimeError):
@@ -109,10 +126,32 @@ class AudioAdapter:
         return chunk
 
 
+def claim_domain() -> int:
+    """ROS_DOMAIN_ID when it is set; else the first of DOMAINS whose lock no other evaluation on
+    this machine holds (held until this process ends), set in the environment for rclpy and the
+    nodes. Two evaluations at once never share /clock."""
+    if os.environ.get("ROS_DOMAIN_ID"):
+        return int(os.environ["ROS_DOMAIN_ID"])
+    for domain in DOMAINS:
+        lock = open(Path(tempfile.gettempdir()) / f"duse-eval-domain-{domain}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        _held_locks.append(lock)
+        os.environ["ROS_DOMAIN_ID"] = str(domain)
+        return domain
+    raise EvalError(f"every DDS domain {DOMAINS.start}-{DOMAINS.stop - 1} is held by another evaluation")
+
+
+_held_locks: list = []
+
+
 class Player:
     """The tool's own rclpy node: plays the bag, keeps what the nodes publish, paces the replay."""
 
-    def __init__(self, compressed: bool, uses_audio: bool, depth: int):
+    def __init__(self, namespace: str, compressed: bool, uses_audio: bool, depth: int):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -121,21 +160,22 @@ class Player:
 
         from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState
 
-        self.rclpy, self.Clock = rclpy, Clock
-        self.node = rclpy.create_node("duse_eval_player", namespace=NAMESPACE)
+        self.rclpy, self.Clock, self.namespace = rclpy, Clock, namespace
+        self.node = rclpy.create_node("duse_eval_player", namespace=namespace)
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(
             CompressedImage if compressed else Image, "image_raw/compressed" if compressed else "image_raw", qos
         )
         self.audio_pub = self.node.create_publisher(AudioChunk, "audio", qos) if uses_audio else None
-        self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
+        self.clock_pub = self.node.create_publisher(Clock, "clock", 10)  # the nodes' /clock, remapped
         self.states: list = []
         self.arrivals: list[float] = []
         self.prompts: list = []
         self.diagnostics: dict[str, str] = {}
+        self.diagnostics_seen = 0  # affect-pipeline statuses received
         self.node.create_subscription(EmotionState, "emotion_state", self._on_state, QoSProfile(depth=1000))
         self.node.create_subscription(DialoguePrompt, "dialogue_prompt", self.prompts.append, QoSProfile(depth=1000))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, 10)
         self.clock_ns = 0
         self._anchor = (time.monotonic(), 0)  # (wall, bag ns) the free-running clock counts from
         self.rate = 1.0
@@ -148,15 +188,39 @@ class Player:
         for status in arr.status:
             if diag.is_affect_status(status.name):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.diagnostics_seen += 1
 
     def inputs_matched(self, topics: list[str], readers: int) -> bool:
         """affect_node's diagnostics count the publishers its subscriptions have matched, and the
         readers its EmotionState publisher has matched (this player, and the bridge): a reading
         published before a reader matched would be lost to it."""
-        key = diag.output_subscribers_key(f"{NAMESPACE}/emotion_state")
+        key = diag.output_subscribers_key(f"{self.namespace}/emotion_state")
         return int(self.diagnostics.get(key, 0)) >= readers and all(
-            int(self.diagnostics.get(diag.input_publishers_key(f"{NAMESPACE}/{t}"), 0)) > 0 for t in topics
+            int(self.diagnostics.get(diag.input_publishers_key(f"{self.namespace}/{t}"), 0)) > 0 for t in topics
         )
+
+    def count(self, key: str) -> int:
+        return _int(self.diagnostics.get(key)) or 0
+
+    def frames_taken(self) -> int:
+        """Frames the node has taken off the wire: into its windower, or refused as malformed."""
+        return self.count(diag.FRAMES_IN) + sum(
+            self.count(k) for k in ("malformed.image", "malformed.image_pipeline_error")
+        )
+
+    def audio_taken(self) -> int:
+        """Audio messages the node has taken off the wire: into its windower, or refused."""
+        return self.count("window.audio_chunks_in") + sum(
+            self.count(k) for k in ("malformed.audio", "malformed.audio_pipeline_error")
+        )
+
+    def model_idle(self) -> bool:
+        """Every window the node submitted has left its inference queue."""
+        done = sum(
+            self.count(f"inference.{k}")
+            for k in ("completed", "errors", "dropped_queue_full", "dropped_stale", "dropped_shutdown")
+        )
+        return self.count("inference.submitted") <= done
 
     def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
         deadline = time.monotonic() + timeout
@@ -180,7 +244,7 @@ class Player:
         if ns > self.clock_ns:
             self.clock_ns = ns
             msg = self.Clock()
-            msg.clock.sec, msg.clock.nanosec = ns // NS, ns % NS
+            msg.clock.sec, msg.clock.nanosec = sec_nanosec(ns)
             self.clock_pub.publish(msg)
 
     def run_clock(self) -> None:
@@ -203,27 +267,75 @@ def _shadow_windower(spec, args):
     return Windower(num_frames=spec.num_frames, span_s=args.span_s, stride_s=args.stride_s, max_gap_s=args.max_gap_s)
 
 
-def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
-    import rclpy
+class ReplayStopped(Exception):
+    """The replay ended before the bag did; the message is the reason, which the report keeps."""
 
+
+@dataclass
+class Plan:
+    """What one replay plays, to which namespace, with which reader depth."""
+
+    namespace: str
+    compressed: bool
+    uses_audio: bool
+    topics: list[str]  # the bag's topics to play
+    depth: int
+    bag_s: float
+    audio: AudioAdapter | None
+
+
+@dataclass
+class Playback:
+    """What the player sent and what became of the windows it offered."""
+
+    expected: list[int] = field(default_factory=list)  # window end stamps the node must answer, in order
+    send_time: dict[int, float] = field(default_factory=dict)  # frame stamp -> when it left
+    frames_before: dict[int, int] = field(default_factory=dict)  # window end -> frames sent up to it
+    given_up: dict[int, str] = field(default_factory=dict)  # window end -> why the player stopped waiting
+    frames: int = 0
+    audio_messages: int = 0
+    malformed_audio: int = 0
+    last_audio_ns: int = -1
+    stopped: str | None = None
+    started: float | None = None
+    replay_s: float = 0.0
+
+
+def run_namespace(args) -> str:
+    return args.namespace or f"{NAMESPACE}/run_{os.getpid()}_{next(_run_numbers)}"
+
+
+def plan_replay(bag: BagFile, streams, model, args) -> Plan:
     spec = model.input_spec
-    compressed = streams.image.msgtype == COMPRESSED_IMAGE
     uses_audio = spec.uses_audio and streams.audio is not None
+    topics = [streams.image.name] + ([streams.audio.name] if uses_audio else [])
+    bag_s = max(1e-3, (bag.end_ns - bag.start_ns) / NS)
+    # Reader history for every message the player may have in flight (a stride per window the
+    # node may hold), twice over: a full history would drop the oldest frames silently.
+    per_stride = sum(bag.topics[t].count for t in topics) / bag_s * args.stride_s
+    depth = int(max(50, 4 * (args.queue_depth + 1) * per_stride))
     audio = (
         AudioAdapter(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args)
         if uses_audio
         else None
     )
-    topics = [streams.image.name] + ([streams.audio.name] if uses_audio else [])
-    # Enough reader history for every message between two windows, twice over.
-    span_s = max(1e-3, (bag.end_ns - bag.start_ns) / NS)
-    per_stride = sum(bag.topics[t].count for t in topics) / span_s * args.stride_s
-    depth = int(max(50, 4 * per_stride))
-    node_params = {
+    return Plan(
+        namespace=run_namespace(args),
+        compressed=streams.image.msgtype == COMPRESSED_IMAGE,
+        uses_audio=uses_audio,
+        topics=topics,
+        depth=depth,
+        bag_s=bag_s,
+        audio=audio,
+    )
+
+
+def node_parameters(plan: Plan, args) -> dict[str, object]:
+    params = {
         "model": args.model,
-        "image_compressed": compressed,
+        "image_compressed": plan.compressed,
         "qos.reliability": "reliable",
-        "qos.depth": depth,
+        "qos.depth": plan.depth,
         "queue_depth": args.queue_depth,
         "use_sim_time": True,
         "no_face_policy": "publish",
@@ -232,137 +344,227 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
         "max_gap_s": args.max_gap_s,
         "diagnostics_period_s": 0.5,
     }
-    if not args.realtime:  # the player waits for the model, so sim time may run ahead of the windows
-        node_params["max_window_age_s"] = 0.0
+    if not args.realtime:
+        # The player waits for the model, so sim time may run ahead of the windows; and each
+        # keyframe's faces are found before the next frame is taken, whatever the pace.
+        params["max_window_age_s"] = 0.0
+        params["face_detect_sync"] = True
     if args.clip_weights:
-        node_params["clip_weights"] = args.clip_weights
+        params["clip_weights"] = args.clip_weights
     if args.face_mode:
-        node_params["face_mode"] = args.face_mode
-    logs = {name: (out_dir / f"{name}.log").open("w") for name in ("affect_node", "llm_bridge_node")}
-    procs = [
-        subprocess.Popen(
-            node_command("duse_ros.nodes.affect_node", node_params, NAMESPACE, args.param),
-            stdout=logs["affect_node"],
-            stderr=subprocess.STDOUT,
+        params["face_mode"] = args.face_mode
+    return params
+
+
+def start_nodes(plan: Plan, args, out_dir: Path) -> list[subprocess.Popen]:
+    """affect_node (and llm_bridge_node) under the run's namespace, their /clock and /diagnostics
+    remapped into it, each logging to DIR/<name>.log."""
+    remaps = {"/clock": f"{plan.namespace}/clock", "/diagnostics": f"{plan.namespace}/diagnostics"}
+    commands = {
+        "affect_node": node_command(
+            "duse_ros.nodes.affect_node", node_parameters(plan, args), plan.namespace, args.param, remaps
         )
-    ]
+    }
     if not args.no_bridge:
-        procs.append(
-            subprocess.Popen(
-                node_command("duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, NAMESPACE, args.bridge_param),
-                stdout=logs["llm_bridge_node"],
-                stderr=subprocess.STDOUT,
-            )
+        commands["llm_bridge_node"] = node_command(
+            "duse_ros.nodes.llm_bridge_node", {"use_sim_time": True}, plan.namespace, args.bridge_param, remaps
         )
-    for proc, name in zip(procs, logs):
-        proc.log_path = out_dir / f"{name}.log"
+    procs = []
+    for name, cmd in commands.items():
+        log_path = out_dir / f"{name}.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = log_path
+        procs.append(proc)
+    return procs
+
+
+def wait_until_ready(player: Player, plan: Plan, args, procs: list[subprocess.Popen], out_dir: Path) -> None:
+    """Until affect_node (and the bridge) matched the player's publishers and readers, as the
+    node's own diagnostics report them."""
+    ns = plan.namespace
+    ready = player.spin_until(
+        lambda: (
+            player.image_pub.get_subscription_count() >= args.image_subscribers
+            and (not plan.uses_audio or player.audio_pub.get_subscription_count() > 0)
+            and player.node.count_publishers(f"{ns}/emotion_state") > 0
+            and (
+                args.no_bridge
+                or (
+                    player.node.count_subscribers(f"{ns}/emotion_state") >= 2
+                    and player.node.count_publishers(f"{ns}/dialogue_prompt") > 0
+                )
+            )
+        ),
+        args.startup_timeout_s,
+        procs,
+    )
+    node_topics = ["image_raw/compressed" if plan.compressed else "image_raw"] + (["audio"] if plan.uses_audio else [])
+    readers = 1 if args.no_bridge else 2
+    ready = ready and player.spin_until(
+        lambda: player.inputs_matched(node_topics, readers), args.startup_timeout_s, procs
+    )
+    if not ready:
+        raise EvalError(
+            f"affect_node did not come up within {args.startup_timeout_s:g} s; see {out_dir / 'affect_node.log'}"
+        )
+
+
+class Pacer:
+    """Waits for the windows the node owes, never open-endedly: a window is given up when the
+    node has taken every frame up to it, its model is idle and two more diagnostics came without
+    it, or after --window-timeout-s; the replay stops when the node answered none of its first
+    windows, or ran past the bag's own length times --max-replay-factor."""
+
+    GIVE_UP_FIRST = 3  # windows given up, none answered: the node answers nothing
+
+    def __init__(self, player: Player, plan: Plan, playback: Playback, args, procs):
+        self.player, self.plan, self.pb, self.args, self.procs = player, plan, playback, args, procs
+        self.outstanding: deque[int] = deque()
+        self.answered: set[int] = set()
+        self.all_sent = False
+        self.budget_s = 60.0 + args.max_replay_factor * plan.bag_s
+        self.deadline = time.monotonic() + self.budget_s
+
+    def offer(self, end_ns: int) -> None:
+        self.pb.expected.append(end_ns)
+        self.pb.frames_before[end_ns] = self.pb.frames + 1  # the frame that completes it is next
+        self.outstanding.append(end_ns)
+
+    def _node_done_with(self, end_ns: int) -> bool:
+        p = self.player
+        audio_in = not self.plan.uses_audio or (
+            (self.all_sent or self.pb.last_audio_ns >= end_ns) and p.audio_taken() >= self.pb.audio_messages
+        )
+        return audio_in and p.frames_taken() >= self.pb.frames_before[end_ns] and p.model_idle()
+
+    def settle(self, limit: int) -> None:
+        """Until fewer than `limit` offered windows are unanswered."""
+        waited_since, idle_since = time.monotonic(), None
+        while _drain(self.outstanding, self.answered, self.player) >= limit:
+            oldest, now = self.outstanding[0], time.monotonic()
+            if now > self.deadline:
+                raise ReplayStopped(
+                    f"the replay ran past {self.budget_s:.0f} s (60 s + --max-replay-factor "
+                    f"{self.args.max_replay_factor:g} x the bag's {self.plan.bag_s:.1f} s)"
+                )
+            reason = None
+            if self._node_done_with(oldest):
+                idle_since = self.player.diagnostics_seen if idle_since is None else idle_since
+                if self.player.diagnostics_seen >= idle_since + 2:
+                    reason = "the node took every frame up to it and its model went idle without answering"
+            else:
+                idle_since = None
+            if reason is None and now - waited_since > self.args.window_timeout_s:
+                reason = f"no answer within --window-timeout-s {self.args.window_timeout_s:g}"
+            if reason is None:
+                self.player.spin_until(lambda: False, 0.05, self.procs)
+                continue
+            self.pb.given_up[oldest] = reason
+            self.outstanding.popleft()
+            waited_since, idle_since = time.monotonic(), None
+            if not self.answered and len(self.pb.given_up) >= self.GIVE_UP_FIRST:
+                raise ReplayStopped(
+                    f"affect_node answered none of the first {len(self.pb.given_up)} windows ({reason}); "
+                    f"its counters: {_node_summary(self.player.diagnostics)}"
+                )
+
+
+def _node_summary(values: dict[str, str]) -> str:
+    keys = (diag.FRAMES_IN, "malformed.image", "window.windows_emitted", "inference.completed", "inference.errors")
+    return ", ".join(f"{k} {values.get(k, 0)}" for k in keys)
+
+
+def play(player: Player, plan: Plan, bag: BagFile, streams, model, args, pacer: Pacer) -> None:
+    """Every message of the played topics, in log order: paced by the recording (--realtime) or
+    held back at each window until the node keeps up."""
+    pb, shadow = pacer.pb, _shadow_windower(model.input_spec, args)
+    from tqdm import tqdm
+
+    total = sum(bag.topics[t].count for t in plan.topics)
+    start_log = None
+    with tqdm(total=total, unit="msg", desc="duse-eval-bag", disable=args.quiet) as progress:
+        for topic, msgtype, log_ns, raw in bag.messages(plan.topics):
+            if start_log is None:
+                pb.started, start_log = time.monotonic(), log_ns
+            if args.realtime:
+                due = pb.started + (log_ns - start_log) / NS / args.rate
+                while (wait := due - time.monotonic()) > 0:
+                    player.run_clock()
+                    player.rclpy.spin_once(player.node, timeout_sec=min(wait, 0.02))
+            player.tick_clock(log_ns)
+            if topic == streams.image.name:
+                stamp = stamp_to_ns(bag.deserialize(raw, msgtype).header.stamp)
+                shadow.add_frame(stamp, _EMPTY)
+                window = shadow.poll()
+                if window is not None:
+                    if not args.realtime:
+                        pacer.settle(args.queue_depth)
+                    pacer.offer(window.end_ns)
+                player.image_pub.publish(raw)
+                pb.send_time.setdefault(stamp, time.monotonic())
+                pb.frames += 1
+            else:
+                chunk = plan.audio(raw)
+                if chunk is None:
+                    pb.malformed_audio += 1
+                else:
+                    player.audio_pub.publish(chunk)
+                    pb.audio_messages += 1
+                    pb.last_audio_ns = max(pb.last_audio_ns, stamp_to_ns(bag.deserialize(raw, msgtype).header.stamp))
+            player.rclpy.spin_once(player.node, timeout_sec=0.0)
+            progress.update(1)
+
+
+def finish(player: Player, pacer: Pacer, args, procs) -> None:
+    """The last windows, then diagnostics that have seen every frame (or say how many were lost),
+    then a moment for the bridge's last prompt."""
+    pb = pacer.pb
+    pacer.all_sent = True
+    pacer.settle(1)
+    seen = player.diagnostics_seen
+    player.spin_until(lambda: player.frames_taken() >= pb.frames or player.diagnostics_seen >= seen + 3, 10.0, procs)
+    if not args.no_bridge:  # prompts follow their EmotionState
+        player.spin_until(lambda: False, 0.5, procs)
+
+
+def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
+    """Plan, start the nodes, wait for them, play, finish; whatever happens the nodes are stopped
+    and what came back is returned (with `stopped` saying why a replay ended early)."""
+    import rclpy
+
+    plan = plan_replay(bag, streams, model, args)
+    procs = start_nodes(plan, args, out_dir)
     rclpy.init()
-    player = Player(compressed, uses_audio, depth)
+    player = Player(plan.namespace, plan.compressed, plan.uses_audio, plan.depth)
     player.rate = args.rate if args.realtime else 1.0
     # Sim time before the bag starts, so the nodes' timers run while they come up.
     player.tick_clock(bag.start_ns - int(args.startup_timeout_s * 2 * NS))
-    send_time: dict[int, float] = {}
-    expected: list[int] = []  # window end stamps the node must answer, in order
-    answered: set[int] = set()
-    malformed_audio = frames = audio_msgs = 0
+    pb = Playback()
     try:
-        ready = player.spin_until(
-            lambda: (
-                player.image_pub.get_subscription_count() >= args.image_subscribers
-                and (not uses_audio or player.audio_pub.get_subscription_count() > 0)
-                and player.node.count_publishers(f"{NAMESPACE}/emotion_state") > 0
-                and (
-                    args.no_bridge
-                    or (
-                        player.node.count_subscribers(f"{NAMESPACE}/emotion_state") >= 2
-                        and player.node.count_publishers(f"{NAMESPACE}/dialogue_prompt") > 0
-                    )
-                )
-            ),
-            args.startup_timeout_s,
-            procs,
-        )
-        node_topics = ["image_raw/compressed" if compressed else "image_raw"] + (["audio"] if uses_audio else [])
-        readers = 1 if args.no_bridge else 2
-        ready = ready and player.spin_until(
-            lambda: player.inputs_matched(node_topics, readers), args.startup_timeout_s, procs
-        )
-        if not ready:
-            raise EvalError(
-                f"affect_node did not come up within {args.startup_timeout_s:g} s; see {out_dir / 'affect_node.log'}"
-            )
-        shadow = _shadow_windower(spec, args)
-        outstanding: deque[int] = deque()
-
-        def settle(limit: int, timeout: float) -> None:
-            """Wait until fewer than `limit` expected windows are unanswered (or give up on the oldest)."""
-            while len(outstanding) >= limit:
-                got = player.spin_until(lambda: _drain(outstanding, answered, player) < limit, timeout, procs)
-                if not got:
-                    outstanding.popleft()  # never came: counted as dropped below
-
-        from tqdm import tqdm
-
-        total = sum(bag.topics[t].count for t in topics)
-        start_wall, start_log = None, None
-        with tqdm(total=total, unit="msg", desc="duse-eval-bag", disable=args.quiet) as progress:
-            for topic, msgtype, log_ns, raw in bag.messages(topics):
-                if start_wall is None:
-                    start_wall, start_log = time.monotonic(), log_ns
-                if args.realtime:
-                    due = start_wall + (log_ns - start_log) / NS / args.rate
-                    while (wait := due - time.monotonic()) > 0:
-                        player.run_clock()
-                        rclpy.spin_once(player.node, timeout_sec=min(wait, 0.02))
-                player.tick_clock(log_ns)
-                if topic == streams.image.name:
-                    msg = bag.deserialize(raw, msgtype)
-                    stamp = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
-                    shadow.add_frame(stamp, _EMPTY)
-                    window = shadow.poll()
-                    if window is not None:
-                        if not args.realtime:
-                            settle(args.queue_depth, args.window_timeout_s)
-                        expected.append(window.end_ns)
-                        outstanding.append(window.end_ns)
-                    player.image_pub.publish(raw)
-                    send_time.setdefault(stamp, time.monotonic())
-                    frames += 1
-                else:
-                    chunk = audio(raw)
-                    if chunk is None:
-                        malformed_audio += 1
-                    else:
-                        player.audio_pub.publish(chunk)
-                        audio_msgs += 1
-                rclpy.spin_once(player.node, timeout_sec=0.0)
-                progress.update(1)
-        settle(1, args.window_timeout_s)  # the last windows
-        replay_s = time.monotonic() - (start_wall or time.monotonic())
-        # Final counters: diagnostics that have seen every frame.
-        player.spin_until(lambda: int(player.diagnostics.get(diag.FRAMES_IN, -1)) >= frames, 5.0, procs)
-        if not args.no_bridge:  # prompts follow their EmotionState; give the last one a moment
-            player.spin_until(lambda: False, 0.5, procs)
+        wait_until_ready(player, plan, args, procs, out_dir)
+        pacer = Pacer(player, plan, pb, args, procs)
+        try:
+            play(player, plan, bag, streams, model, args, pacer)
+            finish(player, pacer, args, procs)
+        except ReplayStopped as e:
+            pb.stopped = str(e)
+        pb.replay_s = time.monotonic() - (pb.started or time.monotonic())
     finally:
         player.close()
         rclpy.try_shutdown()
         for p in procs:
             stop(p)
-        for f in logs.values():
-            f.close()
-    latencies = [arr - send_time[_end(s)] for s, arr in zip(player.states, player.arrivals) if _end(s) in send_time]
-    received = {_end(s) for s in player.states}
+    first_state: dict[int, float] = {}
+    for s, arrival in zip(player.states, player.arrivals):
+        first_state.setdefault(_end(s), arrival)
+    latencies = [arrival - pb.send_time[end] for end, arrival in first_state.items() if end in pb.send_time]
     return {
         "states": player.states,
         "prompts": player.prompts,
-        "expected": expected,
-        "missing": [e for e in expected if e not in received],
+        "playback": pb,
         "latencies_s": latencies,
         "diagnostics": player.diagnostics,
-        "frames": frames,
-        "audio_messages": audio_msgs,
-        "malformed_audio": malformed_audio,
-        "replay_s": replay_s,
     }
 
 
@@ -370,7 +572,7 @@ _EMPTY = np.zeros((0,), np.uint8)
 
 
 def _end(state) -> int:
-    return int(state.window_end.sec) * NS + int(state.window_end.nanosec)
+    return stamp_to_ns(state.window_end)
 
 
 def _drain(outstanding: deque, answered: set, player: Player) -> int:
@@ -388,11 +590,50 @@ def _drain(outstanding: deque, answered: set, player: Player) -> int:
     return len(outstanding)
 
 
+def account(pb: Playback, states: list, node: dict[str, str]) -> dict:
+    """Where every offered window went. The node's counters say how many it dropped and why;
+    which windows those were, only the node knows, so the parts are counts."""
+    offered = pb.expected
+    by_end: dict[int, list] = {}
+    for s in states:
+        by_end.setdefault(_end(s), []).append(s)
+    answered = [e for e in offered if e in by_end]
+    with_reading = sum(1 for e in answered if any(s.modality for s in by_end[e]))
+    missing = len(offered) - len(answered)
+    parts = {
+        "dropped_by_node_queue": _int(node.get(diag.DROPPED_QUEUE_FULL)) or 0,
+        "dropped_stale_by_node": _int(node.get("inference.dropped_stale")) or 0,
+        "inference_errors": _int(node.get("inference.errors")) or 0,
+    }
+    emitted = _int(node.get("window.windows_emitted"))
+    parts["not_cut_by_node"] = max(0, len(offered) - emitted) if emitted is not None else 0
+    node_explained = min(missing, sum(parts.values()))
+    out = {
+        "offered": len(offered),
+        "answered_with_reading": with_reading,
+        "answered_no_reading": len(answered) - with_reading,
+        **parts,
+        "unanswered": missing - node_explained,
+        "states_for_windows_not_offered": sum(len(v) for e, v in by_end.items() if e not in set(offered)),
+        "given_up": {str(e): why for e, why in pb.given_up.items() if e not in by_end},
+    }
+    out["balanced"] = (
+        out["offered"] == (with_reading + out["answered_no_reading"] + node_explained + out["unanswered"])
+        and sum(parts.values()) <= missing
+    )
+    return out
+
+
 def _load_spans(bag: BagFile, args, classes: list[str]):
     origin = int(bag.custom_data.get(ORIGIN_KEY, bag.start_ns))
     if args.labels:
         return read_labels_csv(args.labels, classes, origin), origin, str(args.labels)
     if LABEL_TOPIC in bag.topics:
+        if bag.topics[LABEL_TOPIC].msgtype != LABEL_TYPE:
+            raise LabelError(
+                f"{bag.path}: label topic {LABEL_TOPIC} has type {bag.topics[LABEL_TOPIC].msgtype}, "
+                f"expected {LABEL_TYPE}; give --labels CSV instead"
+            )
         events = [(t, bag.deserialize(raw, LABEL_TYPE).data) for _, _, t, raw in bag.messages([LABEL_TOPIC])]
         return (
             spans_from_messages(events, bag.end_ns, f"{bag.path} {LABEL_TOPIC}", classes),
@@ -413,7 +654,7 @@ def _write_output_bag(path: Path, result: dict, spans) -> None:
         for p in result["prompts"]:
             out.write(
                 f"{NAMESPACE}/dialogue_prompt",
-                int(p.header.stamp.sec) * NS + int(p.header.stamp.nanosec),
+                stamp_to_ns(p.header.stamp),
                 serialize_message(p),
                 "duse_ros/msg/DialoguePrompt",
             )
@@ -422,8 +663,6 @@ def _write_output_bag(path: Path, result: dict, spans) -> None:
 
 
 def default_model() -> str:
-    from duse_ros.nodes.affect_node import DEFAULTS
-
     return str(DEFAULTS["model"])
 
 
@@ -459,12 +698,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=1.0, help="--realtime playback speed")
     ap.add_argument("--smoothed", action="store_true", help="score smoothed_label instead of label")
     ap.add_argument("--face-mode", choices=("detect", "full_frame"), help="affect_node face_mode (default: the node's)")
-    ap.add_argument("--queue-depth", type=int, default=2, help="affect_node queue_depth")
-    ap.add_argument("--span-s", type=float, default=2.0)
-    ap.add_argument("--stride-s", type=float, default=0.5)
-    ap.add_argument("--max-gap-s", type=float, default=0.5)
+    ap.add_argument("--queue-depth", type=int, default=DEFAULTS["queue_depth"], help="affect_node queue_depth")
+    ap.add_argument("--span-s", type=float, default=DEFAULTS["span_s"], help="affect_node span_s")
+    ap.add_argument("--stride-s", type=float, default=DEFAULTS["stride_s"], help="affect_node stride_s")
+    ap.add_argument("--max-gap-s", type=float, default=DEFAULTS["max_gap_s"], help="affect_node max_gap_s")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="more affect_node parameters")
     ap.add_argument("--no-bridge", action="store_true", help="do not start llm_bridge_node")
+    ap.add_argument(
+        "--namespace",
+        help="the run's namespace, for a recorder or viewer of your own (default: /duse_eval/run_<pid>_<n>, "
+        "unique to the run); /clock and /diagnostics are remapped into it",
+    )
     ap.add_argument(
         "--bridge-param", action="append", default=[], metavar="NAME=VALUE", help="llm_bridge_node parameters"
     )
@@ -479,7 +723,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--audio-channels", type=int, default=1, help="AudioDataStamped without AudioInfo in the bag")
     ap.add_argument("--audio-rate", type=int, default=16000, help="AudioDataStamped without AudioInfo in the bag")
     ap.add_argument("--audio-format", default="S16LE", help="AudioDataStamped without AudioInfo in the bag")
-    ap.add_argument("--window-timeout-s", type=float, default=60.0, help="give up on a window after this long")
+    ap.add_argument(
+        "--window-timeout-s",
+        type=float,
+        default=60.0,
+        help="give up on a window after this long at most (sooner once the node is idle without it)",
+    )
+    ap.add_argument(
+        "--max-replay-factor",
+        type=float,
+        default=30.0,
+        help="stop a replay running longer than 60 s + this many times the bag's length",
+    )
     ap.add_argument("--startup-timeout-s", type=float, default=90.0)
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     providers.add_arguments(ap)
@@ -487,117 +742,212 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.model = args.models[-1] if args.models else None
     if not args.compare and (len(args.models) > 1 or len(args.provider_command) > 1):
         ap.error("several --model or --provider-command need --compare")
-    if args.queue_depth < 1 or args.rate <= 0:
+    if args.namespace is not None and not args.namespace.startswith("/"):
+        ap.error(f"--namespace {args.namespace!r} must be absolute (start with /)")
+    if args.queue_depth < 1 or not args.rate > 0:
         ap.error("--queue-depth must be >= 1 and --rate > 0")
+    if not (args.window_timeout_s > 0 and args.max_replay_factor > 0 and args.startup_timeout_s > 0):
+        ap.error("--window-timeout-s, --max-replay-factor and --startup-timeout-s must be > 0")
     return args
 
 
-def run(args: argparse.Namespace) -> dict:
+@dataclass
+class Inputs:
+    """Everything checked before any node starts."""
+
+    bag: BagFile
+    streams: object
+    model: object
+    classes: list[str]
+    spans: list[Span]
+    origin: int
+    labels_source: str | None
+    out_dir: Path
+
+
+def prepare(bag: BagFile, args) -> Inputs:
+    """Check the bag (every record read once: a truncated or damaged bag fails here), the model,
+    the labels and the output folder before any node starts."""
     from duse_ros.classes import get_class_set
     from duse_ros.loading import load_model
 
+    streams = select_streams(bag, args.image_topic, args.audio_topic)
+    for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
+        pass
+    if providers.wanted(args):
+        model = _ProviderModel(providers.provider_name(args), get_class_set(args.provider_classes).classes)
+    else:
+        model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+    classes = list(model.class_names)
+    spans, origin, labels_source = _load_spans(bag, args, classes)
+    out_dir = args.out or Path("eval_output") / bag.path.name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvalError(f"--out {out_dir} is an existing file; give a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EvalError(f"cannot create the output folder {out_dir}: {e.strerror}") from None
+    if (out_dir / "output_bag").exists():
+        raise FileExistsError(f"{out_dir / 'output_bag'} exists; choose a new --out")
+    return Inputs(bag, streams, model, classes, spans, origin, labels_source, out_dir)
+
+
+def score_report(inputs: Inputs, states: list, answered: int, args) -> dict:
+    """UAR, WAR, per-class recall and the confusion PNG; null scores with the reason when no
+    window could be scored."""
+    out = {"uar": None, "war": None, "uar_reason": None, "per_class_recall": {}, "support": {}}
+    out.update(windows_scored=0, windows_unlabelled=0, no_reading=0)
+    if not inputs.spans:
+        out["uar_reason"] = f"no labels: give --labels CSV, or record {LABEL_TOPIC} in the bag"
+        return out
+    if not answered:
+        out["uar_reason"] = "no offered window was answered by the node"
+        return out
+    scored = score_states(states, inputs.spans, inputs.classes, args.smoothed)
+    out.update(windows_scored=len(scored.truths), windows_unlabelled=scored.unlabelled, no_reading=scored.no_reading)
+    if not scored.truths:
+        ends = [(_end(s) - inputs.origin) / NS for s in states]
+        first, last = inputs.spans[0], inputs.spans[-1]
+        out["uar_reason"] = (
+            f"no answered window's middle lies inside a label span: labels cover "
+            f"{(first.start_ns - inputs.origin) / NS:.2f} to {(last.end_ns - inputs.origin) / NS:.2f} s, windows end "
+            f"between {min(ends):.2f} and {max(ends):.2f} s from the origin (check the labels' times and the stamps)"
+        )
+        return out
+    out.update(
+        uar=scored.scores.uar,
+        war=scored.scores.war,
+        per_class_recall={c: scored.scores.per_class_recall[c] for c in inputs.classes},
+        support={c: scored.scores.support[c] for c in inputs.classes},
+        confusion={"classes": list(scored.scores.per_class_recall), "counts": scored.scores.confusion.tolist()},
+        recall_table=recall_table(scored.scores),
+    )
+    model = inputs.model
+    plot_confusion(
+        scored.scores,
+        inputs.out_dir / "confusion.png",
+        f"{model.model_id}{' (UNTRAINED)' if model.untrained else ''}: "
+        f"UAR {100 * scored.scores.uar:.1f}%  WAR {100 * scored.scores.war:.1f}%",
+    )
+    return out
+
+
+def build_report(inputs: Inputs, result: dict, args) -> dict:
+    states, pb, node = result["states"], result["playback"], result["diagnostics"]
+    accounting = account(pb, states, node)
+    inference = [stamp_to_ns(s.inference_latency) / NS for s in states if s.modality]
+    p50, p95 = percentiles_ms(result["latencies_s"])
+    i50, i95 = percentiles_ms(inference)
+    taken = _int(node.get(diag.FRAMES_IN))
+    malformed = _int(node.get("malformed.image")) or 0
+    answered = accounting["answered_with_reading"] + accounting["answered_no_reading"]
+    report = {
+        "bag": str(inputs.bag.path),
+        "model": args.model,
+        "model_id": inputs.model.model_id,
+        "untrained": bool(inputs.model.untrained),
+        "mode": "realtime" if args.realtime else "as_fast_as_model",
+        "rate": args.rate if args.realtime else None,
+        "stopped": pb.stopped,
+        "labels": inputs.labels_source,
+        "scored_on": "smoothed_label" if args.smoothed else "label",
+        **score_report(inputs, states, answered, args),
+        "windows": len(pb.expected),
+        "windows_received": answered,
+        "dropped": len(pb.expected) - answered,
+        "dropped_by_node_queue": accounting["dropped_by_node_queue"],
+        "accounting": accounting,
+        "latency_ms_p50": p50,
+        "latency_ms_p95": p95,
+        "inference_ms_p50": i50,
+        "inference_ms_p95": i95,
+        "frames_sent": pb.frames,
+        "frames_received_by_node": taken,
+        "frames_malformed": malformed,
+        "frames_lost": None if taken is None else pb.frames - taken - malformed,
+        "audio_messages_sent": pb.audio_messages,
+        "audio_messages_received_by_node": _int(node.get("window.audio_chunks_in")),
+        "audio_messages_unconvertible": pb.malformed_audio,
+        "dialogue_prompts": len(result["prompts"]),
+        "replay_s": round(pb.replay_s, 3),
+        "replay_frames_per_s": round(pb.frames / pb.replay_s, 2) if pb.replay_s > 0 else None,
+        "origin_ns": inputs.origin,
+        "output_bag": str(inputs.out_dir / "output_bag"),
+    }
+    return report
+
+
+def build_provider_report(inputs: Inputs, result: dict, args) -> dict:
+    """The report of another provider (tools/providers.py): the same keys; every reading is a
+    window it answered, and what only affect_node's diagnostics tell is None."""
+    states = result["states"]
+    p50, p95 = percentiles_ms(result["latencies_s"])
+    return {
+        "bag": str(inputs.bag.path),
+        "model": None,
+        "model_id": inputs.model.model_id,
+        "untrained": None,  # unknown
+        "mode": "realtime",
+        "rate": args.rate,
+        "stopped": None,
+        "labels": inputs.labels_source,
+        "scored_on": "smoothed_label" if args.smoothed else "label",
+        **score_report(inputs, states, len(states), args),
+        "windows": len(states),
+        "windows_received": len(states),
+        "dropped": None,
+        "dropped_by_node_queue": None,
+        "latency_ms_p50": p50,
+        "latency_ms_p95": p95,
+        "inference_ms_p50": None,
+        "inference_ms_p95": None,
+        "frames_sent": result["frames"],
+        "frames_received_by_node": None,
+        "audio_messages_sent": result["audio_messages"],
+        "audio_messages_unconvertible": result["malformed_audio"],
+        "dialogue_prompts": 0,
+        "replay_s": round(result["replay_s"], 3),
+        "replay_frames_per_s": round(result["frames"] / result["replay_s"], 2) if result["replay_s"] > 0 else None,
+        "origin_ns": inputs.origin,
+        "output_bag": str(inputs.out_dir / "output_bag"),
+        "provider": inputs.model.model_id,
+        "provider_command": args.provider_command,
+        **result["provider"],
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """prepare -> replay -> output bag -> report and plots; returns the report."""
     provider = providers.wanted(args)
     if provider:  # another program reads the bag: its windows are its own, so the bag plays at its pace
         args.realtime, args.no_bridge, args.model = True, True, None
     else:
         args.model = args.model or default_model()
+    claim_domain()
     with BagFile(args.bag) as bag:
-        streams = select_streams(bag, args.image_topic, args.audio_topic)
-        # Read every record once before any node starts: a truncated or damaged bag fails here.
-        for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
-            pass
-        if provider:
-            model = _ProviderModel(providers.provider_name(args), get_class_set(args.provider_classes).classes)
-        else:
-            model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
-        classes = list(model.class_names)
-        spans, origin, labels_source = _load_spans(bag, args, classes)
-        out_dir = args.out or Path("eval_output") / bag.path.name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        output_bag = out_dir / "output_bag"
-        if output_bag.exists():
-            raise FileExistsError(f"{output_bag} exists; choose a new --out")
+        inputs = prepare(bag, args)
         large_shm_profile = share_path("config", "fastdds_large_shm.xml")
-        if streams.image.msgtype != COMPRESSED_IMAGE and large_shm_profile is not None:
+        if inputs.streams.image.msgtype != COMPRESSED_IMAGE and large_shm_profile is not None:
             # Raw frames are larger than Fast DDS's default shared-memory segment (see README).
             os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(large_shm_profile))
         if provider:
-            kit = (Player, AudioAdapter, EvalError, NAMESPACE)
-            result = providers.replay(bag, streams, args, out_dir, classes, kit)
+            kit = (Player, AudioAdapter, EvalError, run_namespace(args))
+            result = providers.replay(bag, inputs.streams, args, inputs.out_dir, inputs.classes, kit)
         else:
-            result = replay(bag, streams, model, args, out_dir)
-        bag_name = str(bag.path)
-    _write_output_bag(output_bag, result, spans)
-    states = result["states"]
-    inference = [s.inference_latency.sec + s.inference_latency.nanosec / NS for s in states if s.modality]
-    p50, p95 = percentiles_ms(result["latencies_s"])
-    i50, i95 = percentiles_ms(inference)
-    node_values = result["diagnostics"]
-    report = {
-        "bag": bag_name,
-        "model": args.model,
-        "model_id": model.model_id,
-        "untrained": model.untrained if model.untrained is None else bool(model.untrained),
-        "mode": "realtime" if args.realtime else "as_fast_as_model",
-        "rate": args.rate if args.realtime else None,
-        "labels": labels_source,
-        "scored_on": "smoothed_label" if args.smoothed else "label",
-        "uar": None,
-        "war": None,
-        "per_class_recall": {},
-        "support": {},
-        "windows": len(result["expected"]),
-        "windows_received": len(states),
-        "dropped": len(result["missing"]),
-        "dropped_by_node_queue": _int(node_values.get(diag.DROPPED_QUEUE_FULL)),
-        "windows_scored": 0,
-        "windows_unlabelled": 0,
-        "no_reading": 0,
-        "latency_ms_p50": p50,
-        "latency_ms_p95": p95,
-        "inference_ms_p50": i50,
-        "inference_ms_p95": i95,
-        "frames_sent": result["frames"],
-        "frames_received_by_node": _int(node_values.get(diag.FRAMES_IN)),
-        "audio_messages_sent": result["audio_messages"],
-        "audio_messages_unconvertible": result["malformed_audio"],
-        "dialogue_prompts": len(result["prompts"]),
-        "replay_s": round(result["replay_s"], 3),
-        "replay_frames_per_s": round(result["frames"] / result["replay_s"], 2) if result["replay_s"] > 0 else None,
-        "origin_ns": origin,
-        "output_bag": str(output_bag),
-    }
-    if provider:  # what only a provider run knows; what only affect_node reports is None
-        report.update(provider=model.model_id, provider_command=args.provider_command, **result["provider"])
-    if spans:
-        scored = score_states(states, spans, classes, args.smoothed)
-        report.update(
-            uar=scored.scores.uar,
-            war=scored.scores.war,
-            windows_scored=len(scored.truths),
-            windows_unlabelled=scored.unlabelled,
-            no_reading=scored.no_reading,
-            per_class_recall={c: scored.scores.per_class_recall[c] for c in classes},
-            support={c: scored.scores.support[c] for c in classes},
-            confusion={"classes": list(scored.scores.per_class_recall), "counts": scored.scores.confusion.tolist()},
-        )
-        plot_confusion(
-            scored.scores,
-            out_dir / "confusion.png",
-            f"{model.model_id}{' (UNTRAINED)' if model.untrained else ''}: "
-            f"UAR {100 * scored.scores.uar:.1f}%  WAR {100 * scored.scores.war:.1f}%",
-        )
-        report["recall_table"] = recall_table(scored.scores)
+            result = replay(bag, inputs.streams, inputs.model, args, inputs.out_dir)
+    _write_output_bag(inputs.out_dir / "output_bag", result, inputs.spans)
+    report = (build_provider_report if provider else build_report)(inputs, result, args)
+    model = inputs.model
     plot_timeline(
-        states,
-        spans,
-        classes,
-        origin,
-        out_dir / "timeline.png",
-        f"{bag.path.name}: {model.model_id}{' (UNTRAINED: random weights)' if model.untrained else ''}",
+        result["states"],
+        inputs.spans,
+        inputs.classes,
+        inputs.origin,
+        inputs.out_dir / "timeline.png",
+        f"{inputs.bag.path.name}: {model.model_id}{' (UNTRAINED: random weights)' if model.untrained else ''}",
     )
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    report["out_dir"] = str(out_dir)
+    (inputs.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["out_dir"] = str(inputs.out_dir)
     return report
 
 
@@ -631,9 +981,14 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary))
     if report.get("recall_table"):
         print(report["recall_table"])
+    if report["uar_reason"]:
+        print(f"no score: {report['uar_reason']}")
     if report["untrained"]:
         print(f"NOTE: {report['model_id']} has UNTRAINED (random) weights: these scores mean nothing.")
     print(f"report, plots and output bag in {report['out_dir']}")
+    if report["stopped"]:
+        print(f"duse-eval-bag: stopped early: {report['stopped']}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -19,13 +19,10 @@ import numpy as np
 from duse_ros.io.labels import Span, SpanIndex
 from duse_ros.metrics import Scores, save_figure, score
 from duse_ros.timebase import NS
+from duse_ros.timebase import stamp_to_ns as stamp_ns
 
 NO_READING = "no_reading"
 MODALITY_NONE = 0
-
-
-def stamp_ns(t) -> int:
-    return int(t.sec) * NS + int(t.nanosec)
 
 
 @dataclass
@@ -109,5 +106,6 @@ def plot_timeline(
         ax.plot(missing, [-0.03] * len(missing), "kx", ms=4, clip_on=False, label=NO_READING)
     ax.set(xlabel="time from the bag's origin (s)", ylabel="probability", ylim=(-0.05, 1.0))
     ax.set_title(title, pad=16)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing to name when no window came back
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return save_figure(fig, path)

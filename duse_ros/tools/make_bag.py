@@ -18,6 +18,8 @@ by --gap-s of silence, longer than the node's max_gap_s, so no window spans two 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,9 +43,10 @@ from duse_ros.io.rosbag import (
     typestore,
 )
 from duse_ros.io.sources import Source, SourceError, open_input, read_wav
-from duse_ros.timebase import NS
+from duse_ros.timebase import NS, sec_nanosec
 
 DEFAULT_ORIGIN_S = 1_700_000_000
+MAX_BAG_NS = 2**63 - 1  # rosbag2 times are signed 64-bit nanoseconds
 AUDIO_MSGS = {
     "chunk": "duse_ros/msg/AudioChunk",
     "audio_data_stamped": AUDIO_DATA_STAMPED,
@@ -72,7 +75,8 @@ class _StreamWriter:
         self._audio_info_written = False
 
     def header(self, ns: int, frame_id: str):
-        return self.Header(stamp=self.Time(sec=ns // NS, nanosec=ns % NS), frame_id=frame_id)
+        sec, nanosec = sec_nanosec(ns)
+        return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
     def frame(self, ns: int, rgb: np.ndarray) -> None:
         t, bgr = self.store.types, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -191,7 +195,10 @@ def make_from_inputs(args: argparse.Namespace) -> list[Path]:
     origin_ns = int(round(args.start_time * NS))
     if args.clip_list:
         index_classes = list(get_class_set(args.class_set or "dfew").classes)
-        entries = read_clip_list(args.input, args.data_root, args.label_base, index_classes)
+        try:
+            entries = read_clip_list(args.input, args.data_root, args.label_base, index_classes)
+        except UnicodeDecodeError as e:
+            raise ClipListError(f"{args.input}: not UTF-8 text (byte {e.start}: {e.reason})") from None
         clips = [(entry.path, index_classes[entry.label]) for entry in entries]
         sources = []
         for path, label in clips:
@@ -338,16 +345,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """ValueError for numbers that would write a wrong bag (overlapping clips, one-sample audio
+    messages, times past what a bag can hold)."""
+    if not math.isfinite(args.start_time) or not 0 <= args.start_time * NS <= MAX_BAG_NS // 2:
+        raise ValueError(f"--start-time {args.start_time:g} is not a bag time (0 to {MAX_BAG_NS // 2 // NS} s)")
+    if not (math.isfinite(args.gap_s) and 0 <= args.gap_s <= 3600):
+        raise ValueError(f"--gap-s {args.gap_s:g}: the time between clips must be 0 to 3600 s (clips may not overlap)")
+    if not (math.isfinite(args.audio_chunk_s) and 0.001 <= args.audio_chunk_s <= 10):
+        raise ValueError(f"--audio-chunk-s {args.audio_chunk_s:g}: audio seconds per message must be 0.001 to 10")
+    if not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
+        raise ValueError(f"--fps {args.fps:g} must be above 0 and at most 1000")
+    if not 0 <= args.jpeg_quality <= 100:
+        raise ValueError(f"--jpeg-quality {args.jpeg_quality} must be 0 to 100")
+
+
+def _remove_new(created: list[Path], output: Path, before: set[Path] | None) -> None:
+    for path in created:
+        shutil.rmtree(path, ignore_errors=True)
+    if before is not None and output.is_dir():
+        for path in set(output.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    created: list[Path] = []
+    before: set[Path] | None = None
     try:
+        check_args(args)
         is_bag = args.input.is_dir() and (args.input / "metadata.yaml").is_file()
         if args.split_labels and not is_bag:
             raise BagError(f"{args.input}: --split-labels needs a rosbag2 directory as input")
+        # What this run makes is removed again if it fails: the output, or the new bags in an
+        # existing folder of bags.
+        before = set(args.output.iterdir()) if args.output.is_dir() else None
+        if not args.output.exists():
+            created.append(args.output)
         outputs = relabel_or_split(args) if is_bag else make_from_inputs(args)
-    except (BagError, ClipListError, LabelError, SourceError, FileExistsError, KeyError) as e:
+    except (BagError, ClipListError, LabelError, SourceError, FileExistsError, KeyError, ValueError, OSError) as e:
+        _remove_new(created, args.output, before)
+        if isinstance(e, OSError) and not isinstance(e, FileExistsError):
+            where = e.filename or args.output
+            e = f"cannot write {where}: {e.strerror or e}" + (" (nothing was kept)" if created else "")
         print(f"duse-make-bag: error: {e}", file=sys.stderr)
         return 2
+    except BaseException:  # Ctrl-C, a bug: still no half-written bag left to block the next run
+        _remove_new(created, args.output, before)
+        raise
     for path in outputs:
         print(path)
     return 0

@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import IO
 
 
-def node_command(target: str, params: dict[str, object], namespace: str = "", extra: list[str] = ()) -> list[str]:
-    """`python -m <module>` (or `python <script.py>`) `--ros-args [-r __ns:=...] -p name:=value ...`;
-    `extra` takes `name=value` or `name:=value` strings from a command line."""
+def node_command(
+    target: str,
+    params: dict[str, object],
+    namespace: str = "",
+    extra: list[str] = (),
+    remaps: dict[str, str] | None = None,
+) -> list[str]:
+    """`python -m <module>` (or `python <script.py>`) `--ros-args [-r __ns:=...] [-r from:=to ...]
+    -p name:=value ...`; `extra` takes `name=value` or `name:=value` strings from a command line."""
     cmd = [sys.executable] + ([target] if target.endswith(".py") else ["-m", target]) + ["--ros-args"]
     cmd += ["-r", f"__ns:={namespace}"] if namespace else []
+    for source, target_name in (remaps or {}).items():
+        cmd += ["-r", f"{source}:={target_name}"]
     for name, value in params.items():
         cmd += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
     for kv in extra:

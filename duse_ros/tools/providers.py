@@ -3,8 +3,8 @@
 A provider is either a command this tool starts (`--provider-command`, any program: a ROS4HRI
 recogniser's launch, a script) or a process already running (`--provider-topic` alone). It reads
 the replayed camera (and microphone) and publishes one of:
-- `--provider-output duse`: duse_ros/EmotionState on `--provider-topic` (default
-  /duse_eval/emotion_state); a label outside the class set is counted apart, unscored;
+- `--provider-output duse`: duse_ros/EmotionState on `--provider-topic` (default: the run's
+  namespace + /emotion_state); a label outside the class set is counted apart, unscored;
 - `--provider-output hri`: hri_msgs/Expression on /humans/faces/<id>/expression, with its faces on
   /humans/faces/tracked (REP-155). Every expression topic in the graph is followed (so a face id
   that never appears on /tracked is seen, counted and left unscored); names map to our classes
@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 from duse_ros.affect.hri import FACES_TRACKED, class_of_expression
-from duse_ros.timebase import NS
+from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns
 
 OUTPUTS = ("duse", "hri")
 _EXPRESSION_PREFIX = "/humans/faces/"
@@ -169,7 +169,7 @@ class ProviderListener:
         return self._clock_ns(), True
 
     def _on_emotion_state(self, msg) -> None:
-        from duse_ros.tools.evaluate import MODALITY_NONE, stamp_ns
+        from duse_ros.tools.evaluate import MODALITY_NONE
 
         if msg.modality != MODALITY_NONE:
             if msg.label not in self.classes:  # a provider with classes of its own
@@ -179,10 +179,10 @@ class ProviderListener:
             given = dict(zip(msg.class_names, msg.probabilities))
             msg.class_names = self.classes
             msg.probabilities = [float(given.get(c, math.nan)) for c in self.classes]
-        end, unstamped = self._stamp(stamp_ns(msg.window_end) or stamp_ns(msg.header.stamp))
-        if unstamped or not stamp_ns(msg.window_end):
+        end, unstamped = self._stamp(stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp))
+        if unstamped or not stamp_to_ns(msg.window_end):
             msg.window_end = _time(end)
-        if not stamp_ns(msg.window_start):
+        if not stamp_to_ns(msg.window_start):
             msg.window_start = msg.window_end
         self.faces_read[msg.face_id] += 1
         self._on_state(msg, unstamped)
@@ -203,7 +203,7 @@ class ProviderListener:
         if ours is None or ours not in self.classes:
             self.unmapped[name or "(empty)"] += 1
             return
-        end, unstamped = self._stamp(int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec))
+        end, unstamped = self._stamp(stamp_to_ns(msg.header.stamp))
         self.faces_read[face_id] += 1
         self._on_state(self._as_emotion_state(face_id, msg, ours, end), unstamped, arrival)
 
@@ -250,21 +250,22 @@ def longest_silence_s(stamps_ns: list[int], start_ns: int, end_ns: int) -> float
 def _time(ns: int):
     from builtin_interfaces.msg import Time
 
-    return Time(sec=ns // NS, nanosec=ns % NS)
+    sec, nanosec = sec_nanosec(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) -> dict:
     """Play the bag at its recorded pace to the provider and keep its readings; the same result
     keys as eval_bag.replay (expected windows: none known in advance, so every reading is one).
-    `player_kit`: eval_bag's Player, AudioAdapter, EvalError and NAMESPACE (the tool's own node
-    and its errors; passed in, so this module does not import the tool that imports it)."""
+    `player_kit`: eval_bag's Player, AudioAdapter, EvalError and the run's namespace (the tool's
+    own node and its errors; passed in, so this module does not import the tool that imports it)."""
     import rclpy
     from tqdm import tqdm
 
     from duse_ros.io.rosbag import COMPRESSED_IMAGE
     from duse_ros.tools.processes import stop
 
-    Player, AudioAdapter, EvalError, NAMESPACE = player_kit  # noqa: N806
+    Player, AudioAdapter, EvalError, namespace = player_kit  # noqa: N806
     if args.provider_output == "hri":  # before anything starts
         from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, import_hri_msgs
 
@@ -278,11 +279,11 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         if uses_audio
         else None
     )
-    names = topics(args, NAMESPACE, compressed)
+    names = topics(args, namespace, compressed)
     procs = [start(cmd, names, out_dir / f"provider_{i}.log") for i, cmd in enumerate(args.provider_command)]
     bag_topics = [streams.image.name] + ([streams.audio.name] if uses_audio else [])
     rclpy.init()
-    player = Player(compressed, uses_audio, depth=100)
+    player = Player(namespace, compressed, uses_audio, depth=100)
     player.rate = args.rate
     states, arrivals, unstamped = [], [], []
 
@@ -325,7 +326,7 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
                 if topic == streams.image.name:
                     msg = bag.deserialize(raw, msgtype)
                     player.image_pub.publish(raw)
-                    stamp = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
+                    stamp = stamp_to_ns(msg.header.stamp)
                     send_time.setdefault(stamp, time.monotonic())
                     frames += 1
                 else:
@@ -345,17 +346,15 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         rclpy.try_shutdown()
         for p in procs:
             stop(p)
-    from duse_ros.tools.evaluate import stamp_ns
-
     latencies = [
-        arrival - send_time[stamp_ns(s.window_end)]
+        arrival - send_time[stamp_to_ns(s.window_end)]
         for s, arrival, bad in zip(states, arrivals, unstamped)
-        if not bad and stamp_ns(s.window_end) in send_time
+        if not bad and stamp_to_ns(s.window_end) in send_time
     ]
     return {
         "states": states,
         "prompts": [],
-        "expected": [stamp_ns(s.window_end) for s in states],
+        "expected": [stamp_to_ns(s.window_end) for s in states],
         "missing": [],
         "latencies_s": latencies,
         "diagnostics": {},
@@ -365,6 +364,8 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         "replay_s": replay_s,
         "provider": {
             **listener.report(),
-            "longest_silence_s": longest_silence_s([stamp_ns(s.window_end) for s in states], bag.start_ns, bag.end_ns),
+            "longest_silence_s": longest_silence_s(
+                [stamp_to_ns(s.window_end) for s in states], bag.start_ns, bag.end_ns
+            ),
         },
     }
