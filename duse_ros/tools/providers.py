@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from duse_ros.affect.hri import FACES_TRACKED, class_of_expression
 from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns
 
 OUTPUTS = ("duse", "hri")
@@ -113,6 +112,10 @@ class ProviderListener:
     def __init__(self, node, output: str, emotion_topic: str, classes: list[str], clock_ns, on_state):
         from rclpy.qos import QoSProfile
 
+        # Here, not at the top: duse-eval-bag's import stays free of torch (affect/hri.py needs it).
+        from duse_ros.affect.hri import FACES_TRACKED, class_of_expression
+
+        self._tracked_topic, self._class_of = FACES_TRACKED, class_of_expression
         self.node, self.output, self.classes = node, output, list(classes)
         self._clock_ns, self._on_state = clock_ns, on_state
         self._qos = QoSProfile(depth=1000)
@@ -128,7 +131,7 @@ class ProviderListener:
             from duse_ros.nodes.hri_io import import_hri_msgs
 
             self.msgs = import_hri_msgs()
-            node.create_subscription(self.msgs.IdsList, FACES_TRACKED, self._on_tracked, self._qos)
+            node.create_subscription(self.msgs.IdsList, self._tracked_topic, self._on_tracked, self._qos)
         else:
             from duse_ros.msg import EmotionState
 
@@ -156,7 +159,7 @@ class ProviderListener:
         expression topic seen so far matched."""
         self.poll_graph()
         if self.output == "hri":
-            return (bool(self._expression_subs) or self.node.count_publishers(FACES_TRACKED) > 0) and all(
+            return (bool(self._expression_subs) or self.node.count_publishers(self._tracked_topic) > 0) and all(
                 s.get_publisher_count() > 0 for s in self._expression_subs.values()
             )
         return self.node.count_publishers(self._emotion_topic) > 0
@@ -199,7 +202,7 @@ class ProviderListener:
             self._pending_untracked.append((face_id, msg, time.monotonic() if arrival is None else arrival))
             return
         name = str(msg.expression).strip()
-        ours = class_of_expression(name)
+        ours = self._class_of(name)
         if ours is None or ours not in self.classes:
             self.unmapped[name or "(empty)"] += 1
             return
