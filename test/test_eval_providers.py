@@ -196,8 +196,9 @@ def test_compare_writes_one_table_and_plot_of_a_model_a_provider_and_a_failed_en
     assert (model["kind"], model["entry"], model["untrained"]) == ("model", "tiny-random-video", True)
     assert standin["kind"] == "provider" and standin["untrained"] is None
     assert failed["kind"] == "provider" and "exited (code 3)" in failed["error"]
-    for row in (model, standin):
-        report = json.loads((Path(row["out_dir"]) / "report.json").read_text())
+    reports = [json.loads((Path(row["out_dir"]) / "report.json").read_text()) for row in (model, standin)]
+    assert set(reports[0]) <= set(reports[1])  # a provider's report has every key affect_node's has
+    for row, report in zip((model, standin), reports):
         assert row["mode"] == "realtime" == report["mode"]  # a provider among the entries: all at the bag's pace
         for key in ("uar", "war", "latency_ms_p50", "latency_ms_p95", "windows_received", "per_class_recall"):
             assert row[key] == report[key], key
