@@ -225,3 +225,27 @@ def test_hri_output_without_hri_msgs_fails_naming_the_package_before_starting_an
     assert code == 2
     assert "--provider-output hri needs hri_msgs: the hri_msgs package" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_the_compare_table_marks_untrained_stopped_and_failed_entries():
+    from duse_ros.tools.compare import markdown
+
+    rows = [
+        {
+            "entry": "a",
+            "untrained": True,
+            "stopped": "no window answered",
+            "uar": 0.5,
+            "war": 0.25,
+            "per_class_recall": {"happiness": 0.5, "sadness": None},
+            "latency_ms_p50": 3.0,
+            "latency_ms_p95": 4.0,
+            "windows_received": 2,
+            "windows": 3,
+        },
+        {"entry": "b", "kind": "provider", "error": "boom"},
+    ]
+    lines = markdown(rows).splitlines()
+    assert lines[0] == "| entry | UAR % | WAR % | happiness % | latency p50 ms | p95 ms | windows answered |"
+    assert lines[2] == "| a (UNTRAINED) (stopped early) | 50.0 | 25.0 | 50.0 | 3 | 4 | 2/3 |"
+    assert lines[3].startswith("| b | failed: boom |")

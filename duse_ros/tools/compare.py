@@ -70,6 +70,7 @@ def run_compare(args, run_one: Callable, errors: tuple[type[BaseException], ...]
                 "model_id": report["model_id"],
                 "untrained": report["untrained"],
                 "mode": report["mode"],
+                "stopped": report.get("stopped"),  # a run that ended early (its reason), else None
                 **{c: report[c] for c in COLUMNS},
                 "per_class_recall": report["per_class_recall"],
                 "out_dir": report["out_dir"],
@@ -112,7 +113,11 @@ def markdown(rows: list[dict]) -> str:
     head = ["entry", "UAR %", "WAR %", *[f"{c} %" for c in classes], "latency p50 ms", "p95 ms", "windows answered"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        name = r["entry"] + (" (UNTRAINED)" if r.get("untrained") else "")
+        name = (
+            r["entry"]
+            + (" (UNTRAINED)" if r.get("untrained") else "")
+            + (" (stopped early)" if r.get("stopped") else "")
+        )
         if "error" in r:
             lines.append("| " + " | ".join([name, f"failed: {r['error']}"] + [""] * (len(head) - 2)) + " |")
             continue
