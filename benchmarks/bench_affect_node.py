@@ -3,7 +3,7 @@
 Everything runs through the real node code (duse_ros.nodes.affect_node, model tiny-random-video:
 random weights, a small real PyTorch net) in its own process, over loopback Fast DDS, fed
 640x480 bgr8 frames built from the bundled portrait (duse_ros/data/astronaut.jpg) on a grey
-canvas, swaying slowly so the Haar detector tracks a face that moves.
+canvas, swaying slowly so the face detector tracks a face that moves.
 
 0. Transport floor, real time (`--baseline-s`). The same frames at 30 fps into a trivial echo
    node (this file run with --frame-echo, spun by the same run_node as affect_node) that
@@ -80,7 +80,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
-from duse_ros.affect.faces import load_sample_face  # noqa: E402
+from duse_ros.affect.settings import DEFAULTS as AFFECT_DEFAULTS  # noqa: E402
+from duse_ros.io.samples import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
@@ -228,9 +229,14 @@ class BenchPeer:
         self.node.destroy_node()
 
 
+NODE_PARAMS: dict[str, object] = {}  # given to every affect_node this benchmark starts
+
+
 def start_affect_node(params: dict[str, object]) -> NodeProcess:
     """`python -m duse_ros.nodes.affect_node`, untouched."""
-    return NodeProcess("duse_ros.nodes.affect_node", {"model": MODEL, **params}, ["-r", f"__ns:={NAMESPACE}"], cwd=ROOT)
+    return NodeProcess(
+        "duse_ros.nodes.affect_node", {"model": MODEL, **NODE_PARAMS, **params}, ["-r", f"__ns:={NAMESPACE}"], cwd=ROOT
+    )
 
 
 def start_echo_node() -> NodeProcess:
@@ -564,8 +570,8 @@ def main() -> int:
     ap.add_argument(
         "--torch-threads",
         type=int,
-        default=0,
-        help="OMP_NUM_THREADS for the node (torch's intra-op threads); 0: leave the environment alone",
+        default=None,
+        help="the node's torch_threads parameter (0: torch's default, one per core); default: the node's",
     )
     ap.add_argument("--stock-dds", action="store_true", help="Fast DDS's default 512 KB SHM segment (frames get lost)")
     ap.add_argument("--skip-latency", action="store_true")
@@ -578,9 +584,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.baseline_s, args.duration, args.warmup_s, args.stream_min, args.early_min = 4.0, 8.0, 3.0, 40 / 60, 10 / 60
-    if args.torch_threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)  # the node process inherits it
-    torch_threads = os.environ.get("OMP_NUM_THREADS", "torch's default (one per core)")
+    if args.torch_threads is not None:
+        NODE_PARAMS["torch_threads"] = args.torch_threads
+    torch_threads = str(NODE_PARAMS.get("torch_threads", f"the node's default ({AFFECT_DEFAULTS['torch_threads']})"))
     dds = "Fast DDS defaults (512 KB SHM segment)" if args.stock_dds else use_large_shm_segment()
 
     t0 = time.monotonic()

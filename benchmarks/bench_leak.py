@@ -1,11 +1,13 @@
-"""Allocation profile: affect_node in this process, fed a live-stamped camera stream over DDS, with
-Python's tracemalloc on. After a warm-up it pauses the stream, lets the node answer what it has,
-takes a snapshot, streams on, does the same again and prints how much the Python-level
-allocations grew in between and where (the top sites, with tracebacks).
+"""Allocation profile: affect_node in a process of its own with Python's tracemalloc on
+(leak_profiled_node.py), fed a live-stamped camera stream over DDS. After a warm-up it pauses the
+stream, waits until the node's /diagnostics say every window was answered or dropped, has the node
+write a heap snapshot (SIGUSR1), streams on, does the same again and prints how much the
+Python-level allocations grew in between and where (the top sites, with tracebacks).
 
 bench_soak.py sees RSS, which moves by tens of MB within seconds as frames, crops and clips come
 and go; this sees what outlives its window. Growth in RSS with none here is native (DDS, allocator
 arenas, torch). tracemalloc slows Python down, so the node drops more windows than it would.
+Like every benchmark it talks to the node only as a process: topics, diagnostics, a signal.
 
     python benchmarks/bench_leak.py                          # 60 s warm-up, 240 s measured, default model
     python benchmarks/bench_leak.py --model duse-vitb32-normal --measure-s 120
@@ -14,26 +16,30 @@ arenas, torch). tracemalloc slows Python down, so the node drops more windows th
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import random
-import threading
+import signal
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10, 100)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from live_camera import LiveCamera, add_stream_arguments  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
-from duse_ros.nodes.affect_node import AffectNode  # noqa: E402
+from duse_ros.tools.processes import NodeProcess  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DONE = ("completed", "errors", "dropped_queue_full", "dropped_stale", "dropped_shutdown")
 
 
 def main() -> None:
@@ -44,46 +50,67 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=8, help="growth sites to print")
     args = ap.parse_args()
 
-    tracemalloc.start(16)
-    rclpy.init()
-    overrides = [Parameter("face_mode", value="full_frame"), Parameter("qos.reliability", value="reliable")]
+    snapshot_path = Path(tempfile.mkdtemp(prefix="bench_leak_")) / "heap.snapshot"
+    params: dict[str, object] = {"face_mode": "full_frame", "qos.reliability": "reliable", "diagnostics_period_s": 0.5}
     if args.model:
-        overrides.append(Parameter("model", value=args.model))
-    node = AffectNode(parameter_overrides=overrides)
+        params["model"] = args.model
+    node = NodeProcess(
+        str(HERE / "leak_profiled_node.py"), params, env={**os.environ, "DUSE_LEAK_SNAPSHOT": str(snapshot_path)}
+    )
+    rclpy.init()
     camera = rclpy.create_node("bench_leak_camera")
     pub = camera.create_publisher(Image, "image_raw", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     readings = [0]
     camera.create_subscription(EmotionState, "emotion_state", lambda msg: readings.__setitem__(0, readings[0] + 1), 10)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(camera)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    latest: dict[str, str] = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if diag.is_affect_status(status.name):
+                latest.clear()
+                latest.update({kv.key: kv.value for kv in status.values})
+
+    camera.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     source = LiveCamera(args.width, args.height)
     sent = [0]
+
+    def spin_until(condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if not node.alive():
+                raise SystemExit(f"affect_node exited while waiting for {what}:\n{node.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out waiting for {what}:\n{node.output()[-3000:]}")
+            rclpy.spin_once(camera, timeout_sec=0.05)
 
     def stream(seconds: float) -> None:
         start, first = time.monotonic(), sent[0]
         while time.monotonic() - start < seconds:
             pub.publish(source.frame(sent[0]))
             sent[0] += 1
+            rclpy.spin_once(camera, timeout_sec=0.0)
             time.sleep(max(0.0, start + (sent[0] - first) / args.fps - time.monotonic()))
 
+    def settled() -> bool:
+        if "inference.submitted" not in latest:
+            return False
+        done = sum(int(latest[f"inference.{k}"]) for k in DONE)
+        return int(latest["inference.submitted"]) == done
+
     def settled_snapshot() -> tracemalloc.Snapshot:
-        """A snapshot once the stream has paused and every window is answered or dropped, so
-        clips in flight do not read as growth."""
-        engine = node._pipeline.engine
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            s = engine.stats.snapshot()
-            done = s.completed + s.errors + s.dropped_queue_full + s.dropped_stale + s.dropped_shutdown
-            if s.pending == 0 and s.in_flight == 0 and s.submitted == done:
-                break
-            time.sleep(0.05)
-        time.sleep(0.5)  # the reading's publish and the worker's return, after the counters
-        gc.collect()
-        return tracemalloc.take_snapshot()
+        """A snapshot once the stream has paused and every window is answered or dropped (two
+        diagnostics in a row say so), so clips in flight do not read as growth."""
+        latest.clear()
+        spin_until(settled, 60, "every window answered")
+        latest.clear()
+        spin_until(settled, 60, "every window answered, twice")
+        snapshot_path.unlink(missing_ok=True)
+        node.proc.send_signal(signal.SIGUSR1)
+        spin_until(snapshot_path.exists, 60, "the node's heap snapshot")
+        return tracemalloc.Snapshot.load(str(snapshot_path))
 
     try:
+        spin_until(lambda: pub.get_subscription_count() > 0 and "inference.submitted" in latest, 120, "the node")
         stream(args.warmup_s)
         before, readings_before = settled_snapshot(), readings[0]
         stream(args.measure_s)
@@ -100,9 +127,7 @@ def main() -> None:
             for line in s.traceback.format()[-6:]:
                 print(f"  {line}")
     finally:
-        executor.shutdown(timeout_sec=5)
-        node.close()
-        node.destroy_node()
+        node.stop()
         camera.destroy_node()
         rclpy.try_shutdown()
 

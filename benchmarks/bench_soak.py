@@ -9,6 +9,7 @@ measure: RSS moves by tens of MB within seconds as frames, crops and queued clip
 
     python benchmarks/bench_soak.py                      # 10 minutes at 30 fps, the node's default model
     python benchmarks/bench_soak.py --minutes 2 --model duse-vitb16-normal --out /tmp/soak
+    python benchmarks/bench_soak.py --minutes 1 --faces 4   # 4 faces: the detector and 4 readings a window
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> None:
     args = ap.parse_args()
 
     params: dict[str, object] = {"face_mode": args.face_mode, "qos.reliability": "reliable", "qos.depth": 10}
+    if args.faces:  # faces in the picture: detect them, read every one
+        params.update(face_mode="detect", max_faces=args.faces)
     if args.model:
         params["model"] = args.model
     node = NodeProcess("duse_ros.nodes.affect_node", params, [arg for p in args.param for arg in ("-p", p)])
@@ -86,10 +89,10 @@ def main() -> None:
             sys.exit(f"the node did not subscribe:\n{node.output()[-3000:]}")
         rclpy.spin_once(peer, timeout_sec=0.1)
 
-    camera = LiveCamera(args.width, args.height)
+    camera = LiveCamera(args.width, args.height, faces=args.faces)
     print(
         f"node pid {node.proc.pid}, log {node.log_path}; {args.minutes:g} min at {args.fps:g} fps, "
-        f"{args.width}x{args.height} bgr8"
+        f"{args.width}x{args.height} bgr8, {args.faces} faces"
     )
     print(
         f"{'min':>4} {'RSS MB':>8} {'peak MB':>8} {'windows':>8} {'dropped':>8} {'stale':>6} {'readings':>9} "

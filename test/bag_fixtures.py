@@ -9,8 +9,9 @@ import av
 import cv2
 import numpy as np
 
-from duse_ros.affect.faces import load_sample_face
+from duse_ros.io.audio import AUDIO_DATA_STAMPED, AUDIO_MESSAGES, AUDIO_STAMPED
 from duse_ros.io.rosbag import BagWriter, typestore
+from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
 
 
@@ -156,26 +157,7 @@ def write_robot_bag(
                 samples = (0.2 * np.sin(2 * np.pi * 300 * (i * chunk + np.arange(chunk)) / rate) * 32767).astype(
                     np.int16
                 )
-                if audio == "audio_stamped":
-                    empty = {
-                        n: np.zeros(0, d)
-                        for n, d in (
-                            ("float32_data", np.float32),
-                            ("int32_data", np.int32),
-                            ("int8_data", np.int8),
-                            ("uint8_data", np.uint8),
-                        )
-                    }
-                    data = t["audio_common_msgs/msg/AudioData"](int16_data=samples, **empty)
-                    info = t["audio_common_msgs/msg/AudioInfo"](format=8, channels=1, rate=rate, chunk=chunk)
-                    msg = t["audio_common_msgs/msg/AudioStamped"](
-                        header=header(store, ns, "mic"),
-                        audio=t["audio_common_msgs/msg/Audio"](audio_data=data, info=info),
-                    )
-                else:
-                    data = t["audio_common_msgs/msg/AudioData"](
-                        data=np.frombuffer(samples.astype("<i2").tobytes(), np.uint8)
-                    )
-                    msg = t["audio_common_msgs/msg/AudioDataStamped"](header=header(store, ns, "mic"), audio=data)
+                kind = AUDIO_STAMPED if audio == "audio_stamped" else AUDIO_DATA_STAMPED
+                msg = AUDIO_MESSAGES[kind].build(t, header(store, ns, "mic"), samples.reshape(-1, 1), rate)
                 bag.write("/audio/audio", log_ns, msg)
     return {"frames": frames, "audio_messages": int(seconds * 10) if audio else 0, "start_ns": start_ns}

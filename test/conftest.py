@@ -41,3 +41,82 @@ def capture_logs(caplog):
 
 # Under `colcon test` the launch test runs on its own (add_launch_test in CMakeLists.txt).
 collect_ignore = ["test_launch_pipelines.py"] if os.environ.get("DUSE_ROS_LAUNCH_TEST_SEPARATE") else []
+
+
+# ---- the ros_process marker -------------------------------------------------------------------
+# Tests that start node processes (over DDS: seconds each, minutes in all) are marked ros_process
+# here, from what they run, so `pytest -m "not ros_process"` is the quick inner loop. A test is
+# marked when its body, its fixtures, or the helpers of its module they call, start one. A test
+# left unmarked that starts a node anyway fails (the guard below), so the marking cannot go stale.
+import inspect  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_TEST_DIR = Path(__file__).resolve().parent
+_STARTS_NODE = re.compile(
+    r"\bNodeProcess\(|subprocess\.Popen\(|--ros-args|\bnode_command\(|duse_ros\.tools\.(eval_bag|demo)\b"
+)
+_NODE_ARGV = re.compile(r"--ros-args|duse_ros\.nodes\.|node_zygote|publish_samples|duse_ros\.tools\.(eval_bag|demo)")
+
+
+def _local_callables(module, source: str) -> list:
+    """Functions and classes named in `source` that are defined in test/ (helpers, harness)."""
+    found = []
+    for name in set(re.findall(r"\b([A-Za-z_]\w*)\b", source)):
+        obj = getattr(module, name, None)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", None):
+            file = inspect.getsourcefile(obj) if not inspect.isbuiltin(obj) else None
+            if file and Path(file).resolve().parent == _TEST_DIR:
+                found.append(obj)
+    return found
+
+
+def _starts_node(item) -> bool:
+    module = getattr(item, "module", None)
+    function = getattr(item, "function", None)
+    if module is None or function is None:
+        return False
+    infos = item._fixtureinfo.name2fixturedefs
+    todo = [function] + [defs[-1].func for name in item.fixturenames if (defs := infos.get(name))]
+    seen: set = set()
+    while todo:
+        obj = todo.pop()
+        if obj in seen:
+            continue
+        seen.add(obj)
+        try:
+            source = inspect.getsource(obj)
+        except (OSError, TypeError):
+            continue
+        if _STARTS_NODE.search(source):
+            return True
+        todo += _local_callables(inspect.getmodule(obj) or module, source)
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _starts_node(item):
+            item.add_marker(pytest.mark.ros_process)
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_node(request, monkeypatch):
+    if request.node.get_closest_marker("ros_process"):
+        yield
+        return
+
+    popen = subprocess.Popen
+
+    def guarded(args, *rest, **kwargs):
+        text = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+        if _NODE_ARGV.search(text):
+            raise AssertionError(
+                f"{request.node.nodeid} starts a node process ({text[:120]}) but is not marked ros_process: "
+                "see test/conftest.py"
+            )
+        return popen(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", guarded)
+    yield

@@ -107,17 +107,24 @@ class Peer:
         make_frame: Callable[[int], Image] | None = None,
         audio_rate: int = 0,
         audio_chunk_s: float = 0.1,
+        realtime: bool = False,
     ) -> None:
         """Publish frames (and audio chunks covering the same time) in stamp order. Between
-        messages the executor is spun once without waiting, so nothing queues up unserviced."""
+        messages the executor is spun once without waiting, so nothing queues up unserviced.
+        `realtime`: at the stamps' own pace (a camera), not as fast as DDS takes them (a replay):
+        for tests where the face detector's keyframes must keep step with the stream."""
         make_frame = make_frame or frame_msg
         next_audio = stamps_ns[0] if audio_rate else None
         chunk = int(audio_rate * audio_chunk_s)
+        start = time.monotonic()
         for stamp in stamps_ns:
             while next_audio is not None and next_audio <= stamp:
                 t = (next_audio + np.arange(chunk) * NS // audio_rate) / NS
                 self.audio_pub.publish(audio_msg(next_audio, 0.3 * np.sin(2 * np.pi * 220 * t), audio_rate))
                 next_audio += chunk * NS // audio_rate
+            if realtime:
+                while time.monotonic() < start + (stamp - stamps_ns[0]) / NS:
+                    rclpy.spin_once(self.node, timeout_sec=0.005)
             self.image_pub.publish(make_frame(stamp))
             rclpy.spin_once(self.node, timeout_sec=0.0)
             time.sleep(0.002)  # pace ~500 msg/s so a 2-core machine's DDS queues never overflow

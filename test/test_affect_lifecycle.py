@@ -76,3 +76,24 @@ def test_a_failed_activate_says_why_and_leaves_the_node_inactive(node, capfd, mo
     assert node._subs == [] and node._timer is None
     monkeypatch.undo()
     assert node.trigger_activate() == SUCCESS  # and it can be activated once the cause is gone
+
+
+def test_torch_threads_default_is_one_and_zero_brings_back_torch_own(node, monkeypatch):
+    """One thread by default (torch's one-per-core pool collapses beside a busy process:
+    benchmarks/bench_threads.py); 0 restores torch's own size even after another was configured."""
+    import torch
+
+    import duse_ros.nodes.affect_node as affect_node
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(affect_node, "TORCH_DEFAULT_THREADS", 3)  # torch's default, as read at import
+    try:
+        assert node.p("torch_threads") == 1
+        assert node.trigger_configure() == SUCCESS
+        assert torch.get_num_threads() == 1
+        assert node.trigger_cleanup() == SUCCESS
+        assert node.set_parameters([Parameter("torch_threads", value=0)])[0].successful
+        assert node.trigger_configure() == SUCCESS
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

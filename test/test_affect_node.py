@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from ros_harness import NS, NodeProcess, Peer, frame_msg, stamps
 
 from duse_ros.affect import diagnostics as diag
@@ -214,6 +215,18 @@ def test_bad_model_name_fails_configure_with_a_clear_message(start_node):
     peer.spin_until(lambda: "configure failed" in node.output(), 20, "the configure error", node)
     assert "unknown model 'no-such-model'" in node.output()
     assert node.alive(), "a failed configure leaves the node up (unconfigured), not crashed"
+    # a user's mistake is one line, not a traceback (that is for bugs), with a near name offered
+    assert "Traceback" not in node.output() and '"unknown model' not in node.output(), node.output()[-3000:]
+    (line,) = [line for line in node.output().splitlines() if "configure failed" in line]
+    assert "UnknownModelError: unknown model 'no-such-model'" in line and "registered: " in line
+
+
+def test_a_near_miss_model_name_is_answered_with_the_registered_one():
+    from duse_ros.models.registry import UnknownModelError, get_config
+
+    with pytest.raises(UnknownModelError) as info:
+        get_config("duse-vitb16-normall")
+    assert str(info.value).startswith("unknown model 'duse-vitb16-normall' (did you mean 'duse-vitb16-normal'?)")
 
 
 def test_audio_type_from_an_uninstalled_package_fails_configure_clearly(start_node):
@@ -269,3 +282,31 @@ def test_a_message_that_breaks_the_pipeline_is_counted_and_the_node_goes_on(ros)
     finally:
         node.close()
         node.destroy_node()
+
+
+def test_frames_lost_on_the_way_are_named_once_in_the_log_and_in_diagnostics(start_node):
+    """A camera's stamps say 30 fps, but only 2 of every 10 frames arrive (as raw frames over the
+    default transport did: 3 of 90, with only "camera stalled" to show for it)."""
+    node = start_node(model="tiny-random-video")
+    peer = Peer("reliable")
+    peer.wait_matched(node)
+    peer.play(stamps(50.0, 60))  # 2 s complete
+    peer.spin_until(lambda: diag.IMAGE_ARRIVAL_FRACTION in peer.latest_diagnostics(), 30, "an arrival figure", node)
+    complete = peer.latest_diagnostics()
+    assert float(complete[diag.IMAGE_ARRIVAL_FRACTION]) > 0.9 and "lost" not in complete["__message"]
+    assert abs(float(complete[diag.IMAGE_SOURCE_FPS]) - 30.0) < 1.0
+    lossy = [s for i, s in enumerate(stamps(52.0, 320)) if i % 10 in (0, 1)]
+    peer.play(lossy)
+    peer.spin_until(lambda: "frames lost" in peer.latest_diagnostics().get("__message", ""), 30, "the loss", node)
+    seen = len(peer.diagnostics)
+    peer.spin_until(lambda: len(peer.diagnostics) >= seen + 5, 30, "five more diagnostics", node)
+    values = peer.latest_diagnostics()
+    assert values["__level"] == DiagnosticStatus.WARN
+    assert float(values[diag.IMAGE_ARRIVAL_FRACTION]) < 0.5
+    assert abs(float(values[diag.IMAGE_SOURCE_FPS]) - 30.0) < 1.0
+    message = values["__message"]
+    assert "fastdds_large_shm.xml" in message and "image_compressed:=true" in message  # the fixes
+    assert "Fast DDS's default transport" in message  # the likely cause
+    # One warning for the episode, however many diagnostics repeat it.
+    warnings = [line for line in node.output().splitlines() if "frames lost in transport" in line]
+    assert len(warnings) == 1, warnings

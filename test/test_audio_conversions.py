@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from duse_ros.io.audio import (
+    AUDIO_MESSAGES,
+    AUDIO_TYPES,
     PORTAUDIO_FORMATS,
+    PcmFormat,
     audio_chunk_to_mono,
     audio_data_stamped_to_mono,
     audio_stamped_to_mono,
@@ -307,3 +310,38 @@ def test_audio_stamped_adapter_malformed():
         audio_stamped_to_mono(audio_stamped(8, channels=2, int16_data=[1, 2, 3]))
     with pytest.raises(ConversionError, match="sample_rate"):
         audio_stamped_to_mono(audio_stamped(8, rate=0, int16_data=[1, 2]))
+
+
+@pytest.mark.parametrize("type_name", list(AUDIO_MESSAGES))
+def test_the_audio_table_builds_sizes_and_converts_each_type(type_name):
+    """One entry per message type: a message built from samples reads back (size from the header
+    alone, then the samples), through the typestore layout the entry names."""
+    from duse_ros.io.rosbag import typestore
+
+    audio = AUDIO_MESSAGES[type_name]
+    store = typestore(audio.layout)
+    t = store.types
+    frames = (np.arange(-800, 800, dtype=np.int16).reshape(-1, 2) * 37).astype(np.int16)  # 800 stereo frames
+    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=5, nanosec=7), frame_id="mic")
+    msg = audio.build(t, header, frames, 22050)
+    assert msg.__msgtype__ == type_name
+    fmt = PcmFormat(sample_rate=22050, channels=2, sample_format="S16LE")  # AudioDataStamped's AudioInfo
+    rate, most = audio.extent(msg, fmt)  # an upper bound before decoding: bytes for byte layouts
+    assert rate == 22050 and 800 <= most <= 800 * 2
+    mono, rate = audio.to_mono(msg, fmt)
+    assert rate == 22050
+    np.testing.assert_allclose(mono, frames.astype(np.float64).mean(axis=1) / 32768, atol=1e-6)
+
+
+def test_every_reader_of_audio_types_reads_the_one_table():
+    from duse_ros.affect.settings import BY_NAME
+    from duse_ros.io import rosbag
+    from duse_ros.tools import make_bag
+
+    assert BY_NAME["audio.type"].choices == AUDIO_TYPES == tuple(AUDIO_MESSAGES) == rosbag.AUDIO_TYPES
+    assert BY_NAME["audio.type"].default == AUDIO_TYPES[0] == "duse_ros/msg/AudioChunk"
+    assert {m.type_name for m in make_bag.AUDIO_MSGS.values()} == set(AUDIO_TYPES)
+    assert {t for t, layout in rosbag.DEFAULT_LAYOUT.items() if t in AUDIO_TYPES} == {
+        t for t, m in AUDIO_MESSAGES.items() if m.layout
+    }
+    assert all(m.layout is None or m.layout in rosbag.AUDIO_COMMON_LAYOUTS for m in AUDIO_MESSAGES.values())

@@ -11,7 +11,7 @@ import rclpy
 from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
 from sensor_msgs.msg import Image
 
-from duse_ros.affect.faces import load_sample_face
+from duse_ros.io.samples import load_sample_face
 from duse_ros.msg import EmotionState
 from duse_ros.nodes.common import stamp_to_ns
 

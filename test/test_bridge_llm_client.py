@@ -21,12 +21,20 @@ from duse_ros.bridge.llm_client import (
     ChatClient,
     EndpointStats,
     LLMConfig,
+    encodable,
+    log_excerpt,
     public_url,
 )
 
 API_KEY = "sk-test-0123456789-do-not-leak"
 KEY_ENV = "DUSE_TEST_LLM_KEY"
 WAIT_S = 10.0
+LONE_SURROGATE_REPLY = "I hear you \ud83d. Tell me more \U0001f600"  # a lone high surrogate, then a real emoji
+REPLIES = {
+    "surrogate": LONE_SURROGATE_REPLY,
+    "ansi": "fine\x1b[31m\n[ERROR] [llm_bridge_node]: forged line\x1b[0m",
+    "big_reply": "blah " * 180_000,
+}
 
 
 class FakeChatServer:
@@ -34,7 +42,9 @@ class FakeChatServer:
 
     `mode` picks the answer: ok, hang (until `release` is set), http500 (echoes the request's
     Authorization header, as a careless proxy might), http400, malformed (not JSON), nochoices,
-    huge (2 MiB), trickle (a byte every 20 ms, never the whole body).
+    huge (2 MiB), trickle (a byte every 20 ms, never the whole body), drip_headers (the status
+    line, then a header byte every 50 ms for up to 10 s), surrogate (a reply holding a lone
+    surrogate), ansi (a reply with terminal escapes and a forged log line), big_reply (900 kB of text).
     """
 
     def __init__(self, mode: str = "ok") -> None:
@@ -90,6 +100,21 @@ class FakeChatServer:
                     self.wfile.write(body)
                     self.wfile.flush()
                     self.close_connection = True
+                elif mode in REPLIES:
+                    self._send(200, json.dumps({"choices": [{"message": {"content": REPLIES[mode]}}]}).encode())
+                elif mode == "drip_headers":  # each byte well within the socket timeout, never an end
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    server.trickle_outcome = "server stopped"
+                    for _ in range(200):
+                        if server.release.wait(0.05):
+                            break
+                        try:
+                            self.wfile.write(b"X")
+                            self.wfile.flush()
+                        except OSError:
+                            server.trickle_outcome = "client hung up"
+                            break
+                    server.trickle_ended.set()
                 elif mode == "http400":
                     self._send(400, b'{"error": "model not found"}')
                 elif mode == "malformed":
@@ -309,3 +334,52 @@ def test_a_body_cut_short_of_its_content_length_is_a_retried_transport_error(ser
     result = client_for(server.base_url, max_retries=1).complete("s", "u")
     assert (result.success, result.error_kind, result.attempts) == (False, ERROR_CONNECTION, 2)
     assert "short of the announced Content-Length" in result.error and len(server.requests) == 2
+
+
+def test_a_server_that_drips_its_headers_is_cut_at_the_timeout(server):
+    """Every header byte comes within the socket timeout, so only a deadline on the whole attempt
+    ends it: before, a 2 s timeout held such a request for as long as the server went on (42 s)."""
+    server.mode = "drip_headers"
+    result = client_for(server.base_url, timeout_s=0.5, max_retries=0).complete("s", "u")
+    assert (result.success, result.error_kind) == (False, ERROR_TIMEOUT)
+    assert "0.5 s" in result.error
+    assert server.trickle_ended.wait(WAIT_S) and server.trickle_outcome == "client hung up"
+    assert result.latency_s < 5.0, result.latency_s  # the server drips for 10 s
+
+
+def test_a_lone_surrogate_is_replaced_so_the_reply_can_be_published(server):
+    server.mode = "surrogate"
+    stats = EndpointStats(enabled=True)
+    result = client_for(server.base_url).complete("s", "u")
+    stats.record(result)
+    assert result.success and result.repaired == 1
+    assert result.reply == "I hear you \ufffd. Tell me more \U0001f600"
+    result.reply.encode("utf-8")  # what a ROS string needs
+    assert stats.snapshot()["llm_replies_repaired"] == "1" and stats.healthy
+    assert encodable("plain") == ("plain", 0)
+
+
+def test_a_big_reply_is_published_whole_but_logged_as_a_bounded_excerpt(server):
+    server.mode = "big_reply"
+    result = client_for(server.base_url).complete("s", "u")
+    assert result.success and len(result.reply) == len(REPLIES["big_reply"].strip())
+    line = log_excerpt(result.reply)
+    assert len(line) < 260 and line.endswith(f"... [{len(result.reply)} characters]")
+
+
+def test_log_excerpts_escape_what_could_forge_or_colour_a_line(server):
+    server.mode = "ansi"
+    result = client_for(server.base_url).complete("s", "u")
+    line = log_excerpt(result.reply)
+    assert "\n" not in line and "\x1b" not in line and "\r" not in line
+    assert line == "fine\\x1b[31m\\n[ERROR] [llm_bridge_node]: forged line\\x1b[0m"
+    assert log_excerpt("你好 \U0001f600") == "你好 \U0001f600"  # printable text in any script stays as it is
+    assert log_excerpt("a\ud800b") == "a\\ud800b"
+
+
+def test_unpublished_exchanges_are_counted_and_leave_the_endpoint_unhealthy():
+    stats = EndpointStats(enabled=True)
+    stats.record_unpublished("exchange not published: ValueError: boom")
+    snap = stats.snapshot()
+    assert snap["llm_replies_unpublished"] == "1" and snap["llm_endpoint_state"] == "replies not published"
+    assert not stats.healthy and "boom" in snap["llm_last_error"]

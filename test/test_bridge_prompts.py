@@ -170,3 +170,38 @@ def test_installed_share_dir_is_found_through_the_ament_index(tmp_path, monkeypa
     installed_only.write_text((REPO_CONFIG / "prompts_en.yaml").read_text())
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
     assert template_file_for("robot", "") == installed_only
+
+
+def test_faces_in_view_come_from_the_newest_window_and_drop_to_zero_without_a_face():
+    """`make demo` said "Faces in view: 1" while no face was visible: the count was the faces
+    seen in the last seconds, or 1 for any known emotion."""
+    from duse_ros.bridge.core import Bridge
+    from duse_ros.bridge.people import Sighting
+    from duse_ros.bridge.prompts import FacesInView
+    from duse_ros.bridge.settings import BridgeSettings
+    from duse_ros.bridge.stabiliser import EmotionSample
+
+    faces = FacesInView()
+    assert faces.count == 0
+    faces.observe(1, "f1"), faces.observe(1, "f2")
+    assert faces.count == 2
+    faces.observe(2, "f1")  # window 2 is arriving: f2's reading may follow
+    assert faces.count == 2
+    faces.observe(3, "f1")
+    assert faces.count == 1  # f2 was not in window 2
+    faces.observe(4, None)
+    assert faces.count == 0
+
+    settings = BridgeSettings.from_parameters({"dwell_s": 0.5, "heartbeat_s": 1.0, "stale_s": 0.0})
+    now = [0.0]
+    bridge = Bridge(settings, load_templates(template_file_for("en", "")), clock=lambda: now[0])
+    step = NS // 4
+    for k in range(4):  # one face, happy: the prompt counts it
+        bridge.on_reading(EmotionSample(k * step, "happiness", 0.9, True), Sighting("f1", k * step, 0.2))
+    now[0] += 1.0
+    assert "Faces in view: 1" in bridge.tick().prompt.system
+    # The face leaves: no-face windows (modality none) follow; the next prompt counts none.
+    for k in range(4, 6):
+        bridge.on_reading(EmotionSample(k * step, "no_face", 0.0, False), None)
+    now[0] += 1.0
+    assert "Faces in view: 0" in bridge.tick().prompt.system

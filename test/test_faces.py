@@ -7,9 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from duse_ros.affect.faces import FaceDetector, FaceTrack, HaarFaceDetector, iou, load_sample_face, square_crop_box
+from duse_ros.affect.boxes import Detection, crop, iou, square_crop_box
+from duse_ros.affect.faces import FaceDetector, FaceKeyframes, HaarFaceDetector, MultiFaceTrack
 from duse_ros.affect.windowing import Window
+from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
+
+KEY = NS // 5  # keyframes at 5 Hz
 
 # duse_ros/data/astronaut.jpg: NASA's portrait of Eileen Collins (public domain; see the README
 # there). Her face is at about x 174-272, y 64-162 in the 512x512 photo.
@@ -80,8 +84,8 @@ def test_haar_largest_face_chosen_by_track(haar, astronaut):
     img[200:350, 420:570] = cv2.resize(face, (150, 150))  # small, on the right
     boxes = haar.detect(img)
     assert len(boxes) == 2
-    track = FaceTrack(haar)
-    b = track.update(0, img)
+    track = MultiFaceTrack(haar)
+    (b,) = track.update(0, img).values()
     assert b is not None and b[0] < 320 and b[2] > 100
     assert b == max(boxes, key=lambda q: q[2] * q[3])
 
@@ -116,11 +120,10 @@ def window_for(stamps, frames=None, h=480, w=640):
 
 
 def test_interpolation_hold_and_expiry():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)], 2: [(200, 120, 70, 70)]})
-    tr = FaceTrack(det, max_age_s=0.5, smoothing=0.0)
+    tr = FaceKeyframes(max_age_s=0.5, smoothing=0.0)
     assert tr.box_at(0) is None  # empty track
-    tr.update(0, img(1))
-    tr.update(int(0.2 * NS), img(2))
+    tr.record(0, (100, 100, 50, 50))
+    tr.record(int(0.2 * NS), (200, 120, 70, 70))
     assert tr.box_at(0) == (100, 100, 50, 50)
     assert tr.box_at(int(0.1 * NS)) == (150, 110, 60, 60)  # halfway
     assert tr.box_at(int(0.05 * NS)) == (125, 105, 55, 55)  # a quarter
@@ -132,68 +135,91 @@ def test_interpolation_hold_and_expiry():
 
 
 def test_miss_keyframe_means_no_face_near_it():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)], 0: []})
-    tr = FaceTrack(det, max_age_s=0.5, smoothing=0.0)
-    tr.update(0, img(1))
-    tr.update(int(0.2 * NS), img(0))  # detector ran, no face
+    tr = FaceKeyframes(max_age_s=0.5, smoothing=0.0)
+    tr.record(0, (100, 100, 50, 50))
+    tr.record(int(0.2 * NS), None)  # detector ran, no face
     assert tr.box_at(int(0.05 * NS)) == (100, 100, 50, 50)  # nearer to the hit: held
     assert tr.box_at(int(0.15 * NS)) is None  # nearer to the miss
     assert tr.box_at(int(0.3 * NS)) is None
 
 
 def test_no_interpolation_across_long_holes():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)], 2: [(300, 100, 50, 50)]})
-    tr = FaceTrack(det, max_age_s=0.5, smoothing=0.0)
-    tr.update(0, img(1))
-    tr.update(int(1.5 * NS), img(2))
+    tr = FaceKeyframes(max_age_s=0.5, smoothing=0.0)
+    tr.record(0, (100, 100, 50, 50))
+    tr.record(int(1.5 * NS), (300, 100, 50, 50))
     assert tr.box_at(int(0.3 * NS)) == (100, 100, 50, 50)  # held from the nearer, not blended
     assert tr.box_at(int(0.75 * NS)) is None  # 0.75 s from either: nothing
 
 
-def test_prefers_the_tracked_face_unless_a_much_larger_one_appears():
-    a, b_similar, c_huge = (100, 100, 60, 60), (400, 100, 66, 66), (300, 200, 200, 200)
-    det = ScriptedDetector({1: [a], 2: [b_similar, (104, 102, 60, 60)], 3: [c_huge, (106, 102, 60, 60)]})
-    tr = FaceTrack(det, smoothing=0.0)
-    assert tr.update(0, img(1)) == a
-    # A slightly larger second face does not steal the track...
-    assert tr.update(int(0.2 * NS), img(2)) == (104, 102, 60, 60)
-    # ...a face more than twice as large does (the largest-face rule).
-    assert tr.update(int(0.4 * NS), img(3)) == c_huge
-    # Without a recent track, the largest face wins.
-    tr2 = FaceTrack(det, smoothing=0.0)
-    assert tr2.update(0, img(2)) == b_similar
+def test_face_choice_by_score_and_persistence_resists_a_larger_flicker():
+    """One face: the one seen steadily is read, not the largest box. A larger false positive on
+    every third keyframe (the Haar failure on the bundled portrait) never takes the reading; a
+    steady newcomer does not steal it while the followed face stays, and takes over once it goes."""
+    face, flicker, newcomer = (100, 100, 60, 60), (300, 200, 200, 200), (400, 100, 66, 66)
+    det = ScriptedDetector(
+        {
+            1: [Detection(face, 0.99)],
+            2: [Detection(flicker, 0.95), Detection(face, 0.99)],
+            3: [Detection(newcomer, 0.999), Detection(face, 0.97)],
+            4: [Detection(newcomer, 0.999)],
+        }
+    )
+    tr = MultiFaceTrack(det, max_faces=1, smoothing=0.0)
+    read = [list(tr.update(k * KEY, img(2 if k % 3 == 2 else 1)).values()) for k in range(12)]
+    assert read == [[face]] * 12
+    assert tr.counters["faces_not_read"] == 4  # the flicker, counted
+    read = [list(tr.update((12 + k) * KEY, img(3)).values()) for k in range(6)]
+    assert read == [[face]] * 6
+    assert list(tr.update(18 * KEY, img(4)).values()) == [newcomer]
+    # Without history: the higher score wins, then the larger box (unscored detectors score 1).
+    tr2 = MultiFaceTrack(ScriptedDetector({1: [Detection(flicker, 0.8), Detection(face, 0.99)]}), smoothing=0.0)
+    assert list(tr2.update(0, img(1)).values()) == [face]
+    tr3 = MultiFaceTrack(ScriptedDetector({1: [face, flicker]}), smoothing=0.0)
+    assert list(tr3.update(0, img(1)).values()) == [flicker]
+
+
+def test_small_faces_skipped_and_a_crowd_bounded_by_max_faces():
+    crowd = [Detection((10 + 70 * (i % 9), 10 + 70 * (i // 9), 50, 50), 0.9 + 0.001 * i) for i in range(40)]
+    tiny = [Detection((600, 400, 20, 20), 0.999)]
+    tr = MultiFaceTrack(ScriptedDetector({1: crowd + tiny}), max_faces=3, smoothing=0.0, min_face_size=24)
+    found = tr.update(0, img(1))
+    assert len(found) == 3
+    # The most salient: on a first keyframe, the highest scores.
+    assert sorted(found.values()) == sorted(d.box for d in crowd[-3:])
+    assert tr.counters["faces_too_small"] == 1
+    assert tr.counters["faces_over_cap"] == 40 - 32 and tr.counters["faces_not_read"] == 32 - 3
+    assert [f for f, _ in tr.read_faces()] == list(found)
 
 
 def test_smoothing_blends_consecutive_boxes_of_one_face():
-    det = ScriptedDetector({1: [(100, 100, 60, 60)], 2: [(110, 100, 60, 60)], 3: [(400, 300, 60, 60)]})
-    tr = FaceTrack(det, smoothing=0.5)
-    tr.update(0, img(1))
-    assert tr.update(int(0.2 * NS), img(2)) == (105, 100, 60, 60)
-    # A box that does not overlap is a new face: no blending.
-    assert tr.update(int(0.4 * NS), img(3)) == (400, 300, 60, 60)
+    tr = FaceKeyframes(smoothing=0.5)
+    tr.record(0, (100, 100, 60, 60))
+    assert tr.record(int(0.2 * NS), (110, 100, 60, 60)) == (105, 100, 60, 60)
+    # A box that does not overlap is not this face's motion: no blending.
+    assert tr.record(int(0.4 * NS), (400, 300, 60, 60)) == (400, 300, 60, 60)
 
 
 def test_backwards_stamp_resets_track():
     det = ScriptedDetector({1: [(100, 100, 50, 50)], 2: [(300, 300, 50, 50)]})
-    tr = FaceTrack(det, smoothing=0.0)
+    tr = MultiFaceTrack(det, smoothing=0.0)
     for k in range(10):
         tr.update(10 * NS + k * NS // 5, img(1))
-    tr.update(0, img(2))  # the bag looped
-    assert tr.counters["track_resets"] == 1 and tr.num_keyframes == 1
-    assert tr.box_at(0) == (300, 300, 50, 50)
+    found = tr.update(0, img(2))  # the bag looped
+    assert tr.counters["track_resets"] == 1 and tr.face_ids() == list(found)
+    assert list(found.values()) == [(300, 300, 50, 50)]
+    assert tr.crop_boxes([0], [(480, 640)], tr.face_ids()[0])[0] == [(288, 288, 75, 75)]
 
 
 def test_history_bounded():
-    det = ScriptedDetector({1: [(100, 100, 50, 50)]})
-    tr = FaceTrack(det, history_s=5.0)
+    tr = FaceKeyframes(history_s=5.0)
     for k in range(2000):  # 400 s at 5 Hz
-        tr.update(k * NS // 5, img(1))
+        tr.record(k * NS // 5, (100, 100, 50, 50))
     assert tr.num_keyframes <= 26
 
 
 def test_crops_for_window_face_found_and_not():
     det = ScriptedDetector({1: [(100, 100, 40, 40)], 0: []})
-    tr = FaceTrack(det, margin=0.25, max_age_s=0.5, smoothing=0.0)
+    tr = MultiFaceTrack(det, margin=0.25, max_age_s=0.5, smoothing=0.0)
     stamps = [int(k * 0.125 * NS) for k in range(16)]  # 1.875 s window
     tr.update(int(0.0 * NS), img(1))
     tr.update(int(0.4 * NS), img(1))
@@ -212,7 +238,7 @@ def test_crops_for_window_face_found_and_not():
 
 def test_crops_are_views_and_resizable():
     det = ScriptedDetector({1: [(100, 100, 40, 40)]})
-    tr = FaceTrack(det, smoothing=0.0)
+    tr = MultiFaceTrack(det, smoothing=0.0)
     frames = [img(1) for _ in range(16)]
     frames[3][110, 110] = 255
     stamps = [int(k * 0.125 * NS) for k in range(16)]
@@ -261,7 +287,8 @@ def test_thread_safety_smoke():
             k = int(rgb[0, 0, 0])
             return [(100 + k, 100, 50, 50)]
 
-    tr = FaceTrack(SlowDetector(), smoothing=0.5)
+    tr = MultiFaceTrack(SlowDetector(), smoothing=0.5)
+    latest = [0]
     stop = threading.Event()
     errors = []
     updates = [0]
@@ -271,6 +298,7 @@ def test_thread_safety_smoke():
             k = 0
             while not stop.is_set():
                 tr.update(k * NS // 5, img(k % 50))
+                latest[0] = k * NS // 5
                 k += 1
                 updates[0] = k
         except Exception as e:  # pragma: no cover
@@ -283,8 +311,7 @@ def test_thread_safety_smoke():
         time.sleep(0.001)
     found = 0
     for _ in range(400):  # reads while the worker keeps updating
-        latest = tr._stamps[-1] if tr.num_keyframes else 0
-        stamps = [latest - int((15 - j) * 0.05 * NS) for j in range(16)]
+        stamps = [latest[0] - int((15 - j) * 0.05 * NS) for j in range(16)]
         crops, ok = tr.crops_for_window(window_for(stamps))
         if ok:
             found += 1
@@ -292,3 +319,33 @@ def test_thread_safety_smoke():
     stop.set()
     th.join()
     assert not errors and found > 10 and updates[0] > 3
+
+
+def test_aligned_track_carries_the_roll_into_each_window_crop_box():
+    """face_align: each crop box carries the face's roll (from the eye landmarks, interpolated
+    between keyframes like the box) and `crop` cuts it upright; without align, plain boxes."""
+    level = np.array([[40, 60], [60, 60], [50, 70], [42, 80], [58, 80]], np.float32)  # eyes level
+    tilted = level.copy()
+    tilted[1, 1] -= 20  # the left eye 20 px higher over 20 px: the face turned 45 degrees
+    det = ScriptedDetector(
+        {1: [Detection((30, 40, 40, 50), 0.99, level)], 2: [Detection((30, 40, 40, 50), 0.99, tilted)]}
+    )
+    stamps = [int(k * 0.05 * NS) for k in range(16)]
+    for align, expect in ((True, (0.0, 22.5, 45.0)), (False, None)):
+        tr = MultiFaceTrack(det, smoothing=0.0, align=align)
+        tr.update(0, img(1))
+        tr.update(int(0.4 * NS), img(2))
+        tr.update(int(0.8 * NS), img(2))
+        (face,) = tr.faces_for_window(window_for(stamps))
+        if expect is None:
+            assert all(len(b) == 4 for b in face.crop_boxes)
+            continue
+        rolls = [b[4] for b in face.crop_boxes]
+        assert (rolls[0], rolls[4], rolls[8]) == expect  # 0 s, 0.2 s (halfway), 0.4 s
+        frame = np.zeros((480, 640, 3), np.uint8)
+        frame[60:62, 20:80] = 255  # a horizontal bar through the crop's centre
+        square = face.crop_boxes[8]
+        upright, plain = crop(frame, square, 64), crop(frame, square[:4], 64)
+        rows_plain = np.nonzero(plain.max(axis=(1, 2)))[0]
+        rows_turned = np.nonzero(upright.max(axis=(1, 2)))[0]
+        assert np.ptp(rows_plain) < 6 < np.ptp(rows_turned), "the bar is turned by the face's roll"

@@ -7,6 +7,7 @@ installed."""
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
 
 import launch_stubs as stubs
@@ -212,20 +213,64 @@ def _change_states(launch: Launch) -> list[int]:
 
 
 def _handlers(launch: Launch) -> dict[tuple[str, str], object]:
-    return {(h.start_state, h.goal_state): h for h in launch.of_kind("OnStateTransition")}
+    return {(h.kwargs.get("start_state"), h.kwargs.get("goal_state")): h for h in launch.of_kind("OnStateTransition")}
 
 
-def test_launch_configures_then_activates_unless_autostart_is_off():
+class LifecycleEvents:
+    """Launch's event loop for one lifecycle node, as far as our handlers use it: each state
+    transition goes to every registered OnStateTransition whose target, start and goal states
+    match; a handler made with handle_once is unregistered after it handles one (launch's
+    EventHandler.handle); OpaqueFunction entities run with the event in `context.locals`. The
+    ChangeState requests the handlers emit are collected."""
+
+    def __init__(self, launch: Launch):
+        self.handlers = list(launch.of_kind("OnStateTransition"))
+        self.requested: list[int] = []
+
+    def transition(self, start: str, goal: str) -> list[int]:
+        self.requested = []
+        for handler in list(self.handlers):
+            wanted = {"start_state": start, "goal_state": goal}
+            if any(handler.kwargs.get(k) not in (None, v) for k, v in wanted.items()):
+                continue
+            if handler.kwargs.get("handle_once"):
+                self.handlers.remove(handler)
+            self._run(handler.entities, types.SimpleNamespace(start_state=start, goal_state=goal))
+        return self.requested
+
+    def _run(self, entities, event) -> None:
+        for entity in entities:
+            if type(entity).__name__ == "EmitEvent":
+                self.requested.append(entity.event.kwargs["transition_id"])
+            elif type(entity).__name__ == "OpaqueFunction":
+                context = stubs.LaunchContext({})
+                context.locals = types.SimpleNamespace(event=event)
+                with stubs.stub_modules():
+                    self._run(entity.function(context) or [], event)
+
+
+def test_launch_configures_then_activates_once_unless_autostart_is_off():
     Transition = lifecycle_msgs.msg.Transition
     launch = Launch("affect_pipeline.launch.py")
     node = launch.node("affect_node")
-    assert Transition.TRANSITION_CONFIGURE in _change_states(launch)
-    on_inactive = _handlers(launch)[("configuring", "inactive")]
-    assert on_inactive.target_lifecycle_node is node
-    (activate,) = on_inactive.entities
-    assert activate.event.kwargs["transition_id"] == Transition.TRANSITION_ACTIVATE
-    assert activate.event.kwargs["lifecycle_node_matcher"](node)
+    assert _change_states(launch) == [Transition.TRANSITION_CONFIGURE]
+    events = LifecycleEvents(launch)
+    assert {h.target_lifecycle_node for h in events.handlers} == {node}
+    assert events.transition("configuring", "inactive") == [Transition.TRANSITION_ACTIVATE]
+    assert events.transition("activating", "active") == []
+    # The README's way to change a configure-time parameter: deactivate, cleanup, set, configure.
+    # The node must stay inactive, so that `ros2 lifecycle set ... activate` is the user's to give.
+    for start, goal in (("deactivating", "inactive"), ("cleaningup", "unconfigured"), ("configuring", "inactive")):
+        assert events.transition(start, goal) == [], f"{start} -> {goal} triggered a lifecycle change"
     assert not Launch("affect_pipeline.launch.py", {"autostart": "false"}).of_kind("EmitEvent")
+    assert ("configuring", None) not in _handlers(Launch("affect_pipeline.launch.py", {"autostart": "false"}))
+
+
+def test_autostart_gives_up_when_launch_own_configure_fails():
+    """A failed first configure is reported; a later configure by hand does not activate either."""
+    events = LifecycleEvents(Launch("affect_pipeline.launch.py"))
+    assert events.transition("configuring", "unconfigured") == []
+    assert events.transition("configuring", "inactive") == []
 
 
 @pytest.mark.parametrize(

@@ -270,6 +270,20 @@ def test_prompt_stream_goes_on_whatever_the_endpoint_does(make_bridge, mode, err
         server.close()
 
 
+def test_a_reply_with_a_lone_surrogate_is_published_repaired_and_counted(make_bridge):
+    """Before, rclpy could not encode such a reply: no exchange, no reply, and diagnostics said ok."""
+    server = FakeChatServer("surrogate")
+    try:
+        node, h = make_bridge(**{"llm.base_url": server.base_url, "llm.timeout_s": 30.0})
+        h.publish_steady("sadness", 0)
+        assert h.wait(lambda: len(h.exchanges) >= 1 and len(h.replies) >= 1)
+        assert h.exchanges[0].success and "\ufffd" in h.exchanges[0].reply and h.replies[0] == h.exchanges[0].reply
+        assert h.wait(lambda: any(d["llm_replies_repaired"] == "1" for d in h.diagnostics))
+        assert node.llm_stats.unpublished == 0
+    finally:
+        server.close()
+
+
 def test_emotion_states_are_processed_while_the_llm_call_hangs(make_bridge):
     server = FakeChatServer("hang")
     try:

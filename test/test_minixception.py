@@ -20,6 +20,7 @@ import pytest
 import rclpy
 import torch
 from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
+from sensor_msgs.msg import Image
 
 from duse_ros.checkpoint import load_checkpoint, save_checkpoint
 from duse_ros.classes import FER2013_NAMES, get_class_set
@@ -290,7 +291,8 @@ def _portrait_frame(stamp_ns: int):
 
 
 def test_the_portrait_reads_as_happiness_through_the_node():
-    """Camera frames over DDS -> Haar face crops -> the trained CNN -> EmotionState, in another process."""
+    """Camera frames over DDS -> MTCNN face crops (aligned) -> the trained CNN -> EmotionState, in
+    another process; the live view (~/debug_image) is drawn while the test subscribes to it."""
     rclpy.init()
     node = NodeProcess(
         "duse_ros.nodes.affect_node",
@@ -306,12 +308,17 @@ def test_the_portrait_reads_as_happiness_through_the_node():
     )  # the default model
     try:
         peer = Peer("reliable")
+        debug_images = []
+        peer.node.create_subscription(Image, "/affect_node/debug_image", debug_images.append, 10)
         peer.wait_matched(node, timeout=60)
-        peer.play(stamps(10.0, 120), make_frame=_portrait_frame)
+        played = stamps(10.0, 120)
+        # At the camera's pace: a replay as fast as DDS takes it outruns the CNN detector's
+        # keyframes on a loaded machine (windows would find no face track spanning them).
+        peer.play(played, make_frame=_portrait_frame, realtime=True)
         peer.spin_until(
-            lambda: sum(s.smoothing_count >= 3 for s in peer.states) >= 1,
+            lambda: sum(s.smoothing_count >= 3 for s in peer.states) >= 1 and debug_images,
             90,
-            "a smoothed reading of the portrait",
+            "a smoothed reading of the portrait and a live view frame",
             node,
         )
         assert "UNTRAINED" not in node.output()
@@ -324,6 +331,14 @@ def test_the_portrait_reads_as_happiness_through_the_node():
             assert s.label == "happiness" and s.confidence > 0.8, (s.label, list(s.probabilities))
         last = readings[-1]
         assert last.smoothed_label == "happiness" and last.smoothed_confidence > 0.8
+        view = debug_images[-1]
+        stamp = view.header.stamp.sec * NS + view.header.stamp.nanosec
+        assert stamp in played and (view.width, view.height, view.encoding) == (640, 480, "rgb8")
+        drawn = np.frombuffer(bytes(view.data), np.uint8).reshape(480, 640, 3)
+        source = cv2.cvtColor(
+            np.frombuffer(bytes(_portrait_frame(stamp).data), np.uint8).reshape(480, 640, 3), cv2.COLOR_BGR2RGB
+        )
+        assert (np.abs(drawn.astype(int) - source).sum(axis=2) > 60).mean() > 0.002, "nothing drawn on the frame"
     finally:
         code = node.stop()
         rclpy.shutdown()

@@ -1,5 +1,5 @@
 """Three people in the picture, through affect_node in another process over real Fast DDS: the
-trained default model, real Haar detection of the bundled portrait pasted three times. Every
+trained default model, real (MTCNN) detection of the bundled portrait pasted three times. Every
 window brings one EmotionState per face, with distinct ids that stay with the faces and boxes
 where the faces are."""
 
@@ -11,7 +11,7 @@ import rclpy
 from ros_harness import NS, NodeProcess, Peer, image_msg, stamps
 from sensor_msgs.msg import Image
 
-from duse_ros.affect.faces import load_sample_face
+from duse_ros.io.samples import load_sample_face
 from duse_ros.nodes.common import stamp_to_ns
 
 # The top 300 rows of the 512x512 portrait, scaled to 320 wide, at three places. The face sits at
@@ -52,7 +52,8 @@ def test_three_faces_three_readings_per_window_with_stable_ids():
     try:
         peer = Peer("reliable")
         peer.wait_matched(node, timeout=60)
-        peer.play(stamps(20.0, 120), make_frame=_frame)  # windows end at frames 56, 71, 86, 101, 116
+        # At the camera's pace: the detector's keyframes (5 Hz of stream time) must span each window.
+        peer.play(stamps(20.0, 120), make_frame=_frame, realtime=True)  # windows end at frames 56, 71, 86, 101, 116
 
         def windows():
             by_end: dict[int, list] = {}

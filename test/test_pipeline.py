@@ -160,7 +160,9 @@ def test_detect_mode_windows_find_their_crops_ready_and_exact(detect_hz):
     collect = _Collect(expected=4)
     pipeline = AffectPipeline(
         model,
-        PipelineConfig(face_mode="detect", face_detect_hz=detect_hz, queue_depth=32, smoothing_window=0),
+        PipelineConfig(
+            face_mode="detect", face_detect_hz=detect_hz, face_min_size=16, queue_depth=32, smoothing_window=0
+        ),
         collect,
         detector=detector,
     )
@@ -287,3 +289,16 @@ def test_python_allocations_stay_flat_over_thousands_of_windows():
     measured = readings[0] - readings_before
     assert measured >= 300, f"only {measured} readings while measuring: the test measured too little"
     assert grown < 64 * 1024, f"Python allocations grew by {grown / 1024:.0f} KB over {measured} readings"
+
+
+def test_the_pipeline_takes_live_what_the_parameter_table_marks_live_and_refuses_the_rest(video_pipeline):
+    from duse_ros.affect import settings
+
+    pipeline, _ = video_pipeline
+    live = {name for name in settings.LIVE if name in PipelineConfig.names()}
+    assert live  # the table marks pipeline settings live
+    pipeline.update(**{name: settings.DEFAULTS[name] for name in live})
+    for name in set(PipelineConfig.names()) - live:
+        if name in settings.DEFAULTS:
+            with pytest.raises(ValueError, match="not changeable while running"):
+                pipeline.update(**{name: settings.DEFAULTS[name]})

@@ -1,7 +1,8 @@
 """ROS4HRI (REP-155) with stand-in hri_msgs classes that have exactly the upstream fields (hri_msgs
-2.x: Expression, IdsList, NormalizedRegionOfInterest2D): expression mapping, valence/arousal,
-the per-face publishers and the tracked list, faces and aligned crops taken from another node,
-and what the node does without hri_msgs."""
+2.x: Expression, IdsList, NormalizedRegionOfInterest2D, FacialLandmarks,
+NormalizedPointOfInterest2D): expression mapping, valence/arousal, the per-face publishers (roi,
+cropped, aligned, landmarks, expression) and the tracked list, faces and aligned crops taken from
+another node, and what the node does without hri_msgs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from duse_ros.affect.hri import EXPRESSIONS, ExternalFaces, expression_of, unmapped
+from duse_ros.affect.hri import EXPRESSIONS, ExternalFaces, FaceObservation, Keyframe, expression_of, unmapped
+from duse_ros.affect.live_view import LiveView
 from duse_ros.affect.pipeline import Reading
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.windowing import Window
@@ -78,18 +80,41 @@ class NormalizedRegionOfInterest2D:  # std_msgs/Header header, float32 xmin, ymi
     c: float = 0.0
 
 
-HRI = SimpleNamespace(Expression=Expression, IdsList=IdsList, NormalizedRegionOfInterest2D=NormalizedRegionOfInterest2D)
+@dataclass
+class NormalizedPointOfInterest2D:  # float32 x, y, c
+    x: float = 0.0
+    y: float = 0.0
+    c: float = 0.0
+
+
+@dataclass
+class FacialLandmarks:  # std_msgs/Header header, NormalizedPointOfInterest2D[70] landmarks, uint32 height, width
+    header: Header = field(default_factory=Header)
+    landmarks: list = field(default_factory=lambda: [NormalizedPointOfInterest2D() for _ in range(70)])
+    height: int = 0
+    width: int = 0
+
+
+HRI = SimpleNamespace(
+    Expression=Expression,
+    IdsList=IdsList,
+    NormalizedRegionOfInterest2D=NormalizedRegionOfInterest2D,
+    FacialLandmarks=FacialLandmarks,
+    NormalizedPointOfInterest2D=NormalizedPointOfInterest2D,
+)
 
 
 class FakeNode:
     """The rclpy node calls the ROS4HRI adapters make, recorded."""
 
-    def __init__(self):
+    def __init__(self, subscribers: int = 1):
         self.publishers, self.subscriptions, self.destroyed = {}, {}, []
+        self.subscribers = subscribers
 
     def create_publisher(self, msg_type, topic, qos):
         pub = SimpleNamespace(msg_type=msg_type, topic=topic, sent=[])
         pub.publish = pub.sent.append
+        pub.get_subscription_count = lambda: self.subscribers
         self.publishers[topic] = pub
         return pub
 
@@ -185,7 +210,7 @@ def test_each_face_gets_its_expression_topic_and_the_tracked_list_follows_the_fa
         "/humans/faces/f3/expression",
         "/humans/faces/f7/expression",
     }
-    out.on_faces(6 * NS, ["f7"], "camera")
+    out.on_faces(Keyframe(6 * NS, np.zeros((48, 64, 3), np.uint8), ["f7"]), "camera")
     ids = node.publishers["/humans/faces/tracked"].sent[-1]
     assert isinstance(ids, IdsList) and ids.ids == ["f7"] and ids.header.stamp.sec == 6
     assert "/humans/faces/f3/expression" in node.destroyed, "a face no longer tracked loses its topic"
@@ -196,9 +221,75 @@ def test_each_face_gets_its_expression_topic_and_the_tracked_list_follows_the_fa
 def test_with_faces_from_ros4hri_the_tracked_list_is_left_to_the_detector():
     node = FakeNode()
     out = HriOutput(node, HRI, publish_tracked=False)
-    out.on_faces(NS, ["abc"], "camera")
+    out.on_faces(Keyframe(NS, np.zeros((48, 64, 3), np.uint8), ["abc"]), "camera")
     out.on_reading(reading("abc", one_hot("surprise")), "camera")
     assert set(node.publishers) == {"/humans/faces/abc/expression"}
+
+
+def test_faces_read_on_a_keyframe_get_roi_cropped_aligned_and_landmarks_stamped_with_the_frame():
+    """A face turned 30 degrees: roi normalised with the detector's score as c, cropped = the box,
+    aligned = upright 128x128, landmarks: our five points at hri_msgs' indices, the other 65 absent
+    (c = 0); all stamped with the keyframe's source stamp; images only while someone subscribes."""
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[100:200, 200:300] = 200
+    marks = np.array([[230, 140], [270, 117], [250, 150], [238, 175], [272, 157]], np.float32)
+    face = FaceObservation("f2", (200, 100, 100, 100), 0.97, marks, 30.0)
+    stamp = 7 * NS + 250_000_000
+    node = FakeNode()
+    out = HriOutput(node, HRI, publish_tracked=True)
+    out.on_faces(Keyframe(stamp, frame, ["f2"], [face]), "camera")
+    topics = {t.rsplit("/", 1)[-1]: p.sent for t, p in node.publishers.items() if t.startswith("/humans/faces/f2/")}
+    assert set(topics) == {"roi", "cropped", "aligned", "landmarks"}
+    for sent in topics.values():
+        assert len(sent) == 1 and (sent[0].header.stamp.sec, sent[0].header.stamp.nanosec) == (7, 250_000_000)
+        assert sent[0].header.frame_id == "camera"
+    roi = topics["roi"][0]
+    assert isinstance(roi, NormalizedRegionOfInterest2D)
+    assert (roi.xmin, roi.ymin, roi.xmax, roi.ymax) == pytest.approx((200 / 640, 100 / 480, 300 / 640, 200 / 480))
+    assert roi.c == pytest.approx(0.97)
+    cropped, aligned_img = topics["cropped"][0], topics["aligned"][0]
+    assert (cropped.width, cropped.height, cropped.encoding) == (100, 100, "rgb8")
+    assert np.frombuffer(bytes(cropped.data), np.uint8).min() == 200
+    assert (aligned_img.width, aligned_img.height, aligned_img.step) == (128, 128, 384)
+    landmarks = topics["landmarks"][0]
+    assert isinstance(landmarks, FacialLandmarks) and (landmarks.width, landmarks.height) == (640, 480)
+    assert len(landmarks.landmarks) == 70
+    present = {i: p for i, p in enumerate(landmarks.landmarks) if p.c > 0}
+    assert sorted(present) == [30, 48, 54, 68, 69]  # NOSE, MOUTH_OUTER_RIGHT/LEFT, RIGHT/LEFT_PUPIL
+    assert (present[68].x, present[68].y) == pytest.approx((230 / 640, 140 / 480)) and present[68].c == pytest.approx(
+        0.97
+    )
+    assert (present[69].x, present[69].y) == pytest.approx((270 / 640, 117 / 480))
+    assert all((p.x, p.y, p.c) == (0.0, 0.0, 0.0) for i, p in enumerate(landmarks.landmarks) if i not in present)
+    # Nobody subscribed to the images: they are not made.
+    quiet = FakeNode(subscribers=0)
+    HriOutput(quiet, HRI, publish_tracked=True).on_faces(Keyframe(stamp, frame, ["f2"], [face]), "camera")
+    assert quiet.publishers["/humans/faces/f2/cropped"].sent == [] and quiet.publishers["/humans/faces/f2/roi"].sent
+    # The face ends: all its topics go.
+    out.on_faces(Keyframe(stamp + NS, frame, [], []), "camera")
+    assert not [t for t in node.publishers if t.startswith("/humans/faces/f2/")]
+
+
+def test_live_view_draws_each_face_its_landmarks_and_its_latest_reading():
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    marks = np.array([[230, 130], [270, 130], [250, 150], [235, 175], [265, 175]], np.float32)
+    face = FaceObservation("f2", (200, 100, 100, 100), 0.97, marks, 0.0)
+    view = LiveView()
+    bare = view.draw(Keyframe(6 * NS, frame, ["f2"], [face]))
+    assert not np.shares_memory(bare, frame) and (frame == 90).all(), "the frame itself is never drawn on"
+    colour = bare[100, 250]  # the box's top edge
+    assert (colour != 90).any() and (bare[130, 230] == colour).all(), "landmarks in the face's colour"
+    view.on_reading(reading("f2", one_hot("happiness", 0.9), end_ns=5 * NS))
+    with_reading = view.draw(Keyframe(6 * NS, frame, ["f2"], [face]))
+    panel = (np.abs(with_reading.astype(int) - bare).sum(axis=2) > 0)[200:, 190:]
+    assert panel.sum() > 500, "label, age and one bar per class below the box"
+    # Below the label line, one bar per class in the box's colour, 60 px for p = 1: happiness's
+    # 0.9 is the longest, the other six get 0.1 / 6 each.
+    bars = np.all(with_reading[214:300, 200:260] == colour, axis=2).sum(axis=1)
+    assert sorted(set(bars.tolist()) - {0}) == [1 + 1, 54 + 1]  # cv2 fills both end columns
+    # A face no longer tracked: its reading is forgotten.
+    view.draw(Keyframe(7 * NS, frame, [], []))
+    assert np.array_equal(view.draw(Keyframe(8 * NS, frame, ["f2"], [face])), bare)
 
 
 # ------------------------------------------------------------------------ inputs

@@ -42,7 +42,10 @@ def test_a_failed_configure_is_an_error_on_diagnostics_with_the_reason(ros):
             lambda: any(s.level == s.ERROR for s in _affect_statuses(peer)), 30, "an ERROR diagnostics status", node
         )
         error = next(s for s in _affect_statuses(peer) if s.level == s.ERROR)
-        assert error.message.startswith("configure failed: KeyError") and "no-such-model" in error.message
+        assert (
+            error.message.startswith("configure failed: UnknownModelError: unknown model")
+            and "no-such-model" in error.message
+        )
         assert error.hardware_id == "/affect_node"
         assert {kv.key: kv.value for kv in error.values}["model"] == "no-such-model"
         assert node.alive()

@@ -88,3 +88,25 @@ def test_rate_meter_first_window_divides_by_elapsed_time():
 def test_rate_meter_bad_window():
     with pytest.raises(ValueError):
         RateMeter(window_s=0)
+
+
+def test_arrival_meter_reads_the_camera_rate_and_the_share_that_arrives_from_stamps():
+    from duse_ros.affect.stats import ArrivalMeter
+
+    period = 1_000_000_000 // 30
+    complete = ArrivalMeter()
+    for i in range(15):
+        complete.add(i * period)
+    assert complete.assess() is None  # too few frames to judge
+    for i in range(15, 90):
+        complete.add(i * period)
+    hz, fraction = complete.assess()
+    assert abs(hz - 30.0) < 0.1 and fraction == 1.0
+    lossy = ArrivalMeter()
+    for i in range(400):
+        if i % 10 in (0, 1):  # pairs of neighbours get through: the stamps still show 30 fps
+            lossy.add(i * period)
+    hz, fraction = lossy.assess()
+    assert abs(hz - 30.0) < 0.1 and 0.15 < fraction < 0.25
+    lossy.add(0)  # stamps went back (a looped bag): a new stream
+    assert lossy.assess() is None

@@ -40,7 +40,7 @@ def test_two_faces_crossing_paths_keep_their_ids():
 
 
 def _iou(a, b):
-    from duse_ros.affect.faces import iou
+    from duse_ros.affect.boxes import iou
 
     return iou(a, b)
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from duse_ros.affect.faces import Box, MultiFaceTrack, crop
+from duse_ros.affect.boxes import Box, crop
+from duse_ros.affect.faces import MultiFaceTrack
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.windowing import Window
 from duse_ros.timebase import NS
@@ -23,9 +24,9 @@ log = logging.getLogger(__name__)
 class FaceKeyframer:
     """Runs MultiFaceTrack.update on the newest frame at most `hz` times per second of stream time,
     on a thread of its own, so detection never delays the executor or a window; then
-    `on_keyframe(stamp_ns)`, on the same thread."""
+    `on_keyframe(stamp_ns, frame)`, on the same thread."""
 
-    def __init__(self, track: MultiFaceTrack, hz: float, on_keyframe: Callable[[int], None] | None = None):
+    def __init__(self, track: MultiFaceTrack, hz: float, on_keyframe: Callable[[int, np.ndarray], None] | None = None):
         self.track = track
         self.on_keyframe = on_keyframe
         self._period_ns = int(NS / hz)
@@ -80,7 +81,7 @@ class FaceKeyframer:
             try:
                 self.track.update(stamp_ns, frame)
                 if self.on_keyframe is not None:
-                    self.on_keyframe(stamp_ns)
+                    self.on_keyframe(stamp_ns, frame)
             except Exception:  # a detector failure must not end detection for the session
                 log.exception("face detection failed on the frame stamped %d", stamp_ns)
 

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 STATUS_SUFFIX = "affect pipeline"
 
 IMAGE_FPS = "input.image_fps"
+IMAGE_SOURCE_FPS = "input.image_source_fps"  # the camera's rate by its frames' stamps
+IMAGE_ARRIVAL_FRACTION = "input.image_arrival_fraction"  # share of the camera's frames that arrive
 AUDIO_CHUNKS_PER_S = "input.audio_chunks_per_s"
 FRAMES_IN = "window.frames_in"
 GAP_RESETS = "window.gap_resets"

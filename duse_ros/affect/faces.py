@@ -1,22 +1,26 @@
 """Face detection, tracking across a window, and face crops. ROS-free.
 
+- `MtcnnFaceDetector` (the default): a trained CNN cascade, scored detections with five landmarks
+  (eyes, nose, mouth corners) that turn crops upright (`align`).
 - `HaarFaceDetector`: OpenCV 4.x's frontal-face Haar cascade (shipped in `cv2.data.haarcascades`),
   run on a downscaled grey image (`detect_width` pixels wide) for speed (histogram equalisation
   is optional and off: on the test photo it added a false face larger than the real one);
-  boxes come back in full-resolution pixels. Any object with `detect(rgb) -> list[Box]` can be
-  used instead (`FaceDetector` protocol).
-- `FaceTrack`: detection is too slow to run on every frame inside the node's latency budget, so it
-  runs on SOME frames (keyframes, e.g. 5 Hz from a worker thread, `update`), and the track
-  answers for any stamp (`box_at`): between two keyframes with a face the box is interpolated
-  linearly; past the last (or before the first) it is held for up to `max_age_s`; a keyframe where
-  the detector found no face is a "no face" answer for the stamps nearer to it than to a keyframe
-  with a face. `crop_boxes_for_window` / `crops_for_window` only look boxes up (and slice the
-  frames): no detection, cheap. The box lookups also return the track's version (it counts the
-  changes to the keyframes), so a caller that cached something derived from the boxes knows
-  which of two answers is newer.
+  boxes come back in full-resolution pixels, unscored. Any object with
+  `detect(rgb) -> list[Box | Detection]` can be used instead (`FaceDetector` protocol).
+- `FaceKeyframes`: detection is too slow to run on every frame inside the node's latency budget, so
+  it runs on SOME frames (keyframes, e.g. 5 Hz from a worker thread), and one face's keyframes
+  answer for any stamp (`box_at`): between two keyframes with the face the box is interpolated
+  linearly; past the last (or before the first) it is held for up to `max_age_s`; a keyframe that
+  missed the face is a "no face" answer for the stamps nearer to it than to one that saw it.
+- `MultiFaceTrack`: the detector on keyframes (`update`), the faces to read (by salience),
+  stable ids (`BoxTracker`, tracking.py) and a FaceKeyframes per id; `faces_for_window` and
+  `crops_for_window` only look boxes up (and slice the frames): no detection, cheap. Box lookups
+  also return the track's version (it counts the changes to the keyframes), so a caller that
+  cached something derived from the boxes knows which of two answers is newer.
 
 Never a guess presented as a face reading: when fewer than `min_face_fraction` of a window's
-frames have a box within `max_age_s`, `crops_for_window` returns ([], False).
+frames have a box within `max_age_s`, the face is not in that window.
+Boxes, IoU and square crops: duse_ros/affect/boxes.py.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from duse_ros.affect.boxes import Box, Detection, as_detection, crop, iou, square_crop_box, window_crop_boxes
 from duse_ros.affect.tracking import BoxTracker
 from duse_ros.timebase import NS
 
@@ -37,12 +42,48 @@ if TYPE_CHECKING:  # pragma: no cover
     from duse_ros.affect.windowing import Window
 
 
-Box = tuple[int, int, int, int]  # x, y, w, h in pixels
-
-
 @runtime_checkable
 class FaceDetector(Protocol):
-    def detect(self, rgb: np.ndarray) -> list[Box]: ...
+    def detect(self, rgb: np.ndarray) -> list[Box | Detection]: ...
+
+
+class MtcnnFaceDetector:
+    """The trained MTCNN (duse_ros/models/mtcnn.py; weights from duse_ros/weights.py):
+    scored detections with five landmarks. `min_face_size`: the smallest face side searched, in
+    source pixels (it sets the image pyramid's first scale, so it sets the cost); `threshold`: the
+    score a face must reach. The whole frame is searched at its own resolution (no detect_width:
+    the pyramid does the scaling). Safe to call from several threads (no state between calls)."""
+
+    def __init__(self, model=None, min_face_size: int = 32, threshold: float = 0.9):
+        if model is None:
+            from duse_ros.weights import load_detector
+
+            model = load_detector()
+        self.model = model
+        self.min_face_size = max(12, int(min_face_size))
+        self.threshold = float(threshold)
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        image = np.asarray(rgb)
+        if image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 image, got {image.dtype}")
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+            image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+        elif image.ndim == 3 and image.shape[2] == 4:
+            image = image[:, :, :3]
+        elif image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB, RGBA or grey image, got shape {image.shape}")
+        if min(image.shape[:2]) < 12:
+            return []
+        H, W = image.shape[:2]
+        faces = self.model.detect(image, self.min_face_size, self.threshold)
+        out = []
+        for (x1, y1, x2, y2), score, marks in zip(faces.boxes, faces.scores, faces.landmarks):
+            x0, y0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+            x1i, y1i = min(W, int(np.ceil(x2))), min(H, int(np.ceil(y2)))
+            if x1i > x0 and y1i > y0:
+                out.append(Detection((x0, y0, x1i - x0, y1i - y0), float(score), marks.copy()))
+        return out
 
 
 def _to_grey(img: np.ndarray) -> np.ndarray:
@@ -123,91 +164,19 @@ class HaarFaceDetector:
         return boxes
 
 
-def iou(a: Box, b: Box) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def square_crop_box(box: Box, image_shape: tuple[int, ...], margin: float = 0.25) -> Box:
-    """The square crop for a face box: side = max(w, h) * (1 + 2 * margin), centred on the box,
-    then shifted (not shrunk) to lie inside the image; shrunk only when the side exceeds the
-    image's shorter side. The crop always contains the whole box (clipped to the image)."""
-    H, W = int(image_shape[0]), int(image_shape[1])
-    x, y, w, h = box
-    side = int(round(max(w, h) * (1.0 + 2.0 * margin)))
-    side = max(1, min(side, H, W))
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0 = int(round(cx - side / 2.0))
-    y0 = int(round(cy - side / 2.0))
-    x0 = min(max(x0, 0), W - side)
-    y0 = min(max(y0, 0), H - side)
-    return (x0, y0, side, side)
-
-
-def crop(frame: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
-    """Slice (a view, no copy) and optionally resize to size x size."""
-    x, y, w, h = box
-    out = frame[y : y + h, x : x + w]
-    if size:
-        import cv2
-
-        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if w > size else cv2.INTER_CUBIC)
-    return out
-
-
-def choose_face(
-    boxes: list[Box], prev: tuple[float, ...] | None, iou_threshold: float = 0.3, keep_area_ratio: float = 0.5
-) -> Box | None:
-    """The one face to follow: the largest, unless one overlapping `prev` (the followed face's
-    recent box) by IoU >= iou_threshold has at least keep_area_ratio of the largest's area."""
-    if not boxes:
-        return None
-    largest = max(boxes, key=lambda b: b[2] * b[3])
-    if prev is None or len(boxes) == 1:
-        return largest
-    pb = tuple(int(round(v)) for v in prev)
-    best = max(boxes, key=lambda b: iou(b, pb))
-    if iou(best, pb) >= iou_threshold and best[2] * best[3] >= keep_area_ratio * largest[2] * largest[3]:
-        return best  # stay on the tracked face unless a much larger one appeared
-    return largest
-
-
-def window_crop_boxes(
-    window: Window, boxes: list[Box | None], margin: float, min_face_fraction: float
-) -> list[Box] | None:
-    """One square crop box per window frame from the face boxes at its stamps (a frame without
-    one takes the nearest frame's), or None when fewer than min_face_fraction of them have one."""
-    have = [i for i, b in enumerate(boxes) if b is not None]
-    n = len(window.frames)
-    if n == 0 or not have or len(have) < min_face_fraction * n:
-        return None
-    out = []
-    for i, frame in enumerate(window.frames):
-        b = boxes[i]
-        if b is None:
-            b = boxes[min(have, key=lambda j: (abs(j - i), j))]
-        out.append(square_crop_box(b, frame.shape, margin))
-    return out
-
-
-class FaceTrack:
-    """Face boxes over time, from detections on keyframes; see the module docstring.
+class FaceKeyframes:
+    """One face's boxes over time, from the keyframes that saw it (or missed it); see the module
+    docstring. MultiFaceTrack keeps one per face id and feeds it in stamp order.
 
     `margin`: crop margin on each side, as a fraction of the box's longer side.
     `max_age_s`: how far in time a keyframe's box may be held (and the longest distance to the
     nearer keyframe when interpolating). `smoothing`: exponential smoothing of the box between
-    consecutive keyframes of the same face (0: off; 0.5: halfway between the previous box and the
-    new detection). Thread-safe: `update` (slow, runs the detector) and `crops_for_window` (cheap)
-    may be called from different threads; detection runs outside the track's state lock.
+    consecutive keyframes of the face (0: off; 0.5: halfway between the previous box and the new
+    detection). `history_s`: keyframes older than this before the newest are dropped. Thread-safe.
     """
 
     def __init__(
         self,
-        detector: FaceDetector,
         margin: float = 0.25,
         max_age_s: float = 0.5,
         smoothing: float = 0.5,
@@ -215,41 +184,18 @@ class FaceTrack:
         history_s: float = 5.0,
         max_keyframes: int = 256,
         iou_threshold: float = 0.3,
-        keep_area_ratio: float = 0.5,
     ):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.detector = detector
         self.margin = float(margin)
         self.max_age_s = float(max_age_s)
         self.smoothing = float(smoothing)
-        self.history_s = float(history_s)
         self.iou_threshold = float(iou_threshold)
-        self.keep_area_ratio = float(keep_area_ratio)
         self._max_age_ns = int(round(self.max_age_s * NS))
-        self._history_ns = int(round(self.history_s * NS))
+        self._history_ns = int(round(float(history_s) * NS))
         self._lock = threading.Lock()
-        self._detect_lock = threading.Lock()
         self._stamps: deque[int] = deque(maxlen=max_keyframes)  # ascending keyframe stamps
-        self._boxes: deque[tuple[float, float, float, float] | None] = deque(maxlen=max_keyframes)
-        self._version = 0  # +1 on every change of the keyframes (update, reset)
-        self.counters: dict[str, int] = {
-            "detections": 0,
-            "detections_with_face": 0,
-            "detections_multi_face": 0,
-            "track_resets": 0,
-            "windows_with_face": 0,
-            "windows_without_face": 0,
-            "late_keyframes": 0,
-        }
-
-    # ------------------------------------------------------------------ keyframes
-    def reset(self) -> None:
-        with self._lock:
-            self._stamps.clear()
-            self._boxes.clear()
-            self._version += 1
-            self.counters["track_resets"] += 1
+        self._boxes: deque[tuple[float, ...] | None] = deque(maxlen=max_keyframes)  # x, y, w, h, roll
 
     @property
     def num_keyframes(self) -> int:
@@ -260,64 +206,31 @@ class FaceTrack:
         with self._lock:
             return self._stamps[-1] if self._stamps else None
 
-    def _choose(self, boxes: list[Box], prev: tuple[float, ...] | None) -> Box | None:
-        return choose_face(boxes, prev, self.iou_threshold, self.keep_area_ratio)
-
-    def update(self, stamp_ns: int, rgb: np.ndarray) -> Box | None:
-        """Run the detector on this frame, pick the face (the largest; the one overlapping the
-        recent track by IoU >= iou_threshold is preferred unless less than keep_area_ratio of the
-        largest's area), record it as a keyframe and return its (smoothed) box, or None."""
-        with self._detect_lock:
-            boxes = [tuple(int(v) for v in b) for b in self.detector.detect(rgb)]
-        return self.record(stamp_ns, boxes)
-
-    def record(self, stamp_ns: int, boxes: list[Box]) -> Box | None:
-        """`update` for boxes found elsewhere (the detector already ran): keyframe `stamp_ns`."""
+    def record(self, stamp_ns: int, found: Box | None, roll_deg: float = 0.0) -> Box | None:
+        """Keyframe `stamp_ns` (later than the last one) saw the face at `found` turned by
+        `roll_deg` in the image plane, or missed it (None); returns the box kept for it (smoothed
+        with the previous keyframe's box when the two overlap by IoU >= iou_threshold and are at
+        most max_age_s apart)."""
         stamp_ns = int(stamp_ns)
         with self._lock:
-            self._version += 1
-            self.counters["detections"] += 1
-            if len(boxes) > 1:
-                self.counters["detections_multi_face"] += 1
-            if self._stamps and stamp_ns <= self._stamps[-1]:
-                if stamp_ns == self._stamps[-1]:
-                    return self._int_box(self._boxes[-1])
-                if self._stamps[-1] - stamp_ns > self._max_age_ns:  # a loop or a clock reset
-                    self._stamps.clear()
-                    self._boxes.clear()
-                    self.counters["track_resets"] += 1
-            prev = None
-            if self._stamps and self._boxes[-1] is not None and abs(stamp_ns - self._stamps[-1]) <= self._max_age_ns:
-                prev = self._boxes[-1]
-            chosen = self._choose(boxes, prev)
-            box: tuple[float, float, float, float] | None = None
-            if chosen is not None:
-                self.counters["detections_with_face"] += 1
-                box = tuple(float(v) for v in chosen)
-                if prev is not None and self.smoothing > 0 and iou(chosen, self._int_box(prev)) >= self.iou_threshold:
-                    a = self.smoothing
-                    box = tuple(a * p + (1 - a) * c for p, c in zip(prev, box))
-            if self._stamps and stamp_ns < self._stamps[-1]:
-                # A slightly late keyframe (out of order): insert in place, no smoothing chain.
-                self.counters["late_keyframes"] += 1
-                if len(self._stamps) == self._stamps.maxlen:
-                    self._stamps.popleft()
-                    self._boxes.popleft()
-                i = bisect_left(list(self._stamps), stamp_ns)
-                self._stamps.insert(i, stamp_ns)
-                self._boxes.insert(i, box if chosen is None else tuple(float(v) for v in chosen))
-            else:
-                self._stamps.append(stamp_ns)
-                self._boxes.append(box)
-            cutoff = self._stamps[-1] - self._history_ns
+            box = None if found is None else (*(float(v) for v in found), float(roll_deg))
+            if (
+                box is not None
+                and self.smoothing > 0
+                and self._stamps
+                and self._boxes[-1] is not None
+                and stamp_ns - self._stamps[-1] <= self._max_age_ns
+                and iou(box, self._boxes[-1]) >= self.iou_threshold
+            ):
+                a = self.smoothing
+                box = tuple(a * p + (1 - a) * c for p, c in zip(self._boxes[-1], box))
+            self._stamps.append(stamp_ns)
+            self._boxes.append(box)
+            cutoff = stamp_ns - self._history_ns
             while self._stamps and self._stamps[0] < cutoff:
                 self._stamps.popleft()
                 self._boxes.popleft()
-            return self._int_box(box)
-
-    @staticmethod
-    def _int_box(b) -> Box | None:
-        return None if b is None else tuple(int(round(v)) for v in b)
+            return _int_box(box)
 
     # ------------------------------------------------------------------ lookup
     def _box_at(self, stamps: list[int], boxes: list, t: int) -> tuple[float, ...] | None:
@@ -346,47 +259,32 @@ class FaceTrack:
         return boxes[near]
 
     def box_at(self, stamp_ns: int) -> Box | None:
-        """The track's box at this stamp (interpolated or held), or None."""
-        with self._lock:
-            return self._int_box(self._box_at(list(self._stamps), list(self._boxes), int(stamp_ns)))
+        """The face's box at this stamp (interpolated or held), or None."""
+        return self.boxes_for_stamps([stamp_ns])[0]
 
     def boxes_for_stamps(self, stamps_ns: list[int]) -> list[Box | None]:
-        return self._boxes_and_version(stamps_ns)[0]
+        return self.poses_for_stamps(stamps_ns)[0]
 
-    def _boxes_and_version(self, stamps_ns) -> tuple[list[Box | None], int]:
+    def poses_for_stamps(self, stamps_ns: list[int]) -> tuple[list[Box | None], list[float | None]]:
+        """The box and the roll (degrees, 0.1 steps) at each stamp, None where there is none."""
         with self._lock:
-            stamps, boxes, version = list(self._stamps), list(self._boxes), self._version
-        return [self._int_box(self._box_at(stamps, boxes, int(t))) for t in stamps_ns], version
+            stamps, boxes = list(self._stamps), list(self._boxes)
+        poses = [self._box_at(stamps, boxes, int(t)) for t in stamps_ns]
+        return [_int_box(p) for p in poses], [None if p is None else round(p[4], 1) for p in poses]
 
-    def crop_boxes(self, stamps_ns: list[int], shapes: list[tuple[int, ...]]) -> tuple[list[Box | None], int]:
-        """The square crop box (with margin, inside an image of that shape) at each stamp, or
-        None where the track has no box; and the track's version they were read at."""
-        boxes, version = self._boxes_and_version(stamps_ns)
-        return [
-            None if b is None else square_crop_box(b, shape, self.margin) for b, shape in zip(boxes, shapes)
-        ], version
+    def crop_boxes(self, stamps_ns: list[int], shapes: list[tuple[int, ...]], align: bool = False) -> list:
+        """The square crop box (with margin, inside an image of that shape; with the roll when
+        `align`) at each stamp, or None where the face has no box."""
+        boxes, rolls = self.poses_for_stamps(stamps_ns)
+        out = []
+        for b, roll, shape in zip(boxes, rolls, shapes):
+            square = None if b is None else square_crop_box(b, shape, self.margin)
+            out.append(square if square is None or not align else (*square, roll))
+        return out
 
-    def crop_boxes_for_window(self, window: Window, min_face_fraction: float = 0.5) -> tuple[list[Box] | None, int]:
-        """One square crop box per window frame (see `crops_for_window`), or None when fewer
-        than min_face_fraction of the frames have a box; and the track's version."""
-        boxes, version = self._boxes_and_version(window.stamps_ns)
-        crop_boxes = window_crop_boxes(window, boxes, self.margin, min_face_fraction)
-        with self._lock:
-            self.counters["windows_with_face" if crop_boxes else "windows_without_face"] += 1
-        return crop_boxes, version
 
-    def crops_for_window(
-        self, window: Window, min_face_fraction: float = 0.5, size: int | None = None
-    ) -> tuple[list[np.ndarray], bool]:
-        """One square crop (with margin, inside the image) per window frame, from the track's box
-        at that frame's stamp. Frames of a window with a face whose own stamp has no box use the
-        box of the nearest frame that has one. Returns (crops, True), or ([], False) when fewer
-        than min_face_fraction of the frames have a box. `size`: resize the crops to size x size
-        (default: views of the frames at native resolution, no copy)."""
-        boxes, _ = self.crop_boxes_for_window(window, min_face_fraction)
-        if boxes is None:
-            return [], False
-        return [crop(frame, box, size) for frame, box in zip(window.frames, boxes)], True
+def _int_box(b) -> Box | None:
+    return None if b is None else tuple(int(round(v)) for v in b[:4])
 
 
 @dataclass(frozen=True)
@@ -394,26 +292,35 @@ class WindowFace:
     """One tracked face in one window."""
 
     face_id: int
-    crop_boxes: list[Box]  # one square crop box per window frame
+    crop_boxes: list  # one square crop box (CropBox: with the roll when aligned) per window frame
     face_box: Box  # the face's own box at the newest window frame that has one
     version: int  # the tracker's version the boxes were read at
+
+
+MAX_CANDIDATES = 32  # detections per keyframe given ids; more (a crowd) are counted, lowest scores first
 
 
 class MultiFaceTrack:
     """Up to `max_faces` faces over time, each with an id that stays with it.
 
-    Every keyframe the detector's boxes are narrowed to at most `max_faces` (one face: FaceTrack's
-    rule, the followed face unless a much larger one appears; more: the largest ones), then
-    `BoxTracker` says which face each box is (see duse_ros/affect/tracking.py: overlap and motion, misses
-    survived for `lifetime_s`, ids never reused). Each face id keeps a FaceTrack of its own
-    keyframes (a keyframe where the face was missed is a miss for it), so interpolation, holding
-    and misses work per face exactly as for one face. A face's keyframes outlive its death by
-    `history_s`, for the windows that still cover it.
+    Every keyframe: detections narrower than `min_face_size` pixels are skipped (counted:
+    `faces_too_small`); of the rest, at most MAX_CANDIDATES (highest scores first; the others
+    counted in `faces_over_cap`) get ids from `BoxTracker` (duse_ros/affect/tracking.py: overlap
+    and motion, misses survived for `lifetime_s`, ids never reused). Each id keeps a salience: the
+    average over keyframes of its detection score, 0 where it was missed (exponential, weight
+    `salience_rate`). A face seen steadily nears its score; a flicker (a background false positive
+    on a third of the keyframes) stays low; a newcomer needs a few keyframes. The `max_faces` most
+    salient faces found on the keyframe are read (those read on the last keyframe get `stickiness`
+    added, so two alike do not swap); ties go to the higher score, then the larger box; the others
+    are counted (`faces_not_read`). Each face read keeps a FaceKeyframes (a keyframe where it was
+    not read is a miss for it), so interpolation, holding and misses work per face. A face's
+    keyframes outlive its death by `history_s`, for the windows that still cover it.
 
     A face takes part in a window only when its track reaches back over the whole window (born no
     later than the window's first frame plus `max_age_s`, the hold before a first keyframe) and
     has a box on at least min_face_fraction of its frames; at most `max_faces` per window, the
-    largest first. Thread-safe like FaceTrack: `update` on the face thread, lookups elsewhere.
+    most salient first. `align`: crop boxes carry the face's roll from its eye landmarks, so the
+    crops come out upright. Thread-safe: `update` on the face thread, lookups elsewhere.
     """
 
     def __init__(
@@ -427,14 +334,22 @@ class MultiFaceTrack:
         *,
         history_s: float = 5.0,
         iou_threshold: float = 0.3,
-        keep_area_ratio: float = 0.5,
+        min_face_size: int = 0,
+        align: bool = False,
+        salience_rate: float = 0.5,
+        stickiness: float = 0.25,
     ):
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        if not 0.0 < salience_rate <= 1.0:
+            raise ValueError(f"salience_rate must be in (0, 1], got {salience_rate}")
         self.detector = detector
         self.max_faces = int(max_faces)
         self.margin = float(margin)
         self.max_age_s = float(max_age_s)
+        self.min_face_size = int(min_face_size)
+        self.align = bool(align)
+        self.salience_rate, self.stickiness = float(salience_rate), float(stickiness)
         self._max_age_ns = int(round(self.max_age_s * NS))
         self._history_ns = int(round(float(history_s) * NS))
         self._face_args = dict(
@@ -443,12 +358,12 @@ class MultiFaceTrack:
             smoothing=smoothing,
             history_s=history_s,
             iou_threshold=iou_threshold,
-            keep_area_ratio=keep_area_ratio,
         )
-        self.iou_threshold, self.keep_area_ratio = float(iou_threshold), float(keep_area_ratio)
         self.ids = BoxTracker(lifetime_s=lifetime_s)
-        self._faces: dict[int, FaceTrack] = {}  # keyframes of live and recently ended faces
+        self._faces: dict[int, FaceKeyframes] = {}  # keyframes of the faces read, live or recently ended
         self._born: dict[int, int] = {}
+        self._salience: dict[int, float] = {}  # every live id
+        self._read: list[tuple[int, Detection]] = []  # the faces read on the last keyframe
         self._last_ns: int | None = None
         self._version = 0
         self._lock = threading.Lock()
@@ -464,6 +379,9 @@ class MultiFaceTrack:
             "tracks": 0,
             "track_births": 0,
             "track_deaths": 0,
+            "faces_too_small": 0,
+            "faces_over_cap": 0,
+            "faces_not_read": 0,
         }
 
     # ------------------------------------------------------------------ keyframes
@@ -475,6 +393,8 @@ class MultiFaceTrack:
         self.ids.reset()
         self._faces.clear()
         self._born.clear()
+        self._salience.clear()
+        self._read = []
         self._last_ns = None
         self._version += 1
         self.counters["track_resets"] += 1
@@ -483,50 +403,63 @@ class MultiFaceTrack:
     def _count_tracks(self) -> None:
         self.counters.update(tracks=len(self.ids.live_ids), track_births=self.ids.births, track_deaths=self.ids.deaths)
 
-    def _select(self, boxes: list[Box], stamp_ns: int) -> list[Box]:
-        if self.max_faces == 1:
-            prev = None
-            seen = [self.ids.last_seen(f) for f in self.ids.live_ids]
-            if seen:
-                seen_ns, box = max(seen)  # the face followed until now
-                prev = box if stamp_ns - seen_ns <= self._max_age_ns else None
-            chosen = choose_face(boxes, prev, self.iou_threshold, self.keep_area_ratio)
-            return [] if chosen is None else [chosen]
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[: self.max_faces]
-
     def update(self, stamp_ns: int, rgb: np.ndarray) -> dict[int, Box]:
-        """Detect on this frame and record the keyframe; {face id: its (smoothed) box}."""
+        """Detect on this frame and record the keyframe; {face id: its (smoothed) box} of the faces read."""
         with self._detect_lock:
-            boxes = [tuple(int(v) for v in b) for b in self.detector.detect(rgb)]
-        return self.record(stamp_ns, boxes)
+            found = self.detector.detect(rgb)
+        return self.record(stamp_ns, found)
 
-    def record(self, stamp_ns: int, boxes: list[Box]) -> dict[int, Box]:
-        """Record the boxes found on the frame stamped `stamp_ns`; {face id: its (smoothed) box}."""
+    def record(self, stamp_ns: int, found: list[Box | Detection]) -> dict[int, Box]:
+        """Record the faces found on the frame stamped `stamp_ns`; {face id: its (smoothed) box} of
+        the faces read (see the class docstring)."""
         stamp_ns = int(stamp_ns)
+        detections = [as_detection(f) for f in found]
         with self._lock:
             self._version += 1
             self.counters["detections"] += 1
-            self.counters["detections_with_face"] += bool(boxes)
-            self.counters["detections_multi_face"] += len(boxes) > 1
             if self._last_ns is not None and stamp_ns <= self._last_ns:
                 if self._last_ns - stamp_ns <= self._max_age_ns:
                     self.counters["late_keyframes"] += 1  # ids are matched in stamp order only
                     return {}
                 self._reset_locked()  # a loop or a clock reset
             self._last_ns = stamp_ns
-            chosen = self._select(boxes, stamp_ns)
-            ids, _ = self.ids.update(stamp_ns, chosen)
-            found: dict[int, Box] = {}
-            for face_id, box in zip(ids, chosen):
+            big = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_size]
+            self.counters["faces_too_small"] += len(detections) - len(big)
+            big.sort(key=lambda d: (-d.score, -d.area))
+            self.counters["faces_over_cap"] += max(0, len(big) - MAX_CANDIDATES)
+            big = big[:MAX_CANDIDATES]
+            self.counters["detections_with_face"] += bool(big)
+            self.counters["detections_multi_face"] += len(big) > 1
+            ids, _ = self.ids.update(stamp_ns, [d.box for d in big])
+            seen = dict(zip(ids, big))
+            live = set(self.ids.live_ids)
+            rate = self.salience_rate
+            self._salience = {
+                f: (1 - rate) * self._salience.get(f, 0.0) + rate * (seen[f].score if f in seen else 0.0) for f in live
+            }
+            was_read = {f for f, _ in self._read}
+            ranked = sorted(
+                seen,
+                key=lambda f: (
+                    -(self._salience[f] + self.stickiness * (f in was_read)),
+                    -seen[f].score,
+                    -seen[f].area,
+                    f,
+                ),
+            )
+            read = ranked[: self.max_faces]
+            self.counters["faces_not_read"] += len(ranked) - len(read)
+            out: dict[int, Box] = {}
+            for face_id in read:
                 face = self._faces.get(face_id)
                 if face is None:
-                    face = self._faces[face_id] = FaceTrack(None, **self._face_args)
+                    face = self._faces[face_id] = FaceKeyframes(**self._face_args)
                     self._born[face_id] = stamp_ns
-                found[face_id] = face.record(stamp_ns, [box])
-            for face_id in self.ids.live_ids:
-                if face_id not in found:
-                    self._faces[face_id].record(stamp_ns, [])  # missed on this keyframe
-            live = set(self.ids.live_ids)
+                out[face_id] = face.record(stamp_ns, seen[face_id].box, seen[face_id].roll_deg)
+            for face_id, face in self._faces.items():
+                if face_id in live and face_id not in out:
+                    face.record(stamp_ns, None)  # not read on this keyframe: a miss for it
+            self._read = [(f, seen[f]) for f in read]
             for face_id in [
                 f
                 for f, face in self._faces.items()
@@ -534,38 +467,53 @@ class MultiFaceTrack:
             ]:
                 del self._faces[face_id], self._born[face_id]
             self._count_tracks()
-            return found
+            return out
 
     # ------------------------------------------------------------------ lookup
     def face_ids(self) -> list[int]:
-        """Faces with keyframes (live, or ended recently enough to matter to a window)."""
+        """Faces with keyframes (read, live or ended recently enough to matter to a window)."""
         with self._lock:
             return list(self._faces)
 
-    def crop_boxes(
-        self, stamps_ns: list[int], shapes: list[tuple[int, ...]], face_id: int
-    ) -> tuple[list[Box | None], int]:
-        """FaceTrack.crop_boxes for one face (all None for a face that is gone), and the version."""
+    def tracked_ids(self) -> list[int]:
+        """The live faces that have been read (REP-155's tracked faces)."""
+        with self._lock:
+            live = set(self.ids.live_ids)
+            return [f for f in self._faces if f in live]
+
+    def read_faces(self) -> list[tuple[int, Detection]]:
+        """(face id, detection) of each face read on the last keyframe, most salient first."""
+        with self._lock:
+            return list(self._read)
+
+    def salience(self, face_id: int) -> float:
+        with self._lock:
+            return self._salience.get(face_id, 0.0)
+
+    def crop_boxes(self, stamps_ns: list[int], shapes: list[tuple[int, ...]], face_id: int) -> tuple[list, int]:
+        """FaceKeyframes.crop_boxes for one face (all None for a face that is gone), and the version."""
         with self._lock:
             face, version = self._faces.get(face_id), self._version
             if face is None:
                 return [None] * len(stamps_ns), version
-            return face.crop_boxes(stamps_ns, shapes)[0], version
+            return face.crop_boxes(stamps_ns, shapes, self.align), version
 
     def faces_for_window(self, window: Window, min_face_fraction: float = 0.5) -> list[WindowFace]:
-        """The faces this window shows (see the class docstring), largest first."""
+        """The faces this window shows (see the class docstring), most salient first."""
         out = []
         with self._lock:
             version = self._version
             for face_id, face in self._faces.items():
                 if self._born[face_id] - self._max_age_ns > window.start_ns:
                     continue  # born inside the window: its first reading waits for a full one
-                boxes = face.boxes_for_stamps(window.stamps_ns)
-                crop_boxes = window_crop_boxes(window, boxes, self.margin, min_face_fraction)
+                boxes, rolls = face.poses_for_stamps(window.stamps_ns)
+                crop_boxes = window_crop_boxes(
+                    window, boxes, self.margin, min_face_fraction, rolls if self.align else None
+                )
                 if crop_boxes is not None:
                     newest = next(b for b in reversed(boxes) if b is not None)
                     out.append(WindowFace(face_id, crop_boxes, newest, version))
-            out.sort(key=lambda f: (-f.face_box[2] * f.face_box[3], f.face_id))
+            out.sort(key=lambda f: (-self._salience.get(f.face_id, 0.0), -f.face_box[2] * f.face_box[3], f.face_id))
             out = out[: self.max_faces]
             self.counters["windows_with_face" if out else "windows_without_face"] += 1
         return out
@@ -573,21 +521,10 @@ class MultiFaceTrack:
     def crops_for_window(
         self, window: Window, min_face_fraction: float = 0.5, size: int | None = None
     ) -> tuple[list[np.ndarray], bool]:
-        """FaceTrack.crops_for_window for the window's largest face."""
+        """One square crop (with margin, inside the image) per window frame of the window's first
+        face (see faces_for_window), or ([], False) when it shows none. `size`: resize the crops
+        to size x size (default: views of the frames, no copy)."""
         faces = self.faces_for_window(window, min_face_fraction)
         if not faces:
             return [], False
         return [crop(frame, box, size) for frame, box in zip(window.frames, faces[0].crop_boxes)], True
-
-
-def load_sample_face() -> np.ndarray:
-    """The bundled public-domain portrait (duse_ros/data/astronaut.jpg) as RGB uint8, 512x512."""
-    from pathlib import Path
-
-    import cv2
-
-    path = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"bundled sample image {path} is missing or unreadable")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

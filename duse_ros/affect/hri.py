@@ -6,6 +6,9 @@
   readings another node publishes (the bridge's ros4hri input, duse-eval-bag's providers).
 - Expression's valence and arousal (-1..+1, no "unknown" value) come from
   duse_ros.classes.valence_arousal: derived from the class probabilities, not regressed.
+- `Keyframe` / `FaceObservation`: the faces the node's own detector read on one keyframe, for the
+  REP-155 face topics (`roi`, `cropped`, `aligned`, `landmarks`) and the live view;
+  `normalized_roi` and `facial_landmarks` put them in hri_msgs' normalised terms.
 - `ExternalFaces`: with `face_source: ros4hri`, faces, ids and aligned crops come from an
   hri_face_detect-style node (/humans/faces/tracked, /humans/faces/<id>/aligned and /roi), keyed
   by the source image's stamp; a window of the camera stream takes, for each tracked face, the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -58,6 +62,63 @@ def class_of_expression(expression: str) -> str | None:
 
 # REP-155 topic names.
 FACES_TRACKED = "/humans/faces/tracked"
+
+
+# hri_msgs/FacialLandmarks: 70 points (dlib/OpenPose order); the indices of the five our detector
+# gives (duse_ros/affect/boxes.py LANDMARK_NAMES order): the pupils, the nose tip, the mouth corners.
+FACIAL_LANDMARKS = 70
+LANDMARK_INDICES = (68, 69, 30, 48, 54)  # RIGHT_PUPIL, LEFT_PUPIL, NOSE, MOUTH_OUTER_RIGHT, MOUTH_OUTER_LEFT
+ALIGNED_SIZE = 128  # side of the /aligned face images, pixels
+
+
+@dataclass(frozen=True, eq=False)
+class FaceObservation:
+    """One face read on a keyframe: its published id, box (x, y, w, h source pixels), detector
+    score, landmarks ((5, 2) source pixels, or None) and in-plane roll (degrees)."""
+
+    face_id: str
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: np.ndarray | None = None
+    roll_deg: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class Keyframe:
+    """A frame the face detector ran on: its source stamp, the frame (RGB), the faces tracked now
+    and those read on it (most salient first)."""
+
+    stamp_ns: int
+    frame: np.ndarray
+    tracked: list[str] = field(default_factory=list)
+    faces: list[FaceObservation] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.frame.shape[1]), int(self.frame.shape[0])
+
+
+def normalized_roi(box, width: int, height: int) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of a pixel box, each in [0, 1] (hri_msgs/NormalizedRegionOfInterest2D)."""
+    x, y, w, h = box
+    return (
+        min(max(x / width, 0.0), 1.0),
+        min(max(y / height, 0.0), 1.0),
+        min(max((x + w) / width, 0.0), 1.0),
+        min(max((y + h) / height, 0.0), 1.0),
+    )
+
+
+def facial_landmarks(
+    landmarks: np.ndarray | None, score: float, width: int, height: int
+) -> list[tuple[float, float, float]]:
+    """hri_msgs/FacialLandmarks' 70 points as (x, y, c), normalised to [0, 1]: the points we have
+    at their indices with the detector's score as c; every other point absent (0, 0, c = 0)."""
+    points = [(0.0, 0.0, 0.0)] * FACIAL_LANDMARKS
+    if landmarks is not None:
+        for index, (x, y) in zip(LANDMARK_INDICES, landmarks):
+            points[index] = (min(max(float(x) / width, 0.0), 1.0), min(max(float(y) / height, 0.0), 1.0), float(score))
+    return points
 
 
 def face_topic(face_id: str, leaf: str) -> str:

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from duse_ros.affect import settings as affect_settings
+from duse_ros.affect.boxes import Box
 from duse_ros.affect.crops import CropCache, FaceKeyframer
 from duse_ros.affect.engine import InferenceEngine, Job, Result, normalises_on_device
-from duse_ros.affect.faces import Box, FaceDetector, HaarFaceDetector, MultiFaceTrack
-from duse_ros.affect.hri import ExternalFaces
+from duse_ros.affect.faces import FaceDetector, HaarFaceDetector, MtcnnFaceDetector, MultiFaceTrack
+from duse_ros.affect.hri import ExternalFaces, FaceObservation, Keyframe
 from duse_ros.affect.preprocess import FramePreprocessor
 from duse_ros.affect.smoothing import SoftVoters
 from duse_ros.affect.stats import LatencyReservoir
@@ -66,6 +67,10 @@ class PipelineConfig:
     max_faces: int = _D["max_faces"]
     face_lifetime_s: float = _D["face_lifetime_s"]
     face_source: str = _D["face_source"]
+    face_detector: str = _D["face_detector"]
+    face_detect_threshold: float = _D["face_detect_threshold"]
+    face_min_size: int = _D["face_min_size"]
+    face_align: bool = _D["face_align"]
     face_margin: float = _D["face_margin"]
     face_detect_hz: float = _D["face_detect_hz"]
     face_detect_sync: bool = _D["face_detect_sync"]
@@ -89,6 +94,10 @@ class PipelineConfig:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+# The pipeline settings that apply while running: the parameter table says which are live.
+LIVE = frozenset(affect_settings.LIVE) & set(PipelineConfig.names())
 
 
 @dataclass
@@ -147,12 +156,12 @@ class AffectPipeline:
         on_reading: Callable[[Reading], None],
         detector: FaceDetector | None = None,
         stamp_age: Callable[[int], float | None] | None = None,
-        on_faces: Callable[[int, list[str]], None] | None = None,
+        on_faces: Callable[[Keyframe], None] | None = None,
     ):
         """stamp_age(stamp_ns): how old data of that stamp is now, in seconds, or None when the
         caller's clock cannot tell; it lets max_window_age_s count transport delay too.
-        on_faces(stamp_ns, face ids): the faces tracked after each keyframe (own detection only),
-        called on the face thread."""
+        on_faces(keyframe): after each keyframe (own detection only), the frame, the faces tracked
+        and those read on it (affect/hri.py Keyframe), called on the face thread."""
         self.model = model
         self._on_faces = on_faces
         self._stamp_age = stamp_age
@@ -181,10 +190,12 @@ class AffectPipeline:
             )
         elif config.face_mode == "detect":
             self.track = MultiFaceTrack(
-                detector or HaarFaceDetector(detect_width=config.face_detect_width),
+                detector or make_detector(config),
                 max_faces=config.max_faces,
                 margin=config.face_margin,
                 lifetime_s=config.face_lifetime_s,
+                min_face_size=config.face_min_size,
+                align=config.face_align,
             )
         self.engine = InferenceEngine(
             model,
@@ -221,11 +232,11 @@ class AffectPipeline:
         self._crops.clear()
 
     def update(self, **changes) -> None:
-        """Apply the settings that may change while running: min_face_fraction, no_face_policy,
-        smoothing_window, face_detect_hz, max_window_age_s (ValueError for others or bad values)."""
-        live = {"min_face_fraction", "no_face_policy", "smoothing_window", "face_detect_hz", "max_window_age_s"}
-        if set(changes) - live:
-            raise ValueError(f"not changeable while running: {sorted(set(changes) - live)}")
+        """Apply the settings that may change while running: those the parameter table marks live
+        (affect/settings.py LIVE) that are pipeline settings; ValueError for others or bad values."""
+        refused = set(changes) - LIVE
+        if refused:
+            raise ValueError(f"not changeable while running: {sorted(refused)}")
         config = replace(self.config, **changes)  # validates
         self.config = config
         if "smoothing_window" in changes:
@@ -263,11 +274,15 @@ class AffectPipeline:
     def _full_box(frame: np.ndarray) -> Box:
         return (0, 0, int(frame.shape[1]), int(frame.shape[0]))
 
-    def _on_keyframe(self, stamp_ns: int) -> None:
+    def _on_keyframe(self, stamp_ns: int, frame: np.ndarray) -> None:
         # A keyframe changes the boxes at most 2 * max_age before it (interpolation spans at
         # most that; a held box at most max_age): re-crop those frames now, off the executor.
         if self._on_faces is not None:
-            self._on_faces(stamp_ns, [face_label(f) for f in self.track.ids.live_ids])
+            read = [
+                FaceObservation(face_label(f), d.box, d.score, d.landmarks, d.roll_deg)
+                for f, d in self.track.read_faces()
+            ]
+            self._on_faces(Keyframe(stamp_ns, frame, [face_label(f) for f in self.track.tracked_ids()], read))
         since = stamp_ns - 2 * int(self.track.max_age_s * NS)
         for face_id in self.track.face_ids():
             self._crops.refresh(
@@ -473,6 +488,14 @@ class AffectPipeline:
         out["pipeline.window_to_reading_p50_ms"] = _ms(p50)
         out["pipeline.window_to_reading_p95_ms"] = _ms(p95)
         return out
+
+
+def make_detector(config: PipelineConfig) -> FaceDetector:
+    """The face detector the settings name (mtcnn: WeightsError with the fixing command when its
+    weights are missing or altered)."""
+    if config.face_detector == "haar":
+        return HaarFaceDetector(detect_width=config.face_detect_width)
+    return MtcnnFaceDetector(min_face_size=config.face_min_size, threshold=config.face_detect_threshold)
 
 
 def _image_size(window: Window) -> tuple[int, int]:

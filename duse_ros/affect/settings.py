@@ -8,6 +8,7 @@ running node (nodes/affect_node.py says how); the others take effect at the next
 
 from __future__ import annotations
 
+from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_TYPES, SUPPORTED_SAMPLE_FORMATS
 from duse_ros.params import ParameterSpec, defaults
 
 P = ParameterSpec
@@ -40,7 +41,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Jetson Orin included; fp16 on a CPU runs fp32, bf16 on an older GPU runs fp16, each with a warning)",
         choices=("fp32", "fp16", "bf16"),
     ),
-    P("torch_threads", 0, "torch intra-op threads for inference; 0: torch's default", 0, 1024),
+    P(
+        "torch_threads",
+        1,
+        "torch intra-op threads for inference; 0: torch's default (one per core), which collapses "
+        "when other processes share the cores (benchmarks/bench_threads.py)",
+        0,
+        1024,
+    ),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
     P(
@@ -50,23 +58,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=("best_effort", "reliable"),
     ),
     P("qos.depth", 5, "QoS history depth of the camera and microphone subscriptions", 1, 1000),
-    P(
-        "audio.type",
-        "duse_ros/msg/AudioChunk",
-        "audio message type",
-        choices=(
-            "duse_ros/msg/AudioChunk",
-            "audio_common_msgs/msg/AudioDataStamped",
-            "audio_common_msgs/msg/AudioStamped",
-        ),
-    ),
+    P("audio.type", AUDIO_CHUNK, "audio message type", choices=AUDIO_TYPES),
     P("audio.channels", 1, "AudioDataStamped only: interleaved channels (its format lives in AudioInfo)", 1, 64),
     P("audio.sample_rate", 16000, "AudioDataStamped only: sample rate in Hz", 1000, 384000),
     P(
         "audio.sample_format",
         "S16LE",
         "AudioDataStamped only: sample format",
-        choices=("S16LE", "S32LE", "F32LE", "U8", "S8"),
+        choices=SUPPORTED_SAMPLE_FORMATS,
     ),
     P(
         "audio.min_sample_rate",
@@ -112,7 +111,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     P(
         "max_faces",
         1,
-        "faces read per window, each with a face id and a reading of its own (one batch); 1: the largest face only",
+        "faces read per window, each with a face id and a reading of its own (one batch); 1: the most salient face only",
         1,
         8,
     ),
@@ -135,6 +134,22 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         True,
         "publish /humans/faces/<id>/expression and /humans/faces/tracked (when hri_msgs is installed)",
     ),
+    P(
+        "face_detector",
+        "mtcnn",
+        "mtcnn: trained CNN with scores and eye landmarks (weights from duse-fetch-weights); "
+        "haar: OpenCV's frontal Haar cascade",
+        choices=("mtcnn", "haar"),
+    ),
+    P("face_detect_threshold", 0.9, "mtcnn: score a detection must reach", 0.0, 1.0),
+    P(
+        "face_min_size",
+        32,
+        "faces narrower than this many pixels are skipped (counted); mtcnn searches no smaller",
+        12,
+        4096,
+    ),
+    P("face_align", True, "turn each face crop upright by its eye landmarks (mtcnn) before the model"),
     P("face_margin", 0.25, "margin around a detected face, as a fraction of its size", 0.0, 2.0),
     P("face_detect_hz", 5.0, "face detections per second of stream (off the executor)", 0.1, 120.0, live=True),
     P(
@@ -143,7 +158,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "wait for each keyframe's face detection before taking the next frame: offline replay "
         "(duse-eval-bag) then finds the same faces at any pace; a live camera wants false",
     ),
-    P("face_detect_width", 320, "face detection runs on the frame scaled to this width", 32, 4096),
+    P("face_detect_width", 320, "haar: detection runs on the frame scaled to this width", 32, 4096),
     P("min_face_fraction", 0.5, "share of a window's frames that must show a face", 0.0, 1.0, live=True),
     P(
         "no_face_policy",
@@ -169,3 +184,4 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 
 DEFAULTS = defaults(PARAMETERS)
 BY_NAME = {p.name: p for p in PARAMETERS}
+LIVE = frozenset(p.name for p in PARAMETERS if p.live)  # applied at once on a running node

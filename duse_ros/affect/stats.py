@@ -83,3 +83,43 @@ class RateMeter:
         horizon = now - self._window_s
         while self._times and self._times[0] <= horizon:
             self._times.popleft()
+
+
+class ArrivalMeter:
+    """How many of the frames a camera sent arrive, judged from their header stamps alone.
+
+    Consecutive frames that both arrive are one source period apart, so a low percentile of the
+    gaps between the stamps of the last `capacity` arrivals is the camera's own period (a camera
+    at 30 fps with most frames lost still shows 33 ms between the pairs that got through); the
+    stamps' span over that period is how many frames were sent. A steady stream with every n-th
+    frame dropped on purpose (a throttled publisher) shows n periods between all frames and
+    reads as complete: only loss that lets some neighbours through is seen, which is how
+    transport loss looks. Stamps that go back (a looped bag) start the count over.
+    """
+
+    def __init__(self, capacity: int = 64, min_frames: int = 16, gap_percentile: float = 10.0):
+        if capacity < min_frames or min_frames < 3:
+            raise ValueError(f"need capacity >= min_frames >= 3, got {capacity}, {min_frames}")
+        self._stamps: deque[int] = deque(maxlen=capacity)
+        self._min_frames = min_frames
+        self._percentile = gap_percentile
+        self._lock = threading.Lock()
+
+    def add(self, stamp_ns: int) -> None:
+        with self._lock:
+            if self._stamps and stamp_ns < self._stamps[-1]:
+                self._stamps.clear()
+            self._stamps.append(int(stamp_ns))
+
+    def assess(self) -> tuple[float, float] | None:
+        """(the camera's rate in Hz by its stamps, the share of its frames that arrived), or None
+        until `min_frames` frames with distinct stamps are in."""
+        with self._lock:
+            stamps = np.fromiter(self._stamps, dtype=np.int64, count=len(self._stamps))
+        gaps = np.diff(stamps)
+        gaps = gaps[gaps > 0]
+        if gaps.size < self._min_frames - 1:
+            return None
+        period = float(np.percentile(gaps, self._percentile))
+        sent = (stamps[-1] - stamps[0]) / period + 1.0
+        return 1e9 / period, float(min(1.0, (gaps.size + 1) / sent))

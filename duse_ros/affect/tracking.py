@@ -19,17 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from duse_ros.affect.boxes import Box, iou
 from duse_ros.timebase import NS
-
-Box = tuple[int, int, int, int]  # x, y, w, h in pixels
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -95,7 +86,7 @@ class BoxTracker:
             return None
         shift = math.dist((p[0] + p[2] / 2, p[1] + p[3] / 2), (box[0] + box[2] / 2, box[1] + box[3] / 2))
         shift /= max(side_p, side_b)
-        if shift <= self.max_centre_shift or _iou(p, box) >= self.min_iou:
+        if shift <= self.max_centre_shift or iou(p, box) >= self.min_iou:
             return shift
         return None
 

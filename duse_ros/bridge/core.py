@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .people import PersonSelector, Sighting
-from .prompts import Prompt, PromptTemplates, build_prompt
+from .prompts import FacesInView, Prompt, PromptTemplates, build_prompt
 from .settings import BridgeSettings
-from .stabiliser import UNKNOWN, EmotionSample, Stabiliser, StableState
+from .stabiliser import EmotionSample, Stabiliser, StableState
 
 REASON_CHANGE = "change"  # DialoguePrompt.REASON_CHANGE
 REASON_HEARTBEAT = "heartbeat"  # DialoguePrompt.REASON_HEARTBEAT
@@ -42,6 +42,7 @@ class Bridge:
             settings.person, settings.person_margin, settings.person_switch_s, forget_s=settings.stabiliser.max_gap_s
         )
         self.other_people_readings = 0  # readings about faces the bridge does not follow
+        self.faces_in_view = FacesInView()
         self._clock = clock
         self._last_reading_at = clock()  # the node's start counts as the last sign of life
         self._last_prompt_at: float | None = None
@@ -55,8 +56,10 @@ class Bridge:
         return min([_MAX_TICK_PERIOD_S, *periods])
 
     def on_reading(self, reading: EmotionSample, sighting: Sighting | None = None) -> PromptEvent | None:
-        """`sighting`: whose face the reading is about (several people: see bridge/people.py)."""
+        """`sighting`: whose face the reading is about (several people: see bridge/people.py);
+        None when the reading saw no face."""
         self._last_reading_at = self._clock()
+        self.faces_in_view.observe(reading.stamp_ns, None if sighting is None else sighting.face_id)
         if sighting is not None and not self.people.observe(sighting):
             self.other_people_readings += 1
             return None
@@ -88,10 +91,12 @@ class Bridge:
     def _event(self, state: StableState, reason: str) -> PromptEvent:
         self._last_prompt_at = self._clock()
         self.prompts[reason] += 1
-        # Faces in view: those the affect node read lately, or one for a known reading without face ids.
-        present = self.people.present() or int(state.emotion != UNKNOWN)
         prompt = build_prompt(
-            self.templates, state, self._fresh_utterance(), self.settings.max_utterance_chars, people_present=present
+            self.templates,
+            state,
+            self._fresh_utterance(),
+            self.settings.max_utterance_chars,
+            people_present=self.faces_in_view.count,
         )
         return PromptEvent(state, prompt, reason)
 

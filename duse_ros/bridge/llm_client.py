@@ -8,9 +8,11 @@ A call never raises for endpoint trouble: it returns a ChatResult that says what
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -44,7 +46,7 @@ class LLMConfig:
     base_url: str = ""  # ends in /v1; empty: no calls
     model: str = ""  # the served model name; empty: field left out
     api_key_env: str = "DUSE_LLM_API_KEY"  # environment variable holding the key; empty: no key
-    timeout_s: float = 10.0  # per attempt
+    timeout_s: float = 10.0  # per attempt, all of it: connect, headers and body
     max_retries: int = 2  # attempts = 1 + max_retries
     backoff_s: float = 0.5  # wait before retry n: backoff_s * 2**(n-1)
     max_tokens: int = 128
@@ -78,11 +80,12 @@ class LLMConfig:
 @dataclass(frozen=True)
 class ChatResult:
     success: bool
-    reply: str  # the assistant's text; "" on failure
+    reply: str  # the assistant's text (lone surrogates replaced by U+FFFD); "" on failure
     error: str  # "" on success; redacted
     error_kind: str  # "" on success, else one of ERROR_*
     attempts: int
     latency_s: float  # wall time over all attempts and backoffs
+    repaired: int = 0  # characters of the reply that could not be encoded (lone surrogates), replaced
 
 
 class _AttemptError(Exception):
@@ -147,8 +150,8 @@ class ChatClient:
         while True:
             attempts += 1
             try:
-                reply = self.redact(self._attempt(body))
-                return ChatResult(True, reply, "", "", attempts, time.monotonic() - start)
+                reply, repaired = encodable(self.redact(self._attempt(body)))
+                return ChatResult(True, reply, "", "", attempts, time.monotonic() - start, repaired)
             except _AttemptError as exc:
                 failure = exc
             message = str(failure)  # excerpts in it were redacted before they were cut
@@ -181,37 +184,117 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         timeout = self.config.timeout_s
-        deadline = time.monotonic() + timeout
+        # The socket timeout bounds the connect and each read; the deadline bounds the whole attempt:
+        # a server that drips its headers or body a byte at a time has its socket shut at the deadline.
+        deadline = _Deadline(timeout)
+        timed_out = _AttemptError(ERROR_TIMEOUT, f"no answer within {timeout:g} s", True)
         try:
-            # `timeout` bounds the connect and each read; the deadline bounds the whole attempt.
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _opener(deadline).open(request, timeout=timeout) as response:
                 raw = _read_limited(response, deadline)
         except urllib.error.HTTPError as exc:
+            if deadline.expired:
+                raise timed_out from None
             detail = _excerpt(self.redact(_decode(_read_error_body(exc))))
             raise _AttemptError(
                 ERROR_HTTP, f"HTTP {exc.code} {exc.reason}: {detail}".rstrip(": "), exc.code in _RETRYABLE_HTTP
             ) from None
         except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                raise _AttemptError(ERROR_TIMEOUT, f"no answer within {timeout:g} s", True) from None
+            if deadline.expired or isinstance(exc.reason, TimeoutError):
+                raise timed_out from None
             raise _AttemptError(ERROR_CONNECTION, f"cannot reach endpoint: {exc.reason}", True) from None
         except TimeoutError:
-            raise _AttemptError(ERROR_TIMEOUT, f"no answer within {timeout:g} s", True) from None
+            raise timed_out from None
         except (HTTPException, OSError) as exc:
+            if deadline.expired:
+                raise timed_out from None
             raise _AttemptError(ERROR_CONNECTION, f"connection failed: {self.redact(repr(exc))}", True) from None
+        except _AttemptError:
+            if deadline.expired:
+                raise timed_out from None
+            raise
+        finally:
+            deadline.cancel()
         return _parse_reply(raw, self.redact)
 
 
-def _read_limited(response, deadline: float) -> bytes:
+class _Deadline:
+    """The end of one attempt: at `seconds` from now every socket it watches is shut down, which
+    ends a read blocked on a server that sends a byte now and then (each within the socket timeout)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        _shut(sock)
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() > self.at
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies from the environment included) whose connections report their
+    socket to `deadline` once connected."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    class TLSConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(Connection, req)
+
+    class TLSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(TLSConnection, req, context=self._context)
+
+    return urllib.request.build_opener(Handler, TLSHandler)
+
+
+def _read_limited(response, deadline: _Deadline) -> bytes:
     chunks, size = [], 0
     # read1: one socket read at a time, so a server that trickles bytes still meets the deadline.
     while chunk := response.read1(64 * 1024):
         size += len(chunk)
         if size > _MAX_RESPONSE_BYTES:
             raise _AttemptError(ERROR_MALFORMED, f"response larger than {_MAX_RESPONSE_BYTES} bytes", False)
-        if time.monotonic() > deadline:
+        if deadline.passed():
             raise TimeoutError
         chunks.append(chunk)
+    if deadline.expired:  # the read ended because the deadline shut the socket
+        raise TimeoutError
     missing = getattr(response, "length", None)  # bytes of Content-Length not received
     if missing:
         raise _AttemptError(
@@ -248,6 +331,24 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def encodable(text: str) -> tuple[str, int]:
+    """`text` as it can go into a ROS string (UTF-8), and how many characters were replaced. JSON
+    may carry a lone surrogate (\\ud800, half of a pair), which no UTF-8 encoder accepts; json
+    joins valid pairs into one character, so every surrogate left is a lone one: U+FFFD for it."""
+    lone = sum(1 for ch in text if "\ud800" <= ch <= "\udfff")
+    if not lone:
+        return text, 0
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text), lone
+
+
+def log_excerpt(text: str, limit: int = 200) -> str:
+    """A text from outside (an LLM's reply, a server's answer) fit for one log line: control and
+    other non-printable characters escaped as Python writes them (an ANSI escape or a newline can
+    neither colour nor forge a line), cut after `limit` characters with the full length said."""
+    escaped = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+    return escaped if len(text) <= limit else f"{escaped}... [{len(text)} characters]"
+
+
 def _excerpt(text: str) -> str:
     """A short, printable excerpt of a server's (already redacted) answer for an error message."""
     text = text[:_MAX_ERROR_TEXT]
@@ -264,6 +365,7 @@ _ENDPOINT_STATE_BY_ERROR = {
     ERROR_HTTP: "http error",
     ERROR_MALFORMED: "malformed replies",
 }
+ENDPOINT_UNPUBLISHED = "replies not published"  # a reply arrived but its messages could not be sent
 
 
 class EndpointStats:
@@ -271,7 +373,7 @@ class EndpointStats:
 
     def __init__(self, enabled: bool) -> None:
         self._lock = threading.Lock()
-        self.ok = self.failed = self.timeouts = self.superseded = 0
+        self.ok = self.failed = self.timeouts = self.superseded = self.repaired = self.unpublished = 0
         self.last_error = ""
         self.last_latency_s = 0.0
         self.state = ENDPOINT_UNKNOWN if enabled else ENDPOINT_DISABLED
@@ -281,12 +383,20 @@ class EndpointStats:
             self.last_latency_s = result.latency_s
             if result.success:
                 self.ok += 1
+                self.repaired += result.repaired > 0
                 self.state = ENDPOINT_OK
                 return
             self.failed += 1
             self.timeouts += result.error_kind == ERROR_TIMEOUT
             self.last_error = result.error
             self.state = _ENDPOINT_STATE_BY_ERROR[result.error_kind]
+
+    def record_unpublished(self, error: str) -> None:
+        """A finished request whose exchange or reply could not be published (counted, not lost silently)."""
+        with self._lock:
+            self.unpublished += 1
+            self.last_error = error
+            self.state = ENDPOINT_UNPUBLISHED
 
     def record_superseded(self) -> None:
         with self._lock:
@@ -300,6 +410,8 @@ class EndpointStats:
                 "llm_requests_failed": str(self.failed),
                 "llm_timeouts": str(self.timeouts),
                 "llm_superseded": str(self.superseded),
+                "llm_replies_repaired": str(self.repaired),
+                "llm_replies_unpublished": str(self.unpublished),
                 "llm_last_error": self.last_error,
                 "llm_last_latency_s": f"{self.last_latency_s:.3f}",
             }

@@ -148,6 +148,31 @@ def sanitize_utterance(text: str, max_chars: int) -> str:
     return cleaned
 
 
+class FacesInView:
+    """How many faces the newest window shows ({people_present}). A window's readings (one per face)
+    share its end stamp and arrive one by one, so while a window is still arriving the count is the
+    larger of it and the window before. A reading without a face (None) is a window without any: the
+    count drops to 0 at once, never naming a face that has left."""
+
+    def __init__(self) -> None:
+        self._stamp_ns: int | None = None
+        self._faces: set[str] = set()
+        self._previous: set[str] = set()
+
+    def observe(self, stamp_ns: int, face_id: str | None) -> None:
+        """`face_id`: the reading's face ("" when the face has no id), None when it saw no face."""
+        if face_id is None:
+            self._stamp_ns, self._faces, self._previous = stamp_ns, set(), set()
+            return
+        if stamp_ns != self._stamp_ns:
+            self._stamp_ns, self._faces, self._previous = stamp_ns, set(), self._faces
+        self._faces.add(face_id)
+
+    @property
+    def count(self) -> int:
+        return max(len(self._faces), len(self._previous)) if self._faces else 0
+
+
 def build_prompt(
     templates: PromptTemplates,
     state: StableState,

@@ -4,11 +4,16 @@
 (`duse_ros.io.resample`). Three message layouts have adapters: duse_ros/AudioChunk,
 audio_common_msgs/AudioDataStamped (ros-drivers audio_common, ROS 2 branch) and
 audio_common_msgs/AudioStamped (mgonzs13 audio_common).
+
+`AUDIO_MESSAGES` is the one table of the audio message family, by type name: what the header
+says a message holds (the size check before decoding), the conversion, and a builder of a message
+from samples. The node, the `audio.type` parameter's choices, rosbag I/O and duse-make-bag read it.
 """
 
 from __future__ import annotations
 
 import array
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,3 +214,113 @@ def audio_stamped_to_mono(msg: Any, target_rate: Any = None) -> np.ndarray:
     return audio_to_mono(
         values, sample_format, info.channels, info.rate, target_rate, source=f"AudioStamped.audio.audio_data.{field}"
     )
+
+
+# ---- the audio message family ---------------------------------------------------------------
+
+
+_STAMPED_ARRAYS = {
+    "float32_data": "float32",
+    "int32_data": "int32",
+    "int16_data": "int16",
+    "int8_data": "int8",
+    "uint8_data": "uint8",
+}
+AUDIO_CHUNK = "duse_ros/msg/AudioChunk"
+AUDIO_DATA_STAMPED = "audio_common_msgs/msg/AudioDataStamped"  # ros-drivers/audio_common
+AUDIO_STAMPED = "audio_common_msgs/msg/AudioStamped"  # mgonzs13/audio_common
+PA_INT16 = 8  # PortAudio's paInt16 (PORTAUDIO_FORMATS)
+
+
+@dataclass(frozen=True)
+class PcmFormat:
+    """The format of a stream whose messages do not carry it: AudioDataStamped's comes from the
+    capture node's AudioInfo or its parameters (affect_node's audio.* parameters)."""
+
+    sample_rate: int = 16000
+    channels: int = 1
+    sample_format: str = "S16LE"
+
+
+@dataclass(frozen=True)
+class AudioMessage:
+    """One audio message type. `types` maps type names to message classes (a rosbags typestore's
+    `types`, or a dict of rclpy classes); `frames` are int16 samples, shape (samples, channels)."""
+
+    type_name: str
+    option: str  # duse-make-bag's --audio-msg value
+    layout: str | None  # the audio_common variant (io/rosbag.py AUDIO_COMMON_LAYOUTS); None: duse_ros's own
+    extent: Callable[[Any, PcmFormat], tuple[int, int]]  # (sample rate, samples per channel at most), header only
+    to_mono: Callable[[Any, PcmFormat], tuple[np.ndarray, int]]  # (float32 mono, its sample rate)
+    build: Callable[[Mapping[str, Any], Any, np.ndarray, int], Any]  # (types, header, frames, rate) -> message
+
+
+def _chunk_extent(msg: Any, fmt: PcmFormat) -> tuple[int, int]:
+    return int(msg.sample_rate), len(msg.data) // max(1, int(msg.channels))
+
+
+def _chunk_to_mono(msg: Any, fmt: PcmFormat) -> tuple[np.ndarray, int]:
+    return audio_chunk_to_mono(msg), int(msg.sample_rate)
+
+
+def _chunk_build(types: Mapping[str, Any], header: Any, frames: np.ndarray, rate: int) -> Any:
+    data = np.frombuffer(frames.astype("<i2").tobytes(), np.uint8)
+    return types[AUDIO_CHUNK](
+        header=header, sample_rate=rate, channels=frames.shape[1], sample_format="S16LE", data=data
+    )
+
+
+def _data_stamped_extent(msg: Any, fmt: PcmFormat) -> tuple[int, int]:
+    return int(fmt.sample_rate), len(msg.audio.data) // max(1, int(fmt.channels))
+
+
+def _data_stamped_to_mono(msg: Any, fmt: PcmFormat) -> tuple[np.ndarray, int]:
+    mono = audio_data_stamped_to_mono(
+        msg, channels=fmt.channels, sample_rate=fmt.sample_rate, sample_format=fmt.sample_format
+    )
+    return mono, int(fmt.sample_rate)
+
+
+def _data_stamped_build(types: Mapping[str, Any], header: Any, frames: np.ndarray, rate: int) -> Any:
+    data = types["audio_common_msgs/msg/AudioData"](data=np.frombuffer(frames.astype("<i2").tobytes(), np.uint8))
+    return types[AUDIO_DATA_STAMPED](header=header, audio=data)
+
+
+def _stamped_extent(msg: Any, fmt: PcmFormat) -> tuple[int, int]:
+    data = msg.audio.audio_data
+    longest = max(len(getattr(data, field)) for _, field in PORTAUDIO_FORMATS.values())
+    return int(msg.audio.info.rate), longest // max(1, int(msg.audio.info.channels))
+
+
+def _stamped_to_mono(msg: Any, fmt: PcmFormat) -> tuple[np.ndarray, int]:
+    return audio_stamped_to_mono(msg), int(msg.audio.info.rate)
+
+
+def _stamped_build(types: Mapping[str, Any], header: Any, frames: np.ndarray, rate: int) -> Any:
+    arrays = {field: np.zeros(0, np.dtype(dtype)) for field, dtype in _STAMPED_ARRAYS.items()}
+    arrays["int16_data"] = frames.reshape(-1).astype(np.int16)
+    info = types["audio_common_msgs/msg/AudioInfo"](
+        format=PA_INT16, channels=frames.shape[1], rate=rate, chunk=frames.shape[0]
+    )
+    audio = types["audio_common_msgs/msg/Audio"](
+        audio_data=types["audio_common_msgs/msg/AudioData"](**arrays), info=info
+    )
+    return types[AUDIO_STAMPED](header=header, audio=audio)
+
+
+AUDIO_MESSAGES: dict[str, AudioMessage] = {
+    m.type_name: m
+    for m in (
+        AudioMessage(AUDIO_CHUNK, "chunk", None, _chunk_extent, _chunk_to_mono, _chunk_build),
+        AudioMessage(
+            AUDIO_DATA_STAMPED,
+            "audio_data_stamped",
+            "ros-drivers",
+            _data_stamped_extent,
+            _data_stamped_to_mono,
+            _data_stamped_build,
+        ),
+        AudioMessage(AUDIO_STAMPED, "audio_stamped", "mgonzs13", _stamped_extent, _stamped_to_mono, _stamped_build),
+    )
+}
+AUDIO_TYPES: tuple[str, ...] = tuple(AUDIO_MESSAGES)

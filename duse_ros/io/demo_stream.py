@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from duse_ros.affect.faces import load_sample_face
 from duse_ros.io.rosbag import typestore
+from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
 
 IMAGE_TOPIC, AUDIO_TOPIC = "/image_raw/compressed", "/audio"

@@ -27,16 +27,19 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from duse_ros.io.audio import (  # the type names: the bag tools take them from here too
+    AUDIO_CHUNK,  # noqa: F401
+    AUDIO_DATA_STAMPED,
+    AUDIO_MESSAGES,
+    AUDIO_STAMPED,
+    AUDIO_TYPES,
+)
 from duse_ros.share import share_dirs, share_path
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-AUDIO_CHUNK = "duse_ros/msg/AudioChunk"
-AUDIO_DATA_STAMPED = "audio_common_msgs/msg/AudioDataStamped"  # ros-drivers/audio_common
-AUDIO_STAMPED = "audio_common_msgs/msg/AudioStamped"  # mgonzs13/audio_common
 AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
-AUDIO_TYPES = (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_STAMPED)
 LABEL_TYPE = "std_msgs/msg/String"
 LABEL_TOPIC = "/emotion_label"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -62,7 +65,7 @@ AUDIO_COMMON_LAYOUTS: dict[str, dict[str, str]] = {
     },
 }
 # The layout a bag without stored message definitions most likely uses for each type.
-DEFAULT_LAYOUT = {AUDIO_DATA_STAMPED: "ros-drivers", AUDIO_STAMPED: "mgonzs13", AUDIO_INFO: "ros-drivers"}
+DEFAULT_LAYOUT = {t: m.layout for t, m in AUDIO_MESSAGES.items() if m.layout} | {AUDIO_INFO: "ros-drivers"}
 
 
 class BagError(ValueError):

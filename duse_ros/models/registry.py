@@ -8,6 +8,7 @@ config (see `duse_ros.checkpoint`), whose trainable weights are loaded after bui
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -60,12 +61,22 @@ def list_configs() -> list[str]:
     return sorted(_CONFIGS)
 
 
+class UnknownModelError(KeyError):
+    """A model name that is neither registered nor a checkpoint path; str() is the message itself
+    (a KeyError's would be quoted), fit for a one-line error at configure."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def get_config(name: str) -> dict:
     try:
         return copy.deepcopy(_CONFIGS[name])
     except KeyError:
-        raise KeyError(
-            f"unknown model {name!r}; registered: {list_configs()} (or give a checkpoint .json path)"
+        close = difflib.get_close_matches(str(name), list_configs(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint}; registered: {', '.join(list_configs())}; or give a checkpoint .json path"
         ) from None
 
 

@@ -30,14 +30,16 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
-from duse_ros.affect.hri import unmapped
+from duse_ros.affect.hri import Keyframe, unmapped
+from duse_ros.affect.pipeline import LIVE as PIPELINE_LIVE
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
-from duse_ros.affect.stats import LatencyReservoir, RateMeter
+from duse_ros.affect.stats import ArrivalMeter, LatencyReservoir, RateMeter
 from duse_ros.classes import valence_arousal
-from duse_ros.io.audio import audio_chunk_to_mono, audio_data_stamped_to_mono, audio_stamped_to_mono
+from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_MESSAGES, PcmFormat
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import image_pixels, to_rgb
 from duse_ros.loading import load_model
+from duse_ros.models.registry import UnknownModelError
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (
     bound_heap,
@@ -52,18 +54,32 @@ from duse_ros.nodes.common import (
     sensor_qos,
     stamp_to_ns,
 )
+from duse_ros.nodes.debug_image import DebugImageOutput
 from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriFaceInput, HriOutput, import_hri_msgs
+from duse_ros.weights import WeightsError
 
 # Every parameter, its default, range and meaning: duse_ros/affect/settings.py (one table).
 DEFAULTS = affect_settings.DEFAULTS
 
-AUDIO_TYPES = (
-    "duse_ros/msg/AudioChunk",
-    "audio_common_msgs/msg/AudioDataStamped",
-    "audio_common_msgs/msg/AudioStamped",
-)
 WARN_THROTTLE_S = 5.0
+# Below this share of the camera's frames (by their stamps) arriving, frames are being lost on the
+# way; the warning is logged once when it starts (again only after it cleared, at most this often).
+MIN_ARRIVAL_FRACTION = 0.5
+FRAME_LOSS_LOG_EVERY_S = 60.0
+# Configure failures that a user's input causes (model:=, a config or checkpoint file, a value).
+USER_ERRORS = (UnknownModelError, WeightsError, ValueError, OSError)
 MAX_PLAUSIBLE_AGE_S = 3600.0
+
+
+# torch's own intra-op thread count (one per core, or OMP_NUM_THREADS), read before this node sets
+# any, so that torch_threads: 0 brings it back after another value was configured.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def set_torch_threads(threads: int) -> int:
+    """Size torch's process-wide intra-op pool: `threads`, or torch's default for 0. Returns the size."""
+    torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
+    return torch.get_num_threads()
 
 
 def _import_msg(type_name: str):
@@ -82,7 +98,7 @@ class AffectNode(LifecycleNode):
         super().__init__("affect_node", **kwargs)
         # Start-up values the table refuses keep their default and fail configure, saying why.
         self._parameter_errors = declare_table(self, affect_settings.PARAMETERS)
-        self._live = {spec.name: self.p(spec.name) for spec in affect_settings.PARAMETERS if spec.live}
+        self._live = {name: self.p(name) for name in affect_settings.LIVE}
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._configured = False
@@ -99,12 +115,17 @@ class AffectNode(LifecycleNode):
         self._qos_incompatible: Counter[str] = Counter()
         self._rates = {"image": RateMeter(), "audio": RateMeter()}
         self._last_frame_wall: float | None = None
+        self._arrivals = ArrivalMeter()
+        self._frame_loss_logged_at: float | None = None  # monotonic time of the last loss warning
+        self._frame_loss = False
         self._audio_stream: AudioStream | None = None
         self._audio_msg_type = AudioChunk
-        self._audio_type = AUDIO_TYPES[0]
+        self._audio = AUDIO_MESSAGES[AUDIO_CHUNK]  # the audio message family's entry for audio.type
+        self._pcm_format = PcmFormat()  # audio.* parameters: the format of messages that do not carry it
         self._hri_msgs = import_hri_msgs()
         self._hri_out: HriOutput | None = None
         self._hri_in: HriFaceInput | None = None
+        self._debug: DebugImageOutput | None = None  # ~/debug_image (own face detection only)
         self._failure = ""  # why the last lifecycle transition failed ("" when it did not)
         self._failure_timer = None
         if self.get_parameter("autostart").value:
@@ -139,7 +160,7 @@ class AffectNode(LifecycleNode):
         self._live.update(changes)
         pipeline = self._pipeline
         if pipeline is not None:
-            pipeline.update(**{k: v for k, v in changes.items() if k in PipelineConfig.names()})
+            pipeline.update(**{k: v for k, v in changes.items() if k in PIPELINE_LIVE})
         stream = self._audio_stream
         if stream is not None:
             stream.min_rate, stream.max_rate = self._live["audio.min_sample_rate"], self._live["audio.max_sample_rate"]
@@ -161,28 +182,35 @@ class AffectNode(LifecycleNode):
         try:
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
             audio_type = self.p("audio.type")
-            if self.p("torch_threads"):
-                torch.set_num_threads(self.p("torch_threads"))
+            set_torch_threads(self.p("torch_threads"))
             overrides = {
                 name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights") if self.p(name)
             }  # frozen-encoder files: only those given replace the model config's
             self._model = load_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
-                self._audio_msg_type = AudioChunk if audio_type == AUDIO_TYPES[0] else _import_msg(audio_type)
-                self._audio_type = audio_type
+                self._audio_msg_type = AudioChunk if audio_type == AUDIO_CHUNK else _import_msg(audio_type)
+                self._audio = AUDIO_MESSAGES[audio_type]
+                self._pcm_format = PcmFormat(
+                    self.p("audio.sample_rate"), self.p("audio.channels"), self.p("audio.sample_format")
+                )
             if config.face_source == "ros4hri" and self._hri_msgs is None:
                 raise ValueError(f"face_source 'ros4hri' needs hri_msgs: {HRI_PACKAGE_HINT}")
             self._pipeline = AffectPipeline(
                 self._model, config, self._publish_reading, stamp_age=self._stamp_age_s, on_faces=self._on_faces
             )
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
-            self._report_failure("configure", f"{type(e).__name__}: {e}", traceback.format_exc())
+            # A wrong model name, file or value is the user's to fix: one line says it all. Anything
+            # else is a bug, and its traceback is logged for the report.
+            trace = "" if isinstance(e, USER_ERRORS) else traceback.format_exc()
+            self._report_failure("configure", f"{type(e).__name__}: {e}", trace)
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._configured = True
         self._clear_failure()
         self._state_pub = self.create_lifecycle_publisher(EmotionState, "emotion_state", 10)
         self._configure_hri_output(config)
+        if config.face_mode == "detect" and config.face_source == "own":
+            self._debug = DebugImageOutput(self)
         spec = self._model.input_spec
         self.get_logger().info(
             f"model {self._model.model_id} ({len(self._model.class_names)} classes, "
@@ -231,6 +259,7 @@ class AffectNode(LifecycleNode):
                 )
                 self._subscribe(self._audio_msg_type, "audio", self._on_audio, qos)
             self._last_frame_wall = None
+            self._arrivals, self._frame_loss = ArrivalMeter(), False
             self._timer = self.create_timer(self._live["diagnostics_period_s"], self._publish_diagnostics)
         except Exception as e:  # noqa: BLE001 - stay inactive and say why
             self._report_failure(
@@ -292,6 +321,9 @@ class AffectNode(LifecycleNode):
         if self._hri_out is not None:
             self._hri_out.close()
             self._hri_out = None
+        if self._debug is not None:
+            self._debug.close()
+            self._debug = None
         self._state_pub = self._pipeline = self._model = self._audio_stream = None
         self._configured = False
         release_memory()
@@ -340,6 +372,7 @@ class AffectNode(LifecycleNode):
     def _on_image(self, msg) -> None:
         self._rates["image"].tick()
         self._last_frame_wall = time.monotonic()
+        self._arrivals.add(stamp_to_ns(msg.header.stamp))
         pixels = image_pixels(msg)
         if pixels > self._live["max_image_pixels"]:
             self._refuse(
@@ -364,28 +397,17 @@ class AffectNode(LifecycleNode):
 
     def _on_audio(self, msg) -> None:
         self._rates["audio"].tick()
-        audio_type = self._audio_type
+        audio, fmt = self._audio, self._pcm_format
         stream = self._audio_stream
         if stream is None:
             return
         try:  # limits first: the header alone says what decoding would allocate
-            stream.check(*self._audio_extent(msg))
+            stream.check(*audio.extent(msg, fmt))
         except AudioRefused as e:
             self._refuse(f"audio_{e.kind}", str(e))
             return
         try:
-            if audio_type == AUDIO_TYPES[0]:
-                mono, rate = audio_chunk_to_mono(msg), int(msg.sample_rate)
-            elif audio_type == AUDIO_TYPES[1]:
-                rate = self.p("audio.sample_rate")
-                mono = audio_data_stamped_to_mono(
-                    msg,
-                    channels=self.p("audio.channels"),
-                    sample_rate=rate,
-                    sample_format=self.p("audio.sample_format"),
-                )
-            else:
-                mono, rate = audio_stamped_to_mono(msg), int(msg.audio.info.rate)
+            mono, rate = audio.to_mono(msg, fmt)
         except ConversionError as e:
             self._malformed_input("audio", e)
             return
@@ -396,18 +418,6 @@ class AffectNode(LifecycleNode):
             return
         if samples.size:
             self._guarded("audio", self._pipeline.add_audio, stamp_ns, samples)
-
-    def _audio_extent(self, msg) -> tuple[int, int]:
-        """(sample rate, samples per channel at most) of an audio message, from its header."""
-        if self._audio_type == AUDIO_TYPES[0]:
-            return int(msg.sample_rate), len(msg.data) // max(1, int(msg.channels))
-        if self._audio_type == AUDIO_TYPES[1]:
-            return int(self.p("audio.sample_rate")), len(msg.audio.data) // max(1, int(self.p("audio.channels")))
-        data = msg.audio.audio_data
-        longest = max(
-            len(getattr(data, f)) for f in ("float32_data", "int32_data", "int16_data", "int8_data", "uint8_data")
-        )
-        return int(msg.audio.info.rate), longest // max(1, int(msg.audio.info.channels))
 
     def _guarded(self, kind: str, step, *args) -> None:
         """A message that gets past conversion but breaks a later step is dropped and counted like a
@@ -458,12 +468,17 @@ class AffectNode(LifecycleNode):
         hri = self._hri_out
         if hri is not None:
             hri.on_reading(r, self._frame_id)
+        debug = self._debug
+        if debug is not None:
+            debug.on_reading(r)
 
-    def _on_faces(self, stamp_ns: int, face_ids: list[str]) -> None:
-        """On the face thread, after each keyframe: the faces tracked now (ROS4HRI's tracked list)."""
-        hri = self._hri_out
+    def _on_faces(self, keyframe: Keyframe) -> None:
+        """On the face thread, after each keyframe: the ROS4HRI face topics and the live view."""
+        hri, debug = self._hri_out, self._debug
         if hri is not None:
-            hri.on_faces(stamp_ns, face_ids, self._frame_id)
+            hri.on_faces(keyframe, self._frame_id)
+        if debug is not None:
+            debug.on_keyframe(keyframe, self._frame_id)
 
     def _configure_hri_output(self, config: PipelineConfig) -> None:
         if not self.p("ros4hri_output") or config.face_mode != "detect":
@@ -480,7 +495,9 @@ class AffectNode(LifecycleNode):
                 "hri_msgs/Expression counterpart (duse_ros/affect/hri.py EXPRESSIONS)"
             )
             return
-        self._hri_out = HriOutput(self, self._hri_msgs, publish_tracked=config.face_source == "own")
+        self._hri_out = HriOutput(
+            self, self._hri_msgs, publish_tracked=config.face_source == "own", margin=config.face_margin
+        )
 
     def _stamp_age_s(self, stamp_ns: int) -> float | None:
         """How old data stamped `stamp_ns` is by this node's clock (ROS time: sim time under a
@@ -488,12 +505,42 @@ class AffectNode(LifecycleNode):
         age = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         return age if -1.0 <= age <= MAX_PLAUSIBLE_AGE_S else None
 
+    def _frame_loss_text(self, values: dict[str, object]) -> str:
+        """Frames lost between the camera and this node, judged from their stamps: the text for
+        diagnostics (and, once per episode, the log), or "" while the frames arrive."""
+        assessed = self._arrivals.assess()
+        if assessed is None:
+            return ""
+        source_hz, fraction = assessed
+        values[diag.IMAGE_SOURCE_FPS] = f"{source_hz:.1f}"
+        values[diag.IMAGE_ARRIVAL_FRACTION] = f"{fraction:.2f}"
+        lossy = fraction < MIN_ARRIVAL_FRACTION
+        if not lossy:
+            self._frame_loss = False
+            return ""
+        text = (
+            f"frames lost in transport: {fraction:.0%} of the camera's {source_hz:.0f} fps arrive (by their stamps). "
+            "Likely cause: large raw images over Fast DDS's default transport (a 512 KB shared-memory "
+            "segment). Fix: give the camera's publisher the shared-memory profile too "
+            "(FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_shm.xml), or subscribe to the compressed "
+            "topic (image_compressed:=true)"
+        )
+        now = time.monotonic()
+        if not self._frame_loss and (
+            self._frame_loss_logged_at is None or now - self._frame_loss_logged_at >= FRAME_LOSS_LOG_EVERY_S
+        ):
+            self.get_logger().warning(text)
+            self._frame_loss_logged_at = now
+        self._frame_loss = True
+        return text
+
     def _publish_diagnostics(self) -> None:
         if self._pipeline is None:
             return
         values: dict[str, object] = {
             "model": self._model.model_id,
             "untrained": self._model.untrained,
+            "torch_threads": torch.get_num_threads(),
             diag.IMAGE_FPS: f"{self._rates['image'].rate_hz():.1f}",
             diag.AUDIO_CHUNKS_PER_S: f"{self._rates['audio'].rate_hz():.1f}",
         }
@@ -512,10 +559,16 @@ class AffectNode(LifecycleNode):
         values["reading.age_p50_ms"] = "n/a" if p50 is None else f"{p50 * 1e3:.0f}"
         values["reading.age_p95_ms"] = "n/a" if p95 is None else f"{p95 * 1e3:.0f}"
         since = None if self._last_frame_wall is None else time.monotonic() - self._last_frame_wall
+        loss = self._frame_loss_text(values)
         if since is None:
             level, message = DiagnosticStatus.WARN, "waiting for the first frame"
         elif since > self._live["stall_timeout_s"]:
-            level, message = DiagnosticStatus.WARN, f"camera stalled: no frame for {since:.1f} s"
+            level, message = (
+                DiagnosticStatus.WARN,
+                f"camera stalled: no frame for {since:.1f} s" + (f"; before that, {loss}" if loss else ""),
+            )
+        elif loss:
+            level, message = DiagnosticStatus.WARN, loss
         else:
             level, message = DiagnosticStatus.OK, "streaming"
         # hardware_id names the sensor (the camera's frame_id) or, before the first frame, this node;

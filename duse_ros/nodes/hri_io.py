@@ -4,7 +4,9 @@ node in; llm_bridge_node's hri_msgs/Expression in (any ROS4HRI expression provid
 hri_msgs is optional (released for Jazzy as ros-jazzy-hri-msgs; not on PyPI). Field layouts used
 (hri_msgs 2.x): Expression {std_msgs/Header header, string expression, float32 valence, float32
 arousal, float32 confidence}; IdsList {std_msgs/Header header, string[] ids};
-NormalizedRegionOfInterest2D {std_msgs/Header header, float32 xmin, ymin, xmax, ymax, c}. The
+NormalizedRegionOfInterest2D {std_msgs/Header header, float32 xmin, ymin, xmax, ymax, c};
+FacialLandmarks {std_msgs/Header header, NormalizedPointOfInterest2D[70] landmarks, uint32 height,
+width} with NormalizedPointOfInterest2D {float32 x, y, c}. The
 mapping of duse_ros classes to the expression vocabulary and to valence/arousal is duse_ros/affect/hri.py.
 """
 
@@ -14,9 +16,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from sensor_msgs.msg import Image
 
-from duse_ros.affect.hri import FACES_TRACKED, ExternalFaces, class_of_expression, expression_of, face_topic
+from duse_ros.affect.boxes import crop, square_crop_box
+from duse_ros.affect.hri import (
+    ALIGNED_SIZE,
+    FACES_TRACKED,
+    ExternalFaces,
+    FaceObservation,
+    Keyframe,
+    class_of_expression,
+    expression_of,
+    face_topic,
+    facial_landmarks,
+    normalized_roi,
+)
 from duse_ros.affect.pipeline import Reading
 from duse_ros.bridge.people import Sighting, face_score
 from duse_ros.bridge.stabiliser import EmotionSample
@@ -54,43 +69,103 @@ def fill_ids(msg, stamp_ns: int, frame_id: str, face_ids: list[str]):
     return msg
 
 
-class HriOutput:
-    """/humans/faces/<id>/expression for each face read, and (own faces only: with face_source
-    ros4hri the face detector owns it) /humans/faces/tracked. Publishers are made on a face's first
-    reading, on the thread that publishes it, and dropped when the face is no longer tracked."""
+def rgb_image(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    """A sensor_msgs/Image (rgb8) of an RGB uint8 array."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    msg = Image()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(rgb.shape[1]) * 3
+    msg.data = rgb.tobytes()
+    return msg
 
-    def __init__(self, node, messages, publish_tracked: bool, qos_depth: int = 10):
+
+def fill_roi(msg, face: FaceObservation, keyframe: Keyframe, frame_id: str):
+    msg.header.stamp = ns_to_stamp(keyframe.stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.xmin, msg.ymin, msg.xmax, msg.ymax = normalized_roi(face.box, *keyframe.size)
+    msg.c = float(face.score)
+    return msg
+
+
+def fill_landmarks(msg, point_type, face: FaceObservation, keyframe: Keyframe, frame_id: str):
+    msg.header.stamp = ns_to_stamp(keyframe.stamp_ns)
+    msg.header.frame_id = frame_id
+    width, height = keyframe.size
+    msg.width, msg.height = width, height
+    msg.landmarks = [
+        point_type(x=x, y=y, c=c) for x, y, c in facial_landmarks(face.landmarks, face.score, width, height)
+    ]
+    return msg
+
+
+class HriOutput:
+    """REP-155 outputs of the faces the node reads: /humans/faces/<id>/expression for each
+    reading; after each keyframe of its own detection, /humans/faces/<id>/roi
+    (NormalizedRegionOfInterest2D, c = the detector's score), cropped and aligned
+    (sensor_msgs/Image: the face box, and the face turned upright by its eyes at ALIGNED_SIZE
+    square; made only while someone subscribes), landmarks (FacialLandmarks: our five points,
+    the other 65 with c = 0), all stamped with the keyframe's source stamp, and (with
+    face_source ros4hri the face detector owns it) /humans/faces/tracked. Publishers are made on
+    a face's first message, on the thread that publishes it, and dropped when the face is no
+    longer tracked."""
+
+    def __init__(self, node, messages, publish_tracked: bool, qos_depth: int = 10, margin: float = 0.25):
         self._node, self._msgs = node, messages
         self._depth = qos_depth
+        self._margin = float(margin)
         self._lock = threading.Lock()
-        self._expression: dict[str, object] = {}
+        self._pubs: dict[str, dict[str, object]] = {}  # face id -> topic leaf -> publisher
         self._tracked_pub = (
             node.create_publisher(messages.IdsList, FACES_TRACKED, qos_depth) if publish_tracked else None
         )
+        self._landmarks_type = getattr(messages, "FacialLandmarks", None)
+        self._point_type = getattr(messages, "NormalizedPointOfInterest2D", None)
         self.published = 0
+
+    def _publisher(self, face_id: str, leaf: str, msg_type):
+        with self._lock:
+            per_face = self._pubs.setdefault(face_id, {})
+            pub = per_face.get(leaf)
+            if pub is None:
+                pub = per_face[leaf] = self._node.create_publisher(msg_type, face_topic(face_id, leaf), self._depth)
+        return pub
 
     def on_reading(self, reading: Reading, frame_id: str) -> None:
         if not reading.face_id:
             return
-        with self._lock:
-            pub = self._expression.get(reading.face_id)
-            if pub is None:
-                pub = self._expression[reading.face_id] = self._node.create_publisher(
-                    self._msgs.Expression, face_topic(reading.face_id, "expression"), self._depth
-                )
+        pub = self._publisher(reading.face_id, "expression", self._msgs.Expression)
         pub.publish(fill_expression(self._msgs.Expression(), reading, frame_id))
         self.published += 1
 
-    def on_faces(self, stamp_ns: int, face_ids: list[str], frame_id: str) -> None:
-        """The faces tracked now (after a keyframe): /humans/faces/tracked, and ended faces' publishers go."""
+    def on_faces(self, keyframe: Keyframe, frame_id: str) -> None:
+        """After a keyframe: each face's roi, cropped, aligned and landmarks; /humans/faces/tracked;
+        ended faces' publishers go."""
+        for face in keyframe.faces:
+            self._publisher(face.face_id, "roi", self._msgs.NormalizedRegionOfInterest2D).publish(
+                fill_roi(self._msgs.NormalizedRegionOfInterest2D(), face, keyframe, frame_id)
+            )
+            if self._landmarks_type is not None and self._point_type is not None:
+                self._publisher(face.face_id, "landmarks", self._landmarks_type).publish(
+                    fill_landmarks(self._landmarks_type(), self._point_type, face, keyframe, frame_id)
+                )
+            cropped = self._publisher(face.face_id, "cropped", Image)
+            if cropped.get_subscription_count() > 0:
+                cropped.publish(rgb_image(crop(keyframe.frame, face.box), keyframe.stamp_ns, frame_id))
+            aligned = self._publisher(face.face_id, "aligned", Image)
+            if aligned.get_subscription_count() > 0:
+                square = square_crop_box(face.box, keyframe.frame.shape, self._margin)
+                upright = crop(keyframe.frame, (*square, face.roll_deg or 0.0), ALIGNED_SIZE)
+                aligned.publish(rgb_image(upright, keyframe.stamp_ns, frame_id))
         if self._tracked_pub is not None:
-            self._tracked_pub.publish(fill_ids(self._msgs.IdsList(), stamp_ns, frame_id, face_ids))
-        self.forget_except(face_ids)
+            self._tracked_pub.publish(fill_ids(self._msgs.IdsList(), keyframe.stamp_ns, frame_id, keyframe.tracked))
+        self.forget_except(keyframe.tracked)
 
     def forget_except(self, face_ids: list[str]) -> None:
         with self._lock:
-            gone = [f for f in self._expression if f not in face_ids]
-            pubs = [self._expression.pop(f) for f in gone]
+            gone = [f for f in self._pubs if f not in face_ids]
+            pubs = [p for f in gone for p in self._pubs.pop(f).values()]
         for pub in pubs:
             self._node.destroy_publisher(pub)
 

@@ -27,7 +27,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
 
 from duse_ros.bridge.core import Bridge, PromptEvent, describe
-from duse_ros.bridge.llm_client import ChatClient, EndpointStats, public_url
+from duse_ros.bridge.llm_client import ChatClient, EndpointStats, log_excerpt, public_url
 from duse_ros.bridge.people import Sighting, face_score
 from duse_ros.bridge.prompts import load_templates, template_file_for
 from duse_ros.bridge.settings import NODE_NAME, PARAMETERS, BridgeSettings
@@ -187,7 +187,8 @@ class LLMBridgeNode(Node):
             self.malformed += 1
             self.get_logger().warning(f"malformed EmotionState dropped: {exc}", throttle_duration_sec=_LOG_THROTTLE_S)
             return
-        event = self.bridge.on_reading(reading, sighting_from_msg(msg, self.bridge.people.rule))
+        sighting = sighting_from_msg(msg, self.bridge.people.rule) if msg.face_found else None
+        event = self.bridge.on_reading(reading, sighting)
         if event is not None:
             self._publish_prompt(event)
 
@@ -263,13 +264,25 @@ class LLMBridgeNode(Node):
         exchange.error = result.error
         exchange.attempts = result.attempts
         exchange.latency = seconds_to_duration(result.latency_s)
-        self._exchange_pub.publish(exchange)
+        try:
+            self._exchange_pub.publish(exchange)
+            if result.success:
+                self._reply_pub.publish(String(data=result.reply))
+        except Exception as exc:  # noqa: BLE001 - counted and said; the next request may well publish
+            detail = f"{type(exc).__name__}: {log_excerpt(self._client.redact(str(exc)))}"
+            self.llm_stats.record_unpublished(f"exchange not published: {detail}")
+            self.get_logger().error(
+                f"LLM exchange not published ({self.llm_stats.unpublished} so far): {detail}",
+                throttle_duration_sec=_LOG_THROTTLE_S,
+            )
+            return
+        # Replies and errors come from outside: logged as a bounded, escaped excerpt, never whole.
         if result.success:
-            self._reply_pub.publish(String(data=result.reply))
-            self.get_logger().info(f"LLM reply ({result.latency_s:.2f} s): {result.reply}")
+            repaired = f" ({result.repaired} unencodable characters replaced)" if result.repaired else ""
+            self.get_logger().info(f"LLM reply ({result.latency_s:.2f} s){repaired}: {log_excerpt(result.reply)}")
         else:
             self.get_logger().warning(
-                f"LLM request failed after {result.attempts} attempt(s): {result.error}",
+                f"LLM request failed after {result.attempts} attempt(s): {log_excerpt(result.error)}",
                 throttle_duration_sec=_LOG_THROTTLE_S,
             )
 

@@ -5,7 +5,8 @@
 2. starts the real nodes in their own processes: affect_node and llm_bridge_node;
 3. replays the bag over real DDS (loopback only) in real time;
 4. prints every EmotionState and DialoguePrompt as it arrives, then records the states to a bag
-   and draws their timeline (PNG) under demo_output/.
+   and draws their timeline (PNG) under demo_output/, beside a few frames of the node's live view
+   (~/debug_image: boxes, ids, landmarks, readings) as live_view_<t>.png.
 
     python -m duse_ros.tools.demo [--model fer2013-minixception] [--bag existing_bag] [--out demo_output]
 """
@@ -31,7 +32,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
-from sensor_msgs.msg import CompressedImage  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.affect import settings as affect_settings  # noqa: E402
@@ -74,6 +75,8 @@ class DemoPeer:
         self.t0: float | None = None
         self.node.create_subscription(EmotionState, "emotion_state", self._on_state, qos)
         self.node.create_subscription(DialoguePrompt, "dialogue_prompt", self._on_prompt, qos)
+        self.live_views: dict[int, Image] = {}  # the first live view frame of each second of stream
+        self.node.create_subscription(Image, "/affect_node/debug_image", self._on_live_view, 5)
         self._diagnostics: dict[str, str] = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
@@ -111,6 +114,25 @@ class DemoPeer:
             f"{s.label:<15} {s.confidence:5.2f}  {s.smoothed_label or '-':<15} {s.smoothed_confidence:5.2f}  "
             f"{_stamp_s(s.inference_latency) * 1e3:8.1f}"
         )
+
+    def _on_live_view(self, msg: Image) -> None:
+        self.live_views.setdefault(stamp_to_ns(msg.header.stamp) // NS, msg)
+
+    def save_live_views(self, run_dir: Path, count: int = 4) -> list[Path]:
+        """`count` live view frames spread over the run, as PNGs named by their stream time."""
+        import cv2
+        import numpy as np
+
+        seconds = sorted(self.live_views)
+        picked = [seconds[round(i * (len(seconds) - 1) / max(count - 1, 1))] for i in range(min(count, len(seconds)))]
+        paths = []
+        for second in dict.fromkeys(picked):
+            msg = self.live_views[second]
+            rgb = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
+            path = run_dir / f"live_view_{_stamp_s(msg.header.stamp) - (self.t0 or 0.0):05.2f}s.png"
+            cv2.imwrite(str(path), cv2.cvtColor(rgb.reshape(msg.height, msg.width, 3), cv2.COLOR_RGB2BGR))
+            paths.append(path)
+        return paths
 
     def _on_prompt(self, p: DialoguePrompt) -> None:
         self.prompts.append(p)
@@ -233,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir / "emotion_timeline.png",
             title=f"EmotionState timeline: {model}",
         )
+    live_views = peer.save_live_views(run_dir)
     modalities = Counter(MODALITY.get(s.modality, "?") for s in peer.states)
     untrained = any(s.untrained for s in peer.states)
     print(
@@ -243,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Recorded to {run_dir / 'emotion_states'} (rosbag2, MCAP); timeline: {run_dir / 'emotion_timeline.png'}; "
         f"node logs in {run_dir}."
     )
+    if live_views:
+        print(f"Live view frames (~/debug_image): {', '.join(p.name for p in live_views)}")
     if untrained:
         print(
             "\nNOTE: the model's weights are UNTRAINED (random init), so the labels above mean nothing. The demo "

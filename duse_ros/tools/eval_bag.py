@@ -58,7 +58,6 @@ from duse_ros.affect import settings as affect_settings  # noqa: E402
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages  # noqa: E402
 from duse_ros.io.rosbag import (  # noqa: E402
     AUDIO_CHUNK,
-    AUDIO_DATA_STAMPED,
     AUDIO_INFO,
     COMPRESSED_IMAGE,
     LABEL_TOPIC,
@@ -92,18 +91,20 @@ class AudioAdapter:
     """Bag audio messages to duse_ros/AudioChunk for the node (which reads that type everywhere)."""
 
     def __init__(self, bag: BagFile, msgtype: str, info_topic: str | None, args):
-        self.bag, self.msgtype = bag, msgtype
-        self.channels, self.rate, self.fmt = args.audio_channels, args.audio_rate, args.audio_format
+        from duse_ros.io.audio import AUDIO_MESSAGES, PcmFormat
+
+        self.bag, self.msgtype, self.audio = bag, msgtype, AUDIO_MESSAGES[msgtype]
+        self.format = PcmFormat(args.audio_rate, args.audio_channels, args.audio_format)
         if info_topic is not None:  # the capture node's AudioInfo beats the command line
             for _, _, _, raw in bag.messages([info_topic]):
                 info = bag.deserialize(raw, AUDIO_INFO)
-                self.channels, self.rate = int(info.channels), int(info.sample_rate)
-                self.fmt = info.sample_format or self.fmt
+                self.format = PcmFormat(
+                    int(info.sample_rate), int(info.channels), info.sample_format or self.format.sample_format
+                )
                 break
 
     def __call__(self, raw: bytes):
         """(stamp ns, AudioChunk or raw CDR), or None for a message that cannot be converted."""
-        from duse_ros.io.audio import audio_data_stamped_to_mono, audio_stamped_to_mono
         from duse_ros.io.conversions import ConversionError
         from duse_ros.msg import AudioChunk
 
@@ -111,13 +112,7 @@ class AudioAdapter:
             return raw
         msg = self.bag.deserialize(raw, self.msgtype)
         try:
-            if self.msgtype == AUDIO_DATA_STAMPED:
-                mono = audio_data_stamped_to_mono(
-                    msg, channels=self.channels, sample_rate=self.rate, sample_format=self.fmt
-                )
-                rate = self.rate
-            else:
-                mono, rate = audio_stamped_to_mono(msg), int(msg.audio.info.rate)
+            mono, rate = self.audio.to_mono(msg, self.format)  # the audio family's table (io/audio.py)
         except ConversionError:
             return None  # counted by the caller
         chunk = AudioChunk(sample_rate=rate, channels=1, sample_format="F32LE", data=np.asarray(mono, "<f4").tobytes())

@@ -28,12 +28,12 @@ import numpy as np
 from tqdm import tqdm
 
 from duse_ros.classes import CLASS_SETS, get_class_set
+from duse_ros.io.audio import AUDIO_MESSAGES
 from duse_ros.io.clip_lists import ClipListError, read_clip_list
 from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages, spans_to_messages
 from duse_ros.io.rosbag import (
     AUDIO_DATA_STAMPED,
     AUDIO_INFO,
-    AUDIO_STAMPED,
     LABEL_TOPIC,
     LABEL_TYPE,
     ORIGIN_KEY,
@@ -47,13 +47,8 @@ from duse_ros.timebase import NS, sec_nanosec
 
 DEFAULT_ORIGIN_S = 1_700_000_000
 MAX_BAG_NS = 2**63 - 1  # rosbag2 times are signed 64-bit nanoseconds
-AUDIO_MSGS = {
-    "chunk": "duse_ros/msg/AudioChunk",
-    "audio_data_stamped": AUDIO_DATA_STAMPED,
-    "audio_stamped": AUDIO_STAMPED,
-}
-LAYOUT = {"audio_data_stamped": "ros-drivers", "audio_stamped": "mgonzs13"}
-PA_INT16 = 8  # PortAudio's paInt16, mgonzs13 AudioInfo.format
+# --audio-msg choices: the audio message family's table (duse_ros/io/audio.py)
+AUDIO_MSGS = {m.option: m for m in AUDIO_MESSAGES.values()}
 
 
 def all_class_names() -> list[str]:
@@ -102,40 +97,19 @@ class _StreamWriter:
         self.frames += 1
 
     def audio_chunk(self, ns: int, pcm: np.ndarray, rate: int) -> None:
-        t, kind, channels = self.store.types, self.args.audio_msg, pcm.shape[1]
-        header = self.header(ns, "microphone")
-        data = np.frombuffer(pcm.astype("<i2").tobytes(), np.uint8)
-        if kind == "chunk":
-            msg = t["duse_ros/msg/AudioChunk"](
-                header=header, sample_rate=rate, channels=channels, sample_format="S16LE", data=data
+        t, audio, channels = self.store.types, AUDIO_MSGS[self.args.audio_msg], pcm.shape[1]
+        if audio.type_name == AUDIO_DATA_STAMPED and not self._audio_info_written:
+            # audio_capture publishes the format on audio_info, not in the messages
+            info = t[AUDIO_INFO](
+                channels=channels,
+                sample_rate=rate,
+                sample_format="S16LE",
+                bitrate=16 * rate * channels,
+                coding_format="wave",
             )
-        elif kind == "audio_data_stamped":
-            if not self._audio_info_written:  # audio_capture publishes the format on audio_info
-                info = t[AUDIO_INFO](
-                    channels=channels,
-                    sample_rate=rate,
-                    sample_format="S16LE",
-                    bitrate=16 * rate * channels,
-                    coding_format="wave",
-                )
-                self.w.write("/audio_info", ns, info)
-                self._audio_info_written = True
-            msg = t[AUDIO_DATA_STAMPED](header=header, audio=t["audio_common_msgs/msg/AudioData"](data=data))
-        else:
-            empty = {
-                n: np.zeros(0, d)
-                for n, d in (
-                    ("float32_data", np.float32),
-                    ("int32_data", np.int32),
-                    ("int8_data", np.int8),
-                    ("uint8_data", np.uint8),
-                )
-            }
-            audio_data = t["audio_common_msgs/msg/AudioData"](int16_data=pcm.reshape(-1).astype(np.int16), **empty)
-            info = t[AUDIO_INFO](format=PA_INT16, channels=channels, rate=rate, chunk=pcm.shape[0])
-            msg = t[AUDIO_STAMPED](
-                header=header, audio=t["audio_common_msgs/msg/Audio"](audio_data=audio_data, info=info)
-            )
+            self.w.write("/audio_info", ns, info)
+            self._audio_info_written = True
+        msg = audio.build(t, self.header(ns, "microphone"), pcm, rate)
         self.w.write(self.args.audio_topic, ns, msg)
         self.audio_samples += pcm.shape[0]
 
@@ -214,7 +188,7 @@ def make_from_inputs(args: argparse.Namespace) -> list[Path]:
         sources = [src]
     spans = read_labels_csv(args.labels, classes, origin_ns) if args.labels else None
 
-    layout = LAYOUT.get(args.audio_msg)
+    layout = AUDIO_MSGS[args.audio_msg].layout
     custom = {"duse_ros.source": str(args.input)}
     outputs: list[Path] = []
     one_bag = args.one_bag or len(sources) == 1
