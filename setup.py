@@ -30,6 +30,8 @@ setup(
         # mamba-ssm's CUDA kernels for BHGap's prompt generators (mambapy is the CPU fallback).
         "cuda": ["mamba-ssm>=2.2"],
         "train": ["tqdm>=4.60", "matplotlib>=3.7"],
+        # duse-export and runtime onnxruntime (onnxruntime-gpu instead on a CUDA machine or Jetson)
+        "onnx": ["onnx>=1.17", "onnxruntime>=1.20"],
         "test": ["pytest>=7,<9"],  # launch_testing's plugin does not load under pytest 9
     },
     entry_points={
@@ -40,6 +42,7 @@ setup(
             "duse-make-bag = duse_ros.tools.make_bag:main",
             "duse-eval-bag = duse_ros.tools.eval_bag:main",
             "duse-fetch-weights = duse_ros.weights:main",
+            "duse-export = duse_ros.tools.export:main",
         ],
     },
 )

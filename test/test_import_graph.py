@@ -5,7 +5,7 @@ circle or a layer jump hides).
 Layers, bottom up (a module imports only its own layer and the ones below):
   1. shared leaves: duse_ros (the package), classes, metrics, params, share, timebase
   2. models/ (pure PyTorch)
-  3. checkpoint, weights, loading (a name becomes a model)
+  3. checkpoint, weights, loading (a name becomes a model), onnx_export (a model becomes a file)
   4. io/ (payloads, rosbag2, media sources), then affect/ and bridge/ above it: ROS-free cores
   5. nodes/ (thin rclpy shells)
   6. tools/, benchmarks/, scripts/: they talk to nodes only as separate processes, so they never
@@ -86,7 +86,7 @@ def layer(module: str) -> int:
         return 1
     if module.startswith("duse_ros.models"):
         return 2
-    if module in ("duse_ros.checkpoint", "duse_ros.weights", "duse_ros.loading"):
+    if module in ("duse_ros.checkpoint", "duse_ros.weights", "duse_ros.loading", "duse_ros.onnx_export"):
         return 3
     if module.startswith(("duse_ros.io", "duse_ros.affect", "duse_ros.bridge")):
         return 4  # io/ below affect/ and bridge/: a rule of its own

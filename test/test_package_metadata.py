@@ -74,6 +74,8 @@ OPTIONAL = {
     "selective_scan_cuda": "mamba-ssm's compiled scan alone (scripts/build_mamba_ssm.sh); mambapy otherwise",
     "hri_msgs": "ROS4HRI output and input, off without it",
     "audio_common_msgs": "imported by name from the audio.type parameter",
+    "onnx": "duse-export (setup.py extra 'onnx'; pinned in base.txt for the tests)",
+    "onnxruntime": "runtime onnxruntime and duse-export's check (extra 'onnx'; onnxruntime-gpu on CUDA, Jetson)",
 }
 
 

@@ -33,6 +33,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "BHGap: file of the frozen audio ViT (e.g. AudioMAE ViT-B/16); empty: the model "
         "config's (none: random, untrained)",
     ),
+    P(
+        "runtime",
+        "torch",
+        "torch: PyTorch eager; onnxruntime: ONNX Runtime on a duse-export .onnx file (or `model` "
+        "exported at configure), CPU provider, or TensorRT/CUDA with device cuda (needs onnxruntime)",
+        choices=("torch", "onnxruntime"),
+    ),
     P("device", "cpu", "cpu, cuda, cuda:N or auto"),
     P(
         "precision",
@@ -44,8 +51,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     P(
         "torch_threads",
         1,
-        "torch intra-op threads for inference; 0: torch's default (one per core), which collapses "
-        "when other processes share the cores (benchmarks/bench_threads.py)",
+        "intra-op threads for inference (torch, or ONNX Runtime with runtime onnxruntime); 0: the library's "
+        "default (one per core), which collapses when other processes share the cores (benchmarks/bench_threads.py)",
         0,
         1024,
     ),

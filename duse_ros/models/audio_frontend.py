@@ -122,13 +122,31 @@ def mel_filterbank(config: FbankConfig) -> torch.Tensor:
 
 def _power_frames(waveform: torch.Tensor, config: FbankConfig) -> torch.Tensor:
     """(B, S) -> (B, n, n_fft // 2 + 1) power spectra of Kaldi's frames."""
-    frames = waveform.unfold(-1, config.window_samples, config.hop_samples)  # (B, n, W)
+    if torch.onnx.is_in_onnx_export():  # a gather whose size follows S (the exporter unrolls unfold)
+        count = (waveform.shape[-1] - config.window_samples) // config.hop_samples + 1
+        starts = torch.arange(count, device=waveform.device) * config.hop_samples
+        frames = waveform[:, starts[:, None] + torch.arange(config.window_samples, device=waveform.device)]
+    else:
+        frames = waveform.unfold(-1, config.window_samples, config.hop_samples)  # (B, n, W)
     frames = frames - frames.mean(dim=-1, keepdim=True)  # remove DC offset
     previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # x[-1] := x[0]
     frames = frames - config.preemphasis * previous
     window = torch.hann_window(config.window_samples, periodic=False, dtype=frames.dtype, device=frames.device)
-    spectrum = torch.fft.rfft(frames * window, n=config.n_fft)  # (B, n, n_fft / 2 + 1)
+    frames = frames * window
+    if torch.onnx.is_in_onnx_export():  # ONNX's TorchScript exporter has no rfft: a DFT as two matmuls
+        cos, sin = _dft_matrices(config.window_samples, config.n_fft, frames.device)
+        return (frames @ cos).square() + (frames @ sin).square()
+    spectrum = torch.fft.rfft(frames, n=config.n_fft)  # (B, n, n_fft / 2 + 1)
     return spectrum.real.square() + spectrum.imag.square()
+
+
+def _dft_matrices(samples: int, n_fft: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples, n_fft // 2 + 1) cosine and sine of the real DFT of `samples` values zero-padded to
+    n_fft: frames @ cos and frames @ sin are rfft's real and (negated) imaginary parts."""
+    t = torch.arange(samples, dtype=torch.float64)[:, None]
+    f = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None]
+    angle = 2 * math.pi * ((t * f) % n_fft) / n_fft
+    return angle.cos().float().to(device), angle.sin().float().to(device)
 
 
 def log_mel_fbank(
@@ -166,7 +184,9 @@ class LogMelFrontend(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         fbank = log_mel_fbank(waveform, self.config, self.filterbank)  # (B, n, M)
         n = fbank.shape[1]
-        if n < self.num_frames:
+        if torch.onnx.is_in_onnx_export():  # one traced expression for any S: a negative pad crops
+            fbank = F.pad(fbank, (0, 0, 0, self.num_frames - n))
+        elif n < self.num_frames:
             fbank = F.pad(fbank, (0, 0, 0, self.num_frames - n))  # log-mel 0, as AudioMAE pads
         else:
             fbank = fbank[:, : self.num_frames]

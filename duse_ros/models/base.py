@@ -10,6 +10,7 @@ Output: class logits (B, C) in the order of `class_names`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +58,13 @@ class AffectModel(nn.Module):
         `extras["aux_losses"]` (name -> scalar tensor). Training adds their sum to the
         classification loss; inference calls `forward` and never pays for them."""
         return ModelOutput(logits=self(video, audio), extras={"aux_losses": {}})
+
+    @contextlib.contextmanager
+    def frozen_for_export(self):
+        """Inside, `forward` takes what it computes independently of the window (a cache at
+        inference) as fixed tensors, so an ONNX export stores them as constants. Models with
+        such state override this; the default has none."""
+        yield
 
     def config(self) -> dict:
         """JSON-serialisable configuration that `duse_ros.models.build_model` rebuilds the model from."""

@@ -256,8 +256,11 @@ class BHGap(AffectModel):
 
     def _modality_masks(self, batch: int, video, audio, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(has_video, has_audio), (B,) bool: the inputs given, less modality dropout in training."""
-        has_video = torch.full((batch,), video is not None, dtype=torch.bool, device=device)
-        has_audio = torch.full((batch,), audio is not None, dtype=torch.bool, device=device)
+        # ones/zeros rather than full(..., bool): the TorchScript tracer behind ONNX export has no
+        # aten::full with a bool fill
+        flag = {True: torch.ones, False: torch.zeros}
+        has_video = flag[video is not None](batch, dtype=torch.bool, device=device)
+        has_audio = flag[audio is not None](batch, dtype=torch.bool, device=device)
         p = float(self._config["modality_dropout"])
         if self.training and p > 0 and video is not None and audio is not None:
             drop = torch.rand(batch, device=device) < p

@@ -22,6 +22,7 @@ MLP); `aggregator="avgpool"` replaces LSEA with the mean over frames.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -161,6 +162,7 @@ class DuSE(AffectModel):
                 config["backbone"], self.class_names, class_set.descriptions(), config["n_prompts"]
             )
         self.register_buffer("token_ids", token_ids, persistent=False)
+        self._frozen = None  # prompt state fixed by frozen_for_export
         self.invalidate_cache()
         if self.random_backbone:
             log.warning(
@@ -187,12 +189,26 @@ class DuSE(AffectModel):
 
     def prompt_state(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """`compute_prompt_state()`, cached while in eval mode with no gradient recorded."""
+        if self._frozen is not None:
+            return self._frozen
         if self.training or torch.is_grad_enabled():
             return self.compute_prompt_state()
         key = self._cache_key()
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self.compute_prompt_state())
         return self._cache[1]
+
+    @contextlib.contextmanager
+    def frozen_for_export(self):
+        """The text features and visual prompts computed once, then used as constants: an ONNX
+        export holds them and not the text tower."""
+        with torch.no_grad():
+            text_features, visual_prompts = self.compute_prompt_state()
+        self._frozen = text_features.detach(), [p.detach() for p in visual_prompts]
+        try:
+            yield
+        finally:
+            self._frozen = None
 
     def invalidate_cache(self) -> None:
         """Drop the cached text features and visual prompts. Needed only after replacing a

@@ -7,7 +7,10 @@
 conv1d, x_proj, dt_proj, A_log, D, out_proj), so one checkpoint serves both scans:
 - CUDA tensors, with mamba-ssm installed (scripts/build_mamba_ssm.sh): mamba_ssm's fused scan;
 - otherwise: mambapy's parallel (Blelloch) scan in PyTorch, fp32. On a GPU without mamba-ssm
-  this is logged once (correct, but several times slower).
+  this is logged once (correct, but several times slower);
+- inside `torch.onnx.export`: "doubling", a scan of plain out-of-place operators (log2(L)
+  steps of shift, multiply, add) that exports as ordinary ONNX nodes; mambapy's in-place
+  autograd function does not.
 `selective_scan` picks per call; `scan_backend(x)` says which it would use.
 
 Precision: the CUDA kernel (selective_scan_cuda.fwd) takes u, delta and z in one input dtype
@@ -79,6 +82,8 @@ def _warn_pytorch_scan_on_cuda() -> None:
 
 
 def scan_backend(x: torch.Tensor) -> str:
+    if torch.onnx.is_in_onnx_export():
+        return "doubling"
     if not x.is_cuda:
         return "mambapy"
     if _cuda_scan() is not None:
@@ -94,6 +99,22 @@ def scan_input_dtype(x: torch.Tensor) -> torch.dtype:
     if torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
     return x.dtype
+
+
+def doubling_scan(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    """h_t = decay_t * h_{t-1} + drive_t over dim 1 (h_{-1} = 0), by recursive doubling: after the
+    step of offset k every h_t holds the sum over its last 2k inputs. Out-of-place, log2(L) steps."""
+    length = decay.shape[1]
+    h, a = drive, decay
+    offset = 1
+    while offset < length:
+        # shift by `offset` along time, h_{t-offset} = 0 and a_{t-offset} = 1 before the start
+        h_prev = F.pad(h[:, : length - offset], (0, 0, 0, 0, offset, 0))
+        a_prev = F.pad(a[:, : length - offset], (0, 0, 0, 0, offset, 0), value=1.0)
+        h = h + a * h_prev
+        a = a * a_prev
+        offset *= 2
+    return h
 
 
 def selective_scan(
@@ -133,8 +154,8 @@ def selective_scan(
             delta_softplus=True,
         )
         return y.transpose(1, 2)
-    if backend != "mambapy":
-        raise ValueError(f"unknown scan backend {backend!r}; expected 'mamba_ssm' or 'mambapy'")
+    if backend not in ("mambapy", "doubling"):
+        raise ValueError(f"unknown scan backend {backend!r}; expected 'mamba_ssm', 'mambapy' or 'doubling'")
     from mambapy.pscan import pscan
 
     dtype = x.dtype
@@ -143,7 +164,7 @@ def selective_scan(
         delta = F.softplus(delta.float() + delta_bias.float())  # (Bt, L, d)
         decay = torch.exp(delta.unsqueeze(-1) * A.float())  # (Bt, L, d, N)
         drive = (delta * x).unsqueeze(-1) * B.unsqueeze(2)  # (Bt, L, d, N)
-        h = pscan(decay, drive)  # (Bt, L, d, N)
+        h = (pscan if backend == "mambapy" else doubling_scan)(decay, drive)  # (Bt, L, d, N)
         y = (h @ C.unsqueeze(-1)).squeeze(-1) + D.float() * x  # (Bt, L, d)
         return (y * F.silu(z)).to(dtype)
 

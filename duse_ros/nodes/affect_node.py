@@ -14,6 +14,7 @@ from duse_ros.nodes import startup
 if __name__ == "__main__":  # python -m: a stop signal during the imports below is noted, not raised
     startup.hold_signals()
 
+import dataclasses
 import importlib
 import time
 import traceback
@@ -31,6 +32,7 @@ from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
 from duse_ros.affect.hri import Keyframe, unmapped
+from duse_ros.affect.onnx_model import load_onnx_model
 from duse_ros.affect.pipeline import LIVE as PIPELINE_LIVE
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import ArrivalMeter, LatencyReservoir, RateMeter
@@ -186,7 +188,13 @@ class AffectNode(LifecycleNode):
             overrides = {
                 name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights") if self.p(name)
             }  # frozen-encoder files: only those given replace the model config's
-            self._model = load_model(self.p("model"), **overrides)
+            if self.p("runtime") == "onnxruntime":  # ORT places the graph itself: the engine hands it host tensors
+                self._model = load_onnx_model(
+                    self.p("model"), device=self.p("device"), threads=self.p("torch_threads"), **overrides
+                )
+                config = dataclasses.replace(config, device="cpu")
+            else:
+                self._model = load_model(self.p("model"), **overrides)
             if self._model.input_spec.uses_audio:  # an uninstalled audio message package fails here, not later
                 self._audio_msg_type = AudioChunk if audio_type == AUDIO_CHUNK else _import_msg(audio_type)
                 self._audio = AUDIO_MESSAGES[audio_type]
@@ -340,7 +348,12 @@ class AffectNode(LifecycleNode):
             self.destroy_timer(self._timer)
             self._timer = None
         if self._pipeline is not None:
+            interrupt = getattr(self._model, "interrupt", None)  # a run inside ONNX Runtime ends at its next node
+            if interrupt is not None:
+                interrupt()
             self._pipeline.stop()
+            if interrupt is not None:
+                self._model.resume()
         if self._hri_in is not None:
             self._hri_in.close()
             self._hri_in = None
@@ -540,6 +553,8 @@ class AffectNode(LifecycleNode):
         values: dict[str, object] = {
             "model": self._model.model_id,
             "untrained": self._model.untrained,
+            "inference.runtime": getattr(self._model, "runtime", "torch"),
+            "inference.provider": getattr(self._model, "provider", f"torch {self.p('device')}"),
             "torch_threads": torch.get_num_threads(),
             diag.IMAGE_FPS: f"{self._rates['image'].rate_hz():.1f}",
             diag.AUDIO_CHUNKS_PER_S: f"{self._rates['audio'].rate_hz():.1f}",

@@ -346,6 +346,8 @@ def node_parameters(plan: Plan, args) -> dict[str, object]:
         params["face_detect_sync"] = True
     if args.clip_weights:
         params["clip_weights"] = args.clip_weights
+    if args.runtime:
+        params["runtime"] = args.runtime
     if args.face_mode:
         params["face_mode"] = args.face_mode
     return params
@@ -680,6 +682,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        help="affect_node runtime (default: the node's); onnxruntime runs a duse-export .onnx --model",
+    )
+    ap.add_argument(
         "--labels", type=Path, help="CSV of start,end,label spans (default: the bag's /emotion_label topic)"
     )
     ap.add_argument("--out", type=Path, help="output folder (default: eval_output/<bag name>)")
@@ -769,10 +776,15 @@ def prepare(bag: BagFile, args) -> Inputs:
     streams = select_streams(bag, args.image_topic, args.audio_topic)
     for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
         pass
+    overrides = {"clip_weights": args.clip_weights} if args.clip_weights else {}
     if providers.wanted(args):
         model = _ProviderModel(providers.provider_name(args), get_class_set(args.provider_classes).classes)
+    elif args.runtime == "onnxruntime":  # a .onnx file: its classes and input spec, verified here first
+        from duse_ros.affect.onnx_model import load_onnx_model
+
+        model = load_onnx_model(args.model, **overrides)
     else:
-        model = load_model(args.model, **({"clip_weights": args.clip_weights} if args.clip_weights else {}))
+        model = load_model(args.model, **overrides)
     classes = list(model.class_names)
     spans, origin, labels_source = _load_spans(bag, args, classes)
     out_dir = args.out or Path("eval_output") / bag.path.name
@@ -964,7 +976,7 @@ def _int(value) -> int | None:
         return None
 
 
-_ERRORS = (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError)
+_ERRORS = (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:
