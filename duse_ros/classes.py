@@ -7,11 +7,18 @@ maps straight to a class here:
 - FER2013: the seven classes of the FER2013 image set in its label order (0 angry ... 6 neutral),
   which is the output order of the trained default model; `FER2013_NAMES` maps its names to
   duse_ros's vocabulary.
+
+`VALENCE_AROUSAL` places each class on the valence/arousal plane; `valence_arousal` turns a class
+distribution into the two numbers EmotionState and hri_msgs/Expression carry.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 # Visible facial changes per class, used as the fixed words of DuSE's text prompts.
 DESCRIPTIONS: dict[str, str] = {
@@ -102,3 +109,38 @@ def get_class_set(name: str) -> ClassSet:
         return CLASS_SETS[name]
     except KeyError:
         raise KeyError(f"unknown class set {name!r}; known: {sorted(CLASS_SETS)}") from None
+
+
+# Where each class sits on Russell's circumplex of affect (J. A. Russell, "A circumplex model of
+# affect", J. Personality and Social Psychology 39(6), 1980): (valence, arousal), each -1..+1,
+# pleasant/unpleasant and activated/deactivated. The coordinates are duse_ros's own placement of
+# each category word in the quadrant and at the rough angle Russell's affect words take, rounded to
+# 0.1; they were not fitted to data. A reading's valence and arousal are the expectation of these
+# coordinates under its class probabilities (sum_c p_c * v_c): a summary DERIVED FROM CATEGORICAL
+# PROBABILITIES, not a regressed valence/arousal estimate. The one table (EmotionState, Expression).
+VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
+    "neutral": (0.0, 0.0),
+    "happiness": (0.8, 0.5),
+    "sadness": (-0.7, -0.4),
+    "anger": (-0.6, 0.7),
+    "surprise": (0.2, 0.8),
+    "disgust": (-0.7, 0.3),
+    "fear": (-0.6, 0.8),
+    "contempt": (-0.5, 0.2),
+    "anxiety": (-0.5, 0.6),
+    "helplessness": (-0.6, -0.3),
+    "disappointment": (-0.6, -0.2),
+}
+
+
+def valence_arousal(class_names: Sequence[str], probabilities) -> tuple[float, float]:
+    """(valence, arousal) of one class distribution, each in [-1, 1]; (nan, nan) when there is no
+    distribution (no reading, smoothing off) or a class has no place in VALENCE_AROUSAL."""
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if p.size == 0 or any(c not in VALENCE_AROUSAL for c in class_names):
+        return math.nan, math.nan
+    if p.size != len(class_names):
+        raise ValueError(f"{p.size} probabilities for {len(class_names)} classes")
+    va = np.array([VALENCE_AROUSAL[c] for c in class_names])  # (C, 2)
+    valence, arousal = np.clip(p @ va, -1.0, 1.0)
+    return float(valence), float(arousal)

@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from ros_harness import NS, NodeProcess, Peer, frame_msg, stamps
 
 from duse_ros.affect import diagnostics as diag
-from duse_ros.classes import get_class_set
+from duse_ros.classes import get_class_set, valence_arousal
 from duse_ros.msg import EmotionState
 from duse_ros.nodes.common import stamp_to_ns
 
@@ -79,6 +79,10 @@ def test_video_windows_carry_source_stamps_counts_and_classes(start_node, reliab
         assert state.untrained and state.model_id == "tiny-random-video"
         assert state.audio_samples_used == 0 and 1 <= state.smoothing_count <= 3
         assert len(state.smoothed_probabilities) == len(classes)
+        # Derived from each distribution through the one table (classes.VALENCE_AROUSAL).
+        assert (state.valence, state.arousal) == pytest.approx(valence_arousal(classes, state.probabilities), abs=1e-6)
+        smoothed_va = valence_arousal(classes, state.smoothed_probabilities)
+        assert (state.smoothed_valence, state.smoothed_arousal) == pytest.approx(smoothed_va, abs=1e-6)
     ends = [stamp_to_ns(s.window_end) for s in peer.states]
     assert ends == sorted(ends)
     if reliability == "reliable":  # nothing may be lost: stride 0.5 s of data time exactly

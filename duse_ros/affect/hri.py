@@ -2,14 +2,10 @@
 
 - `EXPRESSIONS`: duse_ros class name -> hri_msgs/Expression's expression string (its vocabulary:
   neutral, happy, sad, angry, surprised, disgusted, scared, ... disappointed ...). The one table.
-- `VALENCE_AROUSAL`: where each class sits on the valence/arousal circumplex (both -1..+1).
-  REP-155 and hri_msgs/Expression give valence and arousal a range (-1..+1) and no "unknown"
-  value (a field left alone reads 0, 0: a neutral face), so a reading fills them with the
-  expectation of these positions under its class distribution: valence = sum_c p_c v_c, and
-  likewise arousal. The positions are this package's approximate placement of each category on
-  Russell's circumplex (pleasant/unpleasant, activated/deactivated), not values measured on data:
-  the categorical expression and its confidence are the model's output, valence and arousal a
-  coarse summary of it.
+- `CLASSES_OF_EXPRESSION`: the other way, hri_msgs/Expression's string -> duse_ros class, for
+  readings another node publishes (the bridge's ros4hri input, duse-eval-bag's providers).
+- Expression's valence and arousal (-1..+1, no "unknown" value) come from
+  duse_ros.classes.valence_arousal: derived from the class probabilities, not regressed.
 - `Keyframe` / `FaceObservation`: the faces the node's own detector read on one keyframe, for the
   REP-155 face topics (`roi`, `cropped`, `aligned`, `landmarks`) and the live view;
   `normalized_roi` and `facial_landmarks` put them in hri_msgs' normalised terms.
@@ -28,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from duse_ros.classes import VALENCE_AROUSAL, valence_arousal
+
 # duse_ros class -> hri_msgs/Expression.expression (the message's string constants).
 EXPRESSIONS: dict[str, str] = {
     "neutral": "neutral",
@@ -43,20 +41,24 @@ EXPRESSIONS: dict[str, str] = {
     "disappointment": "disappointed",
 }
 
-# duse_ros class -> (valence, arousal), each in [-1, 1]; see the module docstring.
-VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "happiness": (0.8, 0.5),
-    "sadness": (-0.7, -0.4),
-    "anger": (-0.6, 0.7),
-    "surprise": (0.2, 0.8),
-    "disgust": (-0.7, 0.3),
-    "fear": (-0.6, 0.8),
-    "contempt": (-0.5, 0.2),
-    "anxiety": (-0.5, 0.6),
-    "helplessness": (-0.6, -0.3),
-    "disappointment": (-0.6, -0.2),
+# hri_msgs/Expression.expression -> duse_ros class. The inverse of EXPRESSIONS where it is one to
+# one, plus hri names we never publish that are plainly one of our classes. "scared" stands for
+# fear (EXPRESSIONS sends anxiety there too). Names not here (pleading, bored, confused, ...) have
+# no class: consumers count them apart (see `class_of_expression`).
+CLASSES_OF_EXPRESSION: dict[str, str] = {
+    **{hri: ours for ours, hri in EXPRESSIONS.items() if ours != "anxiety"},
+    "furious": "anger",
+    "annoyed": "anger",
+    "horrified": "fear",
+    "amazed": "surprise",
+    "despaired": "helplessness",
 }
+
+
+def class_of_expression(expression: str) -> str | None:
+    """The duse_ros class an hri_msgs/Expression string names, or None (unmappable)."""
+    return CLASSES_OF_EXPRESSION.get(expression.strip().lower())
+
 
 # REP-155 topic names.
 FACES_TRACKED = "/humans/faces/tracked"
@@ -134,9 +136,8 @@ def expression_of(class_names, probabilities) -> tuple[str, float, float, float]
     if p.size != len(class_names) or p.size == 0:
         raise ValueError(f"{p.size} probabilities for {len(class_names)} classes")
     best = int(np.argmax(p))
-    va = np.array([VALENCE_AROUSAL[c] for c in class_names])  # (C, 2)
-    valence, arousal = np.clip(p @ va, -1.0, 1.0)
-    return EXPRESSIONS[class_names[best]], float(p[best]), float(valence), float(arousal)
+    valence, arousal = valence_arousal(class_names, p)
+    return EXPRESSIONS[class_names[best]], float(p[best]), valence, arousal
 
 
 class ExternalFaces:

@@ -14,11 +14,13 @@ A template file holds (see config/prompts_en.yaml):
     unknown_reasons: {no_face: ..., low_confidence: ..., untrained: ..., no_readings: ...}
     emotion_names: {happiness: ..., ...}   (optional; labels not listed are used as they are)
     trend_separator: " -> "                (optional)
+    no_value: "n/a"                        (optional; {valence}/{arousal} when the readings carry none)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from .stabiliser import UNKNOWN, UNKNOWN_REASONS, StableState
 
 _SYSTEM_FIELDS = frozenset(
     {"emotion", "confidence_pct", "duration_s", "trend", "untrained_note", "unknown_reason", "people_present"}
+    | {"valence", "arousal"}  # signed, -1..+1, derived from the class probabilities
 )
 _USER_FIELDS = frozenset({"emotion", "utterance"})
 # template key -> (placeholders it may use, placeholders it must use)
@@ -65,6 +68,11 @@ class PromptTemplates:
     unknown_reasons: dict[str, str]  # every one of UNKNOWN_REASONS
     emotion_names: dict[str, str]
     trend_separator: str
+    no_value: str = "n/a"
+
+    def signed(self, value: float) -> str:
+        """{valence}/{arousal} text: '+0.62', or no_value when the readings carry none."""
+        return self.no_value if math.isnan(value) else f"{value:+.2f}"
 
     def emotion_name(self, label: str) -> str:
         return self.emotion_names.get(label, label)
@@ -118,6 +126,7 @@ def load_templates(path: str | Path) -> PromptTemplates:
         unknown_reasons=unknown_reasons,
         emotion_names=mapping("emotion_names", required=False),
         trend_separator=text("trend_separator", required=False, default=" -> "),
+        no_value=text("no_value", required=False, default="n/a"),
     )
 
 
@@ -182,6 +191,8 @@ def build_prompt(
         "untrained_note": templates.untrained_note if state.untrained else "",
         "unknown_reason": "" if known else templates.unknown_reasons[state.unknown_reason],
         "people_present": str(int(people_present)),
+        "valence": templates.signed(state.valence),
+        "arousal": templates.signed(state.arousal),
     }
     system = _fill(templates.templates["system_known" if known else "system_unknown"], values)
     user_values = {"emotion": values["emotion"]}

@@ -18,12 +18,23 @@ NODE_NAME = "llm_bridge_node"
 LOG_PROMPTS = ("off", "summary", "full")
 RELIABILITY = ("reliable", "best_effort")
 UNTRAINED_READINGS = ("mark", "unknown")
+# duse: EmotionState on emotion_topic; ros4hri: hri_msgs/Expression on /humans/faces/<id>/expression
+# for the faces on /humans/faces/tracked (any ROS4HRI expression provider; needs hri_msgs).
+INPUTS = ("duse", "ros4hri")
 
 
 P = ParameterSpec
 _RO = {"read_only": True}  # needs a restart: topics, templates and the endpoint are set up once
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
+    P(
+        "input",
+        "duse",
+        "readings from: duse (EmotionState on emotion_topic) | ros4hri (hri_msgs/Expression of the "
+        "faces on /humans/faces/tracked; needs hri_msgs)",
+        choices=INPUTS,
+        **_RO,
+    ),
     P("emotion_topic", "emotion_state", "EmotionState input topic", **_RO),
     P(
         "emotion_reliability",
@@ -134,6 +145,7 @@ DEFAULTS: dict[str, bool | int | float | str] = {p.name: p.default for p in PARA
 
 @dataclass(frozen=True)
 class BridgeSettings:
+    input: str
     emotion_topic: str
     emotion_reliability: str
     prompt_topic: str
@@ -168,6 +180,7 @@ class BridgeSettings:
             if not v[name]:
                 raise ValueError(f"parameter {name!r} must not be empty")
         return cls(
+            input=v["input"],
             emotion_topic=v["emotion_topic"],
             emotion_reliability=v["emotion_reliability"],
             prompt_topic=v["prompt_topic"],

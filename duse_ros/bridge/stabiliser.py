@@ -45,10 +45,17 @@ class EmotionSample:
     has_reading: bool  # False for MODALITY_NONE
     untrained: bool = False
     frame_id: str = ""
+    # Derived from the class probabilities (EmotionState/Expression valence, arousal); NaN: none.
+    valence: float = math.nan
+    arousal: float = math.nan
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.confidence) and 0.0 <= self.confidence <= 1.0):
             raise ValueError(f"confidence must be in [0, 1], got {self.confidence!r}")
+        for name in ("valence", "arousal"):
+            value = getattr(self, name)
+            if not (math.isnan(value) or -1.0 <= value <= 1.0):
+                raise ValueError(f"{name} must be in [-1, 1] or NaN, got {value!r}")
         if self.stamp_ns < 0:
             raise ValueError(f"stamp must be non-negative, got {self.stamp_ns} ns")
 
@@ -63,6 +70,9 @@ class StableState:
     unknown_reason: str = ""  # one of UNKNOWN_REASONS when emotion is UNKNOWN
     untrained: bool = False  # the latest supporting reading came from random weights
     frame_id: str = ""
+    # Means over the same readings as `confidence`, of those that carry them; NaN for UNKNOWN or none.
+    valence: float = math.nan
+    arousal: float = math.nan
 
     @property
     def duration_s(self) -> float:
@@ -101,7 +111,7 @@ class _Stretch:
     unknown_reason: str
     untrained: bool
     frame_id: str
-    support: deque = field(default_factory=lambda: deque(maxlen=_MAX_SUPPORT))  # (stamp_ns, confidence)
+    support: deque = field(default_factory=lambda: deque(maxlen=_MAX_SUPPORT))  # (stamp_ns, confidence, v, a)
     stamped: bool = True  # False: begun before any reading (no stamp yet); the first one starts it
 
     def add(self, reading: EmotionSample, unknown_reason: str) -> None:
@@ -111,7 +121,7 @@ class _Stretch:
         self.unknown_reason = unknown_reason
         self.untrained = reading.untrained
         self.frame_id = reading.frame_id
-        self.support.append((reading.stamp_ns, reading.confidence))
+        self.support.append((reading.stamp_ns, reading.confidence, reading.valence, reading.arousal))
 
 
 class Stabiliser:
@@ -200,21 +210,32 @@ class Stabiliser:
         return self._snapshot(stretch)
 
     def _snapshot(self, stretch: _Stretch) -> StableState:
+        confidence, valence, arousal = self._recent_means(stretch)
         return StableState(
             emotion=stretch.label,
-            confidence=self._mean_confidence(stretch),
+            confidence=confidence,
             since_ns=stretch.since_ns,
             latest_ns=stretch.latest_ns,
             trend=tuple(self._trend),
             unknown_reason=stretch.unknown_reason if stretch.label == UNKNOWN else "",
             untrained=stretch.untrained,
             frame_id=stretch.frame_id,
+            valence=valence,
+            arousal=arousal,
         )
 
-    def _mean_confidence(self, stretch: _Stretch) -> float:
+    def _recent_means(self, stretch: _Stretch) -> tuple[float, float, float]:
+        """Mean confidence, valence and arousal of the supporting readings of the last dwell
+        period, so a heartbeat reports the person now; (0, NaN, NaN) for UNKNOWN."""
         if stretch.label == UNKNOWN:
-            return 0.0
-        # The last dwell period, so a heartbeat reports how sure the model is now.
+            return 0.0, math.nan, math.nan
         start = stretch.latest_ns - self.config.dwell_s * NS
-        recent = [c for stamp, c in stretch.support if stamp >= start]
-        return sum(recent) / len(recent) if recent else 0.0
+        recent = [row for row in stretch.support if row[0] >= start]
+        if not recent:
+            return 0.0, math.nan, math.nan
+        return (sum(r[1] for r in recent) / len(recent), _nanmean(r[2] for r in recent), _nanmean(r[3] for r in recent))
+
+
+def _nanmean(values) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan

@@ -36,6 +36,7 @@ from duse_ros.affect.onnx_model import load_onnx_model
 from duse_ros.affect.pipeline import LIVE as PIPELINE_LIVE
 from duse_ros.affect.pipeline import AffectPipeline, PipelineConfig, Reading
 from duse_ros.affect.stats import ArrivalMeter, LatencyReservoir, RateMeter
+from duse_ros.classes import valence_arousal
 from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_MESSAGES, PcmFormat
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import image_pixels, to_rgb
@@ -462,6 +463,8 @@ class AffectNode(LifecycleNode):
         msg.smoothed_probabilities = r.smoothed_probabilities.tolist()
         msg.smoothed_label, msg.smoothed_confidence = r.smoothed_label, r.smoothed_confidence
         msg.smoothing_count = r.smoothing_count
+        msg.valence, msg.arousal = valence_arousal(r.class_names, r.probabilities)
+        msg.smoothed_valence, msg.smoothed_arousal = valence_arousal(r.class_names, r.smoothed_probabilities)
         msg.face_found = r.face_found
         msg.face_id = r.face_id
         if r.face_box is not None:

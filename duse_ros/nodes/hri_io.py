@@ -1,4 +1,5 @@
-"""affect_node's ROS4HRI (REP-155) side: hri_msgs out, and faces from an hri_face_detect-style node in.
+"""ROS4HRI (REP-155) adapters: affect_node's hri_msgs out and faces from an hri_face_detect-style
+node in; llm_bridge_node's hri_msgs/Expression in (any ROS4HRI expression provider).
 
 hri_msgs is optional (released for Jazzy as ros-jazzy-hri-msgs; not on PyPI). Field layouts used
 (hri_msgs 2.x): Expression {std_msgs/Header header, string expression, float32 valence, float32
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from sensor_msgs.msg import Image
@@ -24,12 +26,15 @@ from duse_ros.affect.hri import (
     ExternalFaces,
     FaceObservation,
     Keyframe,
+    class_of_expression,
     expression_of,
     face_topic,
     facial_landmarks,
     normalized_roi,
 )
 from duse_ros.affect.pipeline import Reading
+from duse_ros.bridge.people import Sighting, face_score
+from duse_ros.bridge.stabiliser import EmotionSample
 from duse_ros.io.conversions import ConversionError
 from duse_ros.io.images import to_rgb
 from duse_ros.nodes.common import ns_to_stamp, sensor_qos, stamp_to_ns
@@ -222,6 +227,109 @@ class HriFaceInput:
 
     def on_roi(self, face_id: str, msg) -> None:
         self.faces.add_roi(face_id, stamp_to_ns(msg.header.stamp), msg.xmin, msg.ymin, msg.xmax, msg.ymax)
+
+    def close(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                self._node.destroy_subscription(sub)
+        self._subs.clear()
+        self._node.destroy_subscription(self._tracked_sub)
+
+
+# ------------------------------------------------------------------ llm_bridge_node's ros4hri input
+@dataclass(frozen=True)
+class ExpressionReading:
+    """One hri_msgs/Expression as the bridge reads it: the sample, whose face, and what was odd."""
+
+    sample: EmotionSample
+    sighting: Sighting
+    unmapped: bool  # the expression names none of our classes: its own name is the label
+    unstamped: bool  # header stamp 0: the arrival time stands in for it
+
+
+def reading_from_expression(
+    msg, face_id: str, roi: tuple[float, float, float, float] | None, rule: str, arrival_ns: int
+) -> ExpressionReading:
+    """ValueError when the message cannot be a reading (no expression, values out of range).
+
+    The expression maps to our class through affect/hri.py's one table; a name with no class
+    (bored, confused, ...) is kept as the label, so the prompt still says it. `roi`: the face's
+    latest normalised box (xmin, ymin, xmax, ymax) for the person rule; None scores 0."""
+    name = str(msg.expression).strip()
+    if not name:
+        raise ValueError("Expression without an expression name")
+    ours = class_of_expression(name)
+    stamp_ns = stamp_to_ns(msg.header.stamp)
+    unstamped = stamp_ns == 0
+    if unstamped:
+        stamp_ns = arrival_ns
+    sample = EmotionSample(
+        stamp_ns=stamp_ns,
+        label=ours or name.lower(),
+        confidence=float(msg.confidence),
+        has_reading=True,
+        frame_id=msg.header.frame_id,
+        valence=float(msg.valence),
+        arousal=float(msg.arousal),
+    )
+    score = 0.0
+    if roi is not None:
+        xmin, ymin, xmax, ymax = roi
+        score = face_score(rule or "largest", (xmin, ymin, xmax - xmin, ymax - ymin), (1.0, 1.0))
+    return ExpressionReading(sample, Sighting(face_id, stamp_ns, score), ours is None, unstamped)
+
+
+class HriExpressionInput:
+    """llm_bridge_node with input ros4hri: follows /humans/faces/tracked and subscribes, per face,
+    to /humans/faces/<id>/expression (and /roi, to score faces for the person rule). Each
+    Expression goes to `on_expression(face_id, msg, roi)`; subscriptions of faces that left the
+    tracked list are dropped (REP-155: the id means nothing more)."""
+
+    def __init__(self, node, messages, on_expression: Callable, reliability: str = "reliable", depth: int = 10):
+        self._node, self._msgs, self._on_expression = node, messages, on_expression
+        self._qos = sensor_qos(reliability, depth)
+        self._lock = threading.Lock()
+        self._subs: dict[str, list] = {}
+        self._rois: dict[str, tuple[float, float, float, float]] = {}
+        self.tracked: list[str] = []
+        self._tracked_sub = node.create_subscription(messages.IdsList, FACES_TRACKED, self.on_tracked, self._qos)
+
+    def on_tracked(self, msg) -> None:
+        ids = list(dict.fromkeys(str(i) for i in msg.ids))
+        self.tracked = ids
+        for gone in [f for f in self._subs if f not in ids]:
+            for sub in self._subs.pop(gone):
+                self._node.destroy_subscription(sub)
+            with self._lock:
+                self._rois.pop(gone, None)
+        for face_id in ids:
+            if face_id in self._subs:
+                continue
+            subs = [
+                self._node.create_subscription(
+                    self._msgs.Expression,
+                    face_topic(face_id, "expression"),
+                    lambda m, f=face_id: self.on_expression(f, m),
+                    self._qos,
+                )
+            ]
+            roi_type = getattr(self._msgs, "NormalizedRegionOfInterest2D", None)
+            if roi_type is not None:
+                subs.append(
+                    self._node.create_subscription(
+                        roi_type, face_topic(face_id, "roi"), lambda m, f=face_id: self.on_roi(f, m), self._qos
+                    )
+                )
+            self._subs[face_id] = subs
+
+    def on_roi(self, face_id: str, msg) -> None:
+        with self._lock:
+            self._rois[face_id] = (float(msg.xmin), float(msg.ymin), float(msg.xmax), float(msg.ymax))
+
+    def on_expression(self, face_id: str, msg) -> None:
+        with self._lock:
+            roi = self._rois.get(face_id)
+        self._on_expression(face_id, msg, roi)
 
     def close(self) -> None:
         for subs in self._subs.values():

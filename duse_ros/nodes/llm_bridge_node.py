@@ -1,4 +1,5 @@
-"""llm_bridge_node: EmotionState in, DialoguePrompt out, and optionally an LLM reply.
+"""llm_bridge_node: EmotionState (or, with input ros4hri, hri_msgs/Expression) in, DialoguePrompt
+out, and optionally an LLM reply.
 
     ros2 run duse_ros llm_bridge_node --ros-args -p llm.base_url:=http://127.0.0.1:8000/v1
     python -m duse_ros.nodes.llm_bridge_node --ros-args -p log_prompts:=full
@@ -16,6 +17,7 @@ if __name__ == "__main__":  # python -m: a stop signal during the imports below 
     startup.hold_signals()
 
 import sys
+from collections import Counter
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
@@ -43,6 +45,7 @@ from duse_ros.nodes.common import (
     sensor_qos,
     stamp_to_ns,
 )
+from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, HriExpressionInput, import_hri_msgs, reading_from_expression
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
 _QUEUE_DEPTH = 10
@@ -58,6 +61,7 @@ def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> EmotionSample:
     """ValueError when the message cannot be a reading (e.g. confidence out of range)."""
     smoothed = use_smoothed and msg.smoothing_count > 0 and msg.smoothed_label
     label, confidence = (msg.smoothed_label, msg.smoothed_confidence) if smoothed else (msg.label, msg.confidence)
+    valence, arousal = (msg.smoothed_valence, msg.smoothed_arousal) if smoothed else (msg.valence, msg.arousal)
     stamp_ns = stamp_to_ns(msg.window_end) or stamp_to_ns(msg.header.stamp)
     return EmotionSample(
         stamp_ns=stamp_ns,
@@ -66,6 +70,8 @@ def reading_from_msg(msg: EmotionState, use_smoothed: bool) -> EmotionSample:
         has_reading=msg.modality != EmotionState.MODALITY_NONE,
         untrained=msg.untrained,
         frame_id=msg.header.frame_id,
+        valence=float(valence),
+        arousal=float(arousal),
     )
 
 
@@ -91,6 +97,12 @@ class LLMBridgeNode(Node):
             raise ConfigError(str(exc)) from None
         self.bridge = Bridge(settings, templates)
         self.malformed = 0
+        self._hri_msgs = None
+        if settings.input == "ros4hri":
+            self._hri_msgs = import_hri_msgs()
+            if self._hri_msgs is None:
+                raise ConfigError(f"input 'ros4hri' needs hri_msgs: {HRI_PACKAGE_HINT}")
+        self.expressions = Counter()  # ros4hri input: unmapped names, unstamped messages
 
         # Transient local: a dialogue manager that starts later still gets the current prompt.
         prompt_qos = QoSProfile(depth=_QUEUE_DEPTH, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -98,12 +110,18 @@ class LLMBridgeNode(Node):
         self._reply_pub = self.create_publisher(String, settings.reply_topic, _QUEUE_DEPTH)
         self._exchange_pub = self.create_publisher(LLMExchange, settings.exchange_topic, _QUEUE_DEPTH)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _QUEUE_DEPTH)
-        self.create_subscription(
-            EmotionState,
-            settings.emotion_topic,
-            self._on_emotion,
-            sensor_qos(settings.emotion_reliability, _QUEUE_DEPTH),
-        )
+        self._hri_in = None
+        if self._hri_msgs is not None:
+            self._hri_in = HriExpressionInput(
+                self, self._hri_msgs, self._on_expression, settings.emotion_reliability, _QUEUE_DEPTH
+            )
+        else:
+            self.create_subscription(
+                EmotionState,
+                settings.emotion_topic,
+                self._on_emotion,
+                sensor_qos(settings.emotion_reliability, _QUEUE_DEPTH),
+            )
         if settings.utterance_topic:
             self.create_subscription(String, settings.utterance_topic, self._on_utterance, _QUEUE_DEPTH)
         self._tick_timer = self.create_timer(self.bridge.tick_period_s, self._on_tick)
@@ -124,10 +142,12 @@ class LLMBridgeNode(Node):
             )
         else:
             self.get_logger().info("no llm.base_url: publishing prompts only, no LLM calls")
-        self.get_logger().info(
-            f"templates {templates.path} ({templates.language}); "
-            f"EmotionState from '{self.resolve_topic_name(settings.emotion_topic)}'"
+        source = (
+            "hri_msgs/Expression of the faces on /humans/faces/tracked"
+            if self._hri_in is not None
+            else f"EmotionState from '{self.resolve_topic_name(settings.emotion_topic)}'"
         )
+        self.get_logger().info(f"templates {templates.path} ({templates.language}); {source}")
 
     def _values(self, changes: dict | None = None) -> dict:
         return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS} | (changes or {})
@@ -169,6 +189,26 @@ class LLMBridgeNode(Node):
             return
         sighting = sighting_from_msg(msg, self.bridge.people.rule) if msg.face_found else None
         event = self.bridge.on_reading(reading, sighting)
+        if event is not None:
+            self._publish_prompt(event)
+
+    def _on_expression(self, face_id: str, msg, roi) -> None:
+        try:
+            got = reading_from_expression(
+                msg, face_id, roi, self.bridge.people.rule, self.get_clock().now().nanoseconds
+            )
+        except ValueError as exc:
+            self.malformed += 1
+            self.get_logger().warning(f"malformed Expression dropped: {exc}", throttle_duration_sec=_LOG_THROTTLE_S)
+            return
+        self.expressions.update(unmapped=got.unmapped, unstamped=got.unstamped)
+        if got.unstamped:
+            self.get_logger().warning(
+                f"Expression of face {face_id} has no header stamp: using its arrival time "
+                f"({self.expressions['unstamped']} so far)",
+                throttle_duration_sec=_LOG_THROTTLE_S,
+            )
+        event = self.bridge.on_reading(got.sample, got.sighting)
         if event is not None:
             self._publish_prompt(event)
 
@@ -266,6 +306,16 @@ class LLMBridgeNode(Node):
             "person_switches": self.bridge.people.switches,
             "readings_about_other_people": self.bridge.other_people_readings,
             "emotion_states_malformed": self.malformed,
+            "input": self.settings.input,
+            **(
+                {
+                    "faces_tracked": len(self._hri_in.tracked),
+                    "expressions_unmapped": self.expressions["unmapped"],
+                    "expressions_unstamped": self.expressions["unstamped"],
+                }
+                if self._hri_in is not None
+                else {}
+            ),
             "stamps_backwards": stabiliser.stamps_backwards,
             "stamp_gaps": stabiliser.gaps,
             "prompts_published": sum(self.bridge.prompts.values()),

@@ -71,6 +71,7 @@ from duse_ros.io.rosbag import (  # noqa: E402
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
 from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns  # noqa: E402
+from duse_ros.tools import compare, providers  # noqa: E402
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
@@ -295,6 +296,10 @@ class Playback:
     replay_s: float = 0.0
 
 
+def run_namespace(args) -> str:
+    return args.namespace or f"{NAMESPACE}/run_{os.getpid()}_{next(_run_numbers)}"
+
+
 def plan_replay(bag: BagFile, streams, model, args) -> Plan:
     spec = model.input_spec
     uses_audio = spec.uses_audio and streams.audio is not None
@@ -310,7 +315,7 @@ def plan_replay(bag: BagFile, streams, model, args) -> Plan:
         else None
     )
     return Plan(
-        namespace=args.namespace or f"{NAMESPACE}/run_{os.getpid()}_{next(_run_numbers)}",
+        namespace=run_namespace(args),
         compressed=streams.image.msgtype == COMPRESSED_IMAGE,
         uses_audio=uses_audio,
         topics=topics,
@@ -663,7 +668,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="duse-eval-bag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("bag", type=Path)
-    ap.add_argument("--model", default=None, help="registered model name or checkpoint .json (default: affect_node's)")
+    ap.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        help="registered model name or checkpoint .json (default: affect_node's); several with --compare",
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="evaluate every --model and --provider-command on the bag; one table and plot (see tools/compare.py)",
+    )
     ap.add_argument("--clip-weights", default="", help="open_clip checkpoint for DuSE models")
     ap.add_argument(
         "--runtime",
@@ -723,7 +739,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--startup-timeout-s", type=float, default=90.0)
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    providers.add_arguments(ap)
     args = ap.parse_args(argv)
+    args.model = args.models[-1] if args.models else None
+    if not args.compare and (len(args.models) > 1 or len(args.provider_command) > 1):
+        ap.error("several --model or --provider-command need --compare")
     if args.namespace is not None and not args.namespace.startswith("/"):
         ap.error(f"--namespace {args.namespace!r} must be absolute (start with /)")
     if args.queue_depth < 1 or not args.rate > 0:
@@ -750,13 +770,16 @@ class Inputs:
 def prepare(bag: BagFile, args) -> Inputs:
     """Check the bag (every record read once: a truncated or damaged bag fails here), the model,
     the labels and the output folder before any node starts."""
+    from duse_ros.classes import get_class_set
     from duse_ros.loading import load_model
 
     streams = select_streams(bag, args.image_topic, args.audio_topic)
     for _ in bag.messages([t.name for t in (streams.image, streams.audio, streams.audio_info) if t]):
         pass
     overrides = {"clip_weights": args.clip_weights} if args.clip_weights else {}
-    if args.runtime == "onnxruntime":  # a .onnx file: its classes and input spec, verified here first
+    if providers.wanted(args):
+        model = _ProviderModel(providers.provider_name(args), get_class_set(args.provider_classes).classes)
+    elif args.runtime == "onnxruntime":  # a .onnx file: its classes and input spec, verified here first
         from duse_ros.affect.onnx_model import load_onnx_model
 
         model = load_onnx_model(args.model, **overrides)
@@ -861,9 +884,56 @@ def build_report(inputs: Inputs, result: dict, args) -> dict:
     return report
 
 
+def build_provider_report(inputs: Inputs, result: dict, args) -> dict:
+    """The report of another provider (tools/providers.py): the same keys; every reading is a
+    window it answered, and what only affect_node's diagnostics tell is None."""
+    states = result["states"]
+    p50, p95 = percentiles_ms(result["latencies_s"])
+    return {
+        "bag": str(inputs.bag.path),
+        "model": None,
+        "model_id": inputs.model.model_id,
+        "untrained": None,  # unknown
+        "mode": "realtime",
+        "rate": args.rate,
+        "stopped": None,
+        "labels": inputs.labels_source,
+        "scored_on": "smoothed_label" if args.smoothed else "label",
+        **score_report(inputs, states, len(states), args),
+        "windows": len(states),
+        "windows_received": len(states),
+        "dropped": None,
+        "dropped_by_node_queue": None,
+        "accounting": None,  # the node's counters: a provider has none we can read
+        "latency_ms_p50": p50,
+        "latency_ms_p95": p95,
+        "inference_ms_p50": None,
+        "inference_ms_p95": None,
+        "frames_sent": result["frames"],
+        "frames_received_by_node": None,
+        "frames_malformed": None,
+        "frames_lost": None,
+        "audio_messages_sent": result["audio_messages"],
+        "audio_messages_received_by_node": None,
+        "audio_messages_unconvertible": result["malformed_audio"],
+        "dialogue_prompts": 0,
+        "replay_s": round(result["replay_s"], 3),
+        "replay_frames_per_s": round(result["frames"] / result["replay_s"], 2) if result["replay_s"] > 0 else None,
+        "origin_ns": inputs.origin,
+        "output_bag": str(inputs.out_dir / "output_bag"),
+        "provider": inputs.model.model_id,
+        "provider_command": args.provider_command,
+        **result["provider"],
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
     """prepare -> replay -> output bag -> report and plots; returns the report."""
-    args.model = args.model or default_model()
+    provider = providers.wanted(args)
+    if provider:  # another program reads the bag: its windows are its own, so the bag plays at its pace
+        args.realtime, args.no_bridge, args.model = True, True, None
+    else:
+        args.model = args.model or default_model()
     claim_domain()
     with BagFile(args.bag) as bag:
         inputs = prepare(bag, args)
@@ -871,9 +941,13 @@ def run(args: argparse.Namespace) -> dict:
         if inputs.streams.image.msgtype != COMPRESSED_IMAGE and large_shm_profile is not None:
             # Raw frames are larger than Fast DDS's default shared-memory segment (see README).
             os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(large_shm_profile))
-        result = replay(bag, inputs.streams, inputs.model, args, inputs.out_dir)
+        if provider:
+            kit = (Player, AudioAdapter, EvalError, run_namespace(args))
+            result = providers.replay(bag, inputs.streams, args, inputs.out_dir, inputs.classes, kit)
+        else:
+            result = replay(bag, inputs.streams, inputs.model, args, inputs.out_dir)
     _write_output_bag(inputs.out_dir / "output_bag", result, inputs.spans)
-    report = build_report(inputs, result, args)
+    report = (build_provider_report if provider else build_report)(inputs, result, args)
     model = inputs.model
     plot_timeline(
         result["states"],
@@ -888,6 +962,13 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+class _ProviderModel:
+    """What the report needs of a model, for a provider (its weights unknown: untrained None)."""
+
+    def __init__(self, name: str, classes):
+        self.model_id, self.class_names, self.untrained = name, list(classes), None
+
+
 def _int(value) -> int | None:
     try:
         return int(value)
@@ -895,11 +976,16 @@ def _int(value) -> int | None:
         return None
 
 
+_ERRORS = (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError, ImportError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.compare:
+            return _print_comparison(compare.run_compare(args, run, _ERRORS))
         report = run(args)
-    except (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError, ImportError) as e:
+    except _ERRORS as e:
         print(f"duse-eval-bag: error: {e}", file=sys.stderr)
         return 2
     summary = {k: report[k] for k in ("windows", "dropped", "uar", "war", "latency_ms_p50", "latency_ms_p95")}
@@ -915,6 +1001,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"duse-eval-bag: stopped early: {report['stopped']}", file=sys.stderr)
         return 3
     return 0
+
+
+def _print_comparison(table: dict) -> int:
+    print((Path(table["out_dir"]) / "compare.md").read_text(), end="")
+    failed = [r["entry"] for r in table["entries"] if "error" in r]
+    if any(r.get("untrained") for r in table["entries"]):
+        print("NOTE: entries marked UNTRAINED have random weights: their scores mean nothing.")
+    print(f"table and plot in {table['out_dir']} (compare.md, compare.json, compare.png)")
+    if failed:
+        print(f"duse-eval-bag: {len(failed)} entries failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
