@@ -46,6 +46,9 @@ def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(
         {
             "model": "bhgap-tiny",
             "face_mode": "detect",
+            # The stream is played far faster than real time: keyframe detection keeps step with
+            # it, or a busy machine's detector may not have found the face before it leaves.
+            "face_detect_sync": True,
             "smoothing_window": 0,
             "diagnostics_period_s": 0.2,
             "queue_depth": 16,
@@ -79,6 +82,12 @@ def test_bhgap_node_publishes_audio_visual_then_audio_only_when_the_face_leaves(
         )
         for state in peer.states:
             assert state.model_id == "bhgap-tiny+random-encoders" and state.untrained
+            if state.modality == EmotionState.MODALITY_NONE:
+                # A window cut as the face leaves (too few face frames) while its audio is still on
+                # the way: nothing to read, and the state says so rather than guessing.
+                assert state.label == "no_face" and not state.face_found and not state.probabilities
+                assert state.audio_samples_used == 0
+                continue
             assert len(state.class_names) == 7 and abs(sum(state.probabilities) - 1.0) < 1e-4
             if state.modality == EmotionState.MODALITY_VIDEO:
                 # The stream is played far faster than real time, so a window's audio, on a topic
