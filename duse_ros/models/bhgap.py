@@ -315,11 +315,7 @@ class BHGap(AffectModel):
                 continue
             pv, pa = self.visual_prompts[i], self.audio_prompts[i]  # (Dv,), (Da,)
             if xv is not None and xa is not None:
-                gv, ga = self.generators[i](xv.view(b, -1, *xv.shape[1:]), xa)  # (B, Dv), (B, Da)
-                if has_audio is not None:
-                    gv = gv * has_audio.to(gv.dtype).unsqueeze(1)
-                if has_video is not None:
-                    ga = ga * has_video.to(ga.dtype).unsqueeze(1)
+                gv, ga = self._generated_prompts(i, xv, xa, has_video, has_audio)
                 pv, pa = pv + gv, pa + ga
             if xv is not None:
                 shift = (torch.tanh(self.visual_gates[i]) * pv).to(xv.dtype).expand(b, -1)  # (B, Dv)
@@ -330,6 +326,17 @@ class BHGap(AffectModel):
         visual = self.visual.norm(xv).view(b, -1, *xv.shape[1:]) if xv is not None else None
         audio = self.audio.norm(xa) if xa is not None else None
         return visual, audio
+
+    def _generated_prompts(self, i, xv, xa, has_video, has_audio):
+        """Layer i's generated prompts (B, Dv), (B, Da) from both encoders' tokens, each zeroed for
+        the clips that lack the modality it was generated from."""
+        b = xa.shape[0]
+        gv, ga = self.generators[i](xv.view(b, -1, *xv.shape[1:]), xa)  # (B, Dv), (B, Da)
+        if has_audio is not None:
+            gv = gv * has_audio.to(gv.dtype).unsqueeze(1)
+        if has_video is not None:
+            ga = ga * has_video.to(ga.dtype).unsqueeze(1)
+        return gv, ga
 
     def _encode_with_prompt_tokens(self, video, fbank, has_video, has_audio):
         """`encode` in "tokens" mode: before block i of each encoder, n prompt tokens
@@ -345,11 +352,7 @@ class BHGap(AffectModel):
             pv = self.visual_prompts[i].expand(b, -1, -1)  # (B, n, Dv)
             pa = self.audio_prompts[i].expand(b, -1, -1)  # (B, n, Da)
             if xv is not None and xa is not None:
-                gv, ga = self.generators[i](xv.view(b, -1, *xv.shape[1:]), xa)  # (B, Dv), (B, Da)
-                if has_audio is not None:
-                    gv = gv * has_audio.to(gv.dtype).unsqueeze(1)
-                if has_video is not None:
-                    ga = ga * has_video.to(ga.dtype).unsqueeze(1)
+                gv, ga = self._generated_prompts(i, xv, xa, has_video, has_audio)
                 pv = pv + torch.tanh(self.visual_gates[i]) * gv[:, None]
                 pa = pa + torch.tanh(self.audio_gates[i]) * ga[:, None]
             if xv is not None:

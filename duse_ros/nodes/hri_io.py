@@ -176,6 +176,15 @@ class HriOutput:
             self._tracked_pub = None
 
 
+def roi_subscriptions(node, msgs, face_id: str, on_roi, qos) -> list:
+    """The face's `/roi` subscription (calling `on_roi(face_id, msg)`), or none where the installed
+    hri_msgs has no NormalizedRegionOfInterest2D."""
+    roi_type = getattr(msgs, "NormalizedRegionOfInterest2D", None)
+    if roi_type is None:
+        return []
+    return [node.create_subscription(roi_type, face_topic(face_id, "roi"), lambda m: on_roi(face_id, m), qos)]
+
+
 class HriFaceInput:
     """face_source ros4hri: /humans/faces/tracked says which faces exist; each one's
     /humans/faces/<id>/aligned crops (and /roi boxes, when published) go to `faces`. Subscriptions
@@ -208,13 +217,7 @@ class HriFaceInput:
                         Image, face_topic(face_id, "aligned"), lambda m, f=face_id: self.on_aligned(f, m), self._qos
                     )
                 ]
-                roi_type = getattr(self._msgs, "NormalizedRegionOfInterest2D", None)
-                if roi_type is not None:
-                    subs.append(
-                        self._node.create_subscription(
-                            roi_type, face_topic(face_id, "roi"), lambda m, f=face_id: self.on_roi(f, m), self._qos
-                        )
-                    )
+                subs += roi_subscriptions(self._node, self._msgs, face_id, self.on_roi, self._qos)
                 self._subs[face_id] = subs
 
     def on_aligned(self, face_id: str, msg) -> None:
@@ -313,13 +316,7 @@ class HriExpressionInput:
                     self._qos,
                 )
             ]
-            roi_type = getattr(self._msgs, "NormalizedRegionOfInterest2D", None)
-            if roi_type is not None:
-                subs.append(
-                    self._node.create_subscription(
-                        roi_type, face_topic(face_id, "roi"), lambda m, f=face_id: self.on_roi(f, m), self._qos
-                    )
-                )
+            subs += roi_subscriptions(self._node, self._msgs, face_id, self.on_roi, self._qos)
             self._subs[face_id] = subs
 
     def on_roi(self, face_id: str, msg) -> None:
