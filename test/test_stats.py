@@ -1,5 +1,6 @@
 import threading
 
+import numpy as np
 import pytest
 
 from duse_ros.affect.stats import LatencyReservoir, RateMeter
@@ -110,3 +111,32 @@ def test_arrival_meter_reads_the_camera_rate_and_the_share_that_arrives_from_sta
     assert abs(hz - 30.0) < 0.1 and 0.15 < fraction < 0.25
     lossy.add(0)  # stamps went back (a looped bag): a new stream
     assert lossy.assess() is None
+
+
+def test_arrival_meter_sees_loss_that_lets_no_two_neighbours_through():
+    """3 of 90 raw frames arriving (the default Fast DDS segment): no two arrivals are neighbours,
+    yet every gap is a whole number of 33 ms periods, stamps jittered by up to 2 ms. A camera whose
+    stamps vary freely is not taken for a lossy one (its shortest gaps, not a finer period, set its
+    rate), and one throttled to every third frame reads as complete."""
+    from duse_ros.affect.stats import ArrivalMeter
+
+    rng = np.random.default_rng(0)
+    period = 1e9 / 30
+    sparse = ArrivalMeter()
+    index = 0
+    for _ in range(40):
+        index += int(rng.integers(2, 60))  # never a neighbour, 3 % of frames on average
+        sparse.add(int(index * period + rng.uniform(-2e6, 2e6)))
+    hz, fraction = sparse.assess()
+    assert abs(hz - 30.0) < 0.5 and fraction < 0.1
+    free = ArrivalMeter()
+    t = 0.0
+    for _ in range(64):
+        t += rng.uniform(25e6, 41e6)  # a driver stamping on arrival: 25 to 41 ms apart
+        free.add(int(t))
+    assert free.assess()[1] > 0.7  # 25 ms of 33 on average: short of complete, far above the 0.5 warning
+    throttled = ArrivalMeter()
+    for i in range(0, 300, 3):
+        throttled.add(int(i * period))
+    hz, fraction = throttled.assess()
+    assert abs(hz - 10.0) < 0.1 and fraction == 1.0

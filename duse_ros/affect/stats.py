@@ -88,21 +88,32 @@ class RateMeter:
 class ArrivalMeter:
     """How many of the frames a camera sent arrive, judged from their header stamps alone.
 
-    Consecutive frames that both arrive are one source period apart, so a low percentile of the
-    gaps between the stamps of the last `capacity` arrivals is the camera's own period (a camera
-    at 30 fps with most frames lost still shows 33 ms between the pairs that got through); the
-    stamps' span over that period is how many frames were sent. A steady stream with every n-th
-    frame dropped on purpose (a throttled publisher) shows n periods between all frames and
-    reads as complete: only loss that lets some neighbours through is seen, which is how
-    transport loss looks. Stamps that go back (a looped bag) start the count over.
+    Every gap between two arrivals is a whole number of the camera's periods. A low percentile of
+    the gaps between the stamps of the last `capacity` arrivals is a candidate (a camera at 30 fps
+    with most frames lost still shows 33 ms between the pairs that got through); when no two
+    neighbours got through (3 frames of 90 arriving), the period is the longest one of which every
+    gap is a whole multiple, to within `tolerance` of a period (stamp jitter). The stamps' span
+    over that period is how many frames were sent. A steady stream with every n-th frame dropped on
+    purpose (a throttled publisher) has one gap throughout, of which nothing shorter can be told,
+    and reads as complete; a camera whose stamps vary freely fits no shorter period either. Stamps
+    that go back (a looped bag) start the count over.
     """
 
-    def __init__(self, capacity: int = 64, min_frames: int = 16, gap_percentile: float = 10.0):
+    def __init__(
+        self,
+        capacity: int = 64,
+        min_frames: int = 16,
+        gap_percentile: float = 10.0,
+        tolerance: float = 0.2,
+        max_rate_hz: float = 240.0,
+    ):
         if capacity < min_frames or min_frames < 3:
             raise ValueError(f"need capacity >= min_frames >= 3, got {capacity}, {min_frames}")
         self._stamps: deque[int] = deque(maxlen=capacity)
         self._min_frames = min_frames
         self._percentile = gap_percentile
+        self._tolerance = tolerance
+        self._max_rate_hz = max_rate_hz
         self._lock = threading.Lock()
 
     def add(self, stamp_ns: int) -> None:
@@ -120,6 +131,19 @@ class ArrivalMeter:
         gaps = gaps[gaps > 0]
         if gaps.size < self._min_frames - 1:
             return None
-        period = float(np.percentile(gaps, self._percentile))
+        period = self._source_period(gaps.astype(np.float64))
         sent = (stamps[-1] - stamps[0]) / period + 1.0
         return 1e9 / period, float(min(1.0, (gaps.size + 1) / sent))
+
+    def _source_period(self, gaps: np.ndarray) -> float:
+        """The longest period (ns) of which every gap is a whole multiple: the candidate gap split
+        in k = 1, 2, ... parts, each fit refined over all gaps (so jitter does not grow with the
+        multiple), down to `max_rate_hz`; the candidate itself when none fits."""
+        candidate = float(np.percentile(gaps, self._percentile, method="lower"))
+        for k in range(1, int(candidate * self._max_rate_hz / 1e9) + 1):
+            multiples = np.maximum(np.round(gaps / (candidate / k)), 1.0)
+            period = float(gaps.sum() / multiples.sum())
+            ratio = gaps / period
+            if np.all(np.abs(ratio - np.round(ratio)) <= self._tolerance):
+                return period
+        return candidate
