@@ -102,7 +102,9 @@ class LLMBridgeNode(Node):
             self._hri_msgs = import_hri_msgs()
             if self._hri_msgs is None:
                 raise ConfigError(f"input 'ros4hri' needs hri_msgs: {HRI_PACKAGE_HINT}")
-        self.expressions = Counter()  # ros4hri input: unmapped names, unstamped messages
+        # ros4hri input: unmapped names, unstamped messages. Counted from 0: an empty Counter's
+        # update() stores the first reading's flags as bools, and diagnostics then said 'False'.
+        self.expressions = Counter(unmapped=0, unstamped=0)
 
         # Transient local: a dialogue manager that starts later still gets the current prompt.
         prompt_qos = QoSProfile(depth=_QUEUE_DEPTH, durability=DurabilityPolicy.TRANSIENT_LOCAL)
