@@ -185,7 +185,39 @@ def roi_subscriptions(node, msgs, face_id: str, on_roi, qos) -> list:
     return [node.create_subscription(roi_type, face_topic(face_id, "roi"), lambda m: on_roi(face_id, m), qos)]
 
 
-class HriFaceInput:
+class TrackedFaceSubscriptions:
+    """Per-face subscriptions that follow /humans/faces/tracked: a face's (`_subscribe`, plus its
+    /roi when published) are made when it appears and dropped when it leaves the list (REP-155: the
+    id then means nothing more). Subclasses read the list in `on_tracked` and call `_follow`."""
+
+    def __init__(self, node, messages, qos):
+        self._node, self._msgs, self._qos = node, messages, qos
+        self._subs: dict[str, list] = {}
+        self._tracked_sub = node.create_subscription(messages.IdsList, FACES_TRACKED, self.on_tracked, qos)
+
+    def _follow(self, ids: list[str]) -> None:
+        for gone in [f for f in self._subs if f not in ids]:
+            for sub in self._subs.pop(gone):
+                self._node.destroy_subscription(sub)
+            self._forget(gone)
+        for face_id in ids:
+            if face_id not in self._subs:
+                self._subs[face_id] = self._subscribe(face_id) + roi_subscriptions(
+                    self._node, self._msgs, face_id, self.on_roi, self._qos
+                )
+
+    def _forget(self, face_id: str) -> None:
+        """What a subclass keeps about a face that left the tracked list."""
+
+    def close(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                self._node.destroy_subscription(sub)
+        self._subs.clear()
+        self._node.destroy_subscription(self._tracked_sub)
+
+
+class HriFaceInput(TrackedFaceSubscriptions):
     """face_source ros4hri: /humans/faces/tracked says which faces exist; each one's
     /humans/faces/<id>/aligned crops (and /roi boxes, when published) go to `faces`. Subscriptions
     follow the tracked list. `on_bad(kind, error)` counts a malformed message."""
@@ -199,26 +231,20 @@ class HriFaceInput:
         reliability: str = "best_effort",
         depth: int = 5,
     ):
-        self._node, self._msgs, self.faces, self._on_bad = node, messages, faces, on_bad
-        self._qos = sensor_qos(reliability, depth)
-        self._subs: dict[str, list] = {}
-        self._tracked_sub = node.create_subscription(messages.IdsList, FACES_TRACKED, self.on_tracked, self._qos)
+        self.faces, self._on_bad = faces, on_bad
+        super().__init__(node, messages, sensor_qos(reliability, depth))
 
     def on_tracked(self, msg) -> None:
         ids = [str(i) for i in msg.ids]
         self.faces.set_tracked(ids)
-        for gone in [f for f in self._subs if f not in ids]:
-            for sub in self._subs.pop(gone):
-                self._node.destroy_subscription(sub)
-        for face_id in ids:
-            if face_id not in self._subs:
-                subs = [
-                    self._node.create_subscription(
-                        Image, face_topic(face_id, "aligned"), lambda m, f=face_id: self.on_aligned(f, m), self._qos
-                    )
-                ]
-                subs += roi_subscriptions(self._node, self._msgs, face_id, self.on_roi, self._qos)
-                self._subs[face_id] = subs
+        self._follow(ids)
+
+    def _subscribe(self, face_id: str) -> list:
+        return [
+            self._node.create_subscription(
+                Image, face_topic(face_id, "aligned"), lambda m: self.on_aligned(face_id, m), self._qos
+            )
+        ]
 
     def on_aligned(self, face_id: str, msg) -> None:
         try:
@@ -230,13 +256,6 @@ class HriFaceInput:
 
     def on_roi(self, face_id: str, msg) -> None:
         self.faces.add_roi(face_id, stamp_to_ns(msg.header.stamp), msg.xmin, msg.ymin, msg.xmax, msg.ymax)
-
-    def close(self) -> None:
-        for subs in self._subs.values():
-            for sub in subs:
-                self._node.destroy_subscription(sub)
-        self._subs.clear()
-        self._node.destroy_subscription(self._tracked_sub)
 
 
 # ------------------------------------------------------------------ llm_bridge_node's ros4hri input
@@ -282,42 +301,37 @@ def reading_from_expression(
     return ExpressionReading(sample, Sighting(face_id, stamp_ns, score), ours is None, unstamped)
 
 
-class HriExpressionInput:
+class HriExpressionInput(TrackedFaceSubscriptions):
     """llm_bridge_node with input ros4hri: follows /humans/faces/tracked and subscribes, per face,
     to /humans/faces/<id>/expression (and /roi, to score faces for the person rule). Each
     Expression goes to `on_expression(face_id, msg, roi)`; subscriptions of faces that left the
     tracked list are dropped (REP-155: the id means nothing more)."""
 
     def __init__(self, node, messages, on_expression: Callable, reliability: str = "reliable", depth: int = 10):
-        self._node, self._msgs, self._on_expression = node, messages, on_expression
-        self._qos = sensor_qos(reliability, depth)
+        self._on_expression = on_expression
         self._lock = threading.Lock()
-        self._subs: dict[str, list] = {}
         self._rois: dict[str, tuple[float, float, float, float]] = {}
         self.tracked: list[str] = []
-        self._tracked_sub = node.create_subscription(messages.IdsList, FACES_TRACKED, self.on_tracked, self._qos)
+        super().__init__(node, messages, sensor_qos(reliability, depth))
 
     def on_tracked(self, msg) -> None:
         ids = list(dict.fromkeys(str(i) for i in msg.ids))
         self.tracked = ids
-        for gone in [f for f in self._subs if f not in ids]:
-            for sub in self._subs.pop(gone):
-                self._node.destroy_subscription(sub)
-            with self._lock:
-                self._rois.pop(gone, None)
-        for face_id in ids:
-            if face_id in self._subs:
-                continue
-            subs = [
-                self._node.create_subscription(
-                    self._msgs.Expression,
-                    face_topic(face_id, "expression"),
-                    lambda m, f=face_id: self.on_expression(f, m),
-                    self._qos,
-                )
-            ]
-            subs += roi_subscriptions(self._node, self._msgs, face_id, self.on_roi, self._qos)
-            self._subs[face_id] = subs
+        self._follow(ids)
+
+    def _subscribe(self, face_id: str) -> list:
+        return [
+            self._node.create_subscription(
+                self._msgs.Expression,
+                face_topic(face_id, "expression"),
+                lambda m: self.on_expression(face_id, m),
+                self._qos,
+            )
+        ]
+
+    def _forget(self, face_id: str) -> None:
+        with self._lock:
+            self._rois.pop(face_id, None)
 
     def on_roi(self, face_id: str, msg) -> None:
         with self._lock:
@@ -327,10 +341,3 @@ class HriExpressionInput:
         with self._lock:
             roi = self._rois.get(face_id)
         self._on_expression(face_id, msg, roi)
-
-    def close(self) -> None:
-        for subs in self._subs.values():
-            for sub in subs:
-                self._node.destroy_subscription(sub)
-        self._subs.clear()
-        self._node.destroy_subscription(self._tracked_sub)
