@@ -32,7 +32,7 @@ from duse_ros.affect.preprocess import FramePreprocessor  # noqa: E402
 from duse_ros.affect.windowing import Windower  # noqa: E402
 from duse_ros.io.audio import audio_chunk_to_mono  # noqa: E402
 from duse_ros.io.demo_stream import DemoScript, write_demo_bag  # noqa: E402
-from duse_ros.io.images import compressed_to_rgb  # noqa: E402
+from duse_ros.io.images import IMAGE_MESSAGES  # noqa: E402
 from duse_ros.io.rosbag import BagFile, select_streams  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
 from duse_ros.timebase import stamp_to_ns  # noqa: E402
@@ -47,13 +47,14 @@ def model_alone(bag_path: Path, name: str) -> tuple[float, int, int]:
     windower = Windower(num_frames=spec.num_frames, use_audio=spec.uses_audio, audio_rate=spec.audio_rate)
     with BagFile(bag_path) as bag:
         streams = select_streams(bag)
+        camera = IMAGE_MESSAGES[streams.image.msgtype]
         topics = [streams.image.name] + ([streams.audio.name] if streams.audio else [])
         jobs, frames = [], 0
         for topic, msgtype, _, raw in bag.messages(topics):
             msg = bag.deserialize(raw, msgtype)
             stamp = stamp_to_ns(msg.header.stamp)
             if topic == streams.image.name:
-                windower.add_frame(stamp, compressed_to_rgb(msg))
+                windower.add_frame(stamp, camera.to_rgb(msg))
                 frames += 1
             elif spec.uses_audio:
                 windower.add_audio(stamp, audio_chunk_to_mono(msg, spec.audio_rate))

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from duse_ros.affect import diagnostics as diag  # noqa: E402
+from duse_ros.io.images import image_message  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -40,7 +41,9 @@ def publish(kind: str, width: int, height: int, fps: float, seconds: float) -> N
     import numpy as np
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
+
+    from duse_ros.nodes.common import message_class
 
     face = cv2.imread(str(ROOT / "duse_ros" / "data" / "astronaut.jpg"))
     canvas = np.full((height, width, 3), 90, np.uint8)
@@ -48,13 +51,10 @@ def publish(kind: str, width: int, height: int, fps: float, seconds: float) -> N
     canvas[:side, :side] = cv2.resize(face, (side, side))
     rclpy.init()
     node = rclpy.create_node("bench_transport_camera")
-    if kind == "raw":
-        pub = node.create_publisher(Image, "image_raw", qos_profile_sensor_data)
-        msg = Image(height=height, width=width, encoding="bgr8", step=width * 3, data=canvas.tobytes())
-    else:
-        pub = node.create_publisher(CompressedImage, "image_raw/compressed", qos_profile_sensor_data)
-        msg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", canvas)[1].tobytes())
-    msg.header.frame_id = "camera"
+    image = image_message(kind == "compressed")  # what the node subscribes to with image_compressed
+    cls = message_class(image.type_name)
+    pub = node.create_publisher(cls, image.topic("image_raw"), qos_profile_sensor_data)
+    msg = image.build({image.type_name: cls}, Header(frame_id="camera"), canvas[..., ::-1], 95)
     deadline = time.monotonic() + 60
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
@@ -78,7 +78,8 @@ def measure(kind: str, width: int, height: int, fps: float, seconds: float, warm
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     if profile:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-    params = {"image_compressed": kind == "compressed", "diagnostics_period_s": 0.5}
+    image = image_message(kind == "compressed")
+    params = {"image_compressed": image.compressed, "diagnostics_period_s": 0.5}
     node_cmd = [sys.executable, "-m", "duse_ros.nodes.affect_node", "--ros-args"]
     for name, value in params.items():
         node_cmd += ["-p", f"{name}:={str(value).lower()}"]
@@ -98,7 +99,7 @@ def measure(kind: str, width: int, height: int, fps: float, seconds: float, warm
     publisher = subprocess.Popen(pub_cmd, env=env, cwd=ROOT)
     try:
         while publisher.poll() is None:
-            if not started and peer.count_publishers("image_raw" if kind == "raw" else "image_raw/compressed"):
+            if not started and peer.count_publishers(image.topic("image_raw")):
                 started.append(time.monotonic())
             rclpy.spin_once(peer, timeout_sec=0.1)
     finally:

@@ -16,7 +16,7 @@ from bag_fixtures import write_robot_bag, write_video
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from duse_ros.io.images import to_rgb
+from duse_ros.io.images import IMAGE_MESSAGES
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages, spans_to_messages
 from duse_ros.io.rosbag import (
     AUDIO_DATA_STAMPED,
@@ -137,7 +137,7 @@ def test_sqlite3_compressed_and_audio_common_layouts(video, tmp_path, audio_msg)
     mono = np.concatenate([np.frombuffer(bytes(c.data), "<f4") for c in chunks])
     assert all(c.sample_rate == 16000 and c.sample_format == "F32LE" for c in chunks)  # from the bag, not the flags
     np.testing.assert_allclose(mono, pcm.astype(np.float32).mean(axis=1) / 32768, atol=1e-4)
-    assert to_rgb(first).shape == (120, 160, 3)
+    assert IMAGE_MESSAGES[streams.image.msgtype].to_rgb(first).shape == (120, 160, 3)
     end = labels[-1][0]
     assert labels == [(ORIGIN, "neutral"), (end, "")] and end >= ORIGIN + int(times[-1] * NS)
 
@@ -156,11 +156,11 @@ def test_frames_folder_with_wav_and_one_label(tmp_path):
     out = tmp_path / "bag"
     assert run_make_bag(frames, "-o", out, "--fps", 4, "--audio", tmp_path / "mic.wav", "--label", "anger") == 0
     with BagFile(out) as bag:
-        imgs = [bag.deserialize(raw, ty) for _, ty, _, raw in bag.messages(["/image_raw"])]
+        imgs = [(bag.deserialize(raw, ty), ty) for _, ty, _, raw in bag.messages(["/image_raw"])]
         audio = [bag.deserialize(raw, ty) for _, ty, _, raw in bag.messages(["/audio"])]
         labels = _labels(bag)
-    assert [i.header.stamp.sec * NS + i.header.stamp.nanosec - ORIGIN for i in imgs] == [0, NS // 4, NS // 2]
-    assert [int(to_rgb(i)[0, 0, 0]) for i in imgs] == [20, 40, 200]
+    assert [i.header.stamp.sec * NS + i.header.stamp.nanosec - ORIGIN for i, _ in imgs] == [0, NS // 4, NS // 2]
+    assert [int(IMAGE_MESSAGES[ty].to_rgb(i)[0, 0, 0]) for i, ty in imgs] == [20, 40, 200]
     np.testing.assert_array_equal(np.concatenate([np.frombuffer(a.data.tobytes(), "<i2") for a in audio]), samples)
     assert labels == [(ORIGIN, "anger"), (ORIGIN + NS, "")]  # the audio (1 s) outlasts the frames
 
@@ -235,7 +235,7 @@ def test_bags_recorded_on_a_robot_are_understood(tmp_path, storage, image, audio
         streams = select_streams(bag)
         assert streams.image.count == info["frames"] and streams.labels is None
         frame = bag.deserialize(next(bag.messages([streams.image.name]))[3], streams.image.msgtype)
-        assert to_rgb(frame).shape == (120, 160, 3)
+        assert IMAGE_MESSAGES[streams.image.msgtype].to_rgb(frame).shape == (120, 160, 3)
         if audio is None:
             assert streams.audio is None
             return

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from duse_ros.io.conversions import ConversionError
-from duse_ros.io.images import SUPPORTED_IMAGE_ENCODINGS, compressed_to_rgb, image_to_rgb, to_rgb
+from duse_ros.io.images import SUPPORTED_IMAGE_ENCODINGS, compressed_to_rgb, image_to_rgb
 
 
 @dataclass
@@ -251,7 +251,6 @@ def test_real_sensor_msgs_image_and_compressed():
     image.step = padded.shape[1]
     image.data = padded.tobytes()  # rclpy stores uint8[] as array.array('B')
     np.testing.assert_array_equal(image_to_rgb(image), RGB)
-    np.testing.assert_array_equal(to_rgb(image), RGB)
 
     mono = msgs.Image(
         height=H, width=W, encoding="mono16", is_bigendian=1, step=W * 2, data=MONO16.astype(">u2").tobytes()
@@ -262,7 +261,6 @@ def test_real_sensor_msgs_image_and_compressed():
         format="rgb8; png compressed bgr8", data=cv2.imencode(".png", RGB[..., ::-1])[1].tobytes()
     )
     np.testing.assert_array_equal(compressed_to_rgb(compressed), RGB)
-    np.testing.assert_array_equal(to_rgb(compressed), RGB)
 
 
 # ---- compressed ----------------------------------------------------------------------------
@@ -374,5 +372,3 @@ def test_malformed_compressed(msg, words):
 
 def test_conversion_error_is_a_value_error():
     assert issubclass(ConversionError, ValueError)
-    with pytest.raises(ConversionError):
-        to_rgb(object())

@@ -18,11 +18,16 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_MESSAGES
+from duse_ros.io.images import COMPRESSED_IMAGE, IMAGE_MESSAGES
 from duse_ros.io.rosbag import typestore
 from duse_ros.io.samples import load_sample_face
 from duse_ros.timebase import NS
 
-IMAGE_TOPIC, AUDIO_TOPIC = "/image_raw/compressed", "/audio"
+CAMERA = IMAGE_MESSAGES[COMPRESSED_IMAGE]  # the demo's camera: JPEG, as image_transport's compressed stream
+MICROPHONE = AUDIO_MESSAGES[AUDIO_CHUNK]  # S16LE mono
+IMAGE_TOPIC, AUDIO_TOPIC = CAMERA.topic("/image_raw"), "/audio"
+JPEG_QUALITY = 85
 
 
 @dataclass(frozen=True)
@@ -72,38 +77,25 @@ def write_demo_bag(
     path = Path(path)
     store = typestore()
     Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
-    CompressedImage, AudioChunk = store.types["sensor_msgs/msg/CompressedImage"], store.types["duse_ros/msg/AudioChunk"]
     face = load_sample_face()
 
     def header(ns: int, fid: str):
         return Header(stamp=Time(sec=ns // NS, nanosec=ns % NS), frame_id=fid)
 
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        cam = writer.add_connection(IMAGE_TOPIC, CompressedImage.__msgtype__, typestore=store)
-        mic = writer.add_connection(AUDIO_TOPIC, AudioChunk.__msgtype__, typestore=store)
+        cam = writer.add_connection(IMAGE_TOPIC, CAMERA.type_name, typestore=store)
+        mic = writer.add_connection(AUDIO_TOPIC, MICROPHONE.type_name, typestore=store)
         events = [(i / script.fps, "frame") for i in range(int(script.duration_s * script.fps))]
         chunk = int(script.audio_rate * script.audio_chunk_s)
         events += [(k * script.audio_chunk_s, "audio") for k in range(int(script.duration_s / script.audio_chunk_s))]
         for t, kind in sorted(events):
             ns = start_ns + int(round(t * NS))
             if kind == "frame":
-                ok, jpeg = cv2.imencode(
-                    ".jpg", cv2.cvtColor(demo_frame(t, script, face), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
-                )
-                assert ok
-                msg = CompressedImage(
-                    header=header(ns, frame_id), format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1)
-                )
+                msg = CAMERA.build(store.types, header(ns, frame_id), demo_frame(t, script, face), JPEG_QUALITY)
                 writer.write(cam, ns, store.serialize_cdr(msg, msg.__msgtype__))
             else:
                 pcm = (demo_audio(t, chunk, script.audio_rate) * 32767).astype("<i2")
-                msg = AudioChunk(
-                    header=header(ns, "microphone"),
-                    sample_rate=script.audio_rate,
-                    channels=1,
-                    sample_format="S16LE",
-                    data=np.frombuffer(pcm.tobytes(), np.uint8),
-                )
+                msg = MICROPHONE.build(store.types, header(ns, "microphone"), pcm.reshape(-1, 1), script.audio_rate)
                 writer.write(mic, ns, store.serialize_cdr(msg, msg.__msgtype__))
     return path
 

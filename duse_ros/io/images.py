@@ -7,10 +7,16 @@ encodings are scaled to 8 bits the way cv_bridge does it, `round(v * 255 / 65535
 `significant_bits` says the sensor fills fewer bits. `compressed_to_rgb` decodes with
 `cv2.imdecode(..., IMREAD_UNCHANGED)`, as cv_bridge's `compressed_imgmsg_to_cv2` does (no EXIF
 rotation).
+
+`IMAGE_MESSAGES` is the one table of the camera message family, by type name: the image_transport
+topic a type travels on, what the header says a frame holds (the size check before decoding), the
+conversion to RGB, and a builder of a message from RGB pixels. The node (`image_compressed`),
+rosbag I/O, duse-make-bag, the demo and duse-eval-bag read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,11 +237,58 @@ def compressed_to_rgb(msg: Any, *, significant_bits: int = 16) -> np.ndarray:
     raise ConversionError(f"CompressedImage decodes to {image.shape[2]} channels; expected 1, 3 or 4")
 
 
-def image_pixels(msg: Any) -> int:
-    """width x height of an Image or CompressedImage from its header alone (for JPEG and PNG the
-    codec header; 0 when it cannot tell), so an oversized frame is refused before decoding."""
-    if hasattr(msg, "encoding"):
-        return max(0, int(msg.width)) * max(0, int(msg.height))
+# --------------------------------------------------------------------------------------------
+# The image message family
+# --------------------------------------------------------------------------------------------
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+# What compressed_image_transport writes for a bgr8 frame encoded by OpenCV from RGB pixels.
+_JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+DEFAULT_JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class ImageMessage:
+    """One camera message type. `types` maps type names to message classes (a rosbags typestore's
+    `types`, or a dict of rclpy classes); `rgb` is a (height, width, 3) uint8 array."""
+
+    type_name: str
+    transport: str  # image_transport's name: "raw" travels on the base topic, others on <base>/<transport>
+    pixels: Callable[[Any], int]  # width x height from the header alone (0: cannot tell), before decoding
+    to_rgb: Callable[..., np.ndarray]  # (msg, *, significant_bits=16) -> (H, W, 3) uint8 RGB
+    build: Callable[..., Any]  # (types, header, rgb, jpeg_quality=DEFAULT_JPEG_QUALITY) -> message; raw: bgr8
+
+    @property
+    def compressed(self) -> bool:
+        """What affect_node's `image_compressed` parameter says for this type."""
+        return self.transport != "raw"
+
+    def topic(self, base: str) -> str:
+        """The topic this type travels on beside the camera's base topic, as image_transport names it
+        (`image_raw` -> `image_raw/compressed`); a remap of the base topic moves every transport."""
+        return base if self.transport == "raw" else f"{base}/{self.transport}"
+
+
+def _byte_array(cls: Any, data: np.ndarray) -> Any:
+    # rosbags' classes (they carry __msgtype__) serialise uint8[] from numpy arrays; rclpy's copy a
+    # numpy array element by element (50 ms for a VGA frame) but take bytes at once.
+    return data if hasattr(cls, "__msgtype__") else data.tobytes()
+
+
+def _raw_pixels(msg: Any) -> int:
+    return max(0, int(msg.width)) * max(0, int(msg.height))
+
+
+def _raw_build(types: Mapping[str, Any], header: Any, rgb: np.ndarray, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Any:
+    cls, bgr = types[IMAGE], cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    h, w = bgr.shape[:2]
+    data = _byte_array(cls, bgr.reshape(-1))
+    return cls(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0, step=w * 3, data=data)
+
+
+def _compressed_pixels(msg: Any) -> int:
+    """For JPEG and PNG the codec header's size; 0 when it cannot tell."""
     try:
         head = byte_buffer(msg.data, "CompressedImage.data")[:65536].tobytes()
     except ConversionError:
@@ -252,12 +305,27 @@ def image_pixels(msg: Any) -> int:
     return 0
 
 
-def to_rgb(msg: Any) -> np.ndarray:
-    """RGB uint8 array from either a sensor_msgs/Image or a sensor_msgs/CompressedImage."""
-    if hasattr(msg, "encoding"):
-        return image_to_rgb(msg)
-    if hasattr(msg, "format"):
-        return compressed_to_rgb(msg)
-    raise ConversionError(
-        f"{type(msg).__name__} is neither an Image (no 'encoding') nor a CompressedImage (no 'format')"
+def _compressed_build(
+    types: Mapping[str, Any], header: Any, rgb: np.ndarray, jpeg_quality: int = DEFAULT_JPEG_QUALITY
+) -> Any:
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    if not ok:
+        raise ConversionError(f"JPEG encoding failed for a {rgb.shape[1]}x{rgb.shape[0]} frame")
+    cls = types[COMPRESSED_IMAGE]
+    return cls(header=header, format=_JPEG_FORMAT, data=_byte_array(cls, jpeg.reshape(-1)))
+
+
+IMAGE_MESSAGES: dict[str, ImageMessage] = {
+    m.type_name: m
+    for m in (
+        ImageMessage(IMAGE, "raw", _raw_pixels, image_to_rgb, _raw_build),
+        ImageMessage(COMPRESSED_IMAGE, "compressed", _compressed_pixels, compressed_to_rgb, _compressed_build),
     )
+}
+IMAGE_TYPES: tuple[str, ...] = tuple(IMAGE_MESSAGES)
+
+
+def image_message(compressed: bool) -> ImageMessage:
+    """The entry affect_node's `image_compressed` parameter selects."""
+    return IMAGE_MESSAGES[COMPRESSED_IMAGE if compressed else IMAGE]

@@ -34,11 +34,9 @@ from duse_ros.io.audio import (  # the type names: the bag tools take them from 
     AUDIO_STAMPED,
     AUDIO_TYPES,
 )
+from duse_ros.io.images import IMAGE_TYPES
 from duse_ros.share import share_dirs, share_path
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
 LABEL_TYPE = "std_msgs/msg/String"
 LABEL_TOPIC = "/emotion_label"

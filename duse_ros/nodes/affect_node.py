@@ -15,7 +15,6 @@ if __name__ == "__main__":  # python -m: a stop signal during the imports below 
     startup.hold_signals()
 
 import dataclasses
-import importlib
 import time
 import traceback
 from collections import Counter
@@ -26,7 +25,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import RegionOfInterest
 
 from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
@@ -39,7 +38,7 @@ from duse_ros.affect.stats import ArrivalMeter, LatencyReservoir, RateMeter
 from duse_ros.classes import valence_arousal
 from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_MESSAGES, PcmFormat
 from duse_ros.io.conversions import ConversionError
-from duse_ros.io.images import image_pixels, to_rgb
+from duse_ros.io.images import IMAGE, IMAGE_MESSAGES, image_message
 from duse_ros.loading import load_model
 from duse_ros.models.registry import UnknownModelError
 from duse_ros.msg import AudioChunk, EmotionState
@@ -49,6 +48,7 @@ from duse_ros.nodes.common import (
     declare_table,
     diagnostic_array,
     diagnostic_status,
+    message_class,
     ns_to_stamp,
     release_memory,
     run_node,
@@ -85,9 +85,9 @@ def set_torch_threads(threads: int) -> int:
 
 
 def _import_msg(type_name: str):
-    package, _, name = type_name.split("/")
+    package = type_name.split("/")[0]
     try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
+        return message_class(type_name)
     except (ImportError, AttributeError):
         raise ValueError(
             f"audio.type {type_name!r}: message package {package!r} is not installed "
@@ -123,6 +123,7 @@ class AffectNode(LifecycleNode):
         self._audio_stream: AudioStream | None = None
         self._audio_msg_type = AudioChunk
         self._audio = AUDIO_MESSAGES[AUDIO_CHUNK]  # the audio message family's entry for audio.type
+        self._image = IMAGE_MESSAGES[IMAGE]  # the image message family's entry for image_compressed
         self._pcm_format = PcmFormat()  # audio.* parameters: the format of messages that do not carry it
         self._hri_msgs = import_hri_msgs()
         self._hri_out: HriOutput | None = None
@@ -241,14 +242,11 @@ class AffectNode(LifecycleNode):
         try:  # the model moves to its device here: CUDA out of memory or a vanished GPU fail it
             self._pipeline.start()
             qos = sensor_qos(self.p("qos.reliability"), self.p("qos.depth"))
-            if self.p("image_compressed"):
-                # image_transport's convention: the compressed stream is `<base>/compressed` of the
-                # (remapped) base topic, so `-r image_raw:=/camera/color/image_raw` moves both.
-                self._subscribe(
-                    CompressedImage, f"{self.resolve_topic_name('image_raw')}/compressed", self._on_image, qos
-                )
-            else:
-                self._subscribe(Image, "image_raw", self._on_image, qos)
+            self._image = image_message(self.p("image_compressed"))
+            # image_transport's convention: the compressed stream is `<base>/compressed` of the
+            # (remapped) base topic, so `-r image_raw:=/camera/color/image_raw` moves both.
+            base = self.resolve_topic_name("image_raw") if self._image.compressed else "image_raw"
+            self._subscribe(message_class(self._image.type_name), self._image.topic(base), self._on_image, qos)
             if self._pipeline.external is not None:
                 self._hri_in = HriFaceInput(
                     self,
@@ -386,7 +384,8 @@ class AffectNode(LifecycleNode):
         self._rates["image"].tick()
         self._last_frame_wall = time.monotonic()
         self._arrivals.add(stamp_to_ns(msg.header.stamp))
-        pixels = image_pixels(msg)
+        image = self._image
+        pixels = image.pixels(msg)
         if pixels > self._live["max_image_pixels"]:
             self._refuse(
                 "image_too_large",
@@ -394,7 +393,7 @@ class AffectNode(LifecycleNode):
             )
             return
         try:
-            rgb = to_rgb(msg)
+            rgb = image.to_rgb(msg)
         except ConversionError as e:
             self._malformed_input("image", e)
             return

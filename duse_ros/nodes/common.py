@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -30,6 +31,13 @@ RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": Reliabi
 def ns_to_stamp(ns: int) -> Time:
     sec, nanosec = sec_nanosec(ns)
     return Time(sec=sec, nanosec=nanosec)
+
+
+def message_class(type_name: str):
+    """The rclpy class of a ROS type name such as "sensor_msgs/msg/Image" (the io/ tables' keys);
+    ImportError or AttributeError when its package is not installed or lacks the type."""
+    package, _, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
 def seconds_to_duration(seconds: float) -> Duration:

@@ -36,7 +36,7 @@ from duse_ros.affect.pipeline import Reading
 from duse_ros.bridge.people import Sighting, face_score
 from duse_ros.bridge.stabiliser import EmotionSample
 from duse_ros.io.conversions import ConversionError
-from duse_ros.io.images import to_rgb
+from duse_ros.io.images import IMAGE, IMAGE_MESSAGES
 from duse_ros.nodes.common import ns_to_stamp, sensor_qos, stamp_to_ns
 
 HRI_PACKAGE_HINT = "the hri_msgs package (ros-$ROS_DISTRO-hri-msgs) is not installed"
@@ -248,7 +248,7 @@ class HriFaceInput(TrackedFaceSubscriptions):
 
     def on_aligned(self, face_id: str, msg) -> None:
         try:
-            rgb = to_rgb(msg)
+            rgb = IMAGE_MESSAGES[IMAGE].to_rgb(msg)
         except ConversionError as e:
             self._on_bad("aligned_face", e)
             return

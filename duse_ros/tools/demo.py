@@ -32,13 +32,14 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.affect import settings as affect_settings  # noqa: E402
-from duse_ros.io.demo_stream import AUDIO_TOPIC, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
+from duse_ros.io.demo_stream import AUDIO_TOPIC, CAMERA, IMAGE_TOPIC, read_bag, write_demo_bag  # noqa: E402
 from duse_ros.io.rosbag import BagWriter  # noqa: E402
 from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState  # noqa: E402
+from duse_ros.nodes.common import message_class  # noqa: E402
 from duse_ros.timebase import NS, stamp_to_ns  # noqa: E402
 from duse_ros.tools.evaluate import plot_timeline  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
@@ -67,7 +68,7 @@ class DemoPeer:
         self.node = rclpy.create_node("duse_demo_player")
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {
-            IMAGE_TOPIC: self.node.create_publisher(CompressedImage, "image_raw/compressed", qos),
+            IMAGE_TOPIC: self.node.create_publisher(message_class(CAMERA.type_name), CAMERA.topic("image_raw"), qos),
             AUDIO_TOPIC: self.node.create_publisher(AudioChunk, "audio", qos),
         }
         self.states: list[EmotionState] = []
@@ -192,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         f"domain {os.environ['ROS_DOMAIN_ID']}\n"
     )
 
-    node_params = {"model": args.model, "image_compressed": True, "qos.reliability": "reliable", "qos.depth": 50}
+    node_params = {
+        "model": args.model,
+        "image_compressed": CAMERA.compressed,
+        "qos.reliability": "reliable",
+        "qos.depth": 50,
+    }
     if args.clip_weights:
         node_params["clip_weights"] = args.clip_weights
     procs = [_start("duse_ros.nodes.affect_node", node_params, run_dir / "affect_node.log")]

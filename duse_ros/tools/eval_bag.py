@@ -55,11 +55,11 @@ import numpy as np  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.affect import settings as affect_settings  # noqa: E402
+from duse_ros.io.images import IMAGE_MESSAGES, ImageMessage  # noqa: E402
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages  # noqa: E402
 from duse_ros.io.rosbag import (  # noqa: E402
     AUDIO_CHUNK,
     AUDIO_INFO,
-    COMPRESSED_IMAGE,
     LABEL_TOPIC,
     LABEL_TYPE,
     ORIGIN_KEY,
@@ -146,21 +146,19 @@ _held_locks: list = []
 class Player:
     """The tool's own rclpy node: plays the bag, keeps what the nodes publish, paces the replay."""
 
-    def __init__(self, namespace: str, compressed: bool, uses_audio: bool, depth: int):
+    def __init__(self, namespace: str, image: ImageMessage, uses_audio: bool, depth: int):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CompressedImage, Image
 
         from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState
+        from duse_ros.nodes.common import message_class
 
         self.rclpy, self.Clock, self.namespace = rclpy, Clock, namespace
         self.node = rclpy.create_node("duse_eval_player", namespace=namespace)
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(
-            CompressedImage if compressed else Image, "image_raw/compressed" if compressed else "image_raw", qos
-        )
+        self.image_pub = self.node.create_publisher(message_class(image.type_name), image.topic("image_raw"), qos)
         self.audio_pub = self.node.create_publisher(AudioChunk, "audio", qos) if uses_audio else None
         self.clock_pub = self.node.create_publisher(Clock, "clock", 10)  # the nodes' /clock, remapped
         self.states: list = []
@@ -271,7 +269,7 @@ class Plan:
     """What one replay plays, to which namespace, with which reader depth."""
 
     namespace: str
-    compressed: bool
+    image: ImageMessage  # the bag's camera type: the node subscribes to the same (image_compressed)
     uses_audio: bool
     topics: list[str]  # the bag's topics to play
     depth: int
@@ -316,7 +314,7 @@ def plan_replay(bag: BagFile, streams, model, args) -> Plan:
     )
     return Plan(
         namespace=run_namespace(args),
-        compressed=streams.image.msgtype == COMPRESSED_IMAGE,
+        image=IMAGE_MESSAGES[streams.image.msgtype],
         uses_audio=uses_audio,
         topics=topics,
         depth=depth,
@@ -328,7 +326,7 @@ def plan_replay(bag: BagFile, streams, model, args) -> Plan:
 def node_parameters(plan: Plan, args) -> dict[str, object]:
     params = {
         "model": args.model,
-        "image_compressed": plan.compressed,
+        "image_compressed": plan.image.compressed,
         "qos.reliability": "reliable",
         "qos.depth": plan.depth,
         "queue_depth": args.queue_depth,
@@ -396,7 +394,7 @@ def wait_until_ready(player: Player, plan: Plan, args, procs: list[subprocess.Po
         args.startup_timeout_s,
         procs,
     )
-    node_topics = ["image_raw/compressed" if plan.compressed else "image_raw"] + (["audio"] if plan.uses_audio else [])
+    node_topics = [plan.image.topic("image_raw")] + (["audio"] if plan.uses_audio else [])
     readers = 1 if args.no_bridge else 2
     ready = ready and player.spin_until(
         lambda: player.inputs_matched(node_topics, readers), args.startup_timeout_s, procs
@@ -533,7 +531,7 @@ def replay(bag: BagFile, streams, model, args, out_dir: Path) -> dict:
     plan = plan_replay(bag, streams, model, args)
     procs = start_nodes(plan, args, out_dir)
     rclpy.init()
-    player = Player(plan.namespace, plan.compressed, plan.uses_audio, plan.depth)
+    player = Player(plan.namespace, plan.image, plan.uses_audio, plan.depth)
     player.rate = args.rate if args.realtime else 1.0
     # Sim time before the bag starts, so the nodes' timers run while they come up.
     player.tick_clock(bag.start_ns - int(args.startup_timeout_s * 2 * NS))
@@ -938,7 +936,7 @@ def run(args: argparse.Namespace) -> dict:
     with BagFile(args.bag) as bag:
         inputs = prepare(bag, args)
         large_shm_profile = share_path("config", "fastdds_large_shm.xml")
-        if inputs.streams.image.msgtype != COMPRESSED_IMAGE and large_shm_profile is not None:
+        if not IMAGE_MESSAGES[inputs.streams.image.msgtype].compressed and large_shm_profile is not None:
             # Raw frames are larger than Fast DDS's default shared-memory segment (see README).
             os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(large_shm_profile))
         if provider:

@@ -23,13 +23,14 @@ import shutil
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from duse_ros.classes import CLASS_SETS, get_class_set
 from duse_ros.io.audio import AUDIO_MESSAGES
 from duse_ros.io.clip_lists import ClipListError, read_clip_list
+from duse_ros.io.conversions import ConversionError
+from duse_ros.io.images import image_message
 from duse_ros.io.labels import LabelError, read_labels_csv, spans_from_messages, spans_to_messages
 from duse_ros.io.rosbag import (
     AUDIO_DATA_STAMPED,
@@ -66,7 +67,8 @@ class _StreamWriter:
         self.frames = self.audio_samples = 0
         t = self.store.types
         self.Header, self.Time = t["std_msgs/msg/Header"], t["builtin_interfaces/msg/Time"]
-        self.image_topic = args.image_topic or ("/image_raw/compressed" if args.compressed else "/image_raw")
+        self.image = image_message(args.compressed)  # the image family's table (duse_ros/io/images.py)
+        self.image_topic = args.image_topic or self.image.topic("/image_raw")
         self._audio_info_written = False
 
     def header(self, ns: int, frame_id: str):
@@ -74,25 +76,10 @@ class _StreamWriter:
         return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
     def frame(self, ns: int, rgb: np.ndarray) -> None:
-        t, bgr = self.store.types, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if self.args.compressed:
-            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.args.jpeg_quality])
-            if not ok:
-                raise SourceError(f"JPEG encoding failed for the frame at {ns / NS:.3f} s")
-            msg = t["sensor_msgs/msg/CompressedImage"](
-                header=self.header(ns, self.args.frame_id), format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1)
-            )
-        else:
-            h, w = bgr.shape[:2]
-            msg = t["sensor_msgs/msg/Image"](
-                header=self.header(ns, self.args.frame_id),
-                height=h,
-                width=w,
-                encoding="bgr8",
-                is_bigendian=0,
-                step=w * 3,
-                data=np.ascontiguousarray(bgr).reshape(-1),
-            )
+        try:
+            msg = self.image.build(self.store.types, self.header(ns, self.args.frame_id), rgb, self.args.jpeg_quality)
+        except ConversionError:
+            raise SourceError(f"JPEG encoding failed for the frame at {ns / NS:.3f} s") from None
         self.w.write(self.image_topic, ns, msg)
         self.frames += 1
 

@@ -29,8 +29,12 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns
+
+if TYPE_CHECKING:
+    from duse_ros.io.images import ImageMessage
 
 OUTPUTS = ("duse", "hri")
 _EXPRESSION_PREFIX = "/humans/faces/"
@@ -65,11 +69,10 @@ def wanted(args) -> bool:
     return bool(args.provider_command or args.provider_topic or args.provider_output != "duse")
 
 
-def topics(args, namespace: str, compressed: bool) -> dict[str, str]:
-    image = f"{namespace}/image_raw" + ("/compressed" if compressed else "")
+def topics(args, namespace: str, image: ImageMessage) -> dict[str, str]:
     return {
         "namespace": namespace,
-        "image_topic": image,
+        "image_topic": image.topic(f"{namespace}/image_raw"),
         "audio_topic": f"{namespace}/audio",
         "emotion_topic": args.provider_topic or f"{namespace}/emotion_state",
     }
@@ -265,7 +268,7 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
     import rclpy
     from tqdm import tqdm
 
-    from duse_ros.io.rosbag import COMPRESSED_IMAGE
+    from duse_ros.io.images import IMAGE_MESSAGES
     from duse_ros.tools.processes import stop
 
     Player, AudioAdapter, EvalError, namespace = player_kit  # noqa: N806
@@ -275,18 +278,18 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         if import_hri_msgs() is None:
             raise ValueError(f"--provider-output hri needs hri_msgs: {HRI_PACKAGE_HINT}")
 
-    compressed = streams.image.msgtype == COMPRESSED_IMAGE
+    image = IMAGE_MESSAGES[streams.image.msgtype]
     uses_audio = streams.audio is not None
     audio = (
         AudioAdapter(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args)
         if uses_audio
         else None
     )
-    names = topics(args, namespace, compressed)
+    names = topics(args, namespace, image)
     procs = [start(cmd, names, out_dir / f"provider_{i}.log") for i, cmd in enumerate(args.provider_command)]
     bag_topics = [streams.image.name] + ([streams.audio.name] if uses_audio else [])
     rclpy.init()
-    player = Player(namespace, compressed, uses_audio, depth=100)
+    player = Player(namespace, image, uses_audio, depth=100)
     player.rate = args.rate
     states, arrivals, unstamped = [], [], []
 
