@@ -8,7 +8,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test lint demo bench gpu-check params train-smoke clean
+.PHONY: setup test quick lint demo bench gpu-check params train-smoke clean
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -16,6 +16,10 @@ setup:
 # The lint runs first: `make test` (and so CI) fails on a lint or format error.
 test: setup lint
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} $(PY) -m pytest test $(PYTEST_ARGS)
+
+# The inner loop while coding: no node processes, no training or soak (README "The quick loop").
+quick: setup
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} $(PY) -m pytest test -q -m "not ros_process and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

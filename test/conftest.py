@@ -60,6 +60,21 @@ _STARTS_NODE = re.compile(
 _NODE_ARGV = re.compile(r"--ros-args|duse_ros\.nodes\.|node_zygote|publish_samples|duse_ros\.tools\.(eval_bag|demo)")
 
 
+# Sources and the helpers they name, read once per function or class: most tests share fixtures
+# and helpers, and inspect.getsource is the bulk of collection time when it is asked again per test.
+_sources: dict = {}
+_callees: dict = {}
+
+
+def _source(obj) -> str | None:
+    if obj not in _sources:
+        try:
+            _sources[obj] = inspect.getsource(obj)
+        except (OSError, TypeError):
+            _sources[obj] = None
+    return _sources[obj]
+
+
 def _local_callables(module, source: str) -> list:
     """Functions and classes named in `source` that are defined in test/ (helpers, harness)."""
     found = []
@@ -70,6 +85,13 @@ def _local_callables(module, source: str) -> list:
             if file and Path(file).resolve().parent == _TEST_DIR:
                 found.append(obj)
     return found
+
+
+def _helpers(obj, module) -> list:
+    key = (obj, module)
+    if key not in _callees:
+        _callees[key] = _local_callables(module, _source(obj) or "")
+    return _callees[key]
 
 
 def _starts_node(item) -> bool:
@@ -85,13 +107,12 @@ def _starts_node(item) -> bool:
         if obj in seen:
             continue
         seen.add(obj)
-        try:
-            source = inspect.getsource(obj)
-        except (OSError, TypeError):
+        source = _source(obj)
+        if source is None:
             continue
         if _STARTS_NODE.search(source):
             return True
-        todo += _local_callables(inspect.getmodule(obj) or module, source)
+        todo += _helpers(obj, inspect.getmodule(obj) or module)
     return False
 
 

@@ -50,6 +50,7 @@ def _cycle(node: AffectNode) -> None:
     assert node.trigger_cleanup() == SUCCESS
 
 
+@pytest.mark.slow  # a soak: twenty lifecycle cycles
 def test_twenty_cycles_release_the_model_and_keep_rss_and_threads_flat(node):
     _cycle(node)  # first-time allocations (torch, OpenCV's cascade) happen here
     _cycle(node)

@@ -314,6 +314,7 @@ def test_wrong_checkpoints_fail_naming_the_mismatch(tmp_path):
         load_model(str(tmp_path / "noarch.json"))
 
 
+@pytest.mark.slow  # compiles a CLIP with TorchScript
 def test_clip_weights_load_from_a_local_file(tmp_path):
     source = create_frozen_clip("DuSE-Tiny")
     with torch.no_grad():

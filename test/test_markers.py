@@ -1,5 +1,6 @@
 """The ros_process marker (test/conftest.py): tests that start node processes carry it, the rest do
-not, and an unmarked test that starts a node fails, so `pytest -m "not ros_process"` stays quick."""
+not, and an unmarked test that starts a node fails, so `pytest -m "not ros_process"` stays quick;
+`make quick` also leaves out the `slow` ones, `make test` runs all."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a second pytest imports and scans three test files
 def test_tests_that_start_nodes_are_marked_and_the_others_are_not():
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "ros_process", "-p", "no:cacheprovider"]
@@ -37,3 +39,13 @@ def test_an_unmarked_test_that_starts_a_node_fails():
     start = subprocess.Popen
     with pytest.raises(AssertionError, match="not marked ros_process"):
         start(argv)
+
+
+def test_make_quick_leaves_out_both_markers_and_make_test_runs_everything(pytestconfig):
+    registered = {line.split(":")[0].strip() for line in pytestconfig.getini("markers")}
+    assert {"ros_process", "slow"} <= registered
+    rules = (ROOT / "Makefile").read_text().split("\n\n")
+    quick = next(rule for rule in rules if "\nquick:" in f"\n{rule}" or rule.startswith("quick:"))
+    assert '-m "not ros_process and not slow"' in quick
+    test = next(rule for rule in rules if "\ntest:" in f"\n{rule}")
+    assert "pytest test $(PYTEST_ARGS)" in test and "not " not in test  # the full suite: no marker left out

@@ -26,6 +26,7 @@ from duse_ros.onnx_export import DIGEST_KEY, OnnxExportError, example_inputs, ex
 from duse_ros.tools import export as export_tool  # noqa: E402
 
 ARCHITECTURES = ["fer2013-minixception", "duse-tiny", "bhgap-tiny", "tiny-random-video", "tiny-random-av"]
+SLOW_EXPORTS = {"bhgap-tiny": "tracing the Mamba scan takes seconds"}
 _EXPORTS: dict[str, tuple[AffectModel, bytes]] = {}
 
 
@@ -37,7 +38,9 @@ def exported(name: str) -> tuple[AffectModel, bytes]:
     return _EXPORTS[name]
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_EXPORTS else []) for n in ARCHITECTURES]
+)
 def test_onnx_runtime_equals_pytorch(name):
     model, data = exported(name)
     runtime = OnnxModel(data, name)

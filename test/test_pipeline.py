@@ -243,6 +243,7 @@ def test_windows_waiting_for_the_model_keep_no_camera_frames_alive():
         pipeline.stop()
 
 
+@pytest.mark.slow  # a soak: 3500 windows under tracemalloc
 def test_python_allocations_stay_flat_over_thousands_of_windows():
     # A slow leak (a list that grows per window or per frame, a cache that is never pruned) shows
     # in an hour-long run as RSS creep; here it shows as Python allocations that outlive their

@@ -191,6 +191,7 @@ def test_bhgap_tiny_runs_the_cuda_branch_in_every_precision(tiny_bhgap, cuda_bra
     assert (got - reference).abs().max().item() <= tol * max(1.0, reference.abs().max().item())
 
 
+@pytest.mark.slow  # the paper-size model (two ViT-B/16)
 def test_bhgap_vitb16_runs_the_cuda_branch_under_bf16_autocast(cuda_branch):
     """The paper-size model (two ViT-B/16, generator width 256, d_state 16) on one small window:
     2 frames and 0.5 s of audio (random weights; a 16-frame window costs ~25 s more on 2 cores

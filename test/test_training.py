@@ -213,6 +213,7 @@ def test_a_crash_in_the_first_epoch_leaves_no_checkpoint(motion, tmp_path, monke
     assert not (tmp_path / "best.json").exists(), "the initial weights must not look like a trained checkpoint"
 
 
+@pytest.mark.slow  # trains six epochs and evaluates
 def test_seeded_runs_repeat_and_resume_continues_the_same_run(motion, tmp_path):
     a = run(motion, tmp_path / "a", "--epochs", "2")
     b = run(motion, tmp_path / "b", "--epochs", "2")
@@ -271,6 +272,7 @@ def test_seeded_runs_repeat_and_resume_continues_the_same_run(motion, tmp_path):
     assert json.loads((tmp_path / "a" / "test.json").read_text())["confusion"] == a["test"]["confusion"]
 
 
+@pytest.mark.slow  # the cross-validation tool over three folds
 def test_crossval_summarises_every_fold(motion, tmp_path, capsys):
     result = crossval.main(
         [
@@ -337,6 +339,7 @@ def test_audio_is_read_from_a_video_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- protocol options
+@pytest.mark.slow  # trains four epochs
 def test_val_fraction_zero_trains_on_the_whole_fold_and_keeps_the_named_epoch(motion, tmp_path):
     last = run(
         motion, tmp_path / "last", "--epochs", "2", "--val-fraction", "0", "--select", "last",
@@ -439,6 +442,7 @@ def test_a_non_image_frame_anywhere_in_a_training_clip_is_found(motion, tmp_path
     assert not (tmp_path / "out" / "best.json").exists(), "found before anything is written, not in epoch 1"
 
 
+@pytest.mark.slow  # the trainer CLI in a second interpreter (torch import)
 def test_a_non_utf8_annotation_file_is_one_line_naming_it(motion, tmp_path):
     import subprocess
     import sys
@@ -499,6 +503,7 @@ def test_every_recipe_loads_and_bhgap_follows_the_reference_protocol():
     assert train.build(recipe, class_set="dfew", span_s=3.0).frontend.num_frames == 512
 
 
+@pytest.mark.slow  # trains BHGap for an epoch
 def test_bhgap_trains_on_whole_clips_with_5_12_s_of_audio(tmp_path):
     data = make_av_dataset(tmp_path / "av", clips_per_class=2, num_classes=7, size=16, seconds=2.0, folds=2)
     summary = train.main(
