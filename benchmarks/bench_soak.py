@@ -145,6 +145,14 @@ def main() -> None:
             write_rss(args.out, samples, medians, f"{args.model or 'default model'}, {args.fps:g} fps")
     sent_fps = i / (time.monotonic() - start)
     print(f"frames sent: {i} ({sent_fps:.1f} fps); node exit code {code}")
+    # Where a reading's age goes, by the node's own last diagnostics: the forward, then the rest.
+    print(
+        "node's last diagnostics: forward p50/p95 "
+        f"{node_values.get('inference.latency_p50_ms', '?')}/{node_values.get('inference.latency_p95_ms', '?')} ms, "
+        "window complete -> reading p50/p95 "
+        f"{node_values.get('pipeline.window_to_reading_p50_ms', '?')}/"
+        f"{node_values.get('pipeline.window_to_reading_p95_ms', '?')} ms"
+    )
     if len(medians) >= 2:
         for what, series, target in (("median", medians, "; target < +5%"), ("peak", peaks, "")):
             growth = (series[-1] - series[0]) / series[0]

@@ -56,6 +56,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         0,
         1024,
     ),
+    P(
+        "malloc_keep_mb",
+        256,
+        "freed host memory (MB per heap) the C allocator keeps for the next forward instead of unmapping "
+        "it, so a forward does not page-fault its activations in again (glibc; affect/host_memory.py); 0: "
+        "the allocator's defaults",
+        0,
+        65536,
+    ),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
     P(
