@@ -255,6 +255,34 @@ def test_absurd_config_sizes_are_refused_before_allocating():
         build_model({"name": "typo", "arch": "minixception", "class_set": "fer2013", "stem_width": 1e5})
 
 
+def test_the_size_check_builds_each_configuration_once_on_the_meta_device(monkeypatch):
+    from duse_ros.models import registry
+
+    monkeypatch.setattr(registry, "_COUNTS", {})
+    builds: list[str] = []
+    minixception = registry._ARCHS["minixception"]
+
+    def counted(config):
+        model = minixception(config)
+        builds.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setitem(registry._ARCHS, "minixception", counted)
+    config = {"name": "small", "arch": "minixception", "class_set": "fer2013", "stem_width": 8}
+    models = [build_model(config) for _ in range(3)]
+    assert builds == ["meta", "cpu", "cpu", "cpu"]  # counted once, built three times
+    assert registry.parameter_count(config) == sum(t.numel() for t in (*models[0].parameters(), *models[0].buffers()))
+    wider = build_model({**config, "stem_width": 16})
+    assert builds[-2:] == ["meta", "cpu"]  # another configuration: counted afresh
+    assert registry.parameter_count({**config, "stem_width": 16}) > registry.parameter_count(config)
+    assert sum(p.numel() for p in wider.parameters()) > sum(p.numel() for p in models[0].parameters())
+    absurd = {**config, "stem_width": 1e5}
+    for _ in range(2):  # refused again from the remembered count, nothing built
+        with pytest.raises(ValueError, match=r"would hold 9e\+10 parameters"):
+            build_model(absurd)
+    assert builds.count("meta") == 3
+
+
 def test_affect_node_refuses_non_finite_weights_at_configure_naming_the_file(tmp_path, ros, capfd):
     from duse_ros.nodes.affect_node import AffectNode
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -103,10 +104,22 @@ def build_model(name_or_config: str | dict, **overrides) -> AffectModel:
     return _ARCHS[arch](config)
 
 
+# parameter_count by config (JSON text): a meta-device build costs about 40 % of a real one, and
+# the same configuration is built again and again (a node's every configure, tests).
+_COUNTS: dict[str, int] = {}
+_MAX_COUNTS = 256
+
+
 def parameter_count(config: dict) -> int:
     """Parameters and buffers of the model `config` describes, counted on the meta device
-    (nothing allocated, no weights file read)."""
+    (nothing allocated, no weights file read); once per configuration."""
     weightless = {k: ("" if k.endswith("_weights") else v) for k, v in config.items()}
+    try:
+        key = json.dumps(weightless, sort_keys=True)
+    except (TypeError, ValueError):  # not plain JSON data: count it afresh
+        key = None
+    if key is not None and key in _COUNTS:
+        return _COUNTS[key]
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the real build that follows says it all once
     try:
@@ -114,7 +127,12 @@ def parameter_count(config: dict) -> int:
             model = _ARCHS[config["arch"]](weightless)
     finally:
         logging.disable(previous)
-    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    count = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    if key is not None:
+        if len(_COUNTS) >= _MAX_COUNTS:
+            _COUNTS.clear()
+        _COUNTS[key] = count
+    return count
 
 
 def check_size(config: dict) -> None:
