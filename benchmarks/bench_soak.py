@@ -142,7 +142,12 @@ def main() -> None:
         rclpy.shutdown()
         # Also when the run ends early (the node died, Ctrl-C): what was measured is kept.
         if args.out is not None and samples:
-            write_rss(args.out, samples, medians, f"{args.model or 'default model'}, {args.fps:g} fps")
+            write_rss(
+                args.out,
+                samples,
+                medians,
+                f"{args.model or 'default model'}, {args.fps:g} fps" + (f", {args.faces} faces" if args.faces else ""),
+            )
     sent_fps = i / (time.monotonic() - start)
     print(f"frames sent: {i} ({sent_fps:.1f} fps); node exit code {code}")
     # Where a reading's age goes, by the node's own last diagnostics: the forward, then the rest.

@@ -69,12 +69,13 @@ def load_checkpoint(json_path: str | Path, require_sha256: bool = False, **overr
     config = read_config(json_path)
     weights_path = (json_path.parent / config.pop("weights")).resolve()
     recorded = config.pop(SHA256_KEY, None)
-    config.pop("training", None)
+    training = config.pop("training", None)
     config.update(overrides)
     tensors = read_weights(json_path, weights_path, recorded, require_sha256)
     model = build_model(config)
     load_trainable(model, tensors, source=str(weights_path))
-    model.untrained = False
+    # A run with `epochs: 0` saves its initial (random) trainable weights: flagged like any other.
+    model.untrained = isinstance(training, dict) and training.get("epoch") == 0
     model.checkpoint = str(json_path)
     return model
 

@@ -1,4 +1,4 @@
-"""retain_freed_memory: a forward-like thread that frees and reallocates ~120 MB stops page-faulting
+"""set_heap_policy: a forward-like thread that frees and reallocates ~120 MB stops page-faulting
 it in anew (the cause of 2.6x slower forwards in affect_node with four faces). mallopt is process-
 wide, so each case runs in a fresh interpreter."""
 
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from duse_ros.affect.host_memory import retain_freed_memory
+from duse_ros.affect.host_memory import set_heap_policy
 from duse_ros.affect.settings import DEFAULTS
 
 # A worker thread (its own malloc arena, as the engine's) allocates ten 12 MB blocks, touches them
@@ -19,8 +19,8 @@ from duse_ros.affect.settings import DEFAULTS
 _WORKER = """
 import json, resource, sys, threading
 import numpy as np
-from duse_ros.affect.host_memory import retain_freed_memory
-note = retain_freed_memory(int(sys.argv[1]))
+from duse_ros.affect.host_memory import set_heap_policy
+note = set_heap_policy(int(sys.argv[1]))
 out = {}
 def forward_like():
     blocks = [np.ones(12 << 20, np.uint8) for _ in range(10)]
@@ -56,8 +56,8 @@ def _faults_per_step(keep_mb: int) -> tuple[float, str]:
 def test_kept_memory_is_reused_without_page_faults():
     pages_per_step = 10 * (12 << 20) // 4096  # what a step touches: 30720 pages of 4 KB
     default_faults, note = _faults_per_step(0)
-    assert "own thresholds" in note
-    # glibc's defaults give much of each step back and fault it in again (the problem)...
+    assert "go back to the system when freed" in note
+    # malloc_keep_mb 0 gives each step back and faults it in again (the problem)...
     assert default_faults > 0.05 * pages_per_step, default_faults
     kept_faults, note = _faults_per_step(DEFAULTS["malloc_keep_mb"])
     assert f"keeps up to {DEFAULTS['malloc_keep_mb']} MB" in note
@@ -67,4 +67,4 @@ def test_kept_memory_is_reused_without_page_faults():
 
 def test_negative_cache_is_refused():
     with pytest.raises(ValueError, match="malloc_keep_mb must be >= 0"):
-        retain_freed_memory(-1)
+        set_heap_policy(-1)

@@ -136,6 +136,13 @@ def test_planted_zip_as_a_checkpoints_weights(tmp_path, planted):
         load_model(str(ckpt))
 
 
+@pytest.mark.parametrize(("training", "untrained"), [(None, False), ({"epoch": 3}, False), ({"epoch": 0}, True)])
+def test_a_checkpoint_of_zero_epochs_is_flagged_untrained(tmp_path, training, untrained):
+    # `epochs: 0` saves the initial, random trainable weights as best.json (training/train.py)
+    ckpt = save_checkpoint(build_model("tiny-random-video"), tmp_path / "tiny.json", extra=training)
+    assert load_model(str(ckpt)).untrained is untrained
+
+
 @pytest.fixture
 def weights_copy(tmp_path, monkeypatch):
     """The installed default weights (and the kept original) copied to a folder a test may damage."""

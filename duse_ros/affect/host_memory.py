@@ -1,17 +1,22 @@
-"""Keep freed host memory for reuse instead of handing it back to the kernel (glibc malloc).
+"""How the node's process asks glibc malloc to hold host memory: the one owner of mallopt/malloc_trim.
 
-A CPU forward allocates its activations anew every time: tens of MB in blocks of 0.5 to 15 MB.
-By default glibc serves blocks above its mmap threshold (128 KB, raised only as such blocks come
-back) with a fresh mmap() and returns them with munmap(), and gives a heap's free top back to the
-kernel once it passes the trim threshold. Each forward then page-faults and zeroes all of its
-memory again, in the kernel and on the thread that waits for the result. In affect_node with four
-faces at 30 fps (benchmarks/bench_soak.py) the engine thread spent over half its time in the
-kernel, and a forward of the default model took 2.6x as long as with the memory kept.
+Two costs pull against each other:
 
-`retain_freed_memory(cache_mb)` fixes both thresholds (mallopt): blocks up to glibc's ceiling come
-from the heaps, and up to `cache_mb` of free memory per heap stays mapped for the next forward.
-The process's resident memory then sits at its working set's high-water mark instead of moving
-up and down with every forward.
+- A CPU forward allocates its activations anew each time, tens of MB in blocks of 0.5 to 15 MB.
+  If freed blocks go back to the kernel, every forward maps, page-faults and zeroes all of its
+  memory again, on the thread that waits for the result. In affect_node with four faces at 30 fps
+  (benchmarks/bench_soak.py) the inference thread then spent over half its time in the kernel and a
+  forward of the default model took 475 ms against 136 ms with the memory kept.
+- Camera frames and crops (~1 MB each) are freed on other threads than those that made them. If
+  they come from glibc's per-thread heaps, a long run may fragment those heaps.
+
+`set_heap_policy(keep_mb)` picks one at configure (the node's `malloc_keep_mb`):
+- `keep_mb > 0` (the default, 256): blocks up to glibc's ceiling (32 MB) come from the heaps, and up
+  to `keep_mb` MB of free memory per heap stays mapped for reuse. Resident memory stays at the
+  working set's high-water mark.
+- `0`: a fixed 256 KB mmap threshold. Every frame-sized block is mapped on its own and handed back
+  the moment it is freed, so the heaps stay small, and every forward faults its memory in again.
+`release_free_memory()` hands free heap pages back after a model is dropped.
 """
 
 from __future__ import annotations
@@ -24,31 +29,46 @@ import platform
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_CEILING = 32 << 20  # glibc refuses more on 64-bit (half its 64 MB heap size)
+RETURN_AT_ONCE_THRESHOLD = 256 << 10  # keep_mb 0: blocks from a quarter of a frame up are mapped
 
 
-def _glibc():
+def _load_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
+        _ = libc.mallopt, libc.malloc_trim
+        return libc
+    except (OSError, AttributeError):
         return None
-    return getattr(libc, "mallopt", None)
 
 
-def retain_freed_memory(cache_mb: int) -> str:
-    """Let glibc keep up to `cache_mb` MB of freed memory per heap and serve blocks up to 32 MB
-    from its heaps. 0 leaves the allocator as it is. Returns what was done, for the log; where
+_GLIBC = _load_glibc()
+
+
+def set_heap_policy(keep_mb: int) -> str:
+    """Keep up to `keep_mb` MB of freed memory per heap for the next forward, or with 0 hand
+    frame-sized blocks back as soon as they are freed. Returns what was done, for the log; where
     the C library is not glibc (musl, macOS) nothing changes and the text says so."""
-    if cache_mb < 0:
-        raise ValueError(f"malloc_keep_mb must be >= 0; got {cache_mb}")
-    if cache_mb == 0:
-        return "malloc_keep_mb 0: the C allocator's own thresholds"
-    mallopt = _glibc()
-    if mallopt is None:
-        return f"malloc_keep_mb {cache_mb}: not glibc ({platform.libc_ver()[0] or platform.system()}), left as it is"
-    trim = cache_mb << 20
-    ok = mallopt(M_MMAP_THRESHOLD, min(MMAP_THRESHOLD_CEILING, trim)) and mallopt(M_TRIM_THRESHOLD, trim)
+    if keep_mb < 0:
+        raise ValueError(f"malloc_keep_mb must be >= 0; got {keep_mb}")
+    if _GLIBC is None:
+        return f"malloc_keep_mb {keep_mb}: not glibc ({platform.libc_ver()[0] or platform.system()}), left as it is"
+    if keep_mb == 0:
+        ok = _GLIBC.mallopt(M_MMAP_THRESHOLD, RETURN_AT_ONCE_THRESHOLD)
+        done = "blocks from 256 KB up go back to the system when freed (forwards fault their memory in anew)"
+    else:
+        keep = keep_mb << 20
+        ok = _GLIBC.mallopt(M_MMAP_THRESHOLD, min(MMAP_THRESHOLD_CEILING, keep)) and _GLIBC.mallopt(
+            M_TRIM_THRESHOLD, keep
+        )
+        done = f"glibc keeps up to {keep_mb} MB freed per heap for reuse"
     if not ok:
-        return f"malloc_keep_mb {cache_mb}: glibc refused the thresholds, left as it is"
-    return f"malloc_keep_mb {cache_mb}: glibc keeps up to {cache_mb} MB freed per heap for reuse"
+        return f"malloc_keep_mb {keep_mb}: glibc refused the thresholds, left as it is"
+    return f"malloc_keep_mb {keep_mb}: {done}"
+
+
+def release_free_memory() -> None:
+    """Ask glibc to return free heap pages (after a model is dropped its GBs would stay otherwise)."""
+    if _GLIBC is not None:
+        _GLIBC.malloc_trim(0)

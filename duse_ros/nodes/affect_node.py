@@ -30,7 +30,7 @@ from sensor_msgs.msg import RegionOfInterest
 from duse_ros.affect import diagnostics as diag
 from duse_ros.affect import settings as affect_settings
 from duse_ros.affect.audio_stream import AudioRefused, AudioStream
-from duse_ros.affect.host_memory import retain_freed_memory
+from duse_ros.affect.host_memory import set_heap_policy
 from duse_ros.affect.hri import Keyframe, unmapped
 from duse_ros.affect.onnx_model import load_onnx_model
 from duse_ros.affect.pipeline import LIVE as PIPELINE_LIVE
@@ -44,7 +44,6 @@ from duse_ros.loading import load_model
 from duse_ros.models.registry import UnknownModelError
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.nodes.common import (
-    bound_heap,
     check_parameter_changes,
     declare_table,
     diagnostic_array,
@@ -187,7 +186,7 @@ class AffectNode(LifecycleNode):
             config = PipelineConfig(**{name: self.p(name) for name in PipelineConfig.names()})
             audio_type = self.p("audio.type")
             set_torch_threads(self.p("torch_threads"))
-            self.get_logger().info(retain_freed_memory(self.p("malloc_keep_mb")))
+            self.get_logger().info(set_heap_policy(self.p("malloc_keep_mb")))
             overrides = {
                 name: self.p(name) for name in ("clip_weights", "visual_weights", "audio_weights") if self.p(name)
             }  # frozen-encoder files: only those given replace the model config's
@@ -595,7 +594,6 @@ class AffectNode(LifecycleNode):
 
 
 def main() -> None:
-    bound_heap()
     run_node(AffectNode)
 
 

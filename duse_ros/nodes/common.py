@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import importlib
 import signal
@@ -20,6 +18,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from duse_ros.affect.host_memory import release_free_memory
 from duse_ros.nodes import startup
 from duse_ros.params import ParameterSpec
 from duse_ros.timebase import NS, sec_nanosec
@@ -110,32 +109,7 @@ def release_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def bound_heap() -> None:
-    """Keep a long-running node's heap from growing with its frame buffers. glibc raises its mmap
-    threshold each time a large block is freed, after which camera frames and crops (~1 MB each,
-    freed on other threads) come from per-thread heaps that fragment and are never given back;
-    a fixed threshold keeps them mmap'ed, returned to the system the moment they are freed."""
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _ = libc.malloc_trim  # glibc only: AttributeError elsewhere
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _load_libc()
+    release_free_memory()
 
 
 def diagnostic_array(node: Node, statuses: Iterable[DiagnosticStatus]) -> DiagnosticArray:
