@@ -20,7 +20,8 @@ _WORKER = """
 import json, resource, sys, threading
 import numpy as np
 from duse_ros.affect.host_memory import set_heap_policy
-note = set_heap_policy(int(sys.argv[1]))
+notes = [set_heap_policy(int(v)) for v in sys.argv[1:]]  # in order, as configures follow one another
+note = notes[-1]
 out = {}
 def forward_like():
     blocks = [np.ones(12 << 20, np.uint8) for _ in range(10)]
@@ -44,9 +45,9 @@ glibc_only = pytest.mark.skipif(
 )
 
 
-def _faults_per_step(keep_mb: int) -> tuple[float, str]:
+def _faults_per_step(*keep_mb: int) -> tuple[float, str]:
     done = subprocess.run(
-        [sys.executable, "-c", _WORKER, str(keep_mb)], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", _WORKER, *map(str, keep_mb)], capture_output=True, text=True, timeout=120, check=True
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["faults_per_step"], result["note"]
@@ -63,6 +64,14 @@ def test_kept_memory_is_reused_without_page_faults():
     assert f"keeps up to {DEFAULTS['malloc_keep_mb']} MB" in note
     # ... with the node's default the memory stays mapped and is reused.
     assert kept_faults < 0.005 * pages_per_step, (kept_faults, default_faults)
+
+
+@glibc_only
+def test_zero_after_another_value_hands_memory_back_again():
+    # a node reconfigured from the default to malloc_keep_mb 0 must not keep the default's heaps
+    faults, note = _faults_per_step(DEFAULTS["malloc_keep_mb"], 0)
+    assert "go back to the system when freed" in note
+    assert faults > 0.05 * 10 * (12 << 20) // 4096, faults
 
 
 def test_negative_cache_is_refused():

@@ -30,6 +30,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_CEILING = 32 << 20  # glibc refuses more on 64-bit (half its 64 MB heap size)
 RETURN_AT_ONCE_THRESHOLD = 256 << 10  # keep_mb 0: blocks from a quarter of a frame up are mapped
+GLIBC_TRIM_THRESHOLD = 128 << 10  # glibc's default, restored by keep_mb 0 after another value
 
 
 def _load_glibc():
@@ -55,7 +56,9 @@ def set_heap_policy(keep_mb: int) -> str:
     if _GLIBC is None:
         return f"malloc_keep_mb {keep_mb}: not glibc ({platform.libc_ver()[0] or platform.system()}), left as it is"
     if keep_mb == 0:
-        ok = _GLIBC.mallopt(M_MMAP_THRESHOLD, RETURN_AT_ONCE_THRESHOLD)
+        ok = _GLIBC.mallopt(M_MMAP_THRESHOLD, RETURN_AT_ONCE_THRESHOLD) and _GLIBC.mallopt(
+            M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD
+        )
         done = "blocks from 256 KB up go back to the system when freed (forwards fault their memory in anew)"
     else:
         keep = keep_mb << 20
