@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from duse_ros.affect.host_memory import set_heap_policy
-from duse_ros.affect.settings import DEFAULTS
+from duse_ros.affect.host_memory import MALLOC_KEEP_MB_MAX, set_heap_policy
+from duse_ros.affect.settings import DEFAULTS, PARAMETERS
 
 # A worker thread (its own malloc arena, as the engine's) allocates ten 12 MB blocks, touches them
 # and frees them, over and over: the shape of a CPU forward's activations.
@@ -74,6 +74,13 @@ def test_zero_after_another_value_hands_memory_back_again():
     assert faults > 0.05 * 10 * (12 << 20) // 4096, faults
 
 
-def test_negative_cache_is_refused():
-    with pytest.raises(ValueError, match="malloc_keep_mb must be >= 0"):
-        set_heap_policy(-1)
+@pytest.mark.parametrize("keep_mb", [-1, MALLOC_KEEP_MB_MAX + 1, 4096])
+def test_values_outside_a_c_int_of_bytes_are_refused(keep_mb):
+    # 4096 MB is 2**32 bytes: passed on as a C int it would wrap to a trim threshold of 0
+    with pytest.raises(ValueError, match=f"malloc_keep_mb must be in 0..{MALLOC_KEEP_MB_MAX}"):
+        set_heap_policy(keep_mb)
+
+
+def test_the_parameter_range_is_the_policys():
+    spec = next(p for p in PARAMETERS if p.name == "malloc_keep_mb")
+    assert (spec.low, spec.high) == (0, MALLOC_KEEP_MB_MAX) == (0, 2047)

@@ -31,6 +31,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_CEILING = 32 << 20  # glibc refuses more on 64-bit (half its 64 MB heap size)
 RETURN_AT_ONCE_THRESHOLD = 256 << 10  # keep_mb 0: blocks from a quarter of a frame up are mapped
 GLIBC_TRIM_THRESHOLD = 128 << 10  # glibc's default, restored by keep_mb 0 after another value
+MALLOC_KEEP_MB_MAX = (2**31 - 1) >> 20  # mallopt takes a C int of bytes: 2047 MB at most
 
 
 def _load_glibc():
@@ -38,7 +39,8 @@ def _load_glibc():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _ = libc.mallopt, libc.malloc_trim
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]  # a too-large value fails, never wraps
+        _ = libc.malloc_trim
         return libc
     except (OSError, AttributeError):
         return None
@@ -51,8 +53,8 @@ def set_heap_policy(keep_mb: int) -> str:
     """Keep up to `keep_mb` MB of freed memory per heap for the next forward, or with 0 hand
     frame-sized blocks back as soon as they are freed. Returns what was done, for the log; where
     the C library is not glibc (musl, macOS) nothing changes and the text says so."""
-    if keep_mb < 0:
-        raise ValueError(f"malloc_keep_mb must be >= 0; got {keep_mb}")
+    if not 0 <= keep_mb <= MALLOC_KEEP_MB_MAX:
+        raise ValueError(f"malloc_keep_mb must be in 0..{MALLOC_KEEP_MB_MAX}; got {keep_mb}")
     if _GLIBC is None:
         return f"malloc_keep_mb {keep_mb}: not glibc ({platform.libc_ver()[0] or platform.system()}), left as it is"
     if keep_mb == 0:

@@ -8,6 +8,7 @@ running node (nodes/affect_node.py says how); the others take effect at the next
 
 from __future__ import annotations
 
+from duse_ros.affect.host_memory import MALLOC_KEEP_MB_MAX
 from duse_ros.io.audio import AUDIO_CHUNK, AUDIO_TYPES, SUPPORTED_SAMPLE_FORMATS
 from duse_ros.params import ParameterSpec, defaults
 
@@ -61,9 +62,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         256,
         "freed host memory (MB per heap) the C allocator keeps for the next forward instead of unmapping "
         "it, so a forward does not page-fault its activations in again (glibc; affect/host_memory.py); 0: "
-        "the allocator's defaults",
+        "blocks from 256 KB up go back to the system when freed (smallest heaps, slower CPU forwards)",
         0,
-        65536,
+        MALLOC_KEEP_MB_MAX,
     ),
     P("autostart", True, "configure and activate on start", read_only=True),
     P("image_compressed", False, "subscribe to image_raw/compressed (sensor_msgs/CompressedImage)"),
