@@ -9,17 +9,15 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from hri_fakes import HRI, Expression, FakeNode, IdsList, NormalizedRegionOfInterest2D
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
-from std_msgs.msg import Header
 
 from duse_ros.bridge.core import Bridge
 from duse_ros.bridge.prompts import load_templates, template_file_for
@@ -32,51 +30,11 @@ from duse_ros.timebase import NS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class Expression:  # upstream: std_msgs/Header header, string expression, float32 valence, arousal, confidence
-    header: Header = field(default_factory=Header)
-    expression: str = ""
-    valence: float = 0.0
-    arousal: float = 0.0
-    confidence: float = 0.0
-
-
-@dataclass
-class IdsList:  # upstream: std_msgs/Header header, string[] ids
-    header: Header = field(default_factory=Header)
-    ids: list = field(default_factory=list)
-
-
-@dataclass
-class NormalizedRegionOfInterest2D:  # upstream: std_msgs/Header header, float32 xmin, ymin, xmax, ymax, c
-    header: Header = field(default_factory=Header)
-    xmin: float = 0.0
-    ymin: float = 0.0
-    xmax: float = 0.0
-    ymax: float = 0.0
-    c: float = 0.0
-
-
-HRI = SimpleNamespace(Expression=Expression, IdsList=IdsList, NormalizedRegionOfInterest2D=NormalizedRegionOfInterest2D)
-
-
 def expression(name: str, t_s: float, confidence: float = 0.9, valence: float = 0.3, arousal: float = -0.2):
     msg = Expression(expression=name, confidence=confidence, valence=valence, arousal=arousal)
     msg.header.stamp = Time(sec=int(t_s), nanosec=int(round((t_s % 1) * NS)))
     msg.header.frame_id = "camera"
     return msg
-
-
-class FakeNode:
-    def __init__(self):
-        self.subscriptions: dict[str, SimpleNamespace] = {}
-
-    def create_subscription(self, msg_type, topic, callback, qos):
-        sub = self.subscriptions[topic] = SimpleNamespace(msg_type=msg_type, topic=topic, callback=callback)
-        return sub
-
-    def destroy_subscription(self, sub):
-        del self.subscriptions[sub.topic]
 
 
 def test_an_expression_becomes_a_reading_of_our_class_with_its_stamp_and_affect():
