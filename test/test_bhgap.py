@@ -4,12 +4,12 @@ the tests check arithmetic and plumbing, never accuracy."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
 import pytest
 import torch
+from quiet import random_weight_warnings_off
 
 from duse_ros.checkpoint import load_checkpoint, save_checkpoint
 from duse_ros.models import build_model, get_config, list_configs
@@ -23,11 +23,8 @@ RATE = 16000
 
 @pytest.fixture(scope="module")
 def model():
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         return build_model("bhgap-tiny").eval()
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def _window(model, batch: int = 2, seconds: float = 1.875, seed: int = 0):
@@ -227,11 +224,8 @@ def test_three_modality_paths_give_logits_and_neither_is_an_error(model):
 
 
 def test_class_count_follows_the_class_set():
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         mafw = build_model("bhgap-tiny-mafw").eval()
-    finally:
-        logging.disable(logging.NOTSET)
     video, audio = _window(mafw, batch=1)
     with torch.inference_mode():
         assert mafw(video, audio).shape == (1, 11) and len(mafw.class_names) == 11
@@ -259,11 +253,8 @@ def test_zero_gates_give_the_frozen_encoders_own_features(model):
 
 @pytest.mark.parametrize("name", ["bhgap-tiny", "bhgap-tiny-tokens"])
 def test_modality_dropout_trains_exactly_the_single_modality_paths(name):
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         m = build_model(name, modality_dropout=1.0, dropout=0.0)
-    finally:
-        logging.disable(logging.NOTSET)
     with torch.no_grad():  # open the gates, so generated prompts matter and must be cut
         m.visual_gates.fill_(0.5)
         m.audio_gates.fill_(0.5)
@@ -288,11 +279,8 @@ def test_modality_dropout_trains_exactly_the_single_modality_paths(name):
 
 
 def test_training_step_returns_weighted_aux_losses_and_leaves_encoders_frozen(model):
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         m = build_model("bhgap-tiny", modality_dropout=0.0)
-    finally:
-        logging.disable(logging.NOTSET)
     video, audio = _window(m, batch=2)
     m.train()
     assert not m.visual.training and not m.audio.training
@@ -309,11 +297,8 @@ def test_training_step_returns_weighted_aux_losses_and_leaves_encoders_frozen(mo
 
 
 def test_no_prompt_ablation_runs_the_frozen_encoders_alone():
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         m = build_model("bhgap-tiny-noprompt").eval()
-    finally:
-        logging.disable(logging.NOTSET)
     assert m.generators is None
     assert not any(k.startswith(("generators", "visual_prompts", "visual_gates")) for k in m.trainable_state_dict())
     video, audio = _window(m, batch=1)
@@ -351,8 +336,7 @@ def test_encoder_weight_files_load_and_are_checked(tmp_path):
 
     from duse_ros.models.vit_encoders import build_encoder
 
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         torch.manual_seed(123)
         visual = build_encoder("vit-tiny", (112, 112), 3)
         # A MAE pre-training checkpoint also carries its decoder: ignored.
@@ -376,21 +360,16 @@ def test_encoder_weight_files_load_and_are_checked(tmp_path):
             build_model("bhgap-tiny", audio_weights=str(tmp_path / "nothing.pth"))
         with pytest.raises(ValueError, match="visual.safetensors.*patch_embed.proj.weight"):
             build_model("bhgap-tiny", audio_weights=str(tmp_path / "visual.safetensors"))  # 3-channel patches
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def test_checkpoint_round_trip(model, tmp_path):
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         trained = build_model("bhgap-tiny", seed=5).eval()
         with torch.no_grad():
             trained.visual_gates.fill_(0.3)
             trained.audio_gates.fill_(-0.2)
         path = save_checkpoint(trained, tmp_path / "bhgap.json")
         restored = load_checkpoint(path).eval()
-    finally:
-        logging.disable(logging.NOTSET)
     keys = set(trained.trainable_state_dict())
     assert keys and not any(k.startswith(("visual.", "audio.")) for k in keys), "frozen encoders stay out"
     video, audio = _window(trained, batch=1)
@@ -402,11 +381,8 @@ def test_checkpoint_round_trip(model, tmp_path):
 # ------------------------------------------------------------------------ prompt modes, generator width, audio span
 @pytest.fixture(scope="module")
 def tokens_model():
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         return build_model("bhgap-tiny-tokens").eval()
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def test_token_prompts_are_appended_before_each_block_and_dropped_after(tokens_model):
@@ -472,12 +448,9 @@ def test_prompt_mode_and_generator_width_are_config_with_ablations():
 
 
 def test_audio_s_sets_the_audio_length_apart_from_the_frame_span():
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         ref = build_model("bhgap-tiny", audio_s=5.12, span_s=3.0)
         plain = build_model("bhgap-tiny", span_s=3.0)
-    finally:
-        logging.disable(logging.NOTSET)
     assert ref.frontend.num_frames == num_frames(FbankConfig(span_s=5.12, frame_multiple=16)) == 512
     assert plain.frontend.num_frames == num_frames(FbankConfig(span_s=3.0, frame_multiple=16))
     assert ref.audio.patch_embed.num_patches == 512 // 16 * 8

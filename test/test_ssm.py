@@ -18,6 +18,7 @@ import types
 
 import pytest
 import torch
+from quiet import random_weight_warnings_off
 
 from duse_ros.models import build_model, ssm
 from duse_ros.models.ssm import SelectiveSSM, scan_backend, selective_scan
@@ -166,11 +167,8 @@ def _bhgap_logits(model, video, audio, dtype):
 
 @pytest.fixture(scope="module")
 def tiny_bhgap():
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         model = build_model("bhgap-tiny").eval()
-    finally:
-        logging.disable(logging.NOTSET)
     _open_gates(model)
     gen = torch.Generator().manual_seed(0)
     size = model.input_spec.image_size
@@ -196,11 +194,8 @@ def test_bhgap_vitb16_runs_the_cuda_branch_under_bf16_autocast(cuda_branch):
     """The paper-size model (two ViT-B/16, generator width 256, d_state 16) on one small window:
     2 frames and 0.5 s of audio (random weights; a 16-frame window costs ~25 s more on 2 cores
     and tests nothing the shapes here do not)."""
-    logging.disable(logging.WARNING)
-    try:
+    with random_weight_warnings_off():
         model = build_model("bhgap-vitb16", num_frames=2, span_s=0.5).eval()
-    finally:
-        logging.disable(logging.NOTSET)
     _open_gates(model)
     gen = torch.Generator().manual_seed(0)
     video = torch.randn(1, 2, 3, 224, 224, generator=gen)
