@@ -65,10 +65,10 @@ def main() -> None:
     latest: dict[str, str] = {}
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if diag.is_affect_status(status.name):
-                latest.clear()
-                latest.update({kv.key: kv.value for kv in status.values})
+        values = diag.affect_values(msg.status)
+        if values is not None:
+            latest.clear()
+            latest.update(values)
 
     camera.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     source = LiveCamera(args.width, args.height)

@@ -76,10 +76,10 @@ def main() -> None:
         ages.append(time.time() - end)
 
     def on_diag(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if diag.is_affect_status(status.name):
-                node_values.clear()
-                node_values.update({kv.key: kv.value for kv in status.values})
+        values = diag.affect_values(msg.status)
+        if values is not None:
+            node_values.clear()
+            node_values.update(values)
 
     peer.create_subscription(EmotionState, "emotion_state", on_state, 100)
     peer.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)

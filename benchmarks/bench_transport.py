@@ -89,10 +89,9 @@ def measure(kind: str, width: int, height: int, fps: float, seconds: float, warm
     started: list[float] = []
 
     def on_diagnostics(arr: DiagnosticArray) -> None:
-        for status in arr.status:
-            if diag.is_affect_status(status.name) and started and time.monotonic() - started[0] > warmup:
-                values = {kv.key: kv.value for kv in status.values}
-                readings.append(float(values.get(diag.IMAGE_FPS, "nan")))
+        values = diag.affect_values(arr.status)
+        if values is not None and started and time.monotonic() - started[0] > warmup:
+            readings.append(float(values.get(diag.IMAGE_FPS, "nan")))
 
     peer.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     pub_cmd = [sys.executable, __file__, "--publish", json.dumps([kind, width, height, fps, seconds])]

@@ -82,9 +82,9 @@ class DemoPeer:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_diagnostics(self, arr: DiagnosticArray) -> None:
-        for status in arr.status:
-            if diag.is_affect_status(status.name):
-                self._diagnostics = {kv.key: kv.value for kv in status.values}
+        values = diag.affect_values(arr.status)
+        if values is not None:
+            self._diagnostics = values
 
     def node_matched(self, readers: int) -> bool:
         """affect_node's diagnostics count the publishers each of its subscriptions (image, and audio

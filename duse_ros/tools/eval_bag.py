@@ -178,10 +178,10 @@ class Player:
         self.arrivals.append(time.monotonic())
 
     def _on_diagnostics(self, arr) -> None:
-        for status in arr.status:
-            if diag.is_affect_status(status.name):
-                self.diagnostics = {kv.key: kv.value for kv in status.values}
-                self.diagnostics_seen += 1
+        values = diag.affect_values(arr.status)
+        if values is not None:
+            self.diagnostics = values
+            self.diagnostics_seen += 1
 
     def inputs_matched(self, topics: list[str], readers: int) -> bool:
         """affect_node's diagnostics count the publishers its subscriptions have matched, and the
