@@ -85,7 +85,7 @@ from duse_ros.io.samples import load_sample_face  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
 from duse_ros.nodes.common import run_node, sensor_qos, stamp_to_ns  # noqa: E402
 from duse_ros.timebase import NS  # noqa: E402
-from duse_ros.tools.processes import NodeProcess  # noqa: E402
+from duse_ros.tools.processes import NodeProcess, spin_until  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 MODEL = "tiny-random-video"
@@ -185,13 +185,7 @@ class BenchPeer:
             self.spin(0.05)
 
     def spin_until(self, done, timeout_s: float, what: str, node: NodeProcess) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if not node.alive():
-                raise RuntimeError(f"{what}: the node process exited:\n{node.output()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}:\n{node.output()[-3000:]}")
-            self.spin(0.05)
+        spin_until(done, lambda: self.spin(0.05), timeout_s, what, node)
 
     def wait_matched_affect_node(self, node: NodeProcess) -> None:
         self.spin_until(

@@ -36,7 +36,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from duse_ros.affect import diagnostics as diag  # noqa: E402
 from duse_ros.msg import EmotionState  # noqa: E402
-from duse_ros.tools.processes import NodeProcess  # noqa: E402
+from duse_ros.tools.processes import NodeProcess, NodeWaitError, spin_until  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DONE = ("completed", "errors", "dropped_queue_full", "dropped_stale", "dropped_shutdown")
@@ -74,14 +74,11 @@ def main() -> None:
     source = LiveCamera(args.width, args.height)
     sent = [0]
 
-    def spin_until(condition, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if not node.alive():
-                raise SystemExit(f"affect_node exited while waiting for {what}:\n{node.output()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"timed out waiting for {what}:\n{node.output()[-3000:]}")
-            rclpy.spin_once(camera, timeout_sec=0.05)
+    def wait_for(condition, timeout: float, what: str) -> None:
+        try:
+            spin_until(condition, lambda: rclpy.spin_once(camera, timeout_sec=0.05), timeout, what, node)
+        except NodeWaitError as e:
+            raise SystemExit(str(e)) from None
 
     def stream(seconds: float) -> None:
         start, first = time.monotonic(), sent[0]
@@ -101,16 +98,16 @@ def main() -> None:
         """A snapshot once the stream has paused and every window is answered or dropped (two
         diagnostics in a row say so), so clips in flight do not read as growth."""
         latest.clear()
-        spin_until(settled, 60, "every window answered")
+        wait_for(settled, 60, "every window answered")
         latest.clear()
-        spin_until(settled, 60, "every window answered, twice")
+        wait_for(settled, 60, "every window answered, twice")
         snapshot_path.unlink(missing_ok=True)
         node.proc.send_signal(signal.SIGUSR1)
-        spin_until(snapshot_path.exists, 60, "the node's heap snapshot")
+        wait_for(snapshot_path.exists, 60, "the node's heap snapshot")
         return tracemalloc.Snapshot.load(str(snapshot_path))
 
     try:
-        spin_until(lambda: pub.get_subscription_count() > 0 and "inference.submitted" in latest, 120, "the node")
+        wait_for(lambda: pub.get_subscription_count() > 0 and "inference.submitted" in latest, 120, "the node")
         stream(args.warmup_s)
         before, readings_before = settled_snapshot(), readings[0]
         stream(args.measure_s)

@@ -18,6 +18,7 @@ from duse_ros.affect import diagnostics as diag
 from duse_ros.msg import AudioChunk, EmotionState
 from duse_ros.timebase import NS
 from duse_ros.tools.processes import NodeProcess as _NodeProcess
+from duse_ros.tools.processes import spin_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,14 +72,7 @@ class Peer:
     def spin_until(
         self, condition: Callable[[], bool], timeout: float, what: str, node_proc: NodeProcess | None = None
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                extra = f"\n--- node output ---\n{node_proc.output()[-3000:]}" if node_proc else ""
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}")
-            if node_proc is not None and not node_proc.alive():
-                raise AssertionError(f"node process exited while waiting for {what}:\n{node_proc.output()[-3000:]}")
-            rclpy.spin_once(self.node, timeout_sec=0.05)
+        spin_until(condition, lambda: rclpy.spin_once(self.node, timeout_sec=0.05), timeout, what, node_proc)
 
     def wait_matched(self, node_proc: NodeProcess, audio: bool = False, timeout: float = 60.0) -> None:
         self.spin_until(

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -75,3 +77,30 @@ class NodeProcess:
 
     def stop(self, timeout: float = 10.0) -> int:
         return stop(self.proc, timeout)
+
+
+class NodeWaitError(RuntimeError):
+    """A wait on a node process ended without its condition: the node exited, or time ran out.
+    The message names what was awaited and ends with the node's log."""
+
+
+def spin_until(
+    condition: Callable[[], bool],
+    spin: Callable[[], object],
+    timeout: float,
+    what: str,
+    node: NodeProcess | None = None,
+) -> None:
+    """Call `spin` (one spin of the caller's rclpy node, which also bounds each turn's wait) until
+    `condition()` holds. NodeWaitError when `timeout` seconds pass, or at once when `node` exits."""
+
+    def log() -> str:  # read only when the wait fails
+        return f"\n--- node output ---\n{node.output()[-3000:]}" if node is not None else ""
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if node is not None and not node.alive():
+            raise NodeWaitError(f"the node process exited while waiting for {what}{log()}")
+        if time.monotonic() > deadline:
+            raise NodeWaitError(f"timed out after {timeout} s waiting for {what}{log()}")
+        spin()
