@@ -4,6 +4,7 @@ Timing never decides an outcome: a gated model blocks inside its forward until t
 releases it, so which jobs are pending, dropped or batched is exact.
 """
 
+import contextlib
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ import torch
 
 from duse_ros.affect.engine import (
     CudaGraphCapture,
+    CudaGraphs,
     EagerCapture,
     ForwardCache,
     InferenceEngine,
@@ -543,6 +545,99 @@ def test_cuda_graph_capture_copies_new_inputs_in_and_returns_a_copy_of_the_outpu
     assert not torch.equal(outs[0], outs[1])  # each replay saw its own inputs
     assert outs[0].data_ptr() != outs[1].data_ptr()  # and a result is not overwritten by the next
     assert isinstance(EagerCapture().capture(run, *batches[0]), type(run))
+
+
+class StandInCudaStreams:
+    """The torch.cuda stream and graph calls CudaGraphs makes, on CPU, enforcing what capture
+    needs: warm-up runs on a side stream that first waited for the current one, the current stream
+    waits for the warm-up before capture, and every graph shares one memory pool."""
+
+    def __init__(self):
+        self.default = types.SimpleNamespace(name="default", waits=[])
+        self.current = self.default
+        self.runs = []  # (stream name, capturing) of each call of the captured function
+        self.pools = []
+        self.capturing = None
+
+    def install(self, monkeypatch):
+        for name in ("Stream", "current_stream", "stream", "graph_pool_handle", "CUDAGraph", "graph"):
+            monkeypatch.setattr(torch.cuda, name, getattr(self, name))
+
+    def Stream(self):  # noqa: N802 (torch's name)
+        stream = types.SimpleNamespace(name=f"side{len(self.pools)}", waits=[])
+        stream.wait_stream = stream.waits.append
+        return stream
+
+    def current_stream(self):
+        self.default.wait_stream = self.default.waits.append
+        return self.current
+
+    @contextlib.contextmanager
+    def stream(self, stream):
+        assert stream.waits == [self.default], "a side stream must wait for the current one first"
+        before, self.current = self.current, stream
+        try:
+            yield
+        finally:
+            self.current = before
+
+    def graph_pool_handle(self):
+        return object()
+
+    def CUDAGraph(self):  # noqa: N802
+        return types.SimpleNamespace(replays=0)
+
+    @contextlib.contextmanager
+    def graph(self, graph, pool=None):
+        assert self.current is self.default and self.default.waits, "capture must follow the warm-up"
+        assert pool is not None
+        self.pools.append(pool)
+        self.capturing = graph
+        try:
+            yield
+        finally:
+            self.capturing = None
+
+    def record(self, fn):
+        def run():
+            self.runs.append((self.current.name, self.capturing is not None))
+            return fn()
+
+        return run
+
+
+def test_cuda_graphs_warm_up_on_a_side_stream_then_capture_into_one_pool(monkeypatch):
+    cuda = StandInCudaStreams()
+    cuda.install(monkeypatch)
+    graphs = CudaGraphs()
+    first_graph, out = graphs.capture(cuda.record(lambda: torch.ones(2)), warmup_iters=3)
+    assert torch.equal(out, torch.ones(2))
+    assert cuda.runs == [("side0", False)] * 3 + [("default", True)]
+    assert len(cuda.default.waits) == 1 and cuda.default.waits[0].name == "side0"
+    second_graph, _ = graphs.capture(cuda.record(lambda: torch.zeros(1)), warmup_iters=1)
+    assert second_graph is not first_graph and cuda.pools[0] is cuda.pools[1]  # one pool for all
+
+
+def test_a_cuda_engine_copies_from_pinned_memory_without_blocking(engines, video_model, monkeypatch):
+    engine, _ = engines(video_model)  # a CPU engine, then pointed at a GPU it never uses
+    engine.device = torch.device("cuda", 0)
+    pinned, moves = set(), []
+
+    def pin_memory(t):
+        copy = t.clone()
+        pinned.add(id(copy))
+        return copy
+
+    def to(t, device, non_blocking=False):
+        assert id(t) in pinned or not non_blocking, "a non-blocking copy must come from pinned memory"
+        moves.append((device, non_blocking))
+        return t
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    video = torch.ones(2, 3)
+    assert torch.equal(engine._to_device(video), video) and engine._to_device(None) is None
+    assert moves == [(torch.device("cuda", 0), True)]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
