@@ -221,6 +221,35 @@ def test_bad_model_name_fails_configure_with_a_clear_message(start_node):
     assert "UnknownModelError: unknown model 'no-such-model'" in line and "registered: " in line
 
 
+def _raised(call) -> BaseException:
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001 - the test inspects whatever it raised
+        return e
+    raise AssertionError(f"{call} raised nothing")
+
+
+def test_only_the_users_mistakes_fail_configure_in_one_line():
+    """The user's mistakes (a model name, a file, a value our code refused) are one line; a
+    ValueError from inside numpy, or from a builtin on a line of ours that is not a `raise`, is a
+    bug and keeps its traceback. Before, every ValueError at configure lost its traceback."""
+    from duse_ros.affect.host_memory import set_heap_policy
+    from duse_ros.models.bhgap import resolve_config
+    from duse_ros.models.registry import UnknownModelError, get_config
+    from duse_ros.nodes.affect_node import user_caused
+
+    assert user_caused(_raised(lambda: get_config("no-such-model")))
+    assert isinstance(_raised(lambda: get_config("no-such-model")), UnknownModelError)
+    assert user_caused(_raised(lambda: open("/nonexistent/duse_ros/model.json")))
+    assert user_caused(_raised(lambda: set_heap_policy(-1)))  # a `raise ValueError` of ours, naming the value
+    assert not user_caused(_raised(lambda: np.stack([])))  # raised inside numpy
+    bad = {**get_config("bhgap-tiny"), "span_s": "abc"}
+    error = _raised(lambda: resolve_config(bad))  # float("abc") on a line of ours
+    assert isinstance(error, ValueError) and not user_caused(error)
+    assert not user_caused(_raised(lambda: [][0]))
+    assert not user_caused(ValueError("never raised: no traceback to place it"))
+
+
 def test_a_near_miss_model_name_is_answered_with_the_registered_one():
     from duse_ros.models.registry import UnknownModelError, get_config
 

@@ -15,9 +15,11 @@ if __name__ == "__main__":  # python -m: a stop signal during the imports below 
     startup.hold_signals()
 
 import dataclasses
+import linecache
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -68,8 +70,10 @@ WARN_THROTTLE_S = 5.0
 # way; the warning is logged once when it starts (again only after it cleared, at most this often).
 MIN_ARRIVAL_FRACTION = 0.5
 FRAME_LOSS_LOG_EVERY_S = 60.0
-# Configure failures that a user's input causes (model:=, a config or checkpoint file, a value).
-USER_ERRORS = (UnknownModelError, WeightsError, ValueError, OSError)
+# Configure failures that a user's input causes (model:=, a config or checkpoint file, a value):
+# these types always, and a ValueError when our own code raised it (see user_caused).
+USER_ERRORS = (UnknownModelError, WeightsError, OSError)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MAX_PLAUSIBLE_AGE_S = 3600.0
 
 
@@ -82,6 +86,24 @@ def set_torch_threads(threads: int) -> int:
     """Size torch's process-wide intra-op pool: `threads`, or torch's default for 0. Returns the size."""
     torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
     return torch.get_num_threads()
+
+
+def user_caused(error: BaseException) -> bool:
+    """Is a configure failure the user's to fix (one line says it all) rather than a bug (whose
+    traceback belongs in the log)? A wrong model name, weights file or unreadable path is; so is a
+    ValueError that a `raise` statement of duse_ros raised, since ours name the value at fault. A
+    ValueError from inside torch, numpy or the standard library, or from a builtin our code called
+    (int("x"), a reshape), is not: it is a bug in how we called them."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    if not isinstance(error, ValueError) or error.__traceback__ is None:
+        return False
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    source = tb.tb_frame.f_code.co_filename
+    ours = Path(source).resolve().is_relative_to(PACKAGE_DIR)
+    return ours and linecache.getline(source, tb.tb_lineno).lstrip().startswith("raise")
 
 
 def _import_msg(type_name: str):
@@ -211,7 +233,7 @@ class AffectNode(LifecycleNode):
         except Exception as e:  # any bad parameter, config or checkpoint: stay unconfigured, say why
             # A wrong model name, file or value is the user's to fix: one line says it all. Anything
             # else is a bug, and its traceback is logged for the report.
-            trace = "" if isinstance(e, USER_ERRORS) else traceback.format_exc()
+            trace = "" if user_caused(e) else traceback.format_exc()
             self._report_failure("configure", f"{type(e).__name__}: {e}", trace)
             self._release()
             return TransitionCallbackReturn.FAILURE
