@@ -19,7 +19,8 @@ the audio-only path (the `video` fed then is ignored and may have 0 rows), as
 `model(video=None, audio=...)` does. Output: `logits` (faces, C) in `class_names` order.
 
 Metadata (ONNX metadata_props, all strings): duse.format, duse.model_id, duse.class_names (JSON),
-duse.input_spec (JSON), duse.untrained, duse.source_checkpoint, duse.source_sha256 (of the
+duse.input_spec (JSON: the InputSpec's fields, `audio_s` included; a file written before that field
+existed loads with audio_s None), duse.untrained, duse.source_checkpoint, duse.source_sha256 (of the
 checkpoint's .json and weights file, "" when the weights are not from a checkpoint),
 duse.quantization, duse.exporter, and duse.graph_sha256: the sha256 of the whole file with that
 value's 64 hex digits written as zeros. Any byte changed after export (the graph, a weight, a
@@ -97,9 +98,10 @@ def source_sha256(checkpoint: str) -> str:
 
 
 def _audio_samples(model: AffectModel) -> int:
-    """Samples of the audio a window carries for `model` (its configured span at its rate)."""
-    span = model.config().get("span_s") or 2.0
-    return int(round(float(span) * model.input_spec.audio_rate))
+    """Samples of the audio a window carries for `model`: its `input_spec.audio_s`, else its
+    configured span, at its rate (the graph takes any length; this one is traced)."""
+    seconds = model.input_spec.audio_s or model.config().get("span_s") or 2.0
+    return int(round(float(seconds) * model.input_spec.audio_rate))
 
 
 class _Call(nn.Module):

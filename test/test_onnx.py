@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 from duse_ros.affect.engine import ForwardCancelled, InferenceEngine, Job  # noqa: E402
 from duse_ros.affect.onnx_model import OnnxModel, choose_providers, import_onnxruntime, load_onnx_model  # noqa: E402
 from duse_ros.loading import load_model  # noqa: E402
-from duse_ros.models import audio_frontend, ssm  # noqa: E402
+from duse_ros.models import audio_frontend, build_model, ssm  # noqa: E402
 from duse_ros.models.base import AffectModel, InputSpec  # noqa: E402
 from duse_ros.onnx_export import DIGEST_KEY, OnnxExportError, example_inputs, export_onnx, seal  # noqa: E402
 from duse_ros.tools import export as export_tool  # noqa: E402
@@ -106,6 +106,30 @@ def test_export_forms_of_the_frontend_equal_the_originals(monkeypatch):
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
     for wave, original in zip(waves, originals):
         assert torch.allclose(frontend(wave), original, atol=1e-4), (frontend(wave) - original).abs().max()
+
+
+def test_an_audio_models_audio_length_travels_in_the_export():
+    """audio_s is in duse.input_spec, the graph is traced on that much audio, and an export
+    written before the field existed (its spec without audio_s) still loads, with None."""
+    model = build_model("tiny-random-av", audio_s=3.0).eval()
+    assert example_inputs(model)["audio"].shape[1] == 3 * model.input_spec.audio_rate
+    data = export_onnx(model)
+    meta = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    assert json.loads(meta["duse.input_spec"])["audio_s"] == 3.0
+    runtime = OnnxModel(data, "audio_s")
+    assert runtime.input_spec == model.input_spec and runtime.input_spec.audio_s == 3.0
+    proto = onnx.load_from_string(data)
+    for entry in proto.metadata_props:
+        if entry.key == "duse.input_spec":
+            spec = json.loads(entry.value)
+            del spec["audio_s"]
+            entry.value = json.dumps(spec)
+    assert OnnxModel(seal(proto), "older export").input_spec.audio_s is None
+    for entry in proto.metadata_props:
+        if entry.key == "duse.input_spec":
+            entry.value = json.dumps({**spec, "audio_s": "long"})
+    with pytest.raises(OnnxExportError, match="audio_s must be a number > 0 or null"):
+        OnnxModel(seal(proto), "malformed")
 
 
 def _tampered(data: bytes, old: bytes, new: bytes) -> bytes:

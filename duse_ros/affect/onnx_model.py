@@ -93,6 +93,9 @@ class OnnxModel(AffectModel):
             self.input_spec = InputSpec(**spec)
         except TypeError as e:
             raise OnnxExportError(f"{source}: duse.input_spec malformed ({e})") from None
+        audio_s = self.input_spec.audio_s
+        if audio_s is not None and (isinstance(audio_s, bool) or not isinstance(audio_s, (int, float)) or audio_s <= 0):
+            raise OnnxExportError(f"{source}: duse.input_spec audio_s must be a number > 0 or null, got {audio_s!r}")
         self.untrained = meta["untrained"]
         self.checkpoint = source
         self.provider = self._session.get_providers()[0]

@@ -4,7 +4,9 @@ know which model they run.
 Inputs (all float32, already preprocessed by `duse_ros.affect.preprocess`):
 - video: (B, T, 3, H, W), normalised with the model's mean/std, H = W = `input_spec.image_size`;
   None when the window has no usable face (audio-visual models then run audio only).
-- audio: (B, S) mono waveform at `input_spec.audio_rate`; None for video-only models.
+- audio: (B, S) mono waveform at `input_spec.audio_rate`, the `input_spec.audio_s` seconds that
+  end at the window's last frame (the window's own span when audio_s is None); None for
+  video-only models.
 Output: class logits (B, C) in the order of `class_names`.
 """
 
@@ -31,6 +33,8 @@ class InputSpec:
     uses_video: bool = True
     uses_audio: bool = False
     audio_rate: int = 16000
+    # Seconds of audio the model reads, ending at the window's last frame; None: the window's span.
+    audio_s: float | None = None
 
 
 @dataclass

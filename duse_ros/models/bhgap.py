@@ -219,6 +219,7 @@ class BHGap(AffectModel):
             uses_video=True,
             uses_audio=True,
             audio_rate=self.frontend.config.sample_rate,
+            audio_s=None if config["audio_s"] is None else float(config["audio_s"]),
         )
         if random:
             log.warning(

@@ -64,6 +64,7 @@ class TinyAffectClassifier(AffectModel):
             uses_video=True,
             uses_audio=uses_audio,
             audio_rate=int(config.get("audio_rate", 16000)),
+            audio_s=None if config.get("audio_s") is None else float(config["audio_s"]),
         )
         width = int(config.get("width", 32))
         torch.manual_seed(int(config.get("seed", 0)))  # the same random weights in every process
