@@ -44,7 +44,9 @@ def model_alone(bag_path: Path, name: str) -> tuple[float, int, int]:
     model = load_model(name).eval()
     spec = model.input_spec
     prep = FramePreprocessor(spec)
-    windower = Windower(num_frames=spec.num_frames, use_audio=spec.uses_audio, audio_rate=spec.audio_rate)
+    windower = Windower(
+        num_frames=spec.num_frames, use_audio=spec.uses_audio, audio_rate=spec.audio_rate, audio_s=spec.audio_s
+    )
     with BagFile(bag_path) as bag:
         streams = select_streams(bag)
         camera = IMAGE_MESSAGES[streams.image.msgtype]

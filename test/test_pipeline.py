@@ -126,6 +126,32 @@ def test_audio_visual_model_falls_back_on_audio_without_a_face():
     assert reading.frames_used == 0 and reading.audio_samples_used > 0
 
 
+def test_a_model_gets_the_audio_its_spec_asks_for_ending_at_the_window_end():
+    """A model whose spec reads 3 s of audio, behind a 2 s window of frames: its forward gets
+    3 s of samples, the last one just before the window's last frame."""
+    model = build_model("tiny-random-av", audio_s=3.0)
+    rate = model.input_spec.audio_rate
+    heard = []
+    model.register_forward_pre_hook(lambda _, args, kwargs: heard.append(kwargs["audio"].clone()), with_kwargs=True)
+    collect = _Collect(expected=2)
+    pipeline = AffectPipeline(model, PipelineConfig(face_mode="full_frame", span_s=2.0), collect)
+    pipeline.start()
+    try:
+        a0 = -3 * NS  # the microphone was on 3 s before the camera; sample i has value i
+        pipeline.add_audio(a0, np.arange(rate * 8, dtype=np.float32))
+        frames = _frames(75)
+        for stamp, frame in frames:
+            pipeline.add_frame(stamp, frame)
+        assert collect.done.wait(20), f"only {len(collect.readings)} readings"
+    finally:
+        pipeline.stop()
+    assert [r.window_end_ns for r in collect.readings] == [frames[56][0], frames[71][0]]
+    for reading, audio in zip(collect.readings, heard):
+        assert reading.audio_samples_used == 3 * rate and audio.shape == (1, 3 * rate)
+        last = round((reading.window_end_ns - a0) * rate / NS) - 1  # the sample just before the end
+        assert audio[0].tolist() == list(range(last - 3 * rate + 1, last + 1))
+
+
 def test_full_frames_are_preprocessed_on_arrival_not_when_the_window_is_due(video_pipeline):
     pipeline, collect = video_pipeline
     pipeline.start()

@@ -343,6 +343,73 @@ def test_audio_gap_zero_filled_and_overlap_dropped():
     assert w.counters["audio_zero_filled"] == 1
 
 
+AUDIO_S = 5.12  # a model that reads more audio than the 2 s the frames span (bhgap-vitb16-ref)
+
+
+def test_audio_s_gives_that_much_audio_ending_at_the_window_end():
+    fps = 30
+    a0 = T0 - int(4 * NS) + 12345  # 4 s of audio before the first frame, on its own grid
+    w = Windower(span_s=2.0, use_audio=True, audio_rate=RATE, audio_s=AUDIO_S)
+    for s, x in ramp_chunks(a0, 120):
+        w.add_audio(s, x)
+    out = feed(w, [stamp(i, fps) for i in range(180)])
+    assert len(out) >= 8
+    n = round(AUDIO_S * RATE)
+    for _, win in out:
+        end = round((win.end_ns - a0) * RATE / NS)  # the same end sample as without audio_s
+        assert win.audio is not None and len(win.audio) == n == 81920
+        np.testing.assert_array_equal(win.audio, np.arange(end - n, end, dtype=np.float32))
+        assert win.audio_start_ns == a0 + round((end - n) * NS / RATE)
+        assert abs(win.audio_start_ns - (win.end_ns - round(AUDIO_S * NS))) <= NS / RATE / 2
+        assert win.audio_start_ns < win.start_ns - 3 * NS  # it reaches back before the frames
+        assert win.audio_coverage == 1.0 and win.duration_s < 2.0
+
+
+def test_audio_s_coverage_is_over_the_whole_stretch():
+    """The microphone was heard 2.5 s before the first frame: the first window's 5.12 s reach
+    0.745 s further back than that; the missing head is zeros, and counts against coverage."""
+    a0 = T0 - int(2.5 * NS)
+    covered = {}
+    for min_coverage in (0.9, 0.8):
+        w = Windower(use_audio=True, audio_s=AUDIO_S, min_audio_coverage=min_coverage)
+        for s, x in ramp_chunks(a0, 80):
+            w.add_audio(s, x)
+        (k, win), *_ = feed(w, [stamp(i, 30) for i in range(60)])
+        head = round((a0 - (win.end_ns - round(AUDIO_S * NS))) * RATE / NS)  # samples before a0
+        assert k == 56 and win.audio_coverage == pytest.approx(1 - head / round(AUDIO_S * RATE))
+        covered[min_coverage] = win
+    assert covered[0.9].audio is None and 0.8 < covered[0.9].audio_coverage < 0.9
+    win = covered[0.8].audio
+    assert np.all(win[:head] == 0) and np.array_equal(win[head:], np.arange(0, len(win) - head, dtype=np.float32))
+
+
+def test_audio_s_live_stream_keeps_enough_audio():
+    """Frames and 20 ms chunks as a robot delivers them (each chunk 150 ms after its last
+    sample), one minute: once the microphone has been heard for audio_s, every window has all
+    of its audio, exact, and the buffer stays bounded."""
+    fps, chunk = 30, 320
+    w = Windower(use_audio=True, audio_s=AUDIO_S, audio_wait_s=0.3)
+    chunks = list(ramp_chunks(T0, 60 * RATE // chunk + 10, chunk=chunk))
+    out, ci, max_audio = [], 0, 0
+    for i in range(60 * fps):
+        s = stamp(i, fps)
+        while ci < len(chunks) and chunks[ci][0] + round(chunk * NS / RATE) + int(0.15 * NS) <= s:
+            w.add_audio(*chunks[ci])
+            ci += 1
+            if (win := w.poll()) is not None:
+                out.append(win)
+        w.add_frame(s, frame(i))
+        if (win := w.poll()) is not None:
+            out.append(win)
+        max_audio = max(max_audio, w.audio_buffer_samples)
+    heard = [win for win in out if win.end_ns - T0 >= round(AUDIO_S * NS) + NS // 30]
+    assert len(heard) > 100 and w.counters["audio_waits"] >= len(heard)
+    for win in heard:
+        end = round((win.end_ns - T0) * RATE / NS)
+        np.testing.assert_array_equal(win.audio, np.arange(end - 81920, end, dtype=np.float32))
+    assert max_audio <= (w.audio_buffer_s + 0.5) * RATE and w.audio_buffer_s >= AUDIO_S + w.audio_wait_s
+
+
 def test_low_audio_coverage_gives_none():
     w = Windower(use_audio=True, min_audio_coverage=0.9)
     for c, (s, x) in enumerate(ramp_chunks(T0, 30)):
@@ -434,5 +501,7 @@ def test_bad_parameters():
         Windower(stride_s=0)
     with pytest.raises(ValueError):
         Windower(min_audio_coverage=1.5)
+    with pytest.raises(ValueError):
+        Windower(audio_s=0.0)
     with pytest.raises(ValueError):
         Windower(span_s=2.0, buffer_s=1.0)

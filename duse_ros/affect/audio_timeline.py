@@ -5,8 +5,8 @@ The grid's origin is the first chunk's stamp; each later chunk lands at the samp
 names, snapped onto the end of the buffered audio when within `jitter_samples` of it. A chunk that
 starts before the previous one (a clock reset, a looping bag) starts the grid over; one that
 overlaps the buffered audio loses its head; one that starts after it leaves a hole, which a cut
-fills with zeros and reports as lower coverage. Not thread-safe on its own: the windower calls
-it under its lock.
+fills with zeros and reports as lower coverage (so are samples before the oldest buffered one).
+Not thread-safe on its own: the windower calls it under its lock.
 """
 
 from __future__ import annotations
@@ -113,8 +113,16 @@ class AudioTimeline:
         """(samples of [start, end) with holes zero-filled, exact time of the first, coverage)."""
         if self.t0_ns is None or not self._chunks:
             return None, None, 0.0
-        s0 = self.sample_index(start_ns)
+        return self._cut(self.sample_index(start_ns), self.sample_index(end_ns))
+
+    def cut_ending(self, end_ns: int, samples: int) -> tuple[np.ndarray | None, int | None, float]:
+        """As `cut`, for exactly `samples` samples that end just before `end_ns`'s sample."""
+        if self.t0_ns is None or not self._chunks:
+            return None, None, 0.0
         s1 = self.sample_index(end_ns)
+        return self._cut(s1 - int(samples), s1)
+
+    def _cut(self, s0: int, s1: int) -> tuple[np.ndarray | None, int | None, float]:
         n = s1 - s0
         if n <= 0:
             return None, None, 0.0

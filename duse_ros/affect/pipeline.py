@@ -175,6 +175,7 @@ class AffectPipeline:
             max_gap_s=config.max_gap_s,
             use_audio=self.spec.uses_audio,
             audio_rate=self.spec.audio_rate,
+            audio_s=self.spec.audio_s,
         )
         self.voter = SoftVoters(config.smoothing_window, max_keys=2 * config.max_faces + 1)  # per face
         self._voter_lock = threading.Lock()

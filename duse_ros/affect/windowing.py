@@ -43,12 +43,17 @@ Audio
     chunk is taken as contiguous (stamp jitter tolerated), a later one leaves a gap
     (`audio_gaps`), an earlier one overlaps (`audio_overlaps`: the already-buffered samples are
     kept, the new chunk's overlapping head is dropped), and one that starts before the previous
-    chunk started resets the audio buffer (`audio_backwards_resets`). A window's audio is the
-    samples from round((start_ns - t0) * rate) up to, not including, round((end_ns - t0) * rate),
-    where t0 is the timeline origin: `audio_start_ns` is the exact time of its first sample (within
-    half a sample of start_ns). Uncovered samples are zeros when the covered fraction is at least
-    `min_audio_coverage`; otherwise the window's audio is None (`windows_without_audio`,
-    `audio_low_coverage`).
+    chunk started resets the audio buffer (`audio_backwards_resets`). A window's audio ends at its
+    last frame, as a live microphone only ever hears the past: with `audio_s` None (the default)
+    it is the samples from round((start_ns - t0) * rate) up to, not including,
+    round((end_ns - t0) * rate), where t0 is the timeline origin; with `audio_s` set (a model
+    that reads more or less audio than the frames span, e.g. 5.12 s against 2 s) it is the
+    round(audio_s * rate) samples before that same end sample, reaching back before the first
+    frame. `audio_start_ns` is the exact time of its first sample (within half a sample of
+    start_ns, or of end_ns - audio_s). Uncovered samples are zeros when the covered fraction of
+    that stretch is at least `min_audio_coverage`; otherwise the window's audio is None
+    (`windows_without_audio`, `audio_low_coverage`): after a start, a model with a long audio_s
+    gets its first windows without audio until the microphone has been heard for that long.
     Audio usually lags the video a little (a chunk is published after its last sample). A window
     whose audio does not yet reach its end is held back while the audio is less than
     `audio_wait_s` behind it and returned by a later `poll()` (call poll after `add_audio` too)
@@ -58,10 +63,10 @@ Audio
 
 Memory
     Frames older than newest - `buffer_s` are dropped, and at most `max_frames` are kept. Audio
-    older than `audio_buffer_s` (default buffer_s + audio_wait_s + 1 s) before the newest frame
-    (or the newest audio sample, if that is older) is dropped; audio running ahead of the frames
-    is kept, but never more than `max_audio_s` (default 30 s, ~2 MB at 16 kHz) in all, and at
-    most `max_audio_chunks` chunks. Frames are stored by reference (not copied): the caller
+    older than `audio_buffer_s` (default max(buffer_s, audio_s) + audio_wait_s + 1 s) before the
+    newest frame (or the newest audio sample, if that is older) is dropped; audio running ahead of
+    the frames is kept, but never more than `max_audio_s` (default 30 s, ~2 MB at 16 kHz) in all,
+    and at most `max_audio_chunks` chunks. Frames are stored by reference (not copied): the caller
     must not modify an array after handing it over. Audio chunks are copied.
 
 Thread safety: every public method takes the instance's lock, so frames and audio may be added
@@ -118,9 +123,10 @@ class Window:
     frames: list[np.ndarray]  # T frames as given to add_frame (not copied)
     start_ns: int  # first frame stamp
     end_ns: int  # last frame stamp == the newest frame when the window was due
-    audio: np.ndarray | None = None  # float32 mono samples of [start_ns, end_ns) at audio_rate
+    # float32 mono at audio_rate, ending at end_ns: from start_ns, or end_ns - audio_s when set
+    audio: np.ndarray | None = None
     audio_rate: int = 16000
-    audio_start_ns: int | None = None  # exact time of audio[0] (within half a sample of start_ns)
+    audio_start_ns: int | None = None  # exact time of audio[0] (within half a sample of where it starts)
     audio_coverage: float = 0.0  # fraction of the audio span that real samples covered (0 when none)
     repeated_frames: int = 0  # how many of the T frames repeat the previous one
     reset_epoch: int = 0  # number of buffer resets before this window (any reason)
@@ -155,6 +161,7 @@ class Windower:
         audio_buffer_s: float | None = None,
         max_audio_s: float = 30.0,
         max_audio_chunks: int = 4096,
+        audio_s: float | None = None,
     ):
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -162,6 +169,8 @@ class Windower:
             raise ValueError("span_s, stride_s and max_gap_s must be > 0")
         if audio_rate <= 0:
             raise ValueError(f"audio_rate must be > 0, got {audio_rate}")
+        if audio_s is not None and not audio_s > 0:
+            raise ValueError(f"audio_s must be > 0 or None, got {audio_s}")
         if not 0.0 <= min_audio_coverage <= 1.0:
             raise ValueError(f"min_audio_coverage must be in [0, 1], got {min_audio_coverage}")
         self.num_frames = int(num_frames)
@@ -170,6 +179,7 @@ class Windower:
         self.max_gap_s = float(max_gap_s)
         self.use_audio = bool(use_audio)
         self.audio_rate = int(audio_rate)
+        self.audio_s = None if audio_s is None else float(audio_s)
         self.min_audio_coverage = float(min_audio_coverage)
         self.buffer_s = float(buffer_s) if buffer_s is not None else self.span_s + 0.25
         if self.buffer_s < self.span_s * (self.num_frames - 1) / self.num_frames:
@@ -182,7 +192,9 @@ class Windower:
         # A window may wait for its audio at most this long (data time), and less than a stride.
         self.audio_wait_s = max(0.0, min(float(audio_wait_s), 0.9 * self.stride_s))
         self.audio_buffer_s = (
-            float(audio_buffer_s) if audio_buffer_s is not None else self.buffer_s + self.audio_wait_s + 1.0
+            float(audio_buffer_s)
+            if audio_buffer_s is not None
+            else max(self.buffer_s, self.audio_s or 0.0) + self.audio_wait_s + 1.0
         )
         self.max_audio_s = max(float(max_audio_s), self.audio_buffer_s)
         self.max_audio_chunks = int(max_audio_chunks)
@@ -403,7 +415,10 @@ class Windower:
 
     def _finish(self, w: Window) -> Window:
         if self.use_audio:
-            audio, start, coverage = self._audio.cut(w.start_ns, w.end_ns)
+            if self.audio_s is None:
+                audio, start, coverage = self._audio.cut(w.start_ns, w.end_ns)
+            else:
+                audio, start, coverage = self._audio.cut_ending(w.end_ns, int(round(self.audio_s * self.audio_rate)))
             w.audio_coverage = coverage
             if audio is not None and coverage >= self.min_audio_coverage and coverage > 0:
                 w.audio, w.audio_start_ns = audio, start
