@@ -9,18 +9,20 @@ import pytest
 import torch
 
 from duse_ros.checkpoint import read_config
-from duse_ros.io.clip_lists import read_clip_list
+from duse_ros.io.clip_lists import ClipEntry, read_clip_list
 from duse_ros.models import build_model
 from training import count_params, crossval, evaluate, train
 from training.augment import ClipAugment
 from training.datasets import (
     DatasetError,
     VideoClipDataset,
+    audio_path,
     read_audio,
     read_clip,
     sample_frames,
     segment_indices,
     stratified_split,
+    write_wav,
 )
 from training.layouts import LAYOUTS, load_split, resolve_layout
 from training.synthetic import ORDERS, make_av_dataset, make_motion_dataset
@@ -177,6 +179,65 @@ def test_audio_comes_with_the_sampled_frames(tmp_path):
     assert item["audio"].shape == (32000,) and item["video"].shape == (16, 3, 112, 112)
     samples = read_audio(entries[0].path, 16000)
     assert samples.shape == (32000,) and np.allclose(item["audio"].numpy(), samples, atol=1e-6)
+
+
+def _clip_with_audio(root, name: str, frames: int, fps: float, rate: int = 16000):
+    """A frame folder of `frames` frames at `fps` and a noise .wav as long as the frames."""
+    import cv2
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    for i in range(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((8, 8, 3), i, np.uint8))
+    noise = np.random.default_rng(1).uniform(-0.9, 0.9, int(frames / fps * rate))
+    write_wav(audio_path(folder), noise, rate)
+    return ClipEntry(folder, 0, name)
+
+
+def test_audio_s_ends_where_the_sampled_span_ends_zero_padded_in_front(tmp_path):
+    """5.12 s of audio behind a 2 s span, as the node will hear it: the stretch that ends with
+    the sampled span (first sampled frame + 2 s), with zeros before the file's start."""
+    spec = build_model("tiny-random-av").input_spec
+    long, short = _clip_with_audio(tmp_path, "long", 80, 8.0), _clip_with_audio(tmp_path, "short", 24, 8.0)
+    dataset = VideoClipDataset([long, short], spec, 1, train=False, fps=8.0, span_s=2.0, audio_s=5.12)
+    # 10 s clip: frames 32..47 sampled (4.0 s to 5.875 s), the span ends at 6.0 s: audio from 0.88 s.
+    assert read_clip(long.path, 16, train=False, fps=8.0, span_s=2.0)[1:] == (4.0, 2.0)
+    samples = read_audio(long.path, 16000)
+    np.testing.assert_array_equal(dataset[0]["audio"].numpy(), samples[14080:96000])
+    # 3 s clip: frames 4..19 (0.5 s to 2.375 s), the span ends at 2.5 s, 2.62 s before the file.
+    samples = read_audio(short.path, 16000)
+    audio = dataset[1]["audio"].numpy()
+    assert audio.shape == (81920,) and not audio[:41920].any()
+    np.testing.assert_array_equal(audio[41920:], samples[:40000])
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_audio_as_long_as_the_span_is_cut_as_before(tmp_path, train_mode):
+    """audio_s None (= the 2 s span): the cut still starts at the first sampled frame."""
+    spec = build_model("tiny-random-av").input_spec
+    entry = _clip_with_audio(tmp_path, "clip", 80, 8.0)
+    dataset = VideoClipDataset([entry], spec, 1, train=train_mode, fps=8.0, span_s=2.0, seed=3)
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        rng = np.random.default_rng([3, epoch, 0])  # the dataset's draw for (seed, epoch, index)
+        start_s = read_clip(entry.path, 16, train_mode, rng, 8.0, 2.0)[1]
+        start = round(start_s * 16000)
+        np.testing.assert_array_equal(dataset[0]["audio"].numpy(), read_audio(entry.path, 16000)[start : start + 32000])
+
+
+def test_a_recipe_without_audio_s_trains_on_the_audio_length_the_model_reads(tmp_path):
+    """The model's own audio_s (what the node will cut for it) beats the span; the recipe's beats both."""
+    entry = _clip_with_audio(tmp_path, "clip", 24, 8.0)
+    splits = train.Splits(1, ["a"], [entry], [], [entry])
+    context = train.Context(0, 1, torch.device("cpu"), False, False, 0, tmp_path)
+    model = build_model("tiny-random-av", audio_s=3.0)
+    lengths = []
+    for audio_s in (None, 5.12):
+        recipe = train.parse_args(["--config", "training/configs/smoke_bhgap_av.yaml", "--data", "x"])
+        recipe["audio_s"] = audio_s
+        loaders = train.make_loaders(recipe, splits, model, 8.0, 2.0, context)
+        lengths.append((loaders.train_set.audio_len, loaders.test.dataset.audio_len))
+    assert lengths == [(48000, 48000), (81920, 81920)]
 
 
 # ---------------------------------------------------------------------------------------------- training

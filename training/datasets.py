@@ -17,10 +17,17 @@ at a random place in its segment and a random window position for training, the 
 of the centred window for evaluation. The affect node samples 16 frames over its own `span_s`,
 so a model trained with the same span sees windows like the ones it will be given.
 
-Audio (audio-visual models): the mono waveform at the model's rate from the first sampled
-frame's time, `audio_s` seconds long (zero-padded at the end). It is read from a `.wav` beside
-the clip (`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or else from the video
-file's audio stream with PyAV.
+Audio (audio-visual models): the mono waveform at the model's rate, `audio_s` seconds long,
+ending where the sampled frames' span ends (the first sampled frame's time + the span the frames
+were sampled over: `span_s`, or the whole clip), zeros where that stretch reaches before the
+file's start (or past its end). The affect node gives a model the audio_s seconds before its
+window's last frame, since a robot only hears the past; cut backwards from the span's end, the
+training audio ends where the node's does, give or take a segment (span / 16: the span's end lies
+about one segment after the last sampled frame). With audio_s equal to the span (the default)
+the cut starts at the first sampled frame, as it always did (to the sample when span_s * fps is
+a whole number of frames, else within half a frame). It is read from a `.wav` beside the clip
+(`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or else from the video file's
+audio stream with PyAV.
 
 Before training, `check_clips` reads every clip of a fold once (the frames evaluation will read,
 every frame's image header, the audio), so a corrupt or missing file fails the run at once.
@@ -154,6 +161,11 @@ def segment_indices(num_frames: int, segments: int, train: bool, rng: np.random.
     return np.minimum(positions.astype(int), num_frames - 1).tolist()
 
 
+def window_frames(num_frames: int, fps: float, span_s: float | None) -> int:
+    """How many of a clip's frames the sampled window covers: `span_s` at `fps`, at most the clip."""
+    return num_frames if span_s is None else int(min(num_frames, max(1, round(span_s * fps))))
+
+
 def sample_frames(
     num_frames: int,
     segments: int,
@@ -164,7 +176,7 @@ def sample_frames(
 ) -> list[int]:
     """`segments` frame indices from a window of `span_s` seconds of a clip of `num_frames` frames
     at `fps` (see the module docstring). Short clips (or span None) use every frame's range."""
-    window = num_frames if span_s is None else int(min(num_frames, max(1, round(span_s * fps))))
+    window = window_frames(num_frames, fps, span_s)
     spare = num_frames - window
     if train:
         rng = rng or np.random.default_rng()
@@ -239,15 +251,15 @@ def read_clip(
     span_s: float | None = None,
 ) -> tuple[list[np.ndarray], float, float]:
     """The sampled frames of a clip as (H, W, 3) uint8 RGB arrays, the first sampled frame's time
-    (s) and the clip's frame rate."""
+    (s) and the seconds the frames were sampled over (`span_s` in whole frames, or the clip)."""
     if path.is_dir():
         files = frame_files(path)
         picked = sample_frames(len(files), segments, fps, span_s, train, rng)
-        return [_read_rgb(files[i]) for i in picked], picked[0] / fps, fps
+        return [_read_rgb(files[i]) for i in picked], picked[0] / fps, window_frames(len(files), fps, span_s) / fps
     frames, video_fps = _read_video(path)
     fps = video_fps or fps
     picked = sample_frames(len(frames), segments, fps, span_s, train, rng)
-    return [frames[i] for i in picked], picked[0] / fps, fps
+    return [frames[i] for i in picked], picked[0] / fps, window_frames(len(frames), fps, span_s) / fps
 
 
 def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -317,11 +329,15 @@ def read_audio(clip: Path, rate: int) -> np.ndarray:
     return read_video_audio(clip, rate)
 
 
-def cut_audio(samples: np.ndarray, start_s: float, length: int, rate: int) -> np.ndarray:
-    start = int(round(start_s * rate))
+def cut_audio_ending(samples: np.ndarray, end_s: float, length: int, rate: int) -> np.ndarray:
+    """The `length` samples before `end_s` (s from the file's start), zeros where they reach
+    before the file's start or past its end."""
+    end = int(round(end_s * rate))
+    start = end - length
     out = np.zeros(length, np.float32)
-    piece = samples[start : start + length]
-    out[: piece.size] = piece
+    a, b = max(start, 0), min(end, samples.size)
+    if b > a:
+        out[a - start : b - start] = samples[a:b]
     return out
 
 
@@ -371,7 +387,9 @@ class VideoClipDataset(Dataset):
         entry = self.entries[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         try:
-            frames, start_s, _ = read_clip(entry.path, self.spec.num_frames, self.train, rng, self.fps, self.span_s)
+            frames, start_s, sampled_s = read_clip(
+                entry.path, self.spec.num_frames, self.train, rng, self.fps, self.span_s
+            )
             if self.augment is not None:
                 video = self.augment(frames, self.spec, rng)
             else:
@@ -379,7 +397,8 @@ class VideoClipDataset(Dataset):
             item = {"video": video, "label": entry.label}
             if self.spec.uses_audio:
                 samples = read_audio(entry.path, self.spec.audio_rate)
-                item["audio"] = torch.from_numpy(cut_audio(samples, start_s, self.audio_len, self.spec.audio_rate))
+                end_s = start_s + sampled_s  # the audio a node hears ends with its window
+                item["audio"] = torch.from_numpy(cut_audio_ending(samples, end_s, self.audio_len, self.spec.audio_rate))
         except (OSError, DatasetError) as e:
             raise DatasetError(f"{entry.source or entry.path}: {e}") from None
         return item

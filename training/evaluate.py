@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         train=False,
         fps=float(layout["fps"]),
         span_s=span_s,
-        audio_s=recipe.get("audio_s") or training.get("span_s"),
+        audio_s=recipe.get("audio_s") or model.input_spec.audio_s or training.get("span_s"),
     )
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     amp = device.type == "cuda" and not args.no_amp

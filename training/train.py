@@ -85,7 +85,7 @@ DEFAULTS: dict = {
     "fold": 1,  # 1..5, 0 for a single official split (FERV39k), or "all"
     "val_fraction": 0.1,  # of each class of the training fold, held out for model selection; 0 = none
     "span_s": 2.0,  # seconds the 16 frames span; null = the whole clip (the papers')
-    "audio_s": None,  # seconds of audio per clip (audio-visual models); null = span_s
+    "audio_s": None,  # seconds of audio per clip (audio-visual models); null = the model's, else span_s
     "epochs": 20,
     "batch_size": 16,  # the global batch: under torchrun each process takes batch_size / processes
     "optimizer": "adam",  # adam | adamw
@@ -535,7 +535,7 @@ def make_loaders(recipe: dict, splits: Splits, model, fps: float, node_span_s: f
         num_classes=len(splits.classes),
         fps=fps,
         span_s=recipe["span_s"],
-        audio_s=recipe["audio_s"] or node_span_s,
+        audio_s=recipe["audio_s"] or model.input_spec.audio_s or node_span_s,  # what the node will cut
         seed=context.seed,
     )
     train_set = VideoClipDataset(splits.train, train=True, augment=augment, **options)
