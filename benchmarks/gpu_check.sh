@@ -29,9 +29,7 @@ if [ "${1:-}" = "--prepare" ]; then
   echo "gpu_check.sh: .whl/ holds $(ls .whl | wc -l) files; carry .whl with the run"
   exit 0
 fi
-if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  exec "$PYTHON" benchmarks/gpu_check.py "$@"  # says in one line that there is no CUDA, exits 2
-fi
+"$PYTHON" benchmarks/gpu_check.py --probe  # without CUDA: says so in one line, and this exits 2
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PYTHON" -m pip install -q --no-index --no-deps --upgrade --target "$SITE" .whl/*.whl
   export PYTHONPATH="$SITE":$PWD${PYTHONPATH:+:$PYTHONPATH} PATH="$SITE"/bin:$PATH  # ninja for the build

@@ -60,7 +60,7 @@ def test_the_table_gives_ratios_to_one_face_and_the_targets():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-@pytest.mark.slow  # the real script: two interpreters import torch
+@pytest.mark.slow  # the real script: an interpreter imports torch
 def test_without_cuda_it_says_so_in_one_line_and_exits_2():
     env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(
