@@ -294,8 +294,9 @@ def test_python_allocations_stay_flat_over_thousands_of_windows():
     pipeline.start()
 
     def feed(first: int, count: int) -> None:
-        """One frame (one window) at a time; the engine drops what it cannot keep up with, but
-        at least one reading per eight windows comes out (371 of 3000) before the feed goes on, however busy the machine."""
+        """One frame (one window) at a time; the engine drops what it cannot keep up with, but the
+        feed goes on only once one reading per eight windows has come out (371 of 3000), however
+        busy the machine."""
         start = readings[0]
         for k in range(first, first + count):
             pipeline.add_frame(int(k * NS / 30), frames[k % len(frames)].copy())
