@@ -178,7 +178,9 @@ def test_audio_comes_with_the_sampled_frames(tmp_path):
     item = dataset[0]
     assert item["audio"].shape == (32000,) and item["video"].shape == (16, 3, 112, 112)
     samples = read_audio(entries[0].path, 16000)
-    assert samples.shape == (32000,) and np.allclose(item["audio"].numpy(), samples, atol=1e-6)
+    # the 2 s before the last sampled frame (1.875 s into a 2 s clip at 8 fps), as the node cuts it
+    assert samples.shape == (32000,) and not item["audio"][:2000].any()
+    assert np.allclose(item["audio"][2000:].numpy(), samples[:30000], atol=1e-6)
 
 
 def _clip_with_audio(root, name: str, frames: int, fps: float, rate: int = 16000):
@@ -194,35 +196,35 @@ def _clip_with_audio(root, name: str, frames: int, fps: float, rate: int = 16000
     return ClipEntry(folder, 0, name)
 
 
-def test_audio_s_ends_where_the_sampled_span_ends_zero_padded_in_front(tmp_path):
-    """5.12 s of audio behind a 2 s span, as the node will hear it: the stretch that ends with
-    the sampled span (first sampled frame + 2 s), with zeros before the file's start."""
+def test_audio_s_ends_at_the_last_sampled_frame_zero_padded_in_front(tmp_path):
+    """5.12 s of audio behind a 2 s span, as the node will hear it: the stretch that ends at
+    the last sampled frame, with zeros before the file's start."""
     spec = build_model("tiny-random-av").input_spec
     long, short = _clip_with_audio(tmp_path, "long", 80, 8.0), _clip_with_audio(tmp_path, "short", 24, 8.0)
     dataset = VideoClipDataset([long, short], spec, 1, train=False, fps=8.0, span_s=2.0, audio_s=5.12)
-    # 10 s clip: frames 32..47 sampled (4.0 s to 5.875 s), the span ends at 6.0 s: audio from 0.88 s.
-    assert read_clip(long.path, 16, train=False, fps=8.0, span_s=2.0)[1:] == (4.0, 2.0)
+    # 10 s clip: frames 32..47 sampled (4.0 s to 5.875 s): audio from 0.755 s to 5.875 s.
+    assert read_clip(long.path, 16, train=False, fps=8.0, span_s=2.0)[1:] == (4.0, 5.875)
     samples = read_audio(long.path, 16000)
-    np.testing.assert_array_equal(dataset[0]["audio"].numpy(), samples[14080:96000])
-    # 3 s clip: frames 4..19 (0.5 s to 2.375 s), the span ends at 2.5 s, 2.62 s before the file.
+    np.testing.assert_array_equal(dataset[0]["audio"].numpy(), samples[12080:94000])
+    # 3 s clip: frames 4..19 (0.5 s to 2.375 s): the 5.12 s reach 2.745 s before the file.
     samples = read_audio(short.path, 16000)
     audio = dataset[1]["audio"].numpy()
-    assert audio.shape == (81920,) and not audio[:41920].any()
-    np.testing.assert_array_equal(audio[41920:], samples[:40000])
+    assert audio.shape == (81920,) and not audio[:43920].any()
+    np.testing.assert_array_equal(audio[43920:], samples[:38000])
 
 
 @pytest.mark.parametrize("train_mode", [False, True])
-def test_audio_as_long_as_the_span_is_cut_as_before(tmp_path, train_mode):
-    """audio_s None (= the 2 s span): the cut still starts at the first sampled frame."""
+def test_audio_as_long_as_the_span_ends_at_the_last_sampled_frame(tmp_path, train_mode):
+    """audio_s None (= the 2 s span): the 2 s before the last sampled frame, wherever the draw put it."""
     spec = build_model("tiny-random-av").input_spec
     entry = _clip_with_audio(tmp_path, "clip", 80, 8.0)
     dataset = VideoClipDataset([entry], spec, 1, train=train_mode, fps=8.0, span_s=2.0, seed=3)
     for epoch in range(3):
         dataset.set_epoch(epoch)
         rng = np.random.default_rng([3, epoch, 0])  # the dataset's draw for (seed, epoch, index)
-        start_s = read_clip(entry.path, 16, train_mode, rng, 8.0, 2.0)[1]
-        start = round(start_s * 16000)
-        np.testing.assert_array_equal(dataset[0]["audio"].numpy(), read_audio(entry.path, 16000)[start : start + 32000])
+        end = round(read_clip(entry.path, 16, train_mode, rng, 8.0, 2.0)[2] * 16000)
+        assert end >= 32000  # this clip has 2 s of audio before any window's last frame
+        np.testing.assert_array_equal(dataset[0]["audio"].numpy(), read_audio(entry.path, 16000)[end - 32000 : end])
 
 
 def test_a_recipe_without_audio_s_trains_on_the_audio_length_the_model_reads(tmp_path):

@@ -237,9 +237,10 @@ def ramp_chunks(a0, n_chunks, chunk=1600, rate=RATE, first=0):
         yield a0 + round(c * chunk * NS / rate), np.arange(c * chunk, (c + 1) * chunk, dtype=np.float32)
 
 
-def expected_cut(win, a0, rate=RATE):
-    s0 = round((win.start_ns - a0) * rate / NS)
+def expected_cut(win, a0, rate=RATE, audio_s=2.0):
+    """Independent reference: the audio_s seconds (default: the 2 s span) before the last frame."""
     s1 = round((win.end_ns - a0) * rate / NS)
+    s0 = s1 - round(audio_s * rate)
     return np.arange(s0, s1, dtype=np.float32), a0 + round(s0 * NS / rate)
 
 
@@ -255,16 +256,17 @@ def test_audio_cut_exact_to_the_sample_audio_first():
         exp, start = expected_cut(win, a0)
         assert win.audio is not None and win.audio.dtype == np.float32
         np.testing.assert_array_equal(win.audio, exp)
-        assert win.audio_start_ns == start and abs(win.audio_start_ns - win.start_ns) <= NS / RATE / 2
+        assert win.audio_start_ns == start and abs(win.audio_start_ns - (win.end_ns - 2 * NS)) <= NS / RATE / 2
         assert win.audio_rate == RATE and win.audio_coverage == 1.0
-        assert abs(len(win.audio) - win.duration_s * RATE) <= 1  # sample grid: +-1 sample
+        # the span the model was trained on, not the first-to-last frame's 15/16 of it
+        assert len(win.audio) == 2 * RATE and win.duration_s == pytest.approx(1.875, abs=0.02)
     assert w.counters["windows_with_audio"] == len(out) and w.counters["audio_gaps"] == 0
 
 
 def test_audio_arriving_after_frames_is_waited_for():
     """Each chunk arrives 150 ms after its last sample: windows wait for it, then come out exact."""
     fps = 30
-    a0 = T0
+    a0 = T0 - int(0.5 * NS)  # heard before the first frame, so no window's audio needs zeros
     chunks = list(ramp_chunks(a0, 120))
     stamps = [stamp(i, fps) for i in range(300)]
     w = Windower(use_audio=True, audio_wait_s=0.3)
@@ -302,7 +304,8 @@ def test_missing_audio_does_not_hold_windows_forever():
         w2.add_audio(s, x)
     out2 = feed(w2, [stamp(i, 30) for i in range(120)])
     assert [k for k, _ in out2] == [56, 71, 86, 101, 116] and all(win.audio is None for _, win in out2)
-    assert w2.counters["audio_low_coverage"] == 1  # the first window still overlaps 0.5 s of audio
+    # the first two windows' 2 s still overlap that 0.5 s of audio (by 0.5 s and by 0.13 s)
+    assert w2.counters["audio_low_coverage"] == 2
 
 
 def test_audio_jittered_stamps_stay_contiguous():
@@ -323,12 +326,12 @@ def test_audio_jittered_stamps_stay_contiguous():
 
 
 def test_audio_gap_zero_filled_and_overlap_dropped():
-    a0 = T0
+    a0 = T0 - int(0.5 * NS)
     w = Windower(use_audio=True, min_audio_coverage=0.9)
     chunks = list(ramp_chunks(a0, 30))  # 100 ms chunks
     for c, (s, x) in enumerate(chunks):
         if c == 10:
-            continue  # one lost chunk: 100 ms of 1.875 s
+            continue  # one lost chunk: 100 ms of 2 s
         w.add_audio(s, x)
         if c == 15:  # a chunk sent again, shifted by 50 samples: overlaps what is there
             w.add_audio(s + round(50 * NS / RATE), x[50:] * 0 - 1)

@@ -17,17 +17,12 @@ at a random place in its segment and a random window position for training, the 
 of the centred window for evaluation. The affect node samples 16 frames over its own `span_s`,
 so a model trained with the same span sees windows like the ones it will be given.
 
-Audio (audio-visual models): the mono waveform at the model's rate, `audio_s` seconds long,
-ending where the sampled frames' span ends (the first sampled frame's time + the span the frames
-were sampled over: `span_s`, or the whole clip), zeros where that stretch reaches before the
-file's start (or past its end). The affect node gives a model the audio_s seconds before its
-window's last frame, since a robot only hears the past; cut backwards from the span's end, the
-training audio ends where the node's does, give or take a segment (span / 16: the span's end lies
-about one segment after the last sampled frame). With audio_s equal to the span (the default)
-the cut starts at the first sampled frame, as it always did (to the sample when span_s * fps is
-a whole number of frames, else within half a frame). It is read from a `.wav` beside the clip
-(`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or else from the video file's
-audio stream with PyAV.
+Audio (audio-visual models): the mono waveform at the model's rate, the `audio_s` seconds
+(default: the span) that end at the last sampled frame's time, with zeros where that stretch
+reaches before the file's start (or past its end): what the affect node gives a model, the
+audio_s seconds before its window's last frame, since a robot only hears the past. It is read
+from a `.wav` beside the clip (`clip.wav` for a frame directory or `clip.mp4` -> `clip.wav`) or
+else from the video file's audio stream with PyAV.
 
 Before training, `check_clips` reads every clip of a fold once (the frames evaluation will read,
 every frame's image header, the audio), so a corrupt or missing file fails the run at once.
@@ -161,11 +156,6 @@ def segment_indices(num_frames: int, segments: int, train: bool, rng: np.random.
     return np.minimum(positions.astype(int), num_frames - 1).tolist()
 
 
-def window_frames(num_frames: int, fps: float, span_s: float | None) -> int:
-    """How many of a clip's frames the sampled window covers: `span_s` at `fps`, at most the clip."""
-    return num_frames if span_s is None else int(min(num_frames, max(1, round(span_s * fps))))
-
-
 def sample_frames(
     num_frames: int,
     segments: int,
@@ -176,7 +166,7 @@ def sample_frames(
 ) -> list[int]:
     """`segments` frame indices from a window of `span_s` seconds of a clip of `num_frames` frames
     at `fps` (see the module docstring). Short clips (or span None) use every frame's range."""
-    window = window_frames(num_frames, fps, span_s)
+    window = num_frames if span_s is None else int(min(num_frames, max(1, round(span_s * fps))))
     spare = num_frames - window
     if train:
         rng = rng or np.random.default_rng()
@@ -250,16 +240,16 @@ def read_clip(
     fps: float = 25.0,
     span_s: float | None = None,
 ) -> tuple[list[np.ndarray], float, float]:
-    """The sampled frames of a clip as (H, W, 3) uint8 RGB arrays, the first sampled frame's time
-    (s) and the seconds the frames were sampled over (`span_s` in whole frames, or the clip)."""
+    """The sampled frames of a clip as (H, W, 3) uint8 RGB arrays, and the first and the last
+    sampled frame's time (s from the clip's start)."""
     if path.is_dir():
         files = frame_files(path)
         picked = sample_frames(len(files), segments, fps, span_s, train, rng)
-        return [_read_rgb(files[i]) for i in picked], picked[0] / fps, window_frames(len(files), fps, span_s) / fps
+        return [_read_rgb(files[i]) for i in picked], picked[0] / fps, picked[-1] / fps
     frames, video_fps = _read_video(path)
     fps = video_fps or fps
     picked = sample_frames(len(frames), segments, fps, span_s, train, rng)
-    return [frames[i] for i in picked], picked[0] / fps, window_frames(len(frames), fps, span_s) / fps
+    return [frames[i] for i in picked], picked[0] / fps, picked[-1] / fps
 
 
 def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -387,9 +377,7 @@ class VideoClipDataset(Dataset):
         entry = self.entries[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         try:
-            frames, start_s, sampled_s = read_clip(
-                entry.path, self.spec.num_frames, self.train, rng, self.fps, self.span_s
-            )
+            frames, _, last_s = read_clip(entry.path, self.spec.num_frames, self.train, rng, self.fps, self.span_s)
             if self.augment is not None:
                 video = self.augment(frames, self.spec, rng)
             else:
@@ -397,8 +385,10 @@ class VideoClipDataset(Dataset):
             item = {"video": video, "label": entry.label}
             if self.spec.uses_audio:
                 samples = read_audio(entry.path, self.spec.audio_rate)
-                end_s = start_s + sampled_s  # the audio a node hears ends with its window
-                item["audio"] = torch.from_numpy(cut_audio_ending(samples, end_s, self.audio_len, self.spec.audio_rate))
+                # as a node hears it: the audio before the window's last frame
+                item["audio"] = torch.from_numpy(
+                    cut_audio_ending(samples, last_s, self.audio_len, self.spec.audio_rate)
+                )
         except (OSError, DatasetError) as e:
             raise DatasetError(f"{entry.source or entry.path}: {e}") from None
         return item

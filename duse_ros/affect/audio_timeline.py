@@ -109,20 +109,13 @@ class AudioTimeline:
             self.samples -= old.size
             self.counters["audio_chunks_evicted"] += 1
 
-    def cut(self, start_ns: int, end_ns: int) -> tuple[np.ndarray | None, int | None, float]:
-        """(samples of [start, end) with holes zero-filled, exact time of the first, coverage)."""
-        if self.t0_ns is None or not self._chunks:
-            return None, None, 0.0
-        return self._cut(self.sample_index(start_ns), self.sample_index(end_ns))
-
-    def cut_ending(self, end_ns: int, samples: int) -> tuple[np.ndarray | None, int | None, float]:
-        """As `cut`, for exactly `samples` samples that end just before `end_ns`'s sample."""
+    def cut(self, end_ns: int, samples: int) -> tuple[np.ndarray | None, int | None, float]:
+        """(the `samples` samples that end just before `end_ns`'s sample, holes zero-filled; the
+        exact time of the first; the fraction real samples covered)."""
         if self.t0_ns is None or not self._chunks:
             return None, None, 0.0
         s1 = self.sample_index(end_ns)
-        return self._cut(s1 - int(samples), s1)
-
-    def _cut(self, s0: int, s1: int) -> tuple[np.ndarray | None, int | None, float]:
+        s0 = s1 - int(samples)
         n = s1 - s0
         if n <= 0:
             return None, None, 0.0

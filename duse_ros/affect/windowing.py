@@ -44,14 +44,13 @@ Audio
     (`audio_gaps`), an earlier one overlaps (`audio_overlaps`: the already-buffered samples are
     kept, the new chunk's overlapping head is dropped), and one that starts before the previous
     chunk started resets the audio buffer (`audio_backwards_resets`). A window's audio ends at its
-    last frame, as a live microphone only ever hears the past: with `audio_s` None (the default)
-    it is the samples from round((start_ns - t0) * rate) up to, not including,
-    round((end_ns - t0) * rate), where t0 is the timeline origin; with `audio_s` set (a model
-    that reads more or less audio than the frames span, e.g. 5.12 s against 2 s) it is the
-    round(audio_s * rate) samples before that same end sample, reaching back before the first
-    frame. `audio_start_ns` is the exact time of its first sample (within half a sample of
-    start_ns, or of end_ns - audio_s). Uncovered samples are zeros when the covered fraction of
-    that stretch is at least `min_audio_coverage`; otherwise the window's audio is None
+    last frame, as a live microphone only ever hears the past: it is the round(audio_s * rate)
+    samples before round((end_ns - t0) * rate), where t0 is the timeline origin and `audio_s`
+    is the seconds of audio the model reads (None, the default: `span_s`, what the model was
+    trained on; e.g. 5.12 s against a 2 s span), reaching back before the first frame.
+    `audio_start_ns` is the exact time of its first sample (within half a sample of
+    end_ns - audio_s). Uncovered samples are zeros when the covered fraction of that stretch is
+    at least `min_audio_coverage`; otherwise the window's audio is None
     (`windows_without_audio`, `audio_low_coverage`): after a start, a model with a long audio_s
     gets its first windows without audio until the microphone has been heard for that long.
     Audio usually lags the video a little (a chunk is published after its last sample). A window
@@ -123,8 +122,7 @@ class Window:
     frames: list[np.ndarray]  # T frames as given to add_frame (not copied)
     start_ns: int  # first frame stamp
     end_ns: int  # last frame stamp == the newest frame when the window was due
-    # float32 mono at audio_rate, ending at end_ns: from start_ns, or end_ns - audio_s when set
-    audio: np.ndarray | None = None
+    audio: np.ndarray | None = None  # float32 mono at audio_rate: the audio_s seconds before end_ns
     audio_rate: int = 16000
     audio_start_ns: int | None = None  # exact time of audio[0] (within half a sample of where it starts)
     audio_coverage: float = 0.0  # fraction of the audio span that real samples covered (0 when none)
@@ -179,7 +177,7 @@ class Windower:
         self.max_gap_s = float(max_gap_s)
         self.use_audio = bool(use_audio)
         self.audio_rate = int(audio_rate)
-        self.audio_s = None if audio_s is None else float(audio_s)
+        self.audio_s = self.span_s if audio_s is None else float(audio_s)  # what the model was trained on
         self.min_audio_coverage = float(min_audio_coverage)
         self.buffer_s = float(buffer_s) if buffer_s is not None else self.span_s + 0.25
         if self.buffer_s < self.span_s * (self.num_frames - 1) / self.num_frames:
@@ -194,7 +192,7 @@ class Windower:
         self.audio_buffer_s = (
             float(audio_buffer_s)
             if audio_buffer_s is not None
-            else max(self.buffer_s, self.audio_s or 0.0) + self.audio_wait_s + 1.0
+            else max(self.buffer_s, self.audio_s) + self.audio_wait_s + 1.0
         )
         self.max_audio_s = max(float(max_audio_s), self.audio_buffer_s)
         self.max_audio_chunks = int(max_audio_chunks)
@@ -415,10 +413,7 @@ class Windower:
 
     def _finish(self, w: Window) -> Window:
         if self.use_audio:
-            if self.audio_s is None:
-                audio, start, coverage = self._audio.cut(w.start_ns, w.end_ns)
-            else:
-                audio, start, coverage = self._audio.cut_ending(w.end_ns, int(round(self.audio_s * self.audio_rate)))
+            audio, start, coverage = self._audio.cut(w.end_ns, int(round(self.audio_s * self.audio_rate)))
             w.audio_coverage = coverage
             if audio is not None and coverage >= self.min_audio_coverage and coverage > 0:
                 w.audio, w.audio_start_ns = audio, start
