@@ -30,6 +30,7 @@ from duse_ros.io.rosbag import (
 )
 from duse_ros.timebase import NS
 from duse_ros.tools import eval_bag, make_bag
+from duse_ros.tools.bag_player import AudioAdapter
 from duse_ros.tools.evaluate import NO_READING, score_states
 
 ORIGIN = make_bag.DEFAULT_ORIGIN_S * NS
@@ -125,7 +126,7 @@ def test_sqlite3_compressed_and_audio_common_layouts(video, tmp_path, audio_msg)
         streams = select_streams(bag)
         assert streams.image.name == "/image_raw/compressed" and streams.image.count == len(times)
         assert streams.audio.msgtype == (AUDIO_STAMPED if audio_msg == "audio_stamped" else AUDIO_DATA_STAMPED)
-        adapter = eval_bag.AudioAdapter(
+        adapter = AudioAdapter(
             bag,
             streams.audio.msgtype,
             streams.audio_info and streams.audio_info.name,
@@ -241,7 +242,7 @@ def test_bags_recorded_on_a_robot_are_understood(tmp_path, storage, image, audio
             return
         assert streams.audio.count == info["audio_messages"]
         assert (streams.audio_info is not None) == (audio == "audio_data_stamped")
-        adapter = eval_bag.AudioAdapter(
+        adapter = AudioAdapter(
             bag,
             streams.audio.msgtype,
             streams.audio_info and streams.audio_info.name,

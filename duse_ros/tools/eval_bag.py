@@ -58,8 +58,6 @@ from duse_ros.affect import settings as affect_settings  # noqa: E402
 from duse_ros.io.images import IMAGE_MESSAGES, ImageMessage  # noqa: E402
 from duse_ros.io.labels import LabelError, Span, read_labels_csv, spans_from_messages  # noqa: E402
 from duse_ros.io.rosbag import (  # noqa: E402
-    AUDIO_CHUNK,
-    AUDIO_INFO,
     LABEL_TOPIC,
     LABEL_TYPE,
     ORIGIN_KEY,
@@ -70,8 +68,18 @@ from duse_ros.io.rosbag import (  # noqa: E402
 )
 from duse_ros.metrics import plot_confusion, recall_table  # noqa: E402
 from duse_ros.share import share_path  # noqa: E402
-from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns  # noqa: E402
+from duse_ros.timebase import NS, stamp_to_ns  # noqa: E402
 from duse_ros.tools import compare, providers  # noqa: E402
+from duse_ros.tools.bag_player import (  # noqa: E402
+    AudioAdapter,
+    EvalError,
+    Player,
+    Sent,
+    frame_stamp,
+    int_or_none,
+    play_messages,
+    send,
+)
 from duse_ros.tools.evaluate import percentiles_ms, plot_timeline, score_states  # noqa: E402
 from duse_ros.tools.processes import node_command, stop  # noqa: E402
 
@@ -81,44 +89,6 @@ DEFAULTS = affect_settings.DEFAULTS
 # Domains an evaluation claims when ROS_DOMAIN_ID is not set: one lock file per domain.
 DOMAINS = range(64, 101)
 _run_numbers = itertools.count()
-
-
-class EvalError(RuntimeError):
-    """The replay could not run (a node did not start, ...); the message says why."""
-
-
-class AudioAdapter:
-    """Bag audio messages to duse_ros/AudioChunk for the node (which reads that type everywhere)."""
-
-    def __init__(self, bag: BagFile, msgtype: str, info_topic: str | None, args):
-        from duse_ros.io.audio import AUDIO_MESSAGES, PcmFormat
-
-        self.bag, self.msgtype, self.audio = bag, msgtype, AUDIO_MESSAGES[msgtype]
-        self.format = PcmFormat(args.audio_rate, args.audio_channels, args.audio_format)
-        if info_topic is not None:  # the capture node's AudioInfo beats the command line
-            for _, _, _, raw in bag.messages([info_topic]):
-                info = bag.deserialize(raw, AUDIO_INFO)
-                self.format = PcmFormat(
-                    int(info.sample_rate), int(info.channels), info.sample_format or self.format.sample_format
-                )
-                break
-
-    def __call__(self, raw: bytes):
-        """(stamp ns, AudioChunk or raw CDR), or None for a message that cannot be converted."""
-        from duse_ros.io.conversions import ConversionError
-        from duse_ros.msg import AudioChunk
-
-        if self.msgtype == AUDIO_CHUNK:
-            return raw
-        msg = self.bag.deserialize(raw, self.msgtype)
-        try:
-            mono, rate = self.audio.to_mono(msg, self.format)  # the audio family's table (io/audio.py)
-        except ConversionError:
-            return None  # counted by the caller
-        chunk = AudioChunk(sample_rate=rate, channels=1, sample_format="F32LE", data=np.asarray(mono, "<f4").tobytes())
-        chunk.header.stamp.sec, chunk.header.stamp.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
-        chunk.header.frame_id = msg.header.frame_id
-        return chunk
 
 
 def claim_domain() -> int:
@@ -141,116 +111,6 @@ def claim_domain() -> int:
 
 
 _held_locks: list = []
-
-
-class Player:
-    """The tool's own rclpy node: plays the bag, keeps what the nodes publish, paces the replay."""
-
-    def __init__(self, namespace: str, image: ImageMessage, uses_audio: bool, depth: int):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from rosgraph_msgs.msg import Clock
-
-        from duse_ros.msg import AudioChunk, DialoguePrompt, EmotionState
-        from duse_ros.nodes.common import message_class
-
-        self.rclpy, self.Clock, self.namespace = rclpy, Clock, namespace
-        self.node = rclpy.create_node("duse_eval_player", namespace=namespace)
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(message_class(image.type_name), image.topic("image_raw"), qos)
-        self.audio_pub = self.node.create_publisher(AudioChunk, "audio", qos) if uses_audio else None
-        self.clock_pub = self.node.create_publisher(Clock, "clock", 10)  # the nodes' /clock, remapped
-        self.states: list = []
-        self.arrivals: list[float] = []
-        self.prompts: list = []
-        self.diagnostics: dict[str, str] = {}
-        self.diagnostics_seen = 0  # affect-pipeline statuses received
-        self.node.create_subscription(EmotionState, "emotion_state", self._on_state, QoSProfile(depth=1000))
-        self.node.create_subscription(DialoguePrompt, "dialogue_prompt", self.prompts.append, QoSProfile(depth=1000))
-        self.node.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, 10)
-        self.clock_ns = 0
-        self._anchor = (time.monotonic(), 0)  # (wall, bag ns) the free-running clock counts from
-        self.rate = 1.0
-
-    def _on_state(self, msg) -> None:
-        self.states.append(msg)
-        self.arrivals.append(time.monotonic())
-
-    def _on_diagnostics(self, arr) -> None:
-        values = diag.affect_values(arr.status)
-        if values is not None:
-            self.diagnostics = values
-            self.diagnostics_seen += 1
-
-    def inputs_matched(self, topics: list[str], readers: int) -> bool:
-        """affect_node's diagnostics count the publishers its subscriptions have matched, and the
-        readers its EmotionState publisher has matched (this player, and the bridge): a reading
-        published before a reader matched would be lost to it."""
-        key = diag.output_subscribers_key(f"{self.namespace}/emotion_state")
-        return int(self.diagnostics.get(key, 0)) >= readers and all(
-            int(self.diagnostics.get(diag.input_publishers_key(f"{self.namespace}/{t}"), 0)) > 0 for t in topics
-        )
-
-    def count(self, key: str) -> int:
-        return _int(self.diagnostics.get(key)) or 0
-
-    def frames_taken(self) -> int:
-        """Frames the node has taken off the wire: into its windower, or refused as malformed."""
-        return self.count(diag.FRAMES_IN) + sum(
-            self.count(k) for k in ("malformed.image", "malformed.image_pipeline_error")
-        )
-
-    def audio_taken(self) -> int:
-        """Audio messages the node has taken off the wire: into its windower, or refused."""
-        return self.count("window.audio_chunks_in") + sum(
-            self.count(k) for k in ("malformed.audio", "malformed.audio_pipeline_error")
-        )
-
-    def model_idle(self) -> bool:
-        """Every window the node submitted has left its inference queue."""
-        done = sum(
-            self.count(f"inference.{k}")
-            for k in ("completed", "errors", "dropped_queue_full", "dropped_stale", "dropped_shutdown")
-        )
-        return self.count("inference.submitted") <= done
-
-    def spin_until(self, done, timeout: float, procs: list[subprocess.Popen]) -> bool:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                return False
-            for p in procs:
-                if p.poll() is not None:
-                    log = Path(p.log_path)
-                    tail = "\n".join(log.read_text().splitlines()[-8:]) if log.is_file() else ""
-                    raise EvalError(
-                        f"{p.args[2]} exited (code {p.returncode}) during the replay; its log, {log}, ends:\n{tail}"
-                    )
-            self.run_clock()
-            self.rclpy.spin_once(self.node, timeout_sec=0.01)
-        return True
-
-    def tick_clock(self, ns: int) -> None:
-        """/clock to bag time `ns` (never backwards); the clock runs on from there while waiting."""
-        self._anchor = (time.monotonic(), max(ns, self.clock_ns))
-        if ns > self.clock_ns:
-            self.clock_ns = ns
-            msg = self.Clock()
-            msg.clock.sec, msg.clock.nanosec = sec_nanosec(ns)
-            self.clock_pub.publish(msg)
-
-    def run_clock(self) -> None:
-        """While the player waits, sim time goes on at the playback rate, so the nodes' timers
-        (diagnostics, the bridge's heartbeat) keep running."""
-        wall, ns = self._anchor
-        now = ns + int((time.monotonic() - wall) * self.rate * NS)
-        if now >= self.clock_ns + NS // 50:
-            self.tick_clock(now)
-            self._anchor = (wall, ns)
-
-    def close(self) -> None:
-        self.node.destroy_node()
 
 
 def _shadow_windower(spec, args):
@@ -278,19 +138,13 @@ class Plan:
 
 
 @dataclass
-class Playback:
+class Playback(Sent):
     """What the player sent and what became of the windows it offered."""
 
     expected: list[int] = field(default_factory=list)  # window end stamps the node must answer, in order
-    send_time: dict[int, float] = field(default_factory=dict)  # frame stamp -> when it left
     frames_before: dict[int, int] = field(default_factory=dict)  # window end -> frames sent up to it
     given_up: dict[int, str] = field(default_factory=dict)  # window end -> why the player stopped waiting
-    frames: int = 0
-    audio_messages: int = 0
-    malformed_audio: int = 0
-    last_audio_ns: int = -1
     stopped: str | None = None
-    started: float | None = None
     replay_s: float = 0.0
 
 
@@ -474,41 +328,20 @@ def play(player: Player, plan: Plan, bag: BagFile, streams, model, args, pacer: 
     """Every message of the played topics, in log order: paced by the recording (--realtime) or
     held back at each window until the node keeps up."""
     pb, shadow = pacer.pb, _shadow_windower(model.input_spec, args)
-    from tqdm import tqdm
 
-    total = sum(bag.topics[t].count for t in plan.topics)
-    start_log = None
-    with tqdm(total=total, unit="msg", desc="duse-eval-bag", disable=args.quiet) as progress:
-        for topic, msgtype, log_ns, raw in bag.messages(plan.topics):
-            if start_log is None:
-                pb.started, start_log = time.monotonic(), log_ns
-            if args.realtime:
-                due = pb.started + (log_ns - start_log) / NS / args.rate
-                while (wait := due - time.monotonic()) > 0:
-                    player.run_clock()
-                    player.rclpy.spin_once(player.node, timeout_sec=min(wait, 0.02))
-            player.tick_clock(log_ns)
-            if topic == streams.image.name:
-                stamp = stamp_to_ns(bag.deserialize(raw, msgtype).header.stamp)
-                shadow.add_frame(stamp, _EMPTY)
-                window = shadow.poll()
-                if window is not None:
-                    if not args.realtime:
-                        pacer.settle(args.queue_depth)
-                    pacer.offer(window.end_ns)
-                player.image_pub.publish(raw)
-                pb.send_time.setdefault(stamp, time.monotonic())
-                pb.frames += 1
-            else:
-                chunk = plan.audio(raw)
-                if chunk is None:
-                    pb.malformed_audio += 1
-                else:
-                    player.audio_pub.publish(chunk)
-                    pb.audio_messages += 1
-                    pb.last_audio_ns = max(pb.last_audio_ns, stamp_to_ns(bag.deserialize(raw, msgtype).header.stamp))
-            player.rclpy.spin_once(player.node, timeout_sec=0.0)
-            progress.update(1)
+    def handle(message) -> None:
+        stamp = None
+        if message[0] == streams.image.name:
+            stamp = frame_stamp(bag, message)
+            shadow.add_frame(stamp, _EMPTY)
+            window = shadow.poll()
+            if window is not None:
+                if not args.realtime:
+                    pacer.settle(args.queue_depth)
+                pacer.offer(window.end_ns)
+        send(player, pb, bag, message, plan.audio, stamp)
+
+    play_messages(player, bag, plan.topics, pb, handle, rate=args.rate, realtime=args.realtime, quiet=args.quiet)
 
 
 def finish(player: Player, pacer: Pacer, args, procs) -> None:
@@ -596,11 +429,11 @@ def account(pb: Playback, states: list, node: dict[str, str]) -> dict:
     with_reading = sum(1 for e in answered if any(s.modality for s in by_end[e]))
     missing = len(offered) - len(answered)
     parts = {
-        "dropped_by_node_queue": _int(node.get(diag.DROPPED_QUEUE_FULL)) or 0,
-        "dropped_stale_by_node": _int(node.get("inference.dropped_stale")) or 0,
-        "inference_errors": _int(node.get("inference.errors")) or 0,
+        "dropped_by_node_queue": int_or_none(node.get(diag.DROPPED_QUEUE_FULL)) or 0,
+        "dropped_stale_by_node": int_or_none(node.get("inference.dropped_stale")) or 0,
+        "inference_errors": int_or_none(node.get("inference.errors")) or 0,
     }
-    emitted = _int(node.get("window.windows_emitted"))
+    emitted = int_or_none(node.get("window.windows_emitted"))
     parts["not_cut_by_node"] = max(0, len(offered) - emitted) if emitted is not None else 0
     node_explained = min(missing, sum(parts.values()))
     out = {
@@ -843,8 +676,8 @@ def build_report(inputs: Inputs, result: dict, args) -> dict:
     inference = [stamp_to_ns(s.inference_latency) / NS for s in states if s.modality]
     p50, p95 = percentiles_ms(result["latencies_s"])
     i50, i95 = percentiles_ms(inference)
-    taken = _int(node.get(diag.FRAMES_IN))
-    malformed = _int(node.get("malformed.image")) or 0
+    taken = int_or_none(node.get(diag.FRAMES_IN))
+    malformed = int_or_none(node.get("malformed.image")) or 0
     answered = accounting["answered_with_reading"] + accounting["answered_no_reading"]
     report = {
         "bag": str(inputs.bag.path),
@@ -871,7 +704,7 @@ def build_report(inputs: Inputs, result: dict, args) -> dict:
         "frames_malformed": malformed,
         "frames_lost": None if taken is None else pb.frames - taken - malformed,
         "audio_messages_sent": pb.audio_messages,
-        "audio_messages_received_by_node": _int(node.get("window.audio_chunks_in")),
+        "audio_messages_received_by_node": int_or_none(node.get("window.audio_chunks_in")),
         "audio_messages_unconvertible": pb.malformed_audio,
         "dialogue_prompts": len(result["prompts"]),
         "replay_s": round(pb.replay_s, 3),
@@ -940,8 +773,7 @@ def run(args: argparse.Namespace) -> dict:
             # Raw frames are larger than Fast DDS's default shared-memory segment (see README).
             os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(large_shm_profile))
         if provider:
-            kit = (Player, AudioAdapter, EvalError, run_namespace(args))
-            result = providers.replay(bag, inputs.streams, args, inputs.out_dir, inputs.classes, kit)
+            result = providers.replay(bag, inputs.streams, args, inputs.out_dir, inputs.classes, run_namespace(args))
         else:
             result = replay(bag, inputs.streams, inputs.model, args, inputs.out_dir)
     _write_output_bag(inputs.out_dir / "output_bag", result, inputs.spans)
@@ -965,13 +797,6 @@ class _ProviderModel:
 
     def __init__(self, name: str, classes):
         self.model_id, self.class_names, self.untrained = name, list(classes), None
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 _ERRORS = (BagError, LabelError, FileExistsError, EvalError, KeyError, ValueError, ImportError)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from duse_ros.timebase import NS, sec_nanosec, stamp_to_ns
+from duse_ros.tools.bag_player import AudioAdapter, EvalError, Player, Sent, play_messages, send
 
 if TYPE_CHECKING:
     from duse_ros.io.images import ImageMessage
@@ -260,18 +261,15 @@ def _time(ns: int):
     return Time(sec=sec, nanosec=nanosec)
 
 
-def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) -> dict:
-    """Play the bag at its recorded pace to the provider and keep its readings; the same result
-    keys as eval_bag.replay (expected windows: none known in advance, so every reading is one).
-    `player_kit`: eval_bag's Player, AudioAdapter, EvalError and the run's namespace (the tool's
-    own node and its errors; passed in, so this module does not import the tool that imports it)."""
+def replay(bag, streams, args, out_dir: Path, classes: list[str], namespace: str) -> dict:
+    """Play the bag at its recorded pace to the provider under `namespace` and keep its readings;
+    the same result keys as eval_bag.replay (expected windows: none known in advance, so every
+    reading is one)."""
     import rclpy
-    from tqdm import tqdm
 
     from duse_ros.io.images import IMAGE_MESSAGES
     from duse_ros.tools.processes import stop
 
-    Player, AudioAdapter, EvalError, namespace = player_kit  # noqa: N806
     if args.provider_output == "hri":  # before anything starts
         from duse_ros.nodes.hri_io import HRI_PACKAGE_HINT, import_hri_msgs
 
@@ -299,8 +297,7 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         unstamped.append(was_unstamped)
 
     listener = None
-    send_time: dict[int, float] = {}
-    frames = audio_msgs = malformed_audio = 0
+    sent = Sent()
     try:
         listener = ProviderListener(
             player.node, args.provider_output, names["emotion_topic"], classes, lambda: player.clock_ns, on_state
@@ -317,34 +314,18 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
                 f"the provider did not come up within {args.startup_timeout_s:g} s (a reader of "
                 f"{names['image_topic']} and its {args.provider_output} output); see {logs}"
             )
-        total = sum(bag.topics[t].count for t in bag_topics)
-        start_wall = start_log = None
-        with tqdm(total=total, unit="msg", desc="duse-eval-bag", disable=args.quiet) as progress:
-            for topic, msgtype, log_ns, raw in bag.messages(bag_topics):
-                if start_wall is None:
-                    start_wall, start_log = time.monotonic(), log_ns
-                due = start_wall + (log_ns - start_log) / NS / args.rate
-                while (wait := due - time.monotonic()) > 0:
-                    player.run_clock()
-                    listener.poll_graph()
-                    rclpy.spin_once(player.node, timeout_sec=min(wait, 0.02))
-                player.tick_clock(log_ns)
-                if topic == streams.image.name:
-                    msg = bag.deserialize(raw, msgtype)
-                    player.image_pub.publish(raw)
-                    stamp = stamp_to_ns(msg.header.stamp)
-                    send_time.setdefault(stamp, time.monotonic())
-                    frames += 1
-                else:
-                    chunk = audio(raw)
-                    if chunk is None:
-                        malformed_audio += 1
-                    else:
-                        player.audio_pub.publish(chunk)
-                        audio_msgs += 1
-                rclpy.spin_once(player.node, timeout_sec=0.0)
-                progress.update(1)
-        replay_s = time.monotonic() - (start_wall or time.monotonic())
+        play_messages(
+            player,
+            bag,
+            bag_topics,
+            sent,
+            lambda message: send(player, sent, bag, message, audio),
+            rate=args.rate,
+            realtime=True,
+            quiet=args.quiet,
+            idle=listener.poll_graph,
+        )
+        replay_s = time.monotonic() - (sent.started or time.monotonic())
         player.spin_until(lambda: listener.poll_graph() and False, args.provider_settle_s, procs)
         listener.finish()
     finally:
@@ -353,9 +334,9 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         for p in procs:
             stop(p)
     latencies = [
-        arrival - send_time[stamp_to_ns(s.window_end)]
+        arrival - sent.send_time[stamp_to_ns(s.window_end)]
         for s, arrival, bad in zip(states, arrivals, unstamped)
-        if not bad and stamp_to_ns(s.window_end) in send_time
+        if not bad and stamp_to_ns(s.window_end) in sent.send_time
     ]
     return {
         "states": states,
@@ -364,9 +345,9 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], player_kit) ->
         "missing": [],
         "latencies_s": latencies,
         "diagnostics": {},
-        "frames": frames,
-        "audio_messages": audio_msgs,
-        "malformed_audio": malformed_audio,
+        "frames": sent.frames,
+        "audio_messages": sent.audio_messages,
+        "malformed_audio": sent.malformed_audio,
         "replay_s": replay_s,
         "provider": {
             **listener.report(),
