@@ -1,9 +1,9 @@
 """The player duse-eval-bag plays a bag with, to affect_node or to another provider (providers.py).
 
 `Player` is the tool's own rclpy node (publishers, /clock, what the nodes answer); `AudioAdapter`
-turns the bag's audio messages into duse_ros/AudioChunk; `play_messages` walks the bag's messages, paced by
-the recording or not, and `send` publishes one and counts it in a `Sent`. rclpy loads only when a
-Player is made, so importing this module stays cheap.
+turns the bag's audio messages into duse_ros/AudioChunk; `play_messages` walks the bag's messages,
+paced by the recording or not, and `send` publishes one and counts it in a `Sent`. rclpy loads only
+when a Player is made, so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -42,8 +42,14 @@ class AudioAdapter:
                 )
                 break
 
+    @classmethod
+    def for_streams(cls, bag: BagFile, streams, args) -> AudioAdapter:
+        """The adapter of the bag's chosen audio stream (select_streams), with its AudioInfo if any."""
+        return cls(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args)
+
     def __call__(self, raw: bytes):
-        """(stamp ns, AudioChunk or raw CDR), or None for a message that cannot be converted."""
+        """An AudioChunk (the raw CDR as it is when the bag holds AudioChunk already), or None for a
+        message that cannot be converted."""
         from duse_ros.io.conversions import ConversionError
         from duse_ros.msg import AudioChunk
 

@@ -161,11 +161,7 @@ def plan_replay(bag: BagFile, streams, model, args) -> Plan:
     # node may hold), twice over: a full history would drop the oldest frames silently.
     per_stride = sum(bag.topics[t].count for t in topics) / bag_s * args.stride_s
     depth = int(max(50, 4 * (args.queue_depth + 1) * per_stride))
-    audio = (
-        AudioAdapter(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args)
-        if uses_audio
-        else None
-    )
+    audio = AudioAdapter.for_streams(bag, streams, args) if uses_audio else None
     return Plan(
         namespace=run_namespace(args),
         image=IMAGE_MESSAGES[streams.image.msgtype],

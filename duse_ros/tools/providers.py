@@ -278,11 +278,7 @@ def replay(bag, streams, args, out_dir: Path, classes: list[str], namespace: str
 
     image = IMAGE_MESSAGES[streams.image.msgtype]
     uses_audio = streams.audio is not None
-    audio = (
-        AudioAdapter(bag, streams.audio.msgtype, streams.audio_info.name if streams.audio_info else None, args)
-        if uses_audio
-        else None
-    )
+    audio = AudioAdapter.for_streams(bag, streams, args) if uses_audio else None
     names = topics(args, namespace, image)
     procs = [start(cmd, names, out_dir / f"provider_{i}.log") for i, cmd in enumerate(args.provider_command)]
     bag_topics = [streams.image.name] + ([streams.audio.name] if uses_audio else [])
