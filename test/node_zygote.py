@@ -7,11 +7,13 @@ A feeder process (forked at start) publishes frames all along; nodes under test 
 get them and start forwards.
 
 Protocol (one JSON object per line on stdin, one per line on stdout):
-  request {"params": {...}, "state": "unconfigured" | "active" | "forward", "signal": "SIGINT" | "SIGTERM",
+  request {"params": {...}, "state": "unconfigured" | "configuring" | "active" | "forward",
+           "signal": "SIGINT" | "SIGTERM",
            "logs": ["/path/for/a/child's/output", ...]}   (one child per path, run side by side)
   answer  [{"state_reached": bool, "returncode": int | null, "exit_s": float | null}, ...]
 The child says when it reached the state through a pipe: "u" once its node exists, "a" once it
-is active, "f" when the model's forward starts (test-busy-video). Then this process sends the signal and waits for the exit.
+is active, "c" when the model's build starts (test-slow-build-video), "f" when the model's forward
+starts (test-busy-video). Then this process sends the signal and waits for the exit.
 Nothing here may run torch or rclpy before a fork: the children must start clean.
 """
 
@@ -95,7 +97,7 @@ def _child(request: dict, ready_w: int) -> None:
 def _serve(request: dict) -> list[dict]:
     """Fork one child per log path in request["logs"] (they run side by side), signal each once it
     reached the state, and wait for every exit."""
-    want = {"unconfigured": b"u", "active": b"a", "forward": b"f"}[request["state"]]
+    want = {"unconfigured": b"u", "configuring": b"c", "active": b"a", "forward": b"f"}[request["state"]]
     children = {}  # read end of the child's pipe -> its record
     for log in request["logs"]:
         ready_r, ready_w = os.pipe()

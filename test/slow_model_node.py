@@ -1,7 +1,8 @@
 """affect_node with extra registered test models: `test-slow-video` takes 0.3 s per forward (a
 fixed delay standing in for a large backbone on a small CPU, for the bounded queue test);
 `test-busy-video` does real torch work for a while (the shutdown tests); `test-big-video` carries
-64 MB of extra weights (the lifecycle leak test)."""
+64 MB of extra weights (the lifecycle leak test); `test-slow-build-video` takes a second to build
+and `test-failing-build-video` then fails as a damaged weights file does (signals during configure)."""
 
 import os
 import sys
@@ -14,6 +15,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from duse_ros.models import register_arch, register_config  # noqa: E402
 from duse_ros.models.tiny import TinyAffectClassifier  # noqa: E402
 from duse_ros.nodes.affect_node import main  # noqa: E402
+from duse_ros.weights import WeightsError  # noqa: E402
 
 
 class SlowClassifier(TinyAffectClassifier):
@@ -58,8 +60,25 @@ class BigClassifier(TinyAffectClassifier):
         self.ballast = torch.nn.Parameter(torch.ones(side, side), requires_grad=False)
 
 
+class SlowBuildClassifier(TinyAffectClassifier):
+    """Writes b"c" to DUSE_TEST_FORWARD_FD (when set) as its build starts, then takes `build_s`
+    as a large checkpoint being read would; with `fail` it then fails as a damaged weights file."""
+
+    def __init__(self, config: dict):
+        fd = os.environ.get("DUSE_TEST_FORWARD_FD")
+        if fd:
+            os.write(int(fd), b"c")
+        time.sleep(float(config.get("build_s", 1.0)))
+        if config.get("fail"):
+            raise WeightsError("test-failing-build-video: the weights file is damaged (a stand-in)")
+        super().__init__(config)
+
+
 register_arch("test-busy")(BusyClassifier)
 register_config("test-busy-video", {"arch": "test-busy", "class_set": "dfew"})
+register_arch("test-slow-build")(SlowBuildClassifier)
+register_config("test-slow-build-video", {"arch": "test-slow-build", "class_set": "dfew"})
+register_config("test-failing-build-video", {"arch": "test-slow-build", "class_set": "dfew", "fail": True})
 register_arch("test-big")(BigClassifier)
 register_config("test-big-video", {"arch": "test-big", "class_set": "dfew", "extra_mb": 64})
 

@@ -83,6 +83,17 @@ def test_a_signal_in_other_states_exits_cleanly(zygote, tmp_path, sig, state):
     _check(result, log, f"{sig} while {state}")
 
 
+@pytest.mark.parametrize("model", ["test-slow-build-video", "test-failing-build-video"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_model_loads_at_configure_exits_cleanly(zygote, tmp_path, sig, model):
+    """The signal comes while configure builds the model (a second, as a large checkpoint takes):
+    the build ends, the configure succeeds or fails as it would, and the node exits at once,
+    neither hanging in a half-made state nor printing a traceback."""
+    log = tmp_path / f"{sig}-{model}.log"
+    (result,) = zygote("configuring", sig, [log], model=model, autostart=True)
+    _check(result, log, f"{sig} while configure loads {model}")  # a hang is killed at 30 s and fails it
+
+
 def _signal_while_importing(cmd: list[str], library: str, sig: signal.Signals, delay_s: float, log: Path) -> int:
     """Start `cmd`, send `sig` `delay_s` after `library` is mapped into it (its imports are then
     still running), and return its exit code."""
