@@ -455,5 +455,6 @@ def test_audio_s_sets_the_audio_length_apart_from_the_frame_span():
     assert plain.frontend.num_frames == num_frames(FbankConfig(span_s=3.0, frame_multiple=16))
     assert ref.audio.patch_embed.num_patches == 512 // 16 * 8
     assert get_config("bhgap-vitb16-ref")["audio_s"] == 5.12
-    # The spec tells the windower how much audio to cut: audio_s, else the window's own span.
-    assert ref.input_spec.audio_s == 5.12 and plain.input_spec.audio_s is None
+    # The spec tells the windower how much audio to cut: what the front end was sized for (audio_s,
+    # else the model's span_s), so a node running another span_s still hands it the right length.
+    assert ref.input_spec.audio_s == 5.12 and plain.input_spec.audio_s == 3.0

@@ -219,7 +219,8 @@ class BHGap(AffectModel):
             uses_video=True,
             uses_audio=True,
             audio_rate=self.frontend.config.sample_rate,
-            audio_s=None if config["audio_s"] is None else float(config["audio_s"]),
+            # the seconds its log-mel front end was sized for, whatever span_s the node runs with
+            audio_s=float(config["audio_s"] or config["span_s"]),
         )
         if random:
             log.warning(
