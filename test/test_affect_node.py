@@ -231,20 +231,26 @@ def _raised(call) -> BaseException:
 def test_only_the_users_mistakes_fail_configure_in_one_line():
     """The user's mistakes (a model name, a file, a value our code refused) are one line; a
     ValueError from inside numpy, or from a builtin on a line of ours that is not a `raise`, is a
-    bug and keeps its traceback. Before, every ValueError at configure lost its traceback."""
+    bug and keeps its traceback. Before, every ValueError at configure lost its traceback, and a
+    model config's non-number gave Python's float() message instead of the key at fault."""
     from duse_ros.affect.host_memory import set_heap_policy
     from duse_ros.models.bhgap import resolve_config
-    from duse_ros.models.registry import UnknownModelError, get_config
+    from duse_ros.models.registry import UnknownModelError, build_model, get_config
     from duse_ros.nodes.affect_node import user_caused
+    from duse_ros.timebase import sec_nanosec
 
     assert user_caused(_raised(lambda: get_config("no-such-model")))
     assert isinstance(_raised(lambda: get_config("no-such-model")), UnknownModelError)
     assert user_caused(_raised(lambda: open("/nonexistent/duse_ros/model.json")))
     assert user_caused(_raised(lambda: set_heap_policy(-1)))  # a `raise ValueError` of ours, naming the value
     assert not user_caused(_raised(lambda: np.stack([])))  # raised inside numpy
-    bad = {**get_config("bhgap-tiny"), "span_s": "abc"}
-    error = _raised(lambda: resolve_config(bad))  # float("abc") on a line of ours
+    error = _raised(lambda: sec_nanosec("abc"))  # int("abc") on a line of ours: a caller's bug
     assert isinstance(error, ValueError) and not user_caused(error)
+    # A value a model config refuses is the user's: one line that names the key and what it wants.
+    error = _raised(lambda: resolve_config({**get_config("bhgap-tiny"), "span_s": "abc"}))
+    assert user_caused(error) and str(error) == "BHGap config 'bhgap-tiny': span_s='abc', expected a number > 0"
+    error = _raised(lambda: build_model("duse-tiny", beta=[0.5]))
+    assert user_caused(error) and str(error) == "DuSE config 'duse-tiny': beta=[0.5], expected a number in [0, 1]"
     assert not user_caused(_raised(lambda: [][0]))
     assert not user_caused(ValueError("never raised: no traceback to place it"))
 

@@ -22,6 +22,15 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def as_number(value) -> float:
+    """A config value as a float for a range check; NaN when it is not a number (NaN fails every
+    comparison, so the check's own one-line message names the key, its value and what it wants)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What a model expects from the windower and the preprocessor."""

@@ -35,7 +35,7 @@ from torch import nn
 from ..classes import CLASS_SETS, get_class_set
 from .alignment import LowRankAdversarialAlign, MMDRefiner, masked_token_mean
 from .audio_frontend import AUDIOSET_FBANK_MEAN, AUDIOSET_FBANK_STD, frontend_for
-from .base import AffectModel, InputSpec, ModelOutput
+from .base import AffectModel, InputSpec, ModelOutput, as_number
 from .prompt_generator import SSMPromptGenerator
 from .registry import register_arch, register_config, with_defaults
 from .vit_encoders import ENCODERS, build_encoder, embed, load_encoder_weights
@@ -114,17 +114,17 @@ def resolve_config(config: dict) -> dict:
         check(isinstance(config[key], int) and config[key] >= 1, key, "a positive integer")
     check(isinstance(config["mmd_steps"], int) and config["mmd_steps"] >= 0, "mmd_steps", "an integer >= 0")
     for key in ("span_s", "fbank_std", "mmd_step_size"):
-        check(float(config[key]) > 0, key, "a number > 0")
+        check(as_number(config[key]) > 0, key, "a number > 0")
     for key in ("adv_weight", "gp_weight", "mmd_weight"):
-        check(float(config[key]) >= 0, key, "a number >= 0")
-    check(0.0 <= float(config["dropout"]) < 1.0, "dropout", "a number in [0, 1)")
-    check(0.0 <= float(config["modality_dropout"]) <= 1.0, "modality_dropout", "a number in [0, 1]")
+        check(as_number(config[key]) >= 0, key, "a number >= 0")
+    check(0.0 <= as_number(config["dropout"]) < 1.0, "dropout", "a number in [0, 1)")
+    check(0.0 <= as_number(config["modality_dropout"]) <= 1.0, "modality_dropout", "a number in [0, 1]")
     check(config["prompting"] in PROMPTING, "prompting", f"one of {PROMPTING}")
     check(config["prompt_mode"] in PROMPT_MODES, "prompt_mode", f"one of {PROMPT_MODES}")
-    check(config["audio_s"] is None or float(config["audio_s"]) > 0, "audio_s", "a number > 0 or null")
+    check(config["audio_s"] is None or as_number(config["audio_s"]) > 0, "audio_s", "a number > 0 or null")
     check(config["fusion_dim"] % config["fusion_heads"] == 0, "fusion_heads", "a divisor of fusion_dim")
     check(
-        len(config["mmd_bandwidths"]) >= 1 and all(float(b) > 0 for b in config["mmd_bandwidths"]),
+        len(config["mmd_bandwidths"]) >= 1 and all(as_number(b) > 0 for b in config["mmd_bandwidths"]),
         "mmd_bandwidths",
         "a non-empty list of numbers > 0",
     )

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..classes import CLASS_SETS, get_class_set
-from .base import AffectModel, InputSpec
+from .base import AffectModel, InputSpec, as_number
 from .clip_backbone import create_frozen_clip, encode_image_prompted, encode_text_prompted, tokenizer
 from .htpc import HTPC, STRATEGIES, prompt_depth
 from .lsea import LSEA, PAPER_FORM, SIMILARITIES
@@ -75,7 +75,7 @@ def resolve_config(config: dict) -> dict:
     check(config["aggregator"] in AGGREGATORS, "aggregator", f"one of {AGGREGATORS}")
     for key in ("n_prompts", "n_heads", "num_frames"):
         check(isinstance(config[key], int) and config[key] >= 1, key, "a positive integer")
-    check(0.0 <= float(config["beta"]) <= 1.0, "beta", "a number in [0, 1]")
+    check(0.0 <= as_number(config["beta"]) <= 1.0, "beta", "a number in [0, 1]")
     check(config["lsea_similarity"] in SIMILARITIES, "lsea_similarity", f"one of {SIMILARITIES}")
     for key in ("lsea_norm", "lsea_residual"):
         check(isinstance(config[key], bool), key, "true or false")
