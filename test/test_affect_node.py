@@ -217,7 +217,9 @@ def test_bad_model_name_fails_configure_with_a_clear_message(start_node):
     # a user's mistake is one line, not a traceback (that is for bugs), with a near name offered
     assert "Traceback" not in node.output() and '"unknown model' not in node.output(), node.output()[-3000:]
     (line,) = [line for line in node.output().splitlines() if "configure failed" in line]
-    assert "UnknownModelError: unknown model 'no-such-model'" in line and "registered: " in line
+    assert "UnknownModelError: unknown model 'no-such-model'" in line and "registered (" in line
+    # what to do comes before the list of 60 names, within the 1000 characters /diagnostics keeps
+    assert line.index("a checkpoint's .json path") < line.index("registered (") < 1000
 
 
 def _raised(call) -> BaseException:

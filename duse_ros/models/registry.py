@@ -77,7 +77,9 @@ def get_config(name: str) -> dict:
         close = difflib.get_close_matches(str(name), list_configs(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownModelError(
-            f"unknown model {name!r}{hint}; registered: {', '.join(list_configs())}; or give a checkpoint .json path"
+            # what to do first, the long list last: /diagnostics keeps a failure's first 1000 characters
+            f"unknown model {name!r}{hint}: give a registered name or a checkpoint's .json path; "
+            f"registered ({len(_CONFIGS)}): {', '.join(list_configs())}"
         ) from None
 
 
