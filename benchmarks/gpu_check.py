@@ -12,7 +12,7 @@ on their values. Without CUDA it says so in one line and exits with status 2.
 
 Usage: python benchmarks/gpu_check.py [--precision bf16|fp16] [--repeats 30] [--faces 1 4 8]
            [--models duse-vitb16-normal duse-vitl14-normal bhgap-vitb16] [--skip tests bench engine]
-           [--log FILE] [--probe]
+           [--log FILE] [--budget-s 400] [--probe]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import re
 import statistics
 import subprocess
@@ -48,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "bench", "engine"])
     ap.add_argument("--log", type=Path, default=None, help="also write the full output (benchmarks' own) here")
     ap.add_argument("--probe", action="store_true", help="only say whether CUDA is here (exit 0), or why not (exit 2)")
+    ap.add_argument(
+        "--budget-s", type=float, default=400.0,
+        help="start no step after this many seconds from gpu_check.sh's start (the device allows 600 s a command)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     if args.repeats < 2:
         ap.error("--repeats must be at least 2")
@@ -64,6 +69,25 @@ class EngineRow:
     p50_ms: float
     p95_ms: float
     peak_mib: float
+
+
+class Budget:
+    """The seconds the check may take, counted from when gpu_check.sh started (GPU_CHECK_STARTED,
+    epoch seconds; else from now). The device runs one command for at most 600 s, a first run's
+    mamba-ssm build (about 150 s) included: a step that would begin past the budget is skipped,
+    and the table says so, rather than the whole run being cut off without one."""
+
+    def __init__(self, seconds: float, started: float | str | None = None):
+        self.seconds = float(seconds)
+        self.started = now() if started is None else float(started)
+
+    def left(self) -> float:
+        return self.seconds - (now() - self.started)
+
+
+def now() -> float:
+    """Epoch seconds (the budget's clock; a test's stand-in replaces it)."""
+    return time.time()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -133,7 +157,8 @@ def engine_latency(name: str, model, faces: list[int], precision: str, repeats: 
     )  # fmt: skip
     engine.start()
     gen = torch.Generator().manual_seed(0)
-    samples = int(model.config().get("span_s", 2.0) * 15 / 16 * spec.audio_rate) if spec.uses_audio else 0
+    audio_s = spec.audio_s or model.config().get("span_s", 2.0)  # what the windower cuts for it
+    samples = round(audio_s * spec.audio_rate) if spec.uses_audio else 0
     rows = []
     try:
         for n in faces:
@@ -169,6 +194,20 @@ def run(cmd: list[str], log: list[str]) -> tuple[int, str]:
     return proc.returncode, output
 
 
+def describe_gpu(precision: str) -> str:
+    """The table's first line: the GPU, torch, CUDA, the precision and which selective scan runs."""
+    import torch
+
+    from duse_ros.models.ssm import scan_backend
+
+    major, minor = torch.cuda.get_device_capability()
+    scan = scan_backend(torch.empty(0, device="cuda"))
+    return (
+        f"gpu-check: {torch.cuda.get_device_name()} (sm_{major}{minor}), torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}, {precision} autocast, selective scan: {scan}, random weights"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -182,28 +221,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         return 0
     logging.disable(logging.WARNING)  # random-weights warnings: expected here
-    from duse_ros.models.ssm import scan_backend
-
-    major, minor = torch.cuda.get_device_capability()
-    scan = scan_backend(torch.empty(0, device="cuda"))
-    header = (
-        f"gpu-check: {torch.cuda.get_device_name()} (sm_{major}{minor}), torch {torch.__version__}, "
-        f"CUDA {torch.version.cuda}, {args.precision} autocast, selective scan: {scan}, random weights"
-    )
+    header = describe_gpu(args.precision)
     print(header, flush=True)
     log: list[str] = []
     checks: list[tuple[str, str]] = []
+    rows: list[EngineRow] = []
+    budget = Budget(args.budget_s, started=os.environ.get("GPU_CHECK_STARTED"))
     failed = False
+
+    def save() -> None:
+        """The log and the table so far: a run stopped at the device's limit still leaves them."""
+        if args.log:
+            args.log.write_text("\n\n".join(log) + "\n\n" + format_table(header, checks, rows) + "\n")
+
+    def skipped(label: str) -> bool:
+        nonlocal failed
+        if budget.left() > 0:
+            return False
+        checks.append((label, f"skipped: past --budget-s {args.budget_s:g}"))
+        failed = True
+        return True
+
     py = sys.executable
-    if "tests" not in args.skip:
+    if "tests" not in args.skip and not skipped("CUDA tests"):
         status, out = run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *CUDA_TESTS], log)
         checks.append(("CUDA tests (" + ", ".join(Path(t).name for t in CUDA_TESTS) + ")", pytest_summary(out, status)))
         failed |= status != 0
+        save()
     if "bench" not in args.skip:
         for script, label in (
             ("bench_duse.py", "DuSE / bare encode_image"),
             ("bench_bhgap.py", "BHGap / its encoders"),
         ):
+            if skipped(script):
+                continue
             extra = ["--backbones", "vitb32", "vitb16", "vitl14", "--strategies", "normal"]
             extra = extra if script == "bench_duse.py" else ["--models", "bhgap-vitb16"]
             status, out = run([py, f"benchmarks/{script}", "--precision", args.precision, *extra], log)
@@ -212,11 +263,13 @@ def main(argv: list[str] | None = None) -> int:
             if scan_line:
                 checks.append(("selective scan, mamba_ssm vs mambapy", scan_line.split(": ", 1)[1]))
             failed |= status != 0
-    rows: list[EngineRow] = []
+            save()
     if "engine" not in args.skip:
         from duse_ros.models import build_model
 
         for name in args.models:
+            if skipped(f"engine {name}"):
+                continue
             model = build_model(name).eval()
             for graphs in (True, False):
                 try:
@@ -224,13 +277,17 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:  # noqa: BLE001 - one model failing must not hide the others
                     checks.append((f"engine {name} (graphs {graphs})", f"FAILED: {type(exc).__name__}: {exc}"))
                     failed = True
-                print(f"  engine {name}, CUDA graphs {graphs}: done", flush=True)
+                print(
+                    f"  engine {name}, CUDA graphs {graphs}: done ({budget.left():.0f} s of the budget left)",
+                    flush=True,
+                )
+                save()
             del model
             torch.cuda.empty_cache()
     table = format_table(header, checks, rows)
     print(table)
+    save()
     if args.log:
-        args.log.write_text("\n\n".join(log) + "\n\n" + table + "\n")
         print(f"full output: {args.log}")
     return 1 if failed else 0
 

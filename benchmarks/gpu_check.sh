@@ -10,8 +10,11 @@
 # `bash benchmarks/gpu_check.sh --prepare` (here, with the package registry) fills .whl/ for a GPU
 # machine without network (GPU.md: Python 3.12, torch there, no open_clip/mambapy/mamba-ssm).
 # PYTHON picks the interpreter (default: .venv/bin/python if present, else python3).
+# On a lent device (600 s a command): first `--skip tests bench engine` (install, build), then the
+# check; gpu_check.py's --budget-s counts from this script's start and --log is saved per step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export GPU_CHECK_STARTED=${GPU_CHECK_STARTED:-$(date +%s)}  # gpu_check.py's --budget-s counts from here
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi

@@ -94,3 +94,66 @@ def test_setup_py_is_trimmed_to_the_cards_architecture_and_stays_python(arch):
         trim_gencode.trim("cc_flag = []\n", arch)
     with pytest.raises(ValueError, match="expected digits"):
         trim_gencode.trim(SETUP_PY, "sm_87")
+
+
+def _run_main_with_stand_ins(monkeypatch, tmp_path, budget_s: float, step_s: float, argv: list[str]):
+    """gpu_check.main on this CPU machine: torch.cuda says a GPU is here, the subprocesses (pytest,
+    the benchmarks) and the engine run are stand-ins that take `step_s` of a fake clock each, so
+    the budget logic and the saving of partial results run as they would on the device."""
+    import duse_ros.models
+
+    clock = [1000.0]
+    monkeypatch.setenv("GPU_CHECK_STARTED", "1000")
+    monkeypatch.setattr(gpu_check, "now", lambda: clock[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(gpu_check, "describe_gpu", lambda precision: f"gpu-check: Stand-in GPU, {precision}")
+    log = tmp_path / "gpu_check.txt"
+    saved_before = []  # what --log held when each step started
+
+    def run(cmd, out):
+        saved_before.append(log.read_text() if log.exists() else "")
+        clock[0] += step_s
+        out.append(f"$ {' '.join(cmd)}")
+        if "pytest" in cmd:
+            return 0, "==== 11 passed in 9.0s ===="
+        return 0, "worst ratio 1.050 (target <= 1.10): ok\n"
+
+    def engine_latency(name, model, faces, precision, repeats, graphs):
+        saved_before.append(log.read_text() if log.exists() else "")
+        clock[0] += step_s
+        return [gpu_check.EngineRow(name, graphs, n, 2.0 * n, 2.5 * n, 900.0) for n in faces]
+
+    monkeypatch.setattr(gpu_check, "run", run)
+    monkeypatch.setattr(gpu_check, "engine_latency", engine_latency)
+    monkeypatch.setattr(duse_ros.models, "build_model", lambda name: torch.nn.Identity())
+    status = gpu_check.main([*argv, "--budget-s", str(budget_s), "--log", str(log)])
+    return status, log.read_text(), saved_before
+
+
+def test_each_step_is_saved_as_it_ends_and_steps_past_the_budget_are_skipped(monkeypatch, tmp_path, capsys):
+    """The device runs one command for at most 600 s: a step that would start past --budget-s is
+    named as skipped (exit 1, not a pass), and every finished step is in --log before the next
+    one starts, so a run cut off at the limit still brings its results back."""
+    status, text, saved_before = _run_main_with_stand_ins(
+        monkeypatch, tmp_path, budget_s=100, step_s=60, argv=["--models", "bhgap-vitb16", "--faces", "1", "8"]
+    )
+    assert status == 1
+    assert "| CUDA tests (test_engine.py, test_ssm.py, test_bhgap.py) | 11 passed in 9.0s |" in text
+    assert "| bench_duse.py: worst DuSE / bare encode_image | 1.050 (target <= 1.10): ok |" in text
+    assert "| bench_bhgap.py | skipped: past --budget-s 100 |" in text  # 120 s were gone by then
+    assert "| engine bhgap-vitb16 | skipped: past --budget-s 100 |" in text
+    assert len(saved_before) == 2 and "11 passed" in saved_before[1]  # the tests' verdict was saved first
+    assert capsys.readouterr().out.rstrip().endswith(f"full output: {tmp_path / 'gpu_check.txt'}")
+
+
+def test_within_its_budget_the_check_runs_every_step(monkeypatch, tmp_path, capsys):
+    status, text, saved_before = _run_main_with_stand_ins(
+        monkeypatch, tmp_path, budget_s=400, step_s=30, argv=["--models", "duse-vitb16-normal", "--faces", "1", "8"]
+    )
+    assert status == 0 and "skipped" not in text
+    assert "| duse-vitb16-normal | yes | 8 | 16.0 | 20.0 | 8.00 | 900 | <= 2.5x: OVER |" in text
+    assert "| duse-vitb16-normal | no | 1 | 2.0 | 2.5 | 1.00 | 900 | <= 4 ms: ok |" in text
+    # tests, two benchmarks, the engine with and without graphs; the last saw the graphs rows saved
+    assert len(saved_before) == 5 and "| duse-vitb16-normal | yes | 1 |" in saved_before[4]
+    capsys.readouterr()
