@@ -139,6 +139,7 @@ def engine_latency(name: str, model, faces: list[int], precision: str, repeats: 
     import torch
 
     from duse_ros.affect.engine import InferenceEngine, Job
+    from duse_ros.models.base import window_audio_samples
 
     spec = model.input_spec
     done = threading.Event()
@@ -157,8 +158,7 @@ def engine_latency(name: str, model, faces: list[int], precision: str, repeats: 
     )  # fmt: skip
     engine.start()
     gen = torch.Generator().manual_seed(0)
-    audio_s = spec.audio_s or model.config().get("span_s", 2.0)  # what the windower cuts for it
-    samples = round(audio_s * spec.audio_rate) if spec.uses_audio else 0
+    samples = window_audio_samples(model) if spec.uses_audio else 0
     rows = []
     try:
         for n in faces:

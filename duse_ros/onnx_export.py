@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from duse_ros.models import AffectModel
+from duse_ros.models.base import window_audio_samples
 
 FORMAT = "duse-onnx/1"
 OPSET = 17
@@ -97,13 +98,6 @@ def source_sha256(checkpoint: str) -> str:
     return digest.hexdigest()
 
 
-def _audio_samples(model: AffectModel) -> int:
-    """Samples of the audio a window carries for `model`: its `input_spec.audio_s`, else its
-    configured span, at its rate (the graph takes any length; this one is traced)."""
-    seconds = model.input_spec.audio_s or model.config().get("span_s") or 2.0
-    return int(round(float(seconds) * model.input_spec.audio_rate))
-
-
 class _Call(nn.Module):
     """model(video=..., audio=...) with positional tensors, as the tracer calls it."""
 
@@ -124,7 +118,8 @@ def example_inputs(model: AffectModel, batch: int = _TRACE_BATCH, seed: int = 0)
     if spec.uses_video:
         out["video"] = torch.randn(batch, spec.num_frames, 3, spec.image_size, spec.image_size, generator=g)
     if spec.uses_audio:
-        out["audio"] = 0.1 * torch.randn(batch, _audio_samples(model), generator=g)
+        # the graph takes audio of any length; it is traced on a window's
+        out["audio"] = 0.1 * torch.randn(batch, window_audio_samples(model), generator=g)
     return out
 
 

@@ -52,6 +52,13 @@ class ModelOutput:
     extras: dict = field(default_factory=dict)
 
 
+def window_audio_samples(model: AffectModel) -> int:
+    """Samples of the audio a window carries for `model` (what the windower cuts for it): its
+    `input_spec.audio_s`, else its configured span (2 s when it has none), at its rate."""
+    seconds = model.input_spec.audio_s or model.config().get("span_s") or 2.0
+    return int(round(float(seconds) * model.input_spec.audio_rate))
+
+
 class AffectModel(nn.Module):
     """Base class: subclasses set the attributes below in __init__ and implement `forward`."""
 
