@@ -135,11 +135,17 @@ def format_table(header: str, checks: list[tuple[str, str]], rows: list[EngineRo
     return "\n".join(out)
 
 
-def engine_latency(name: str, model, faces: list[int], precision: str, repeats: int, graphs: bool) -> list[EngineRow]:
+def engine_latency(
+    name: str, model, faces: list[int], precision: str, repeats: int, graphs: bool, device: str = "cuda"
+) -> list[EngineRow]:
+    """p50/p95 of one window's forward through the engine per face count, and the peak GPU memory
+    (0 on a `device` other than CUDA, where a CPU test runs this same code)."""
     import torch
 
     from duse_ros.affect.engine import InferenceEngine, Job
     from duse_ros.models.base import window_audio_samples
+
+    cuda = device == "cuda"
 
     spec = model.input_spec
     done = threading.Event()
@@ -150,10 +156,11 @@ def engine_latency(name: str, model, faces: list[int], precision: str, repeats: 
         done.set()
 
     gc.collect()  # the previous engine's graphs (engine and cache refer to each other)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     engine = InferenceEngine(
-        model, device="cuda", precision=precision, queue_depth=1, max_batch=max(faces), on_result=on_result,
+        model, device=device, precision=precision, queue_depth=1, max_batch=max(faces), on_result=on_result,
         cuda_graphs=graphs, name=f"gpu-check-{name}",
     )  # fmt: skip
     engine.start()
@@ -178,7 +185,7 @@ def engine_latency(name: str, model, faces: list[int], precision: str, repeats: 
             rows.append(
                 EngineRow(
                     name, graphs, n, statistics.median(latencies), percentile(latencies, 95),
-                    torch.cuda.max_memory_allocated() / 2**20,
+                    torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
                 )
             )  # fmt: skip
     finally:
@@ -194,14 +201,15 @@ def run(cmd: list[str], log: list[str]) -> tuple[int, str]:
     return proc.returncode, output
 
 
-def describe_gpu(precision: str) -> str:
-    """The table's first line: the GPU, torch, CUDA, the precision and which selective scan runs."""
+def describe_gpu(precision: str, device: str = "cuda") -> str:
+    """The table's first line: the GPU, torch, CUDA, the precision and which selective scan runs
+    on `device` (a CPU test passes "cpu")."""
     import torch
 
     from duse_ros.models.ssm import scan_backend
 
     major, minor = torch.cuda.get_device_capability()
-    scan = scan_backend(torch.empty(0, device="cuda"))
+    scan = scan_backend(torch.empty(0, device=device))
     return (
         f"gpu-check: {torch.cuda.get_device_name()} (sm_{major}{minor}), torch {torch.__version__}, "
         f"CUDA {torch.version.cuda}, {precision} autocast, selective scan: {scan}, random weights"

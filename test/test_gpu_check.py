@@ -157,3 +157,30 @@ def test_within_its_budget_the_check_runs_every_step(monkeypatch, tmp_path, caps
     # tests, two benchmarks, the engine with and without graphs; the last saw the graphs rows saved
     assert len(saved_before) == 5 and "| duse-vitb16-normal | yes | 1 |" in saved_before[4]
     capsys.readouterr()
+
+
+def test_the_engine_rows_run_on_cpu_with_the_audio_a_window_carries():
+    """engine_latency is the check's one CUDA workload; on CPU the same code runs (no peak GPU
+    memory there): a row per face count, and the model gets the audio the windower cuts for it."""
+    from duse_ros.models import build_model
+    from duse_ros.models.base import window_audio_samples
+
+    model = build_model("tiny-random-av", audio_s=3.0).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["audio"].shape), with_kwargs=True)
+    rows = gpu_check.engine_latency("tiny-random-av", model, [1, 2], "bf16", 2, graphs=False, device="cpu")
+    assert [(r.model, r.graphs, r.faces, r.peak_mib) for r in rows] == [
+        ("tiny-random-av", False, 1, 0.0),
+        ("tiny-random-av", False, 2, 0.0),
+    ]
+    assert all(0 < r.p50_ms <= r.p95_ms for r in rows)
+    assert window_audio_samples(model) == 48000 and seen and all(s[-1] == 48000 for s in seen)
+    assert len(seen) == 2 * (2 + 3)  # per face count: 3 warm-up windows and 2 measured
+
+
+def test_the_header_names_the_gpu_and_the_scan(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "Stand-in H200")
+    header = gpu_check.describe_gpu("bf16", device="cpu")
+    assert header.startswith("gpu-check: Stand-in H200 (sm_90), torch ")
+    assert header.endswith("bf16 autocast, selective scan: mambapy, random weights")
